@@ -1,0 +1,34 @@
+"""harmony-agent: an agent loop for gpt-oss, speaking harmony natively.
+
+The public surface is small: :class:`Agent` and :class:`RunResult`, the model
+backends and :func:`load_model`, the typed :mod:`~agent.events`, and
+:class:`Transcript`.
+"""
+
+from . import events
+from .loop import Agent, RunResult
+from .models import (
+    Model,
+    ModelError,
+    OpenAICompatibleModel,
+    PolicyModel,
+    SamplingParams,
+    ScriptedModel,
+    load_model,
+)
+from .transcript import Transcript, read_transcript
+
+__all__ = [
+    "Agent",
+    "Model",
+    "ModelError",
+    "OpenAICompatibleModel",
+    "PolicyModel",
+    "RunResult",
+    "SamplingParams",
+    "ScriptedModel",
+    "Transcript",
+    "events",
+    "load_model",
+    "read_transcript",
+]

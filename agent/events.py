@@ -1,0 +1,119 @@
+"""Typed events: the one record of a run.
+
+The loop yields these; the CLI prints them, transcripts store them as JSON
+lines, and ``replay`` reads them back. Nothing else describes a run, so what
+you see live, what is saved and what is replayed cannot disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Usage(BaseModel):
+    """Token counts of a run, summed over its generations."""
+
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0
+    completion_tokens: int = 0
+    generations: int = 0
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    time: float = Field(default_factory=time.time)
+    step: int = 0
+
+
+class RunStartEvent(_Event):
+    type: Literal["run_start"] = "run_start"
+    task: str
+    model: str
+    tools: list[str] = []
+    reasoning: str = "medium"
+
+
+class TokenDeltaEvent(_Event):
+    """Text the model just generated, on its channel (analysis, commentary, final)."""
+
+    type: Literal["token"] = "token"
+    channel: str | None
+    text: str
+
+
+class GenerationEvent(_Event):
+    """One model generation, with its raw token ids."""
+
+    type: Literal["generation"] = "generation"
+    prompt_tokens: int
+    prefilled_tokens: int
+    completion_tokens: int
+    token_ids: list[int]
+    duration_s: float
+    stop_token: int | None
+
+
+class ToolCallEvent(_Event):
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    recipient: str
+    channel: str | None
+    content: str
+
+
+class ToolResultEvent(_Event):
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    recipient: str
+    content: str
+    is_error: bool = False
+    refused: bool = False
+    duration_s: float = 0.0
+    files: list[str] = []
+    images: list[str] = []
+
+
+class FinalEvent(_Event):
+    type: Literal["final"] = "final"
+    text: str
+
+
+class ErrorEvent(_Event):
+    """Something went wrong. ``recovered`` errors were handled (the model was told)."""
+
+    type: Literal["error"] = "error"
+    kind: Literal["parse", "routing", "model", "tool", "budget"]
+    message: str
+    recovered: bool = True
+
+
+class RunEndEvent(_Event):
+    type: Literal["run_end"] = "run_end"
+    stop_reason: str
+    steps: int
+    usage: Usage
+    final_text: str | None = None
+
+
+Event = Annotated[
+    Union[
+        RunStartEvent,
+        TokenDeltaEvent,
+        GenerationEvent,
+        ToolCallEvent,
+        ToolResultEvent,
+        FinalEvent,
+        ErrorEvent,
+        RunEndEvent,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_from_json(line: str) -> Event:
+    return EVENT_ADAPTER.validate_json(line)

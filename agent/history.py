@@ -1,0 +1,93 @@
+"""The conversation as tokens, kept exactly as the model produced them.
+
+Earlier assistant messages are never re-rendered: harmony would write
+``<|channel|>commentary to=X`` back as ``to=X<|channel|>commentary``, which
+changes the prompt the model sees and throws away a local model's KV cache.
+Each step's prompt therefore extends the previous one token for token.
+
+The one rewrite is harmony's chain-of-thought rule at a new user turn: the
+analysis of turns that ended with a final answer is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from openai_harmony import Message, Role
+
+from .harmony import CALL, END, RETURN, assistant_prefix, render_message
+from .parsing import ParsedMessage
+
+
+@dataclass
+class _Segment:
+    tokens: list[int]
+    message: Message
+    turn: int
+
+    @property
+    def is_analysis(self) -> bool:
+        return self.message.author.role == Role.ASSISTANT and self.message.channel == "analysis"
+
+
+class History:
+    """Token-exact conversation history with per-message segments."""
+
+    def __init__(self, preamble: Sequence[Message]) -> None:
+        self._segments: list[_Segment] = []
+        self._tokens: list[int] = []
+        self._turn = 0
+        self._finished_turns: set[int] = set()
+        for message in preamble:
+            self._append(render_message(message), message)
+
+    @property
+    def messages(self) -> list[Message]:
+        return [segment.message for segment in self._segments]
+
+    @property
+    def tokens(self) -> list[int]:
+        return self._tokens
+
+    def prompt(self) -> list[int]:
+        """The next prompt: the whole history and an open assistant turn."""
+        return self._tokens + list(assistant_prefix())
+
+    def add_user(self, text: str) -> None:
+        if self._finished_turns:
+            kept = [s for s in self._segments if not (s.is_analysis and s.turn in self._finished_turns)]
+            if len(kept) != len(self._segments):
+                self._segments = kept
+                self._tokens = [t for s in kept for t in s.tokens]
+        self._turn += 1
+        message = Message.from_role_and_content(Role.USER, text)
+        self._append(render_message(message), message)
+
+    def add_generation(self, parsed: Sequence[ParsedMessage]) -> None:
+        """Append generated messages with their own tokens.
+
+        The sampled stop token is stored as history writes it: ``<|call|>``
+        for a call (also when the model wrote ``<|return|>``), ``<|end|>`` for
+        a final answer. The sampled token is never in a KV cache, so this
+        costs no reuse.
+        """
+        for item in parsed:
+            tokens = list(item.tokens)
+            if tokens and item.end_token == RETURN:
+                tokens[-1] = CALL if item.is_call else END
+            elif item.end_token is None:
+                tokens.append(CALL if item.is_call else END)
+            self._append(tokens, item.message)
+
+    def add_tool_messages(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self._append(render_message(message), message)
+
+    def finish_turn(self) -> None:
+        """The current turn ended with a final answer."""
+        self._finished_turns.add(self._turn)
+
+    def _append(self, tokens: list[int], message: Message) -> None:
+        self._segments.append(_Segment(tokens, message, self._turn))
+        self._tokens.extend(tokens)

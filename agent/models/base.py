@@ -1,0 +1,86 @@
+"""The one interface every model backend implements.
+
+A model is given prompt token ids, the stop token ids and sampling settings,
+and streams generated token ids. Keeping the interface at the token level is
+what lets the loop keep the model's exact tokens in history (and a local
+model reuse its KV cache): nothing is re-rendered between steps.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from ..harmony import CALL, GPT_OSS_CONTEXT_WINDOW, MESSAGE, RETURN, START, decode_lossy
+
+
+class ModelError(RuntimeError):
+    """A backend could not produce a completion (server down, script exhausted, ...)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings. The defaults are what gpt-oss recommends."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+
+
+@dataclass
+class GenerationStats:
+    """What the last generation cost: prompt size, how much was prefilled, tokens generated."""
+
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Model(ABC):
+    """A token-in, token-out language model."""
+
+    name: str = "model"
+    context_window: int = GPT_OSS_CONTEXT_WINDOW
+
+    def __init__(self) -> None:
+        self.last_stats = GenerationStats()
+
+    @abstractmethod
+    def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
+        """Stream generated token ids.
+
+        The stream ends after a stop token (which is yielded) or when
+        ``sampling.max_tokens`` tokens were produced. Backends fill
+        :attr:`last_stats` as they go.
+        """
+
+    async def aclose(self) -> None:
+        """Release resources (HTTP clients, GPU memory)."""
+
+
+def infer_stop_token(tokens: Sequence[int]) -> int:
+    """Which stop token ended a completion whose backend did not say.
+
+    A message whose header names a recipient ended in ``<|call|>``; anything
+    else in ``<|return|>``.
+    """
+    start = max((i for i, t in enumerate(tokens) if t == START), default=-1) + 1
+    try:
+        header_end = list(tokens).index(MESSAGE, start)
+    except ValueError:
+        header_end = len(tokens)
+    header = decode_lossy(tokens[start:header_end])
+    return CALL if " to=" in f" {header}" or "to=" in header else RETURN

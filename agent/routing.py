@@ -1,0 +1,63 @@
+"""Recipient routing: which tool answers a message's ``to=`` name.
+
+gpt-oss sometimes addresses built-in tools through the functions namespace
+(``functions.python``, ``functions.browser.search``) or glues the JSON
+constraint to a function's name (``functions.get_weatherjson``). Those are
+resolved here, against the tools actually present, so an alias never shadows
+a real function of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tools.base import FUNCTIONS_NAMESPACE, Tool
+
+
+class Router:
+    def __init__(self, tools: Sequence[Tool]) -> None:
+        self.tools = list(tools)
+        self._exact: dict[str, Tool] = {}
+        self._namespaces: dict[str, Tool] = {}
+        for tool in self.tools:
+            for recipient in tool.recipients():
+                if recipient in self._exact:
+                    raise ValueError(f"two tools answer {recipient!r}")
+                self._exact[recipient] = tool
+            if tool.is_builtin:
+                if tool.namespace in self._namespaces:
+                    raise ValueError(f"two built-in tools use the namespace {tool.namespace!r}")
+                self._namespaces[tool.namespace] = tool
+
+    def available(self) -> list[str]:
+        return sorted(self._exact)
+
+    def resolve(self, recipient: str) -> tuple[Tool, str] | None:
+        """The tool and canonical recipient for ``recipient``, or None."""
+        for candidate in self._candidates(recipient):
+            if candidate in self._exact:
+                return self._exact[candidate], candidate
+            namespace = candidate.split(".", 1)[0]
+            if namespace in self._namespaces:
+                # A built-in namespace answers its own unknown functions (with an error of its own).
+                return self._namespaces[namespace], candidate
+        return None
+
+    @staticmethod
+    def _candidates(recipient: str) -> list[str]:
+        names = [recipient]
+        prefix = f"{FUNCTIONS_NAMESPACE}."
+        if recipient.startswith(prefix):
+            names.append(recipient[len(prefix) :])  # functions.python -> python
+        else:
+            names.append(prefix + recipient)  # get_weather -> functions.get_weather
+        for name in list(names):
+            if name.endswith("json") and len(name) > 4:
+                names.append(name[: -len("json")].rstrip("."))  # functions.get_weatherjson
+        return names
+
+    def unknown_message(self, recipient: str) -> str:
+        return (
+            f"There is no tool named {recipient!r}. "
+            f"Available recipients: {', '.join(self.available()) or 'none'}."
+        )
