@@ -42,6 +42,7 @@ class TokenDeltaEvent(_Event):
     type: Literal["token"] = "token"
     channel: str | None
     text: str
+    recipient: str | None = None
 
 
 class GenerationEvent(_Event):

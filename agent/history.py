@@ -14,21 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from openai_harmony import Message, Role
+from openai_harmony import Conversation, Message, Role
 
-from .harmony import CALL, END, RETURN, assistant_prefix, render_message
+from .harmony import CALL, END, RETURN, assistant_prefix, get_encoding, render_message
 from .parsing import ParsedMessage
 
 
 @dataclass
 class _Segment:
     tokens: list[int]
-    message: Message
+    messages: list[Message]
     turn: int
 
     @property
     def is_analysis(self) -> bool:
-        return self.message.author.role == Role.ASSISTANT and self.message.channel == "analysis"
+        return all(m.author.role == Role.ASSISTANT and m.channel == "analysis" for m in self.messages)
 
 
 class History:
@@ -39,12 +39,14 @@ class History:
         self._tokens: list[int] = []
         self._turn = 0
         self._finished_turns: set[int] = set()
-        for message in preamble:
-            self._append(render_message(message), message)
+        # The system message's render depends on the developer message (harmony adds a
+        # line about the functions namespace), so the preamble is rendered as one piece.
+        conversation = Conversation.from_messages(list(preamble))
+        self._append(list(get_encoding().render_conversation(conversation)), list(preamble))
 
     @property
     def messages(self) -> list[Message]:
-        return [segment.message for segment in self._segments]
+        return [message for segment in self._segments for message in segment.messages]
 
     @property
     def tokens(self) -> list[int]:
@@ -62,7 +64,7 @@ class History:
                 self._tokens = [t for s in kept for t in s.tokens]
         self._turn += 1
         message = Message.from_role_and_content(Role.USER, text)
-        self._append(render_message(message), message)
+        self._append(render_message(message), [message])
 
     def add_generation(self, parsed: Sequence[ParsedMessage]) -> None:
         """Append generated messages with their own tokens.
@@ -78,16 +80,16 @@ class History:
                 tokens[-1] = CALL if item.is_call else END
             elif item.end_token is None:
                 tokens.append(CALL if item.is_call else END)
-            self._append(tokens, item.message)
+            self._append(tokens, [item.message])
 
     def add_tool_messages(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            self._append(render_message(message), message)
+            self._append(render_message(message), [message])
 
     def finish_turn(self) -> None:
         """The current turn ended with a final answer."""
         self._finished_turns.add(self._turn)
 
-    def _append(self, tokens: list[int], message: Message) -> None:
-        self._segments.append(_Segment(tokens, message, self._turn))
+    def _append(self, tokens: list[int], messages: list[Message]) -> None:
+        self._segments.append(_Segment(tokens, messages, self._turn))
         self._tokens.extend(tokens)

@@ -92,6 +92,8 @@ class Agent:
         self.date = date
         self.transcript = transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
         self._call_ids = itertools.count(1)
+        #: The result of the most recent run that finished (handy after :meth:`stream`).
+        self.last_result: RunResult | None = None
 
     # -- conversation set-up -------------------------------------------------
 
@@ -162,7 +164,7 @@ class Agent:
                     generated.append(token)
                     delta = parser.feed(token)
                     if delta is not None:
-                        yield emit(ev.TokenDeltaEvent(step=step, channel=delta.channel, text=delta.text))
+                        yield emit(ev.TokenDeltaEvent(step=step, channel=delta.channel, text=delta.text, recipient=delta.recipient))
             except ModelError as exc:
                 stop_reason = "model_error"
                 yield emit(ev.ErrorEvent(step=step, kind="model", recovered=False, message=str(exc)))
@@ -206,7 +208,9 @@ class Agent:
             break
 
         end = emit(ev.RunEndEvent(step=steps, stop_reason=stop_reason, steps=steps, usage=usage, final_text=final_text))
-        outcome.append(RunResult(final_text, stop_reason, steps, usage, history.messages, collected, history))
+        result = RunResult(final_text, stop_reason, steps, usage, history.messages, collected, history)
+        self.last_result = result
+        outcome.append(result)
         yield end
 
     # -- routing ---------------------------------------------------------------

@@ -64,6 +64,7 @@ class ParsedMessage:
 class ContentDelta:
     channel: str | None
     text: str
+    recipient: str | None = None
 
 
 _RECIPIENT_RE = re.compile(r"\bto=([^\s<]+)")
@@ -169,7 +170,7 @@ class CompletionParser:
                 self._parser.process(token)
                 text = self._parser.last_content_delta
                 if text:
-                    delta = ContentDelta(self._parser.current_channel, text)
+                    delta = ContentDelta(self._parser.current_channel, text, self._parser.current_recipient)
             except HarmonyError:
                 self._failed = True
         if token in MESSAGE_END_TOKENS:

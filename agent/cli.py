@@ -1,0 +1,249 @@
+"""The ``harmony-agent`` command: run, chat, replay, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.prompt import Confirm
+from rich.table import Table
+
+from tools.base import Tool, ToolCall
+from tools.functions import function_tool
+
+from .console import ConsoleView
+from .loop import Agent, RunResult
+from .models import ModelError, load_model
+from .transcript import TranscriptError, read_transcript
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run gpt-oss agents that speak harmony.")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+#: Built-in tools by name: filled in as each tool ships (python, browser, computer).
+BUILTIN_TOOLS: dict[str, Any] = {}
+
+TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens"}
+
+
+class UsageError(Exception):
+    pass
+
+
+def load_tools(specs: list[str]) -> list[Tool]:
+    """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
+    tools: list[Tool] = []
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # let module:function name the user's own modules, as python -m does
+    for spec in (s.strip() for s in specs):
+        if not spec:
+            continue
+        if spec in BUILTIN_TOOLS:
+            tools.append(BUILTIN_TOOLS[spec]())
+            continue
+        module_name, _, attr = spec.rpartition(":")
+        if not module_name:
+            known = ", ".join(sorted(BUILTIN_TOOLS)) or "none yet"
+            raise UsageError(f"unknown tool {spec!r}: name a built-in tool ({known}) or module:function")
+        try:
+            value = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"cannot import tool {spec!r}: {exc}") from exc
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Tool):
+                tools.append(item)
+            elif callable(item):
+                tools.append(function_tool(item))
+            else:
+                raise UsageError(f"{spec!r} is neither a Tool nor a function")
+    return tools
+
+
+def _read_task_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or "task" not in data:
+        raise UsageError(f"{path} must be a mapping with at least a 'task' key")
+    unknown = set(data) - TASK_FILE_KEYS
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TASK_FILE_KEYS)}")
+    return data
+
+
+def _approver(assume_yes: bool):
+    if assume_yes:
+        return None
+
+    async def ask(call: ToolCall) -> bool | str:
+        if not sys.stdin.isatty():
+            return "not approved: no terminal to ask on (pass --yes to approve tool calls)"
+        question = f"Allow [yellow]{call.recipient}[/yellow] {call.content[:300]!r}?"
+        allowed = await asyncio.to_thread(Confirm.ask, question, console=console, default=True)
+        return True if allowed else "the user declined this call"
+
+    return ask
+
+
+def _build_agent(model: str, tools: list[str], instructions: Optional[str], reasoning: str, max_steps: int,
+                 max_tokens: int, transcript: Optional[Path], assume_yes: bool) -> Agent:
+    try:
+        loaded_tools = load_tools(tools)
+        return Agent(
+            load_model(model), tools=loaded_tools, instructions=instructions, reasoning=reasoning,
+            max_steps=max_steps, max_tokens=max_tokens, transcript=transcript, approve=_approver(assume_yes),
+        )
+    except (UsageError, ModelError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _split_tools(values: Optional[list[str]]) -> list[str]:
+    return [part for value in values or [] for part in value.split(",") if part.strip()]
+
+
+@app.command()
+def run(
+    task: str = typer.Argument(..., help="The task, or a YAML task file (task, model, tools, instructions, ...)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="scripted:FILE, http(s)://server, transformers:ID, or a hub id."),
+    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t", help="Tools: built-in names or module:function (comma-separated or repeated)."),
+    instructions: Optional[str] = typer.Option(None, "--instructions", "-i", help="Developer instructions."),
+    reasoning: Optional[str] = typer.Option(None, "--reasoning", "-r", help="low, medium or high."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Most model generations in the run."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most tokens per generation."),
+    transcript: Optional[Path] = typer.Option(None, "--transcript", help="Append JSONL events here."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking."),
+    hide_analysis: bool = typer.Option(False, "--hide-analysis", help="Do not print the model's analysis."),
+) -> None:
+    """Run one task and print the run as it happens."""
+    settings: dict[str, Any] = {}
+    task_path = Path(task)
+    if task.endswith((".yaml", ".yml")):
+        if not task_path.is_file():
+            err.print(f"[red]error:[/red] task file {task} not found")
+            raise typer.Exit(2)
+        try:
+            settings = _read_task_file(task_path)
+        except UsageError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    file_tools = settings.get("tools") or []
+    if isinstance(file_tools, str):
+        file_tools = [file_tools]
+    agent = _build_agent(
+        model or settings.get("model") or "openai/gpt-oss-20b",
+        _split_tools(tools) or [str(t) for t in file_tools],
+        instructions or settings.get("instructions"),
+        reasoning or settings.get("reasoning") or "medium",
+        max_steps or int(settings.get("max_steps") or 20),
+        max_tokens or int(settings.get("max_tokens") or 4096),
+        transcript, yes,
+    )
+    view = ConsoleView(console, show_analysis=not hide_analysis)
+
+    async def main() -> str:
+        try:
+            async for event in agent.stream(str(settings.get("task", task))):
+                view.handle(event)
+                if event.type == "run_end":
+                    return event.stop_reason
+            return "unknown"
+        finally:
+            await agent.aclose()
+
+    try:
+        stop_reason = asyncio.run(main())
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]")
+        raise typer.Exit(130) from None
+    raise typer.Exit(0 if stop_reason == "final" else 1)
+
+
+@app.command()
+def chat(
+    model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m"),
+    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t"),
+    instructions: Optional[str] = typer.Option(None, "--instructions", "-i"),
+    reasoning: str = typer.Option("medium", "--reasoning", "-r"),
+    max_steps: int = typer.Option(20, "--max-steps"),
+    max_tokens: int = typer.Option(4096, "--max-tokens"),
+    transcript: Optional[Path] = typer.Option(None, "--transcript"),
+    yes: bool = typer.Option(False, "--yes", "-y"),
+) -> None:
+    """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
+    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes)
+    view = ConsoleView(console)
+
+    async def main() -> None:
+        previous: RunResult | None = None
+        try:
+            while True:
+                try:
+                    line = await asyncio.to_thread(console.input, "[bold cyan]you>[/bold cyan] ")
+                except EOFError:
+                    return
+                if not line.strip():
+                    return
+                async for event in agent.stream(line, previous=previous):
+                    view.handle(event)
+                previous = agent.last_result
+        finally:
+            await agent.aclose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def replay(path: Path = typer.Argument(..., help="A transcript written with --transcript."),
+           hide_analysis: bool = typer.Option(False, "--hide-analysis")) -> None:
+    """Print a transcript the way the run looked."""
+    if not path.is_file():
+        err.print(f"[red]error:[/red] no transcript at {path}")
+        raise typer.Exit(2)
+    view = ConsoleView(console, show_analysis=not hide_analysis)
+    try:
+        for event in read_transcript(path, strict=True):
+            view.handle(event)
+    except TranscriptError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError:
+        err.print(f"[red]error:[/red] {path} is not a text transcript")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def doctor() -> None:
+    """Report what is installed and working, with a fix for each failure."""
+    from .doctor import run_checks
+
+    table = Table(title="harmony-agent doctor", show_lines=False)
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail")
+    table.add_column("fix")
+    failed_required = False
+    for check in run_checks():
+        status = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
+        failed_required |= check.required and not check.ok
+        table.add_row(check.name, status, check.detail, "" if check.ok else check.hint)
+    console.print(table)
+    raise typer.Exit(1 if failed_required else 0)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,104 @@
+"""``harmony-agent doctor``: what is installed and working, with a fix for each failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    required: bool = False
+
+
+def _vocabulary() -> Check:
+    from .harmony import get_encoding
+    from .vocab import VocabularyError, resolve_vocabulary
+
+    try:
+        source = resolve_vocabulary()
+        get_encoding()
+    except (VocabularyError, Exception) as exc:  # harmony raises its own error types
+        return Check("vocabulary", False, str(exc), "pip install quicktok-v1, or set TIKTOKEN_ENCODINGS_BASE to a folder with o200k_base.tiktoken", True)
+    return Check("vocabulary", True, f"o200k_base from {source.kind} ({source.folder})", required=True)
+
+
+def _torch() -> Check:
+    if importlib.util.find_spec("torch") is None:
+        return Check("torch", False, "not installed", "pip install torch==2.13.0 (CPU) or a CUDA build, then pip install 'harmony-agent[local]'")
+    import torch
+
+    device = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only"
+    return Check("torch", True, f"{torch.__version__}, {device}")
+
+
+def _transformers() -> Check:
+    if importlib.util.find_spec("transformers") is None:
+        return Check("transformers", False, "not installed", "pip install 'harmony-agent[local]'")
+    import transformers
+
+    return Check("transformers", True, transformers.__version__)
+
+
+def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return Check("model files", False, "huggingface_hub not installed", "pip install 'harmony-agent[local]'")
+    found = try_to_load_from_cache(model_id, "config.json")
+    if isinstance(found, str):
+        return Check("model files", True, f"{model_id} in the Hugging Face cache")
+    return Check("model files", False, f"{model_id} is not in the Hugging Face cache", f"huggingface-cli download {model_id}, or use --model with a server URL or a local folder")
+
+
+def _docker() -> Check:
+    if importlib.util.find_spec("docker") is None:
+        return Check("docker engine", False, "docker SDK not installed", "pip install 'harmony-agent[docker]'")
+    import docker
+
+    try:
+        client = docker.from_env(timeout=3)
+        version = client.version().get("Version", "?")
+    except Exception as exc:
+        return Check("docker engine", False, f"no engine answers ({type(exc).__name__})", "apt-get install docker.io && dockerd --bridge=none --iptables=false --ip-masq=false &")
+    return Check("docker engine", True, f"engine {version}")
+
+
+def _binary(name: str, candidates: list[str], hint: str) -> Callable[[], Check]:
+    def check() -> Check:
+        for candidate in candidates:
+            path = candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else shutil.which(candidate)
+            if path:
+                return Check(name, True, path)
+        return Check(name, False, "not found", hint)
+
+    return check
+
+
+CHECKS: list[Callable[[], Check]] = [
+    _vocabulary,
+    _torch,
+    _transformers,
+    _model_files,
+    _docker,
+    _binary("chromium", ["/usr/lib/chromium/chromium", "chromium"], "apt-get install chromium"),
+    _binary("Xvfb", ["Xvfb"], "apt-get install xvfb"),
+    _binary("tesseract", ["tesseract"], "apt-get install tesseract-ocr"),
+]
+
+
+def run_checks() -> list[Check]:
+    results = []
+    for check in CHECKS:
+        try:
+            results.append(check())
+        except Exception as exc:  # a check must report, never crash the doctor
+            results.append(Check(getattr(check, "__name__", "check").strip("_"), False, f"check failed: {exc}"))
+    return results

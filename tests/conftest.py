@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny random-weight gpt-oss, scripted agents, a weather tool."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.harmony import get_encoding
+from tools import function_tool
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _encoding():
+    # Resolve the vocabulary once, offline, before any test renders.
+    return get_encoding()
+
+
+@function_tool
+def get_weather(city: str, unit: str = "celsius") -> dict:
+    """Current temperature in a city.
+
+    Args:
+        city: The city.
+        unit: celsius or fahrenheit.
+    """
+    if city == "Atlantis":
+        raise ValueError("no such city")
+    return {"city": city, "temperature": 21, "unit": unit}
+
+
+@pytest.fixture
+def weather_tool():
+    return get_weather
+
+
+def call(name: str, args: str, channel: str = "commentary") -> str:
+    """Harmony text of a function call as gpt-oss writes it."""
+    return f"<|channel|>{channel} to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
+
+
+def final(text: str) -> str:
+    return f"<|channel|>final<|message|>{text}<|return|>"
+
+
+def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int = 128):
+    from transformers import GptOssConfig
+
+    config = GptOssConfig(
+        num_hidden_layers=layers, hidden_size=hidden, intermediate_size=hidden, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=hidden // 4, num_local_experts=4, num_experts_per_tok=2,
+        vocab_size=201088, sliding_window=sliding_window,
+        layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+        max_position_embeddings=8192,
+    )
+    config._attn_implementation = "eager"
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    torch = pytest.importorskip("torch")
+    from transformers import GptOssForCausalLM
+
+    torch.manual_seed(0)
+    return GptOssForCausalLM(tiny_gpt_oss_config()).eval()

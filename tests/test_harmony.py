@@ -1,0 +1,121 @@
+"""Conversation building equals harmony's own renders; history stays token-exact."""
+
+from openai_harmony import (
+    Conversation,
+    DeveloperContent,
+    Message,
+    ReasoningEffort,
+    Role,
+    SystemContent,
+    ToolNamespaceConfig,
+)
+
+from agent import Agent, ScriptedModel
+from agent.harmony import assistant_prefix, decode, developer_message, get_encoding, system_message
+from conftest import call, final
+
+
+def test_system_message_matches_harmony_golden_render():
+    enc = get_encoding()
+    ours = system_message(reasoning="high", date="2026-11-27", builtin_tools=[ToolNamespaceConfig.browser(), ToolNamespaceConfig.python()])
+    golden = Message.from_role_and_content(
+        Role.SYSTEM,
+        SystemContent.new()
+        .with_reasoning_effort(ReasoningEffort.HIGH)
+        .with_conversation_start_date("2026-11-27")
+        .with_browser_tool()
+        .with_python_tool(),
+    )
+    assert enc.render(ours) == enc.render(golden)
+    text = decode(enc.render(ours))
+    assert "Reasoning: high" in text and "Current date: 2026-11-27" in text
+    assert "namespace browser" in text and "## python" in text
+
+
+def test_developer_message_carries_instructions_and_function_tools(weather_tool):
+    enc = get_encoding()
+    ours = developer_message("Be brief.", weather_tool.descriptions())
+    golden = Message.from_role_and_content(
+        Role.DEVELOPER,
+        DeveloperContent.new().with_instructions("Be brief.").with_function_tools(weather_tool.descriptions()),
+    )
+    assert enc.render(ours) == enc.render(golden)
+    text = decode(enc.render(ours))
+    assert "namespace functions" in text and "type get_weather = (_: {" in text
+    assert "// The city." in text
+    assert developer_message(None, []) is None
+
+
+def test_first_prompt_equals_render_for_completion(weather_tool):
+    seen = []
+
+    class Spy(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            seen.append(list(prompt))
+            async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                yield token
+
+    agent = Agent(Spy([final("hi")]), tools=[weather_tool], instructions="Be brief.", date="2026-11-27")
+    agent.run("Hello")
+    expected = get_encoding().render_conversation_for_completion(
+        Conversation.from_messages(agent._preamble() + [Message.from_role_and_content(Role.USER, "Hello")]), Role.ASSISTANT
+    )
+    assert seen[0] == list(expected)
+    assert decode(seen[0]).endswith("<|start|>user<|message|>Hello<|end|><|start|>assistant")
+
+
+def test_history_extends_prompt_token_for_token_and_keeps_model_tokens(weather_tool):
+    seen = []
+    # The model writes the recipient after the channel; harmony would re-render it before.
+    first = "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant" + call("get_weather", '{"city":"Paris"}')
+
+    class Spy(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            seen.append(list(prompt))
+            async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                yield token
+
+    agent = Agent(Spy([first, final("21 degrees")]), tools=[weather_tool])
+    result = agent.run("Weather?")
+    assert result.final_text == "21 degrees"
+    assert seen[1][: len(seen[0])] == seen[0]
+    tail = decode(seen[1][len(seen[0]) - len(assistant_prefix()) :])
+    assert "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" in tail
+    assert '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"city": "Paris"' in tail
+    assert tail.endswith("<|start|>assistant")
+
+
+def test_new_turn_drops_analysis_of_finished_turns():
+    seen = []
+
+    class Spy(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            seen.append(decode(prompt))
+            async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                yield token
+
+    agent = Agent(Spy([
+        "<|channel|>analysis<|message|>SECRET-THOUGHT<|end|><|start|>assistant" + final("one"),
+        "<|channel|>analysis<|message|>SECOND-THOUGHT<|end|><|start|>assistant" + final("two"),
+    ]))
+    first = agent.run("first")
+    second = agent.run("second", previous=first)
+    assert second.final_text == "two"
+    assert "SECRET-THOUGHT" not in seen[1]
+    assert "<|channel|>final<|message|>one<|end|>" in seen[1]  # the answer stays, stored with <|end|>
+    assert "<|start|>user<|message|>second<|end|>" in seen[1]
+    assert [m.channel for m in second.messages if m.author.role == Role.ASSISTANT] == ["final", "analysis", "final"]
+
+
+def test_analysis_is_kept_while_a_tool_chain_is_in_progress(weather_tool):
+    seen = []
+
+    class Spy(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            seen.append(decode(prompt))
+            async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                yield token
+
+    first = "<|channel|>analysis<|message|>CHAIN-THOUGHT<|end|><|start|>assistant" + call("get_weather", '{"city":"Oslo"}')
+    Agent(Spy([first, final("ok")]), tools=[weather_tool]).run("x")
+    assert "CHAIN-THOUGHT" in seen[1]
