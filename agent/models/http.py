@@ -24,6 +24,30 @@ from ..harmony import decode, encode_completion, get_encoding
 from .base import GenerationStats, Model, ModelError, SamplingParams, infer_stop_token
 
 
+class _TextToTokens:
+    """Encode streamed text incrementally without splitting special tokens.
+
+    A chunk may end inside ``<|channel|>``; that tail is held back until the
+    next chunk completes it, so special tokens always encode as themselves.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> list[int]:
+        self._pending += text
+        cut = self._pending.rfind("<|")
+        if cut != -1 and "|>" not in self._pending[cut:]:
+            ready, self._pending = self._pending[:cut], self._pending[cut:]
+        else:
+            ready, self._pending = self._pending, ""
+        return encode_completion(ready) if ready else []
+
+    def flush(self) -> list[int]:
+        rest, self._pending = self._pending, ""
+        return encode_completion(rest) if rest else []
+
+
 class OpenAICompatibleModel(Model):
     """A raw-completions server. ``base_url`` may end in ``/v1`` or not."""
 
@@ -117,6 +141,7 @@ class OpenAICompatibleModel(Model):
             payload["model"] = model
         if sampling.seed is not None:
             payload["seed"] = sampling.seed
+        text_encoder = _TextToTokens()
         async for line in self._post_stream("/v1/completions", payload):
             if not line.startswith("data:"):
                 continue
@@ -129,8 +154,10 @@ class OpenAICompatibleModel(Model):
             except (json.JSONDecodeError, KeyError, IndexError, TypeError):
                 raise ModelError(f"malformed streaming chunk from the server: {data[:200]}") from None
             ids = choice.get("token_ids")
-            tokens = [int(t) for t in ids] if isinstance(ids, list) else (encode_completion(choice.get("text") or ""))
+            tokens = [int(t) for t in ids] if isinstance(ids, list) else text_encoder.feed(choice.get("text") or "")
             done = choice if choice.get("finish_reason") else None
+            if done is not None:
+                tokens += text_encoder.flush()
             yield tokens, done
 
     async def _stream_ollama(self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[tuple[list[int], dict[str, Any] | None]]:
@@ -145,6 +172,7 @@ class OpenAICompatibleModel(Model):
         if sampling.seed is not None:
             options["seed"] = sampling.seed
         payload = {"model": self.model_name or "gpt-oss:20b", "prompt": decode(prompt), "raw": True, "stream": True, "options": options}
+        text_encoder = _TextToTokens()
         async for line in self._post_stream("/api/generate", payload):
             try:
                 chunk = json.loads(line)
@@ -152,9 +180,10 @@ class OpenAICompatibleModel(Model):
                 raise ModelError(f"malformed streaming line from Ollama: {line[:200]}") from None
             if chunk.get("error"):
                 raise ModelError(f"Ollama: {chunk['error']}")
-            tokens = encode_completion(chunk.get("response") or "")
+            tokens = text_encoder.feed(chunk.get("response") or "")
             done = None
             if chunk.get("done"):
+                tokens += text_encoder.flush()
                 done = {"finish_reason": "length" if chunk.get("done_reason") == "length" else "stop"}
             yield tokens, done
 
