@@ -10,6 +10,7 @@ sliding-window layers still hold that state, and rebuilt otherwise.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -60,6 +61,9 @@ class TransformersModel(Model):
         self.model.eval()
         config = self.model.config
         self.context_window = int(getattr(config, "max_position_embeddings", 0) or self.context_window)
+        # transformers 5 renamed the forward keyword past_key_values to cache.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._cache: Any = None
         self._cached_tokens: list[int] = []
         self._lock = asyncio.Lock()
@@ -131,7 +135,7 @@ class TransformersModel(Model):
             for start in range(0, len(tokens), self.prefill_chunk):
                 chunk = tokens[start : start + self.prefill_chunk]
                 ids = torch.tensor([chunk], dtype=torch.long, device=device)
-                out = self.model(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=1)
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kwarg: self._cache})
                 logits = out.logits[0, -1].float()
                 self._cached_tokens.extend(chunk)
         return logits
