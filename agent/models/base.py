@@ -45,6 +45,7 @@ class GenerationStats:
     prefilled_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    prefill_seconds: float = 0.0
 
 
 class Model(ABC):

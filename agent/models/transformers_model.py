@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -163,7 +164,9 @@ class TransformersModel(Model):
                 generator = self.torch.Generator(device="cpu").manual_seed(sampling.seed)
             cached = self._reuse(prompt)
             self.last_stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached)
+            started = time.perf_counter()
             logits = await asyncio.to_thread(self._forward, prompt[cached:])
+            self.last_stats.prefill_seconds = time.perf_counter() - started
             stop_set = set(stop)
             limit = sampling.max_tokens
             while True:

@@ -1,0 +1,117 @@
+"""Loop overhead per step (render, parse, route; no model or tool time) as history grows.
+
+Compares harmony-agent's token-exact history (append the model's tokens and the
+rendered tool message) with re-rendering the whole conversation every step and
+re-parsing the completion with harmony's one-shot parser, as the gpt-oss
+reference chat loop does. Both run in this process, side by side.
+
+    .venv/bin/python benchmarks/loop_overhead.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from openai_harmony import Author, Conversation, Message, Role  # noqa: E402
+
+from agent import Agent  # noqa: E402
+from agent.harmony import encode_completion, get_encoding  # noqa: E402
+from agent.models.base import GenerationStats, Model  # noqa: E402
+from tools import function_tool  # noqa: E402
+
+CHECKPOINTS = (10, 50, 200)  # conversation sizes in messages
+COMPLETION = (
+    "<|channel|>analysis<|message|>Look up the next value.<|end|><|start|>assistant"
+    '<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{"key": "alpha"}<|call|>'
+)
+
+
+@function_tool
+async def lookup(key: str) -> str:
+    """Return a stored value."""
+    return f"value of {key}: 42"
+
+
+class InstantModel(Model):
+    """Yields a pre-encoded completion at once and timestamps each step."""
+
+    name = "instant"
+
+    def __init__(self, tokens: list[int]) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.stamps: list[tuple[float, int]] = []
+
+    async def generate(self, prompt, *, stop, sampling):
+        self.stamps.append((time.perf_counter(), len(prompt)))
+        self.last_stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt))
+        for token in self.tokens:
+            yield token
+
+
+def ours(steps: int) -> dict[int, float]:
+    """Per-step time of the real Agent loop, by number of messages in the conversation."""
+    model = InstantModel(encode_completion(COMPLETION))
+    agent = Agent(model, tools=[lookup], max_steps=steps, max_tokens=None)
+    asyncio.run(agent.arun("Look up values until told to stop."))
+    per_step: dict[int, float] = {}
+    for i in range(1, len(model.stamps)):
+        messages = 3 + 3 * i  # system, developer, user + (analysis, call, result) per step
+        per_step[messages] = model.stamps[i][0] - model.stamps[i - 1][0]
+    return per_step
+
+
+def reference_step(messages: list[Message], completion: list[int]) -> None:
+    encoding = get_encoding()
+    encoding.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
+    parsed = encoding.parse_messages_from_completion_tokens(completion, Role.ASSISTANT)
+    call = parsed[-1]
+    result = Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), "value of alpha: 42")
+    result = result.with_recipient("assistant").with_channel("commentary")
+    messages.extend(parsed + [result])
+
+
+def reference(max_messages: int) -> dict[int, float]:
+    agent = Agent(InstantModel([]), tools=[lookup])
+    messages = agent._preamble() + [Message.from_role_and_content(Role.USER, "Look up values until told to stop.")]
+    completion = encode_completion(COMPLETION)
+    per_step: dict[int, float] = {}
+    while len(messages) < max_messages + 3:
+        started = time.perf_counter()
+        reference_step(messages, completion)
+        per_step[len(messages)] = time.perf_counter() - started
+    return per_step
+
+
+def around(per_step: dict[int, float], size: int, window: int = 3) -> float:
+    """Median step time for conversations within a few steps of ``size`` messages."""
+    near = [t for n, t in per_step.items() if abs(n - size) <= 3 * window]
+    return statistics.median(near)
+
+
+def main() -> None:
+    steps = max(CHECKPOINTS) // 3 + 6
+    ours_times = [ours(steps) for _ in range(5)]
+    ref_times = [reference(max(CHECKPOINTS) + 12) for _ in range(5)]
+    print(f"{'messages':>9} {'ours ms/step':>13} {'re-render ms/step':>18} {'ratio':>7}")
+    results = {}
+    for size in CHECKPOINTS:
+        mine = statistics.median(around(t, size) for t in ours_times) * 1000
+        ref = statistics.median(around(t, size) for t in ref_times) * 1000
+        results[size] = (mine, ref)
+        print(f"{size:>9} {mine:>13.3f} {ref:>18.3f} {ref / mine:>6.1f}x")
+    growth = results[CHECKPOINTS[-1]][0] / results[CHECKPOINTS[0]][0]
+    ref_growth = results[CHECKPOINTS[-1]][1] / results[CHECKPOINTS[0]][1]
+    print(f"growth {CHECKPOINTS[0]}->{CHECKPOINTS[-1]} messages: ours {growth:.2f}x, re-render {ref_growth:.2f}x")
+    target = results[200][0] < 1.0
+    print(f"target (< 1 ms per step at 200 messages): {'met' if target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
