@@ -15,14 +15,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Union
 
 from openai_harmony import Message
 
 from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
-from .harmony import GPT_OSS_CONTEXT_WINDOW, RETURN, developer_message, reasoning_effort, stop_tokens, system_message
+from .harmony import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, stop_tokens, system_message
 from .history import History
 from .models import Model, ModelError, SamplingParams, load_model
 from .parsing import CompletionParser, ParsedMessage
@@ -32,12 +32,14 @@ from .transcript import Transcript
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.
 Approver = Callable[[ToolCall], Union[bool, str, Awaitable[Union[bool, str]]]]
 
-STOP_REASONS = ("final", "max_steps", "max_tokens", "context_window", "model_error")
-
 
 @dataclass
 class RunResult:
-    """The outcome of a run."""
+    """The outcome of a run.
+
+    ``stop_reason`` is ``final``, ``max_steps``, ``max_tokens``,
+    ``context_window`` or ``model_error``.
+    """
 
     final_text: str | None
     stop_reason: str
@@ -165,9 +167,10 @@ class Agent:
                     delta = parser.feed(token)
                     if delta is not None:
                         yield emit(ev.TokenDeltaEvent(step=step, channel=delta.channel, text=delta.text, recipient=delta.recipient))
-            except ModelError as exc:
+            except Exception as exc:  # a backend failure ends the run with a reason, never a crash
                 stop_reason = "model_error"
-                yield emit(ev.ErrorEvent(step=step, kind="model", recovered=False, message=str(exc)))
+                message = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+                yield emit(ev.ErrorEvent(step=step, kind="model", recovered=False, message=message))
                 break
             parsed = parser.close()
             stats = self.model.last_stats
@@ -197,11 +200,9 @@ class Agent:
                     yield emit(event)
                 continue
 
-            # No call: this is the answer. A final channel is expected, but a
-            # message that ended the turn with <|return|> on another channel is the answer too.
+            # No call: the turn is over. The final channel is expected, but whatever
+            # message ended the turn is the answer the model gave.
             final_text = last.text if last is not None else ""
-            if last is not None and last.channel != "final" and stop_token != RETURN:
-                final_text = ""
             stop_reason = "final"
             history.finish_turn()
             yield emit(ev.FinalEvent(step=step, text=final_text))

@@ -41,6 +41,26 @@ def final(text: str) -> str:
     return f"<|channel|>final<|message|>{text}<|return|>"
 
 
+class RecordingModel:
+    """Wraps a ScriptedModel and records every prompt it is given."""
+
+    def __new__(cls, completions, *, as_text: bool = False):
+        from agent import ScriptedModel
+        from agent.harmony import decode
+
+        class _Recording(ScriptedModel):
+            prompts: list = []
+
+            async def generate(self, prompt, *, stop, sampling):
+                self.prompts.append(decode(prompt) if as_text else list(prompt))
+                async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                    yield token
+
+        model = _Recording(completions)
+        model.prompts = []
+        return model
+
+
 def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int = 128):
     from transformers import GptOssConfig
 

@@ -1,7 +1,6 @@
 """The harmony-agent command, as a user runs it."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

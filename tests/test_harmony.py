@@ -10,9 +10,9 @@ from openai_harmony import (
     ToolNamespaceConfig,
 )
 
-from agent import Agent, ScriptedModel
+from agent import Agent
 from agent.harmony import assistant_prefix, decode, developer_message, get_encoding, system_message
-from conftest import call, final
+from conftest import RecordingModel, call, final
 
 
 def test_system_message_matches_harmony_golden_render():
@@ -47,75 +47,47 @@ def test_developer_message_carries_instructions_and_function_tools(weather_tool)
 
 
 def test_first_prompt_equals_render_for_completion(weather_tool):
-    seen = []
-
-    class Spy(ScriptedModel):
-        async def generate(self, prompt, *, stop, sampling):
-            seen.append(list(prompt))
-            async for token in super().generate(prompt, stop=stop, sampling=sampling):
-                yield token
-
-    agent = Agent(Spy([final("hi")]), tools=[weather_tool], instructions="Be brief.", date="2026-11-27")
+    model = RecordingModel([final("hi")])
+    agent = Agent(model, tools=[weather_tool], instructions="Be brief.", date="2026-11-27")
     agent.run("Hello")
     expected = get_encoding().render_conversation_for_completion(
         Conversation.from_messages(agent._preamble() + [Message.from_role_and_content(Role.USER, "Hello")]), Role.ASSISTANT
     )
-    assert seen[0] == list(expected)
-    assert decode(seen[0]).endswith("<|start|>user<|message|>Hello<|end|><|start|>assistant")
+    assert model.prompts[0] == list(expected)
+    assert decode(model.prompts[0]).endswith("<|start|>user<|message|>Hello<|end|><|start|>assistant")
 
 
 def test_history_extends_prompt_token_for_token_and_keeps_model_tokens(weather_tool):
-    seen = []
     # The model writes the recipient after the channel; harmony would re-render it before.
     first = "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant" + call("get_weather", '{"city":"Paris"}')
-
-    class Spy(ScriptedModel):
-        async def generate(self, prompt, *, stop, sampling):
-            seen.append(list(prompt))
-            async for token in super().generate(prompt, stop=stop, sampling=sampling):
-                yield token
-
-    agent = Agent(Spy([first, final("21 degrees")]), tools=[weather_tool])
-    result = agent.run("Weather?")
+    model = RecordingModel([first, final("21 degrees")])
+    result = Agent(model, tools=[weather_tool]).run("Weather?")
     assert result.final_text == "21 degrees"
-    assert seen[1][: len(seen[0])] == seen[0]
-    tail = decode(seen[1][len(seen[0]) - len(assistant_prefix()) :])
+    one, two = model.prompts
+    assert two[: len(one)] == one
+    tail = decode(two[len(one) - len(assistant_prefix()) :])
     assert "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" in tail
     assert '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"city": "Paris"' in tail
     assert tail.endswith("<|start|>assistant")
 
 
 def test_new_turn_drops_analysis_of_finished_turns():
-    seen = []
-
-    class Spy(ScriptedModel):
-        async def generate(self, prompt, *, stop, sampling):
-            seen.append(decode(prompt))
-            async for token in super().generate(prompt, stop=stop, sampling=sampling):
-                yield token
-
-    agent = Agent(Spy([
+    model = RecordingModel([
         "<|channel|>analysis<|message|>SECRET-THOUGHT<|end|><|start|>assistant" + final("one"),
         "<|channel|>analysis<|message|>SECOND-THOUGHT<|end|><|start|>assistant" + final("two"),
-    ]))
+    ], as_text=True)
+    agent = Agent(model)
     first = agent.run("first")
     second = agent.run("second", previous=first)
     assert second.final_text == "two"
-    assert "SECRET-THOUGHT" not in seen[1]
-    assert "<|channel|>final<|message|>one<|end|>" in seen[1]  # the answer stays, stored with <|end|>
-    assert "<|start|>user<|message|>second<|end|>" in seen[1]
+    assert "SECRET-THOUGHT" not in model.prompts[1]
+    assert "<|channel|>final<|message|>one<|end|>" in model.prompts[1]  # the answer stays, stored with <|end|>
+    assert "<|start|>user<|message|>second<|end|>" in model.prompts[1]
     assert [m.channel for m in second.messages if m.author.role == Role.ASSISTANT] == ["final", "analysis", "final"]
 
 
 def test_analysis_is_kept_while_a_tool_chain_is_in_progress(weather_tool):
-    seen = []
-
-    class Spy(ScriptedModel):
-        async def generate(self, prompt, *, stop, sampling):
-            seen.append(decode(prompt))
-            async for token in super().generate(prompt, stop=stop, sampling=sampling):
-                yield token
-
     first = "<|channel|>analysis<|message|>CHAIN-THOUGHT<|end|><|start|>assistant" + call("get_weather", '{"city":"Oslo"}')
-    Agent(Spy([first, final("ok")]), tools=[weather_tool]).run("x")
-    assert "CHAIN-THOUGHT" in seen[1]
+    model = RecordingModel([first, final("ok")], as_text=True)
+    Agent(model, tools=[weather_tool]).run("x")
+    assert "CHAIN-THOUGHT" in model.prompts[1]

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agent import Agent, OpenAICompatibleModel
-from agent.harmony import decode, encode_completion, get_encoding
+from agent.harmony import decode, encode_completion
 from conftest import call, final
 
 CALL_ID, RETURN_ID = 200012, 200002

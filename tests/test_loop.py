@@ -224,3 +224,14 @@ def test_torn_transcript_line_is_skipped(tmp_path):
     with open(path, "a") as f:
         f.write('{"type": "tool_res')
     assert [e.type for e in read_transcript(path, strict=True)][-1] == "run_end"
+
+
+def test_unexpected_backend_exception_is_a_model_error_stop():
+    class Broken(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            yield 200005
+            raise OSError("device lost")
+
+    result = Agent(Broken([])).run("x")
+    assert result.stop_reason == "model_error"
+    assert "OSError: device lost" in next(e for e in result.events if e.type == "error").message

@@ -5,8 +5,6 @@ the arguments, or the model is told what was wrong, or it is a final answer.
 The run never crashes.
 """
 
-import json
-
 import pytest
 
 from agent import Agent, ScriptedModel

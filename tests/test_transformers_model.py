@@ -10,7 +10,6 @@ from agent import Agent
 from agent.harmony import stop_tokens
 from agent.models import SamplingParams
 from agent.models.transformers_model import TransformersModel
-from conftest import tiny_gpt_oss_config
 
 
 def generate(model, prompt, **sampling):

@@ -24,7 +24,7 @@ DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 def _import_torch() -> Any:
     try:
         import torch
-        import transformers  # noqa: F401
+        import transformers  # noqa: F401  (checked here so the error names both)
     except ImportError as exc:
         raise ModelError(
             "the local model backend needs torch and transformers: pip install 'harmony-agent[local]'"
