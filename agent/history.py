@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from openai_harmony import Conversation, Message, Role
 
-from .harmony import CALL, END, RETURN, assistant_prefix, get_encoding, render_message
+from .harmony import CALL, END, RETURN, assistant_prefix, get_encoding, render_message, user_message
 from .parsing import ParsedMessage
 
 
@@ -63,7 +63,7 @@ class History:
                 self._segments = kept
                 self._tokens = [t for s in kept for t in s.tokens]
         self._turn += 1
-        message = Message.from_role_and_content(Role.USER, text)
+        message = user_message(text)
         self._append(render_message(message), [message])
 
     def add_generation(self, parsed: Sequence[ParsedMessage]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from openai_harmony import HarmonyError, Message, Role, StreamableParser
 
-from .harmony import CALL, MESSAGE, MESSAGE_END_TOKENS, RETURN, START, assistant_prefix, decode_lossy, get_encoding
+from .harmony import MESSAGE, MESSAGE_END_TOKENS, START, assistant_prefix, decode_lossy, get_encoding
 
 JSON_CONSTRAINT = "<|constrain|>json"
 
@@ -92,7 +92,7 @@ def normalize(message: Message) -> Message:
     """Fix recipient and content-type quirks, returning a new message."""
     fixed = Message.from_dict(message.to_dict())  # harmony's with_* methods mutate in place
     recipient, constrained = clean_recipient(fixed.recipient)
-    if recipient in ("json", "assistant") or (fixed.channel == "final" and recipient is not None and constrained and recipient == "json"):
+    if recipient in ("json", "assistant"):  # "<|channel|>final <|constrain|>json" misread as a recipient
         recipient = None
     fixed.recipient = recipient
     if constrained and not fixed.content_type:
@@ -231,5 +231,3 @@ def parse_conversation(tokens: Sequence[int]) -> list[Message]:
     messages = [normalize(m) if m.author.role == Role.ASSISTANT else m for m in parser.messages]
     return messages
 
-
-__all__ = ["CompletionParser", "ContentDelta", "ParsedMessage", "parse_completion", "parse_conversation", "CALL", "RETURN"]

@@ -84,4 +84,4 @@ def infer_stop_token(tokens: Sequence[int]) -> int:
     except ValueError:
         header_end = len(tokens)
     header = decode_lossy(tokens[start:header_end])
-    return CALL if " to=" in f" {header}" or "to=" in header else RETURN
+    return CALL if "to=" in header else RETURN
