@@ -36,6 +36,12 @@ class UsageError(Exception):
     pass
 
 
+def _fail(message: object) -> typer.Exit:
+    """Print a clear error; the caller raises the returned Exit (code 2: bad input)."""
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
 def load_tools(specs: list[str]) -> list[Tool]:
     """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
     tools: list[Tool] = []
@@ -75,6 +81,10 @@ def _read_task_file(path: Path) -> dict[str, Any]:
     unknown = set(data) - TASK_FILE_KEYS
     if unknown:
         raise UsageError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TASK_FILE_KEYS)}")
+    for key in ("max_steps", "max_tokens"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"{path}: {key} must be a positive whole number, got {value!r}")
     return data
 
 
@@ -101,8 +111,7 @@ def _build_agent(model: str, tools: list[str], instructions: Optional[str], reas
             max_steps=max_steps, max_tokens=max_tokens, transcript=transcript, approve=_approver(assume_yes),
         )
     except (UsageError, ModelError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
 
 
 def _split_tools(values: Optional[list[str]]) -> list[str]:
@@ -127,13 +136,11 @@ def run(
     task_path = Path(task)
     if task.endswith((".yaml", ".yml")):
         if not task_path.is_file():
-            err.print(f"[red]error:[/red] task file {task} not found")
-            raise typer.Exit(2)
+            raise _fail(f"task file {task} not found")
         try:
             settings = _read_task_file(task_path)
         except UsageError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            raise _fail(exc) from None
     file_tools = settings.get("tools") or []
     if isinstance(file_tools, str):
         file_tools = [file_tools]
@@ -208,18 +215,15 @@ def replay(path: Path = typer.Argument(..., help="A transcript written with --tr
            hide_analysis: bool = typer.Option(False, "--hide-analysis")) -> None:
     """Print a transcript the way the run looked."""
     if not path.is_file():
-        err.print(f"[red]error:[/red] no transcript at {path}")
-        raise typer.Exit(2)
+        raise _fail(f"no transcript at {path}")
     view = ConsoleView(console, show_analysis=not hide_analysis)
     try:
         for event in read_transcript(path, strict=True):
             view.handle(event)
     except TranscriptError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     except UnicodeDecodeError:
-        err.print(f"[red]error:[/red] {path} is not a text transcript")
-        raise typer.Exit(2) from None
+        raise _fail(f"{path} is not a text transcript") from None
 
 
 @app.command()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.harmony import get_encoding
+from agent import ScriptedModel
+from agent.harmony import decode, get_encoding
 from tools import function_tool
 
 
@@ -41,24 +42,18 @@ def final(text: str) -> str:
     return f"<|channel|>final<|message|>{text}<|return|>"
 
 
-class RecordingModel:
-    """Wraps a ScriptedModel and records every prompt it is given."""
+class RecordingModel(ScriptedModel):
+    """A ScriptedModel that records every prompt it is given (as token ids, or as text)."""
 
-    def __new__(cls, completions, *, as_text: bool = False):
-        from agent import ScriptedModel
-        from agent.harmony import decode
+    def __init__(self, completions, *, as_text: bool = False):
+        super().__init__(completions)
+        self.as_text = as_text
+        self.prompts: list = []
 
-        class _Recording(ScriptedModel):
-            prompts: list = []
-
-            async def generate(self, prompt, *, stop, sampling):
-                self.prompts.append(decode(prompt) if as_text else list(prompt))
-                async for token in super().generate(prompt, stop=stop, sampling=sampling):
-                    yield token
-
-        model = _Recording(completions)
-        model.prompts = []
-        return model
+    async def generate(self, prompt, *, stop, sampling):
+        self.prompts.append(decode(prompt) if self.as_text else list(prompt))
+        async for token in super().generate(prompt, stop=stop, sampling=sampling):
+            yield token
 
 
 def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int = 128):

@@ -63,6 +63,9 @@ def test_bad_task_file_and_bad_transcript(tmp_path):
     bad.write_text("task: hi\nbogus: 1\n")
     result = runner.invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "unknown keys" in result.output
+    bad.write_text("task: hi\nmax_steps: lots\n")
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "max_steps must be a positive whole number" in result.output
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"type": "nope"}\n{"type": "final", "text": "x"}\n')
     result = runner.invoke(app, ["replay", str(junk)])
