@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import signal
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
@@ -14,8 +16,11 @@ from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
 
+from sandboxes import SandboxError
 from tools.base import Tool, ToolCall
 from tools.functions import function_tool
+from sandboxes.images import DEFAULT_IMAGE
+from tools.python import SANDBOX_CHOICES, PythonTool
 
 from .console import ConsoleView
 from .loop import Agent, RunResult
@@ -26,10 +31,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run gpt-oss 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-#: Built-in tools by name: filled in as each tool ships (python, browser, computer).
-BUILTIN_TOOLS: dict[str, Any] = {}
+#: Built-in tools by name; each factory gets the run's tool options (such as ``sandbox``).
+BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
+    "python": lambda options: PythonTool(sandbox=options.get("sandbox")),
+}
 
-TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens"}
+TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox"}
 
 
 class UsageError(Exception):
@@ -42,7 +49,7 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
-def load_tools(specs: list[str]) -> list[Tool]:
+def load_tools(specs: list[str], options: dict[str, Any] | None = None) -> list[Tool]:
     """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
     tools: list[Tool] = []
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -51,7 +58,7 @@ def load_tools(specs: list[str]) -> list[Tool]:
         if not spec:
             continue
         if spec in BUILTIN_TOOLS:
-            tools.append(BUILTIN_TOOLS[spec]())
+            tools.append(BUILTIN_TOOLS[spec](options or {}))
             continue
         module_name, _, attr = spec.rpartition(":")
         if not module_name:
@@ -103,15 +110,34 @@ def _approver(assume_yes: bool):
 
 
 def _build_agent(model: str, tools: list[str], instructions: Optional[str], reasoning: str, max_steps: int,
-                 max_tokens: int, transcript: Optional[Path], assume_yes: bool) -> Agent:
+                 max_tokens: int, transcript: Optional[Path], assume_yes: bool, sandbox: Optional[str] = None) -> Agent:
+    if sandbox is not None and sandbox not in SANDBOX_CHOICES:
+        raise _fail(f"unknown sandbox {sandbox!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
     try:
-        loaded_tools = load_tools(tools)
+        loaded_tools = load_tools(tools, {"sandbox": sandbox})
         return Agent(
             load_model(model), tools=loaded_tools, instructions=instructions, reasoning=reasoning,
             max_steps=max_steps, max_tokens=max_tokens, transcript=transcript, approve=_approver(assume_yes),
         )
     except (UsageError, ModelError, ValueError) as exc:
         raise _fail(exc) from None
+
+
+async def _start_tools(agent: Agent) -> None:
+    """Start tools before the first step, so a missing sandbox fails the run at once, with its fix."""
+    for tool in agent.tools:
+        try:
+            line = await tool.start()
+        except SandboxError as exc:
+            await agent.aclose()
+            raise _fail(exc) from None
+        if line:
+            err.print(f"[dim]{line}[/dim]")
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so sandboxes are removed by their exit handlers as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def _split_tools(values: Optional[list[str]]) -> list[str]:
@@ -130,6 +156,7 @@ def run(
     transcript: Optional[Path] = typer.Option(None, "--transcript", help="Append JSONL events here."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking."),
     hide_analysis: bool = typer.Option(False, "--hide-analysis", help="Do not print the model's analysis."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
 ) -> None:
     """Run one task and print the run as it happens."""
     settings: dict[str, Any] = {}
@@ -151,11 +178,13 @@ def run(
         reasoning or settings.get("reasoning") or "medium",
         max_steps or int(settings.get("max_steps") or 20),
         max_tokens or int(settings.get("max_tokens") or 4096),
-        transcript, yes,
+        transcript, yes, sandbox or settings.get("sandbox"),
     )
     view = ConsoleView(console, show_analysis=not hide_analysis)
+    _exit_cleanly_on_sigterm()
 
     async def main() -> str:
+        await _start_tools(agent)
         try:
             async for event in agent.stream(str(settings.get("task", task))):
                 view.handle(event)
@@ -183,12 +212,15 @@ def chat(
     max_tokens: int = typer.Option(4096, "--max-tokens"),
     transcript: Optional[Path] = typer.Option(None, "--transcript"),
     yes: bool = typer.Option(False, "--yes", "-y"),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
 ) -> None:
     """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
-    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes)
+    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes, sandbox)
     view = ConsoleView(console)
+    _exit_cleanly_on_sigterm()
 
     async def main() -> None:
+        await _start_tools(agent)
         previous: RunResult | None = None
         try:
             while True:
@@ -243,6 +275,49 @@ def doctor() -> None:
         table.add_row(check.name, status, check.detail, "" if check.ok else check.hint)
     console.print(table)
     raise typer.Exit(1 if failed_required else 0)
+
+
+sandbox_app = typer.Typer(no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    offline: bool = typer.Option(False, "--offline", help="Build from Debian packages (debootstrap) instead of pulling python:3.12-slim."),
+    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Tag of the image to build."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror for --offline (default: the one apt uses here)."),
+) -> None:
+    """Build the code-interpreter image that the Docker sandbox runs."""
+    from sandboxes.docker import docker_client
+    from sandboxes.images import ImageBuildError, build_dockerfile, build_offline
+
+    try:
+        client = docker_client()
+        with console.status(f"building {image}") as status:
+            def progress(line: str) -> None:
+                status.update(f"building {image}: {line[:100]}")
+                if not line.startswith(("I: Retrieving", "I: Validating", "I: Extracting", "I: Unpacking", "I: Configuring")):
+                    console.print(f"[dim]{line}[/dim]")
+
+            if offline:
+                build_offline(client, image, mirror=mirror, progress=progress)
+            else:
+                build_dockerfile(client, image, progress=progress)
+    except (SandboxError, ImageBuildError) as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]built {image}[/green]")
+
+
+@sandbox_app.command("clean")
+def sandbox_clean() -> None:
+    """Remove sandbox containers left behind by runs that were killed."""
+    from sandboxes.docker import docker_client, reap_orphans
+
+    try:
+        removed = reap_orphans(docker_client())
+    except SandboxError as exc:
+        raise _fail(exc) from None
+    console.print(f"removed {len(removed)} orphaned sandbox container(s)")
 
 
 def main() -> None:  # pragma: no cover - console entry

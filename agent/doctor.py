@@ -71,6 +71,22 @@ def _docker() -> Check:
     return Check("docker engine", True, f"engine {version}")
 
 
+def _sandbox_image() -> Check:
+    from sandboxes.docker import docker_client
+    from sandboxes.images import DEFAULT_IMAGE
+    from sandboxes import SandboxError
+
+    try:
+        client = docker_client(timeout=3)
+    except SandboxError:
+        return Check("sandbox image", False, "no Docker engine to hold it", "start the engine first (see docker engine)")
+    try:
+        image = client.images.get(DEFAULT_IMAGE)
+    except Exception:
+        return Check("sandbox image", False, f"{DEFAULT_IMAGE} is missing", "harmony-agent sandbox build (or --offline without registry access)")
+    return Check("sandbox image", True, f"{DEFAULT_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
+
+
 def _binary(name: str, candidates: list[str], hint: str) -> Callable[[], Check]:
     def check() -> Check:
         for candidate in candidates:
@@ -88,6 +104,8 @@ CHECKS: list[Callable[[], Check]] = [
     _transformers,
     _model_files,
     _docker,
+    _sandbox_image,
+    _binary("bubblewrap", ["bwrap"], "apt-get install bubblewrap (the python tool's sandbox when Docker is absent)"),
     _binary("chromium", ["/usr/lib/chromium/chromium", "chromium"], "apt-get install chromium"),
     _binary("Xvfb", ["Xvfb"], "apt-get install xvfb"),
     _binary("tesseract", ["tesseract"], "apt-get install tesseract-ocr"),

@@ -1,7 +1,12 @@
 """Isolated places where tools run code and drive programs.
 
-The Docker and bubblewrap sandboxes and the virtual display live here; they
-know nothing of tools or agents.
+A :class:`Sandbox` is a stateful Python session: :class:`DockerSandbox` (a
+locked-down container) or :class:`LocalSandbox` (bubblewrap). They know
+nothing of tools or agents.
 """
 
-__all__: list[str] = []
+from .base import Execution, ExecutionError, Limits, Sandbox, SandboxError
+from .docker import DockerSandbox
+from .local import LocalSandbox
+
+__all__ = ["DockerSandbox", "Execution", "ExecutionError", "Limits", "LocalSandbox", "Sandbox", "SandboxError"]

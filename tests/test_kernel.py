@@ -107,3 +107,39 @@ def test_matplotlib_figures_are_saved(kernel, tmp_path):
     reply = kernel.run("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])")
     assert reply["images"] == [str(tmp_path / "figure-1.png")]
     assert (tmp_path / "figure-1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_interrupt_request_stops_running_code_and_is_ignored_when_idle(kernel):
+    kernel.send(op="interrupt")  # idle: no reply, no effect on the next call
+    assert kernel.run("import time; time.sleep(0.2); 'slept'")["result"] == "'slept'"
+    kernel.send(code="import time\nwhile True: time.sleep(0.01)")
+    time.sleep(0.5)
+    kernel.send(op="interrupt")
+    reply = kernel.receive()
+    assert reply["status"] == "interrupted" and reply["id"] == str(kernel.count - 1)
+    assert kernel.run("'alive'")["result"] == "'alive'"
+
+
+def test_upload_and_download_round_trip(kernel, tmp_path):
+    import base64
+    kernel.send(op="upload", path="in/data.bin", data=base64.b64encode(b"\x00\x01payload").decode())
+    assert kernel.receive()["size"] == 9
+    assert kernel.run("open('in/data.bin', 'rb').read()")["result"] == repr(b"\x00\x01payload")
+    kernel.send(op="download", path="in/data.bin")
+    assert base64.b64decode(kernel.receive()["data"]) == b"\x00\x01payload"
+    kernel.send(op="download", path="missing.txt")
+    assert kernel.receive()["error"]["ename"] == "FileNotFoundError"
+
+
+def test_a_forked_child_never_answers_requests(kernel):
+    reply = kernel.run("import os\npid = os.fork()\n'child' if pid == 0 else os.waitpid(pid, 0)[1]")
+    assert reply["result"] == "0"  # only the parent answered, and the child exited cleanly
+    assert kernel.run("'next'")["result"] == "'next'"
+
+
+def test_the_kernel_runs_from_its_source_text(tmp_path):
+    env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", KERNEL.read_text()], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
+                          text=True, env=env, timeout=20)
+    reply = json.loads(proc.stdout)
+    assert reply["error"]["ename"] == "ZeroDivisionError" and "<string>" not in reply["error"]["traceback"]

@@ -2,5 +2,6 @@
 
 from .base import Tool, ToolCall, ToolError, ToolResult
 from .functions import FunctionTool, function_tool
+from .python import PythonTool
 
-__all__ = ["FunctionTool", "Tool", "ToolCall", "ToolError", "ToolResult", "function_tool"]
+__all__ = ["FunctionTool", "PythonTool", "Tool", "ToolCall", "ToolError", "ToolResult", "function_tool"]

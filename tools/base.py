@@ -152,6 +152,10 @@ class Tool(ABC):
         except Exception as exc:  # a tool's bug must not end the run; the model is told
             return ToolResult(error=f"{type(exc).__name__}: {exc}")
 
+    async def start(self) -> str | None:
+        """Acquire resources now rather than at the first call; may return a line telling the user what was set up."""
+        return None
+
     async def aclose(self) -> None:
         """Release resources (containers, browsers, displays)."""
 

@@ -1,0 +1,322 @@
+"""The Sandbox interface, and the kernel session logic every sandbox shares.
+
+A sandbox runs one long-lived kernel (``kernel.py``) and talks to it with one
+JSON line per request and reply. What differs between sandboxes is only how
+the kernel process is started and how everything in the sandbox is killed;
+subclasses provide those two things, and this module does the rest the same
+way for all of them: timeouts (interrupt, then a hard restart after a grace
+period), reporting a dead kernel, upload and download, restart and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text()
+DATA_DIR = "/mnt/data"
+
+Status = Literal["ok", "error", "timeout", "crashed"]
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot do what was asked (not installed, not startable, closed); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    ename: str
+    evalue: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What one ``execute`` produced, as a notebook cell would show it.
+
+    ``status`` is ``ok``, ``error`` (the code raised), ``timeout`` (stopped at
+    the time limit) or ``crashed`` (the kernel died, for example killed for
+    memory). ``state_lost`` says the kernel was restarted, so variables are gone
+    (files in the data folder stay). ``notes`` explain anything unusual, in
+    words meant for the model.
+    """
+
+    status: Status
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    error: ExecutionError | None = None
+    files: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    state_lost: bool = False
+    notes: tuple[str, ...] = ()
+
+
+class KernelDied(Exception):
+    """The kernel's stream ended: it exited or was killed."""
+
+
+class KernelChannel:
+    """One running kernel: send requests, receive replies from a background reader.
+
+    Replies are queued by a reader task, so waiting for one with a timeout never
+    cuts a message in half. ``lines`` is the kernel's protocol output, one
+    line at a time; it ends when the kernel does.
+    """
+
+    def __init__(self, lines: AsyncIterator[bytes], write: Any) -> None:
+        self._write = write
+        self._replies: asyncio.Queue[dict | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(lines))
+
+    async def _read(self, lines: AsyncIterator[bytes]) -> None:
+        try:
+            async for line in lines:
+                try:
+                    self._replies.put_nowait(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # not ours (the kernel prints nothing else, but a broken one might)
+        except (OSError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._replies.put_nowait(None)
+
+    @property
+    def alive(self) -> bool:
+        return not self._reader.done()
+
+    async def send(self, request: dict) -> None:
+        try:
+            await self._write((json.dumps(request) + "\n").encode())
+        except (OSError, ConnectionError, RuntimeError) as exc:
+            raise KernelDied(str(exc)) from exc
+
+    async def reply(self, request_id: str) -> dict:
+        """The reply to ``request_id``; stale replies (to requests given up on) are skipped."""
+        while True:
+            message = await self._replies.get()
+            if message is None:
+                self._replies.put_nowait(None)  # stay dead for later callers
+                raise KernelDied()
+            if message.get("id") == request_id:
+                return message
+
+    async def wait_closed(self, timeout: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self._reader.done()
+
+    def cancel(self) -> None:
+        self._reader.cancel()
+
+
+class Sandbox(ABC):
+    """An isolated, stateful Python session.
+
+    Use it as an async context manager, or call :meth:`start` and
+    :meth:`close`. Calls are serialized: a sandbox runs one thing at a time,
+    as a notebook does.
+    """
+
+    #: Short name of the isolation in use: "docker", "bubblewrap" or "unsandboxed".
+    kind: str = ""
+
+    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
+        self.timeout = timeout
+        self.max_output = max_output
+        self.interrupt_grace = interrupt_grace
+        self._channel: KernelChannel | None = None
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._started = False
+        self._closed = False
+
+    # -- what subclasses provide -------------------------------------------
+
+    @abstractmethod
+    async def _boot(self) -> None:
+        """Create the sandbox itself (a container, a data folder); called once by start()."""
+
+    @abstractmethod
+    async def _spawn_kernel(self) -> KernelChannel:
+        """Start a kernel inside the sandbox and return its channel."""
+
+    @abstractmethod
+    async def _kill_all(self) -> None:
+        """Kill every process in the sandbox (the hard reset), even when it is out of processes."""
+
+    @abstractmethod
+    async def _shutdown(self) -> None:
+        """Remove the sandbox and everything it holds; must be safe to call twice."""
+
+    async def _death_reason(self) -> str:
+        """Why the kernel died, in words for the model (subclasses know exit codes)."""
+        return "the kernel process exited unexpectedly"
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line saying what isolates this sandbox, for users and logs."""
+
+    # -- the interface -----------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started and not self._closed
+
+    async def start(self) -> "Sandbox":
+        if self._closed:
+            raise SandboxError("this sandbox was closed; create a new one")
+        if not self._started:
+            await self._boot()
+            self._started = True
+            try:
+                self._channel = await self._spawn_kernel()
+                await self._ping()
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
+        """Run ``code`` in the session; never raises for anything the code does."""
+        async with self._lock:
+            channel = await self._ready()
+            limit = self.timeout if timeout is None else timeout
+            request_id = str(next(self._ids))
+            started = asyncio.get_running_loop().time()
+            try:
+                await channel.send({"id": request_id, "op": "execute", "code": code, "max_output": self.max_output})
+                try:
+                    return self._execution(await asyncio.wait_for(channel.reply(request_id), limit))
+                except asyncio.TimeoutError:
+                    return await self._stop_overrun(channel, request_id, limit, started)
+            except KernelDied:
+                reason = await self._death_reason()
+                await self._restart_kernel()
+                note = f"The Python kernel died ({reason}) and was restarted: variables and imports are lost; files in {DATA_DIR} are kept."
+                return Execution(status="crashed", error=ExecutionError("KernelDied", reason), state_lost=True, notes=(note,),
+                                 duration_s=asyncio.get_running_loop().time() - started)
+
+    async def upload(self, data: bytes | str | Path, path: str) -> str:
+        """Write ``data`` (bytes, or a local file's path) to ``path``, relative to the data folder; returns the sandbox path."""
+        content = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
+        reply = await self._transfer({"op": "upload", "path": path, "data": base64.b64encode(content).decode()})
+        return str(reply["path"])
+
+    async def download(self, path: str) -> bytes:
+        """The bytes of a file in the sandbox (relative paths are in the data folder)."""
+        reply = await self._transfer({"op": "download", "path": path})
+        return base64.b64decode(reply["data"])
+
+    async def restart(self) -> None:
+        """A fresh kernel: variables are cleared, files in the data folder stay."""
+        async with self._lock:
+            await self._ready()
+            await self._restart_kernel()
+
+    async def close(self) -> None:
+        """Stop the kernel and remove the sandbox; idempotent."""
+        self._closed = True
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.cancel()
+        if self._started:
+            await self._shutdown()
+
+    async def __aenter__(self) -> "Sandbox":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the shared logic --------------------------------------------------
+
+    async def _ready(self) -> KernelChannel:
+        if self._closed:
+            raise SandboxError("this sandbox was closed; create a new one")
+        if not self._started:
+            await self.start()
+        if self._channel is None or not self._channel.alive:
+            await self._restart_kernel()
+        assert self._channel is not None
+        return self._channel
+
+    async def _ping(self) -> None:
+        assert self._channel is not None
+        request_id = str(next(self._ids))
+        await self._channel.send({"id": request_id, "op": "ping"})
+        try:
+            await asyncio.wait_for(self._channel.reply(request_id), 30)
+        except (KernelDied, asyncio.TimeoutError) as exc:
+            raise SandboxError(f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}") from exc
+
+    async def _restart_kernel(self) -> None:
+        old, self._channel = self._channel, None
+        await self._kill_all()
+        if old is not None:
+            await old.wait_closed(5)
+            old.cancel()
+        self._channel = await self._spawn_kernel()
+        await self._ping()
+
+    async def _stop_overrun(self, channel: KernelChannel, request_id: str, limit: float, started: float) -> Execution:
+        """Interrupt code that ran past its time; restart the kernel if the interrupt does not take."""
+        await channel.send({"op": "interrupt"})
+        try:
+            reply = await asyncio.wait_for(channel.reply(request_id), self.interrupt_grace)
+        except (asyncio.TimeoutError, KernelDied):
+            await self._restart_kernel()
+            note = (f"Execution timed out after {limit:g} s and did not stop when interrupted, so the kernel was restarted: "
+                    f"variables and imports are lost; files in {DATA_DIR} are kept.")
+            return Execution(status="timeout", error=ExecutionError("TimeoutError", f"execution exceeded {limit:g} s"),
+                             state_lost=True, notes=(note,), duration_s=asyncio.get_running_loop().time() - started)
+        execution = self._execution(reply)
+        note = f"Execution timed out after {limit:g} s and was interrupted; the session's state is kept."
+        return Execution(**{**execution.__dict__, "status": "timeout", "notes": execution.notes + (note,),
+                            "error": ExecutionError("TimeoutError", f"execution exceeded {limit:g} s", execution.error.traceback if execution.error else "")})
+
+    async def _transfer(self, request: dict) -> dict:
+        async with self._lock:
+            channel = await self._ready()
+            request_id = str(next(self._ids))
+            try:
+                await channel.send({"id": request_id, **request})
+                reply = await asyncio.wait_for(channel.reply(request_id), max(self.timeout, 60))
+            except (KernelDied, asyncio.TimeoutError) as exc:
+                await self._restart_kernel()
+                raise SandboxError(f"the kernel failed during {request['op']} and was restarted") from exc
+        if reply.get("status") != "ok":
+            error = reply.get("error") or {}
+            raise SandboxError(f"{request['op']} of {request.get('path')!r} failed: {error.get('ename')}: {error.get('evalue')}")
+        return reply
+
+    @staticmethod
+    def _execution(reply: dict) -> Execution:
+        error = reply.get("error")
+        status = reply.get("status")
+        return Execution(
+            status="ok" if status == "ok" else "error",
+            stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""), result=reply.get("result"),
+            error=ExecutionError(error.get("ename", ""), error.get("evalue", ""), error.get("traceback", "")) if error else None,
+            files=tuple(reply.get("files", ())), images=tuple(reply.get("images", ())), duration_s=float(reply.get("duration_s", 0.0)),
+        )
+
+
+@dataclass
+class Limits:
+    """Resource limits of a sandbox session; defaults suit a laptop-sized notebook."""
+
+    memory_mb: int = 1024
+    processes: int = 256
+    cpus: float = 1.0
+    data_mb: int = 512
+    tmp_mb: int = 256

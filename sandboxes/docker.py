@@ -1,0 +1,193 @@
+"""DockerSandbox: one locked-down container per session, with a long-lived kernel inside.
+
+The container's PID 1 is the kernel file in ``init`` mode (it reaps zombies
+and kills everything else on SIGUSR1); the kernel itself is started with
+``docker exec`` and spoken to over the exec stream, so a call costs a round
+trip on a socket rather than a container start. Containers carry an owner
+label (host, pid, process start time) so that the next start on this host
+removes those a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._owner import owner_is_gone, owner_tag
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError
+from .images import DEFAULT_IMAGE
+
+SANDBOX_LABEL = "org.harmony-agent.sandbox"
+OWNER_LABEL = "org.harmony-agent.owner"
+SANDBOX_USER = "65534:65534"  # nobody
+KERNEL_ENV = {
+    "HOME": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.matplotlib", "PYTHONUNBUFFERED": "1",
+    "HARMONY_KERNEL_DATA": DATA_DIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+}
+
+_live: dict[str, Any] = {}  # container id -> docker client, for removal at interpreter exit
+
+
+def reap_orphans(client) -> list[str]:
+    """Remove sandbox containers whose owning process on this host has died; returns their ids."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": SANDBOX_LABEL}):
+        if owner_is_gone(container.labels.get(OWNER_LABEL, "")):
+            try:
+                container.remove(force=True)
+                removed.append(container.id)
+            except Exception:  # already gone, or being removed by its owner
+                pass
+    return removed
+
+
+def _remove_live_containers() -> None:
+    for container_id, client in list(_live.items()):
+        try:
+            client.api.remove_container(container_id, force=True)
+        except Exception:
+            pass
+        _live.pop(container_id, None)
+
+
+atexit.register(_remove_live_containers)
+
+
+def docker_client(timeout: float = 10):
+    """A client for the engine in the environment (DOCKER_HOST or the default socket), or a clear SandboxError."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise SandboxError("the docker SDK is not installed: pip install 'harmony-agent[docker]'") from exc
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:
+        raise SandboxError(f"no Docker engine answers ({exc}); start one (e.g. dockerd) or use LocalSandbox") from exc
+    return client
+
+
+async def _exec_lines(reader: asyncio.StreamReader, stderr_tail: bytearray) -> AsyncIterator[bytes]:
+    """Lines of an exec's stdout, from Docker's multiplexed stream (8-byte frame headers, no TTY)."""
+    pending = bytearray()
+    while True:
+        header = await reader.readexactly(8)
+        stream, size = header[0], int.from_bytes(header[4:8], "big")
+        payload = await reader.readexactly(size)
+        if stream != 1:
+            stderr_tail.extend(payload)
+            del stderr_tail[:-4096]
+            continue
+        pending.extend(payload)
+        while (end := pending.find(b"\n")) >= 0:
+            yield bytes(pending[:end])
+            del pending[: end + 1]
+
+
+class DockerSandbox(Sandbox):
+    """A Python session in a container: no network, limited memory, processes and CPU, read-only root, user nobody."""
+
+    kind = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, limits: Limits | None = None, runtime: str | None = None,
+                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+        self.image = image
+        self.limits = limits or Limits()
+        self.runtime = runtime
+        self.client: Any = None
+        self.container: Any = None
+        self._exec_id: str | None = None
+        self._exec_socket: Any = None
+        self._stderr_tail = bytearray()
+
+    def describe(self) -> str:
+        name = self.container.name if self.container is not None else "not started"
+        limits = self.limits
+        return (f"Docker container {name} from {self.image}: no network, {limits.memory_mb} MB memory, "
+                f"{limits.processes} processes, {limits.cpus:g} CPUs, read-only root, user nobody")
+
+    async def _boot(self) -> None:
+        self.client = await asyncio.to_thread(docker_client)
+        await asyncio.to_thread(reap_orphans, self.client)
+        self.container = await asyncio.to_thread(self._create_container)
+        _live[self.container.id] = self.client
+
+    def _create_container(self):
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.images.get(self.image)
+        except ImageNotFound:
+            raise SandboxError(f"the sandbox image {self.image} is missing: build it with `harmony-agent sandbox build` "
+                               "(or `harmony-agent sandbox build --offline` without registry access)") from None
+        limits = self.limits
+        try:
+            return self.client.containers.run(
+                self.image, ["python3", "-c", KERNEL_SOURCE, "init"], detach=True,
+                network_mode="none", read_only=True, user=SANDBOX_USER, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes,
+                nano_cpus=int(limits.cpus * 1e9), runtime=self.runtime, hostname="sandbox", working_dir=DATA_DIR,
+                tmpfs={DATA_DIR: f"size={limits.data_mb}m,uid=65534,gid=65534,mode=0700",
+                       "/tmp": f"size={limits.tmp_mb}m,mode=1777"},
+                environment=KERNEL_ENV, labels={SANDBOX_LABEL: "python", OWNER_LABEL: owner_tag()},
+            )
+        except APIError as exc:
+            raise SandboxError(f"could not start a sandbox container from {self.image}: {exc.explanation or exc}") from exc
+
+    async def _spawn_kernel(self) -> KernelChannel:
+        api = self.client.api
+        try:
+            created = await asyncio.to_thread(api.exec_create, self.container.id, ["python3", "-c", KERNEL_SOURCE], stdin=True,
+                                              stdout=True, stderr=True, user=SANDBOX_USER, environment=KERNEL_ENV, workdir=DATA_DIR)
+            self._exec_socket = await asyncio.to_thread(api.exec_start, created["Id"], socket=True)
+        except Exception as exc:
+            raise SandboxError(f"could not start the kernel in container {self.container.name}: {exc}") from exc
+        self._exec_id = created["Id"]
+        raw = getattr(self._exec_socket, "_sock", self._exec_socket)
+        raw.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=raw, limit=2**20)
+        self._stderr_tail = bytearray()
+
+        async def write(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        return KernelChannel(_exec_lines(reader, self._stderr_tail), write)
+
+    async def _kill_all(self) -> None:
+        try:
+            await asyncio.to_thread(self.container.kill, signal="SIGUSR1")
+        except Exception as exc:
+            raise SandboxError(f"could not reset container {self.container.name}: {exc}") from exc
+
+    async def _death_reason(self) -> str:
+        if self._exec_id is None:
+            return "the kernel never started"
+        code = None
+        for _ in range(20):
+            info = await asyncio.to_thread(self.client.api.exec_inspect, self._exec_id)
+            code = info.get("ExitCode")
+            if not info.get("Running"):
+                break
+            await asyncio.sleep(0.05)
+        stderr = self._stderr_tail.decode("utf-8", "replace").strip()
+        if code in (137, -9):
+            return f"killed by SIGKILL, most likely for going over the sandbox's {self.limits.memory_mb} MB memory limit"
+        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+        return f"the kernel exited with code {code}{detail}"
+
+    async def _shutdown(self) -> None:
+        container, self.container = self.container, None
+        if container is None:
+            return
+        try:
+            await asyncio.to_thread(container.remove, force=True)
+        except Exception as exc:
+            if "No such container" not in str(exc) and "is already in progress" not in str(exc):
+                raise SandboxError(f"could not remove container {container.name}: {exc}") from exc
+        finally:
+            _live.pop(container.id, None)
+            self._exec_socket = None

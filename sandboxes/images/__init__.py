@@ -1,0 +1,109 @@
+"""Building the code-interpreter image that DockerSandbox runs.
+
+Two paths produce equivalent images: a Dockerfile (``images/python``) for
+machines that can pull ``python:3.12-slim``, and an offline path for machines
+that can reach only a Debian mirror: debootstrap a minimal Debian root with
+Python and its scientific packages, then ``docker import`` it. The sandbox
+sends its kernel in at every start, so an image never goes stale when the
+kernel changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_IMAGE = "harmony-agent/python:latest"
+DOCKERFILE_DIR = Path(__file__).parent / "python"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_PACKAGES = ("python3", "python3-numpy", "python3-pandas", "python3-matplotlib", "python3-scipy", "python3-sympy", "python3-pil")
+IMAGE_LABEL = "org.harmony-agent.image=python"
+
+Progress = Callable[[str], None]
+
+
+class ImageBuildError(RuntimeError):
+    """The image could not be built; the message says why and what to do."""
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this host's apt uses, so the offline build needs no other network."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if words[0] == "URIs:" and len(words) > 1 and "security" not in words[1]:
+                return words[1]
+            if words[0] == "deb":
+                urls = [w for w in words[1:] if "://" in w]
+                if urls and "security" not in urls[0]:
+                    return urls[0]
+    return "http://deb.debian.org/debian"
+
+
+def _stream(command: list[str], progress: Progress) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout is not None
+    tail: list[str] = []
+    for line in process.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-20:]
+        progress(line)
+    if process.wait() != 0:
+        raise ImageBuildError(f"{command[0]} failed (exit {process.returncode}):\n" + "\n".join(tail))
+
+
+def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None, progress: Progress = print) -> str:
+    """Build the image from Debian packages (debootstrap + ``docker import``); returns the image id."""
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap is not installed: apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise ImageBuildError("the offline build runs debootstrap, which needs root: run it with sudo")
+    mirror = mirror or debian_mirror()
+    with tempfile.TemporaryDirectory(prefix="harmony-rootfs-") as work:
+        root = Path(work) / "root"
+        progress(f"debootstrap {DEBIAN_SUITE} from {mirror} (about a minute)")
+        _stream(["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}", DEBIAN_SUITE, str(root), mirror], progress)
+        for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / leftovers).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        (root / "mnt/data").mkdir(parents=True, exist_ok=True)
+        os.chown(root / "mnt/data", 65534, 65534)
+        archive = Path(work) / "root.tar"
+        progress("packing the root filesystem")
+        _stream(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], progress)
+        progress(f"importing it as {tag}")
+        repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+        changes = ["ENV MPLBACKEND=Agg", "ENV PYTHONUNBUFFERED=1", "ENV HOME=/tmp", f"LABEL {IMAGE_LABEL}", "USER 65534:65534", "WORKDIR /mnt/data"]
+        reply = client.api.import_image_from_file(str(archive), repository=repository, tag=version, changes=changes)
+    image = client.images.get(tag)
+    progress(f"built {tag} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
+    del reply
+    return image.id
+
+
+def build_dockerfile(client, tag: str = DEFAULT_IMAGE, *, progress: Progress = print) -> str:
+    """Build the image from the Dockerfile (needs registry access for the base image)."""
+    from docker.errors import APIError, BuildError
+
+    try:
+        for chunk in client.api.build(path=str(DOCKERFILE_DIR), tag=tag, rm=True, decode=True):
+            if "error" in chunk:
+                raise ImageBuildError(f"docker build failed: {chunk['error'].strip()}\n(no registry access? try --offline)")
+            text = chunk.get("stream", "").rstrip()
+            if text:
+                progress(text)
+    except (APIError, BuildError) as exc:
+        raise ImageBuildError(f"docker build failed: {exc}") from exc
+    return client.images.get(tag).id

@@ -1,0 +1,195 @@
+"""LocalSandbox: the same kernel without Docker, isolated by bubblewrap.
+
+The kernel runs as user nobody (when we are root) inside fresh user, PID,
+network, IPC and UTS namespaces: it sees a read-only system, a private
+``/tmp``, and a per-session data folder mounted at ``/mnt/data``; the host's
+home folders and network are not there. Resource limits are rlimits set just
+before bubblewrap starts: address space (so an oversized allocation is a
+MemoryError, not a dead kernel), processes, and file size.
+
+Why not bubblewrap as root with ``--uid``: that stays host root with its
+capabilities dropped, and root-owned files such as ``/root`` remain readable.
+So when we are root we drop to nobody first and let bubblewrap make an
+unprivileged user namespace.
+
+``isolation="unsandboxed"`` runs the kernel as a plain subprocess of this
+user, with the same limits but no isolation; it exists for machines where
+neither Docker nor bubblewrap works, and it warns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from ._owner import owner_tag, process_is_gone
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError
+
+NOBODY = 65534
+SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+KERNEL_ENV = {
+    "HOME": "/tmp", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
+}
+Isolation = Literal["bubblewrap", "unsandboxed"]
+
+
+DATA_PREFIX = "harmony-sandbox-"
+
+
+def reap_orphaned_data() -> list[Path]:
+    """Remove data folders whose owning process died (a killed run cannot remove its own)."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(DATA_PREFIX + "*"):
+        pid, started = (folder.name[len(DATA_PREFIX):].split("_") + ["", ""])[:2]
+        if pid.isdigit() and process_is_gone(int(pid), started):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def bubblewrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _set_limits(limits: Limits) -> None:
+    """Runs in the child just before exec: the limits bind bubblewrap and everything it starts."""
+    memory = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    size = limits.data_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+async def _stream_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while line := await stream.readline():
+        yield line.rstrip(b"\n")
+
+
+class LocalSandbox(Sandbox):
+    """A Python session on this machine, isolated by bubblewrap (or, when asked by name, not isolated)."""
+
+    def __init__(self, *, isolation: Isolation = "bubblewrap", python: str | None = None, limits: Limits | None = None,
+                 read_only_paths: Sequence[str] = (), timeout: float = 120.0, max_output: int = 20_000,
+                 interrupt_grace: float = 3.0) -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+        if isolation not in ("bubblewrap", "unsandboxed"):
+            raise ValueError(f"isolation must be 'bubblewrap' or 'unsandboxed', not {isolation!r}")
+        self.kind = isolation
+        # Inside bubblewrap only the system is visible, so the system's Python; unsandboxed, this one.
+        self.python = python or ("/usr/bin/python3" if isolation == "bubblewrap" else sys.executable)
+        self.limits = limits or Limits(memory_mb=2048)
+        self.read_only_paths = tuple(read_only_paths)
+        self.data_dir: Path | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._stderr_tail = bytearray()
+        self._drop_to_nobody = os.geteuid() == 0 and isolation == "bubblewrap"
+
+    def describe(self) -> str:
+        limits = f"{self.limits.memory_mb} MB address space, {self.limits.processes} processes"
+        if self.kind == "unsandboxed":
+            return f"unsandboxed subprocess ({self.python}) with {limits}: NO isolation from this machine"
+        user = "nobody" if self._drop_to_nobody else f"uid {os.geteuid()}"
+        return f"bubblewrap as {user}: no network, read-only system, private /tmp, {limits}"
+
+    async def _boot(self) -> None:
+        if self.kind == "bubblewrap" and bubblewrap_path() is None:
+            raise SandboxError("bubblewrap is not installed (apt-get install bubblewrap); or use DockerSandbox")
+        if self.kind == "unsandboxed":
+            warnings.warn("LocalSandbox(isolation='unsandboxed') runs model-written code with no isolation "
+                          "from this machine", RuntimeWarning, stacklevel=3)
+        if not os.path.exists(self.python):
+            raise SandboxError(f"no Python at {self.python}: install python3 or pass python=")
+        reap_orphaned_data()
+        _host, pid, started = owner_tag().rsplit(":", 2)
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
+        if self._drop_to_nobody:
+            os.chown(self.data_dir, NOBODY, NOBODY)
+
+    def _command(self) -> list[str]:
+        assert self.data_dir is not None
+        kernel = [self.python, "-c", KERNEL_SOURCE]
+        if self.kind == "unsandboxed":
+            return kernel
+        command = [bubblewrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        for path in (*SYSTEM_PATHS, *self.read_only_paths):
+            if os.path.islink(path):
+                command += ["--symlink", os.readlink(path), path]
+            elif os.path.exists(path):
+                command += ["--ro-bind", path, path]
+        command += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+                    "--bind", str(self.data_dir), DATA_DIR, "--remount-ro", "/", "--chdir", DATA_DIR]
+        return command + kernel
+
+    async def _spawn_kernel(self) -> KernelChannel:
+        env = {**KERNEL_ENV, "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
+        if self.kind == "unsandboxed":
+            env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
+        identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if self._drop_to_nobody else {}
+        limits = self.limits
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=env, cwd=str(self.data_dir), start_new_session=True, limit=2**30, preexec_fn=lambda: _set_limits(limits),
+                **identity)
+        except OSError as exc:
+            raise SandboxError(f"could not start the {self.kind} sandbox: {exc}") from exc
+        process = self._process
+        self._stderr_tail = bytearray()
+        asyncio.create_task(self._collect_stderr(process))
+
+        async def write(data: bytes) -> None:
+            assert process.stdin is not None
+            process.stdin.write(data)
+            await process.stdin.drain()
+
+        assert process.stdout is not None
+        return KernelChannel(_stream_lines(process.stdout), write)
+
+    async def _collect_stderr(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        tail = self._stderr_tail
+        while chunk := await process.stderr.read(4096):
+            tail.extend(chunk)
+            del tail[:-4096]
+
+    async def _kill_all(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        # The session holds bubblewrap's PID 1 of the sandbox; when it dies, the kernel
+        # kills every process in that PID namespace, including any that called setsid.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait(), 5)
+
+    async def _death_reason(self) -> str:
+        process = self._process
+        if process is None:
+            return "the kernel never started"
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait(), 2)
+        stderr = self._stderr_tail.decode("utf-8", "replace").strip()
+        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+        code = process.returncode
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}{detail}"
+        return f"the kernel exited with code {code}{detail}"
+
+    async def _shutdown(self) -> None:
+        await self._kill_all()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None

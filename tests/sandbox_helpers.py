@@ -1,0 +1,53 @@
+"""Which sandboxes this machine can run, for tests that use real Docker and real bubblewrap.
+
+A missing sandbox skips its tests, unless HARMONY_AGENT_REQUIRE_SANDBOXES
+names it (CI sets ``docker,bubblewrap``): then it fails, so a broken install
+can never pass as skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+
+import pytest
+
+from sandboxes import DockerSandbox, LocalSandbox, Sandbox, SandboxError
+from sandboxes.docker import docker_client
+from sandboxes.images import DEFAULT_IMAGE
+from sandboxes.local import bubblewrap_path
+
+KINDS = ["docker", "bubblewrap"]
+
+
+@functools.cache
+def unavailable(kind: str) -> str | None:
+    """Why a sandbox kind cannot run here, or None."""
+    if kind == "docker":
+        try:
+            docker_client(timeout=5).images.get(DEFAULT_IMAGE)
+        except SandboxError as exc:
+            return str(exc)
+        except Exception:
+            return f"the image {DEFAULT_IMAGE} is missing (harmony-agent sandbox build --offline)"
+        return None
+    if bubblewrap_path() is None:
+        return "bubblewrap is not installed"
+    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}"
+
+
+def require(kind: str) -> None:
+    reason = unavailable(kind)
+    if reason is None:
+        return
+    required = {k.strip() for k in os.environ.get("HARMONY_AGENT_REQUIRE_SANDBOXES", "").split(",")}
+    if kind in required:
+        pytest.fail(f"the {kind} sandbox is required here but unavailable: {reason}")
+    pytest.skip(f"{kind} sandbox unavailable: {reason}")
+
+
+def make(kind: str, **options) -> Sandbox:
+    require(kind)
+    return DockerSandbox(**options) if kind == "docker" else LocalSandbox(**options)

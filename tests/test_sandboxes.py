@@ -1,0 +1,241 @@
+"""Sandbox behaviour, on real Docker and real bubblewrap: state, limits, isolation, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sandboxes import DockerSandbox, LocalSandbox, SandboxError
+from sandbox_helpers import KINDS, make, require
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=KINDS)
+async def sandbox(request):
+    box = make(request.param, timeout=30, interrupt_grace=2.0)
+    await box.start()
+    yield box
+    await box.close()
+
+
+async def count_processes(box) -> int:
+    reply = await box.execute("import os\nlen([p for p in os.listdir('/proc') if p.isdigit()])")
+    assert reply.status == "ok", reply
+    return int(reply.result)
+
+
+async def test_state_last_expression_and_tracebacks(sandbox):
+    assert (await sandbox.execute("x = 20\ndef double(v):\n    return v * 2")).result is None
+    shown = await sandbox.execute("print('hi')\ndouble(x) + 2")
+    assert (shown.status, shown.stdout, shown.result) == ("ok", "hi\n", "42")
+    failed = await sandbox.execute("def f():\n    return 1 / 0\nf()")
+    assert failed.status == "error" and failed.error.ename == "ZeroDivisionError"
+    assert 'File "<cell>", line 2, in f' in failed.error.traceback
+    assert (await sandbox.execute("x")).result == "20"  # an exception loses nothing
+
+
+async def test_a_timeout_interrupts_and_keeps_state(sandbox):
+    await sandbox.execute("kept = 'yes'")
+    started = time.monotonic()
+    slow = await sandbox.execute("import time\ntime.sleep(60)", timeout=1)
+    assert slow.status == "timeout" and not slow.state_lost
+    assert time.monotonic() - started < 10
+    assert "timed out after 1 s" in slow.notes[-1]
+    assert (await sandbox.execute("kept")).result == "'yes'"
+
+
+async def test_an_endless_loop_is_stopped(sandbox):
+    spin = await sandbox.execute("while True: pass", timeout=1)
+    assert spin.status == "timeout"
+    assert (await sandbox.execute("1 + 1")).result == "2"
+
+
+async def test_code_that_ignores_the_interrupt_is_stopped_by_a_restart(sandbox):
+    await sandbox.execute("open('keep.txt', 'w').write('kept'); lost = 1")
+    stubborn = await sandbox.execute("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", timeout=1)
+    assert stubborn.status == "timeout" and stubborn.state_lost
+    assert "restarted" in stubborn.notes[-1]
+    assert (await sandbox.execute("'lost' in globals()")).result == "False"
+    assert (await sandbox.execute("open('keep.txt').read()")).result == "'kept'"
+
+
+async def test_a_fork_bomb_is_contained(sandbox):
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    result = await sandbox.execute(bomb, timeout=3)
+    assert result.status == "timeout"
+    deadline = time.monotonic() + 10  # PID 1 reaps the killed copies' zombies a moment later
+    while (remaining := await count_processes(sandbox)) > 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert remaining <= 4  # the bomb's copies are gone, not just throttled
+    assert (await sandbox.execute("'alive'")).result == "'alive'"
+
+
+async def test_an_allocation_past_the_memory_limit_is_reported_and_the_next_call_works(sandbox):
+    result = await sandbox.execute("hog = bytearray(3 * 1024 ** 3)\nhog[::4096] = b'x' * len(hog[::4096])")
+    assert result.status in ("error", "crashed")
+    described = f"{result.error.ename} {result.error.evalue} {' '.join(result.notes)}"
+    assert "MemoryError" in described or "memory limit" in described
+    assert (await sandbox.execute("6 * 7")).result == "42"
+
+
+@pytest.fixture
+def host_server():
+    """An HTTP server on the host's 127.0.0.1 that counts the requests it gets."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], hits
+    server.shutdown()
+
+
+async def test_the_network_is_unreachable(sandbox, host_server):
+    port, hits = host_server
+    import urllib.request
+
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/host", timeout=5).read() == b"reached"  # the server works
+    probe = await sandbox.execute(f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/sandbox', timeout=3).read()")
+    assert probe.status == "error" and probe.error.ename in ("URLError", "ConnectionRefusedError", "OSError", "TimeoutError")
+    assert hits == ["/host"]
+
+
+async def test_writes_outside_the_data_folder_are_refused(sandbox):
+    for path in ("/etc/harmony-probe", "/usr/harmony-probe", "/harmony-probe", "/root/harmony-probe"):
+        result = await sandbox.execute(f"open({path!r}, 'w').write('x')")
+        assert result.status == "error" and result.error.ename in ("OSError", "PermissionError", "FileNotFoundError"), path
+        assert not os.path.exists(path)
+    assert (await sandbox.execute("open('/mnt/data/ok.txt', 'w').write('ok')")).result == "2"
+    marker = f"harmony-private-{os.getpid()}-{id(sandbox)}"
+    assert (await sandbox.execute(f"open('/tmp/{marker}', 'w').write('x')")).status == "ok"
+    assert not (Path(tempfile.gettempdir()) / marker).exists()  # the sandbox's /tmp is its own
+
+
+async def test_huge_output_is_truncated_keeping_head_and_tail(sandbox):
+    result = await sandbox.execute("print('START'); print('x' * 50_000_000); print('END')")
+    assert result.stdout.startswith("START") and result.stdout.rstrip().endswith("END")
+    assert "cut" in result.stdout and len(result.stdout) < sandbox.max_output + 200
+
+
+async def test_files_upload_and_download(sandbox, tmp_path):
+    local = tmp_path / "table.csv"
+    local.write_text("a,b\n1,2\n")
+    where = await sandbox.upload(local, "inputs/table.csv")
+    assert where == "/mnt/data/inputs/table.csv"
+    made = await sandbox.execute("import csv\nrows = list(csv.reader(open('inputs/table.csv')))\nopen('out.bin', 'wb').write(bytes(range(256)))\nrows")
+    assert made.result == "[['a', 'b'], ['1', '2']]" and made.files == ("/mnt/data/out.bin",)
+    assert await sandbox.download("out.bin") == bytes(range(256))
+    with pytest.raises(SandboxError, match="FileNotFoundError"):
+        await sandbox.download("missing.txt")
+
+
+async def test_matplotlib_figures_are_saved_as_png(sandbox):
+    result = await sandbox.execute("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('demo')")
+    assert result.images == ("/mnt/data/figure-1.png",)
+    assert (await sandbox.download("figure-1.png"))[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_two_sessions_are_isolated(kind):
+    async with make(kind) as first, make(kind) as second:
+        await first.execute("secret = 1\nopen('mine.txt', 'w').write('first')")
+        assert (await second.execute("'secret' in globals()")).result == "False"
+        assert (await second.execute("import os\nos.path.exists('/mnt/data/mine.txt')")).result == "False"
+
+
+async def test_restart_clears_variables_and_keeps_files(sandbox):
+    await sandbox.execute("v = 1\nopen('f.txt', 'w').write('f')")
+    await sandbox.restart()
+    assert (await sandbox.execute("'v' in globals(), open('f.txt').read()")).result == "(False, 'f')"
+
+
+async def test_a_closed_sandbox_says_so(sandbox):
+    await sandbox.close()
+    with pytest.raises(SandboxError, match="closed"):
+        await sandbox.execute("1")
+
+
+async def test_no_container_is_left_after_close():
+    require("docker")
+    box = DockerSandbox()
+    await box.start()
+    container = box.container
+    await box.close()
+    from docker.errors import NotFound
+
+    with pytest.raises(NotFound):
+        box.client.containers.get(container.id)
+
+
+OWNER_SCRIPT = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from sandboxes import DockerSandbox, LocalSandbox
+async def main():
+    box = DockerSandbox() if sys.argv[1] == "docker" else LocalSandbox()
+    await box.start()
+    print(box.container.id if sys.argv[1] == "docker" else box.data_dir, flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+def start_owner(kind: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER_SCRIPT.format(root=str(ROOT)))
+    owner = subprocess.Popen([sys.executable, str(script), kind], stdout=subprocess.PIPE, text=True)
+    line = owner.stdout.readline().strip()
+    assert line, "the owner process did not start its sandbox"
+    return owner, line
+
+
+async def test_a_container_orphaned_by_sigkill_is_reaped_at_the_next_start(tmp_path):
+    require("docker")
+    owner, container_id = start_owner("docker", tmp_path)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    from docker.errors import NotFound
+
+    from sandboxes.docker import docker_client
+
+    assert docker_client().containers.get(container_id).status == "running"  # orphaned: nobody removed it
+    async with DockerSandbox() as box:
+        with pytest.raises(NotFound):
+            box.client.containers.get(container_id)
+
+
+async def test_bubblewrap_dies_with_its_owner_and_its_folder_is_reaped(tmp_path):
+    require("bubblewrap")
+    owner, data_dir = start_owner("bubblewrap", tmp_path)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        survivors = subprocess.run(["pgrep", "-f", data_dir], capture_output=True, text=True).stdout.split()
+        if not survivors:
+            break
+        await asyncio.sleep(0.1)
+    assert not survivors, "sandbox processes outlived their owner"
+    assert Path(data_dir).exists()  # a SIGKILLed owner cannot tidy up...
+    async with LocalSandbox():
+        assert not Path(data_dir).exists()  # ...so the next start does

@@ -1,0 +1,161 @@
+"""The built-in ``python`` tool: a stateful notebook session in a sandbox.
+
+The model is given harmony's own description of the tool (stateful Jupyter,
+a 120 s timeout, a persistent ``/mnt/data``) and the tool keeps those
+promises. Code runs in a :class:`sandboxes.Sandbox`: Docker when an engine
+answers and the image is there, bubblewrap otherwise; the choice is logged
+and reported in every result's metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+
+from openai_harmony import ToolDescription, ToolNamespaceConfig
+
+from sandboxes import DockerSandbox, Execution, LocalSandbox, Sandbox, SandboxError
+from sandboxes.docker import docker_client
+from sandboxes.images import DEFAULT_IMAGE
+from sandboxes.local import bubblewrap_path
+
+from .base import Tool, ToolCall, ToolError, ToolResult
+
+log = logging.getLogger("harmony_agent.python")
+
+SANDBOX_CHOICES = ("auto", "docker", "bubblewrap", "unsandboxed")
+_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def tool_description(timeout: float) -> str:
+    """harmony's python description, with the facts of this sandbox filled in."""
+    text = ToolNamespaceConfig.python().description
+    text = text.replace("120.0 seconds", f"{timeout:g} seconds")
+    return re.sub(r"Internet access for this session is .*$", "Internet access for this session is disabled.", text, flags=re.DOTALL)
+
+
+def choose_sandbox(kind: str = "auto", *, image: str = DEFAULT_IMAGE, timeout: float = 120.0) -> tuple[Sandbox, str]:
+    """A sandbox of the named kind, or for ``auto`` the best one available; returns it and a line saying why.
+
+    Blocking (it may ask the Docker engine), so call it from a thread in async code.
+    """
+    if kind not in SANDBOX_CHOICES:
+        raise SandboxError(f"unknown sandbox {kind!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+    if kind == "docker":
+        return DockerSandbox(image, timeout=timeout), "Docker (asked for)"
+    if kind == "bubblewrap":
+        return LocalSandbox(timeout=timeout), "bubblewrap (asked for)"
+    if kind == "unsandboxed":
+        return LocalSandbox(isolation="unsandboxed", timeout=timeout), "an UNSANDBOXED subprocess (asked for)"
+    try:
+        client = docker_client(timeout=5)
+        client.images.get(image)
+        return DockerSandbox(image, timeout=timeout), "Docker (an engine answers and the image is present)"
+    except SandboxError as exc:
+        why = f"no Docker: {exc}"
+    except Exception:  # the engine answers but the image is missing
+        why = f"Docker answers but the image {image} is missing (build it with `harmony-agent sandbox build`)"
+    if bubblewrap_path() is not None:
+        return LocalSandbox(timeout=timeout), f"bubblewrap ({why})"
+    raise SandboxError(f"no sandbox is available for the python tool ({why}; bubblewrap is not installed either). "
+                       "Run `bash scripts/setup.sh`, or choose the unsandboxed kind explicitly if you accept the risk.")
+
+
+def extract_code(call: ToolCall) -> str:
+    """The code in a call: raw text as harmony specifies, tolerating a JSON ``{"code": ...}`` or a markdown fence."""
+    text = call.content
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("code"), str):
+            text = value["code"]
+    fenced = _FENCE.match(text)
+    return fenced.group(1) if fenced else text
+
+
+def render_execution(execution: Execution) -> ToolResult:
+    """What a notebook would show: output streams, the last value, then any error; notes on files and images."""
+    parts = [p.rstrip("\n") for p in (execution.stdout, execution.stderr) if p]
+    if execution.result is not None:
+        parts.append(execution.result)
+    if execution.files:
+        parts.append("[files written: " + ", ".join(execution.files) + "]")
+    if execution.images:
+        parts.append("[figures saved: " + ", ".join(execution.images) + "]")
+    error = None
+    if execution.error is not None or execution.status != "ok":
+        found = execution.error
+        detail = (found.traceback.rstrip() or f"{found.ename}: {found.evalue}") if found else execution.status
+        if execution.status == "timeout" and found is not None and found.traceback:
+            detail = f"{found.traceback.rstrip()}\nTimeoutError: {found.evalue}"
+        error = "\n".join([detail, *execution.notes])
+    output = "\n".join(parts)
+    if not output and error is None:
+        output = "[no output: end the cell with an expression, or print() what you want to see]"
+    return ToolResult(output=output, error=error, files=execution.files, images=execution.images,
+                      metadata={"status": execution.status, "duration_s": execution.duration_s, "state_lost": execution.state_lost})
+
+
+class PythonTool(Tool):
+    """gpt-oss's built-in python tool: a stateful session in a Docker or bubblewrap sandbox.
+
+    ``sandbox`` is a :class:`Sandbox` you built, or one of ``auto`` (the
+    default; the ``HARMONY_AGENT_SANDBOX`` environment variable overrides it),
+    ``docker``, ``bubblewrap`` or ``unsandboxed``. The sandbox starts at the
+    first call, or at :meth:`start`.
+    """
+
+    namespace = "python"
+
+    def __init__(self, sandbox: Sandbox | str | None = None, *, timeout: float = 120.0, image: str = DEFAULT_IMAGE) -> None:
+        self.timeout = timeout
+        self.image = image
+        self.namespace_description = tool_description(timeout)
+        self._requested = sandbox if sandbox is not None else os.environ.get("HARMONY_AGENT_SANDBOX", "auto")
+        if isinstance(self._requested, str) and self._requested not in SANDBOX_CHOICES:
+            raise ValueError(f"unknown sandbox {self._requested!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+        self.sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
+        self.choice = "the sandbox given" if self.sandbox is not None else ""
+        self._starting = asyncio.Lock()
+
+    def descriptions(self) -> list[ToolDescription]:
+        return []  # the namespace itself is the recipient: the message's content is the code
+
+    def namespace_config(self) -> ToolNamespaceConfig:
+        return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=[])
+
+    async def start(self) -> str:
+        """Start the sandbox now (instead of at the first call); returns a line saying which one and why."""
+        async with self._starting:
+            if self.sandbox is None:
+                self.sandbox, self.choice = await asyncio.to_thread(choose_sandbox, str(self._requested), image=self.image,
+                                                                    timeout=self.timeout)
+            await self.sandbox.start()
+            line = f"python tool: {self.choice}; {self.sandbox.describe()}"
+            log.info(line)
+            return line
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        code = extract_code(call)
+        if not code.strip():
+            raise ToolError("the message was empty: send Python code as the message content")
+        try:
+            if self.sandbox is None or not self.sandbox.started:
+                await self.start()
+            assert self.sandbox is not None
+            execution = await self.sandbox.execute(code, timeout=self.timeout)
+        except SandboxError as exc:
+            raise ToolError(f"the python sandbox is unavailable: {exc}") from exc
+        result = render_execution(execution)
+        return ToolResult(output=result.output, error=result.error, files=result.files, images=result.images,
+                          metadata={**result.metadata, "sandbox": self.sandbox.kind})
+
+    async def aclose(self) -> None:
+        if self.sandbox is not None:
+            await self.sandbox.close()
