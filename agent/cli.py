@@ -296,7 +296,7 @@ def sandbox_build(
         with console.status(f"building {image}") as status:
             def progress(line: str) -> None:
                 status.update(f"building {image}: {line[:100]}")
-                if not line.startswith(("I: Retrieving", "I: Validating", "I: Extracting", "I: Unpacking", "I: Configuring")):
+                if not line.startswith("I: "):  # debootstrap's per-package chatter stays in the status line
                     console.print(f"[dim]{line}[/dim]")
 
             if offline:

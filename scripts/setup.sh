@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 run_demo=1
 [ "${1:-}" = "--no-demo" ] && run_demo=0
 
-# System packages the project needs (each tool adds its own as it ships).
-SYSTEM_PACKAGES=(python3-venv)
+# System packages the project needs (each tool adds its own as it ships):
+# the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
+# and the system Python's numpy/pandas/matplotlib for the bubblewrap sandbox.
+SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -46,7 +48,33 @@ echo "== installing harmony-agent with all extras"
 echo "== resolving the harmony vocabulary (offline)"
 .venv/bin/python -c "from agent.vocab import resolve_vocabulary; from agent.harmony import get_encoding; s = resolve_vocabulary(); get_encoding(); print('vocabulary:', s.kind, s.folder)"
 
+# The python tool's Docker engine: start one if none answers. Its flags leave the host's
+# network alone (no bridge, no iptables rules); sandboxes run with networking off anyway.
+if command -v docker >/dev/null && ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v dockerd >/dev/null; then
+    echo "== starting the Docker engine (log: /var/log/harmony-agent-dockerd.log)"
+    setsid nohup dockerd --bridge=none --iptables=false --ip-masq=false >/var/log/harmony-agent-dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || { echo "the Docker engine did not start; see /var/log/harmony-agent-dockerd.log" >&2; exit 1; }
+  else
+    echo "!! no Docker engine answers: start one to use the Docker sandbox (python falls back to bubblewrap)"
+  fi
+fi
+
+# The sandbox image: from Debian packages when we can run debootstrap (no registry needed),
+# else from the Dockerfile. HARMONY_AGENT_IMAGE_BUILD=dockerfile|offline overrides the choice.
+if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/python:latest >/dev/null 2>&1; then
+  build="${HARMONY_AGENT_IMAGE_BUILD:-}"
+  if [ -z "$build" ]; then
+    if [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then build=offline; else build=dockerfile; fi
+  fi
+  echo "== building the sandbox image ($build, about two minutes)"
+  if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
+fi
+
 if [ "$run_demo" = 1 ]; then
   echo "== demo: a scripted gpt-oss run with a function tool"
   .venv/bin/harmony-agent run examples/weather_task.yaml --yes
+  echo "== demo: computing with the python tool (a policy model stands in for gpt-oss)"
+  .venv/bin/harmony-agent run examples/python_task.yaml --yes
 fi
