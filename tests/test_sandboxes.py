@@ -239,3 +239,11 @@ async def test_bubblewrap_dies_with_its_owner_and_its_folder_is_reaped(tmp_path)
     assert Path(data_dir).exists()  # a SIGKILLed owner cannot tidy up...
     async with LocalSandbox():
         assert not Path(data_dir).exists()  # ...so the next start does
+
+
+async def test_a_dead_kernel_is_reported_and_restarted(sandbox):
+    await sandbox.execute("open('survives.txt', 'w').write('yes')")
+    died = await sandbox.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert died.status == "crashed" and died.state_lost and "SIGKILL" in died.error.evalue
+    assert "restarted" in died.notes[0]
+    assert (await sandbox.execute("open('survives.txt').read()")).result == "'yes'"
