@@ -61,6 +61,23 @@ class Execution:
     notes: tuple[str, ...] = ()
 
 
+def describe_exit(code: int | None, stderr: str = "", *, memory_mb: int | None = None) -> str:
+    """Why a kernel ended, from its exit status (negative: a signal; 128+n: signal n, as shells and runtimes report)."""
+    signal_number = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
+    detail = f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else ""
+    if signal_number is None:
+        return f"the kernel exited with code {code}{detail}"
+    import signal
+
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    if name == "SIGKILL" and memory_mb is not None:
+        return f"killed by SIGKILL, most likely for going over the sandbox's {memory_mb} MB memory limit"
+    return f"killed by {name}{detail}"
+
+
 class KernelDied(Exception):
     """The kernel's stream ended: it exited or was killed."""
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
 from .images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
@@ -173,11 +173,7 @@ class DockerSandbox(Sandbox):
             if not info.get("Running"):
                 break
             await asyncio.sleep(0.05)
-        stderr = self._stderr_tail.decode("utf-8", "replace").strip()
-        if code in (137, -9):
-            return f"killed by SIGKILL, most likely for going over the sandbox's {self.limits.memory_mb} MB memory limit"
-        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
-        return f"the kernel exited with code {code}{detail}"
+        return describe_exit(code, self._stderr_tail.decode("utf-8", "replace"), memory_mb=self.limits.memory_mb)
 
     async def _shutdown(self) -> None:
         container, self.container = self.container, None

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
 
 NOBODY = 65534
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -181,12 +181,7 @@ class LocalSandbox(Sandbox):
             return "the kernel never started"
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(process.wait(), 2)
-        stderr = self._stderr_tail.decode("utf-8", "replace").strip()
-        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
-        code = process.returncode
-        if code is not None and code < 0:
-            return f"killed by {signal.Signals(-code).name}{detail}"
-        return f"the kernel exited with code {code}{detail}"
+        return describe_exit(process.returncode, self._stderr_tail.decode("utf-8", "replace"))
 
     async def _shutdown(self) -> None:
         await self._kill_all()
