@@ -12,7 +12,7 @@ from openai_harmony import Role
 from agent import Agent, PolicyModel
 from agent.harmony import decode, render_prompt
 from sandboxes import Execution, ExecutionError, LocalSandbox
-from sandbox_helpers import KINDS, make, require
+from available import KINDS, make, require
 from tools import PythonTool, ToolCall
 from tools.python import choose_sandbox, extract_code, render_execution, tool_description
 

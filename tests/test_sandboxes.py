@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandboxes import DockerSandbox, LocalSandbox, SandboxError
-from sandbox_helpers import KINDS, make, require
+from available import KINDS, make, require
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Which sandboxes this machine can run, for tests that use real Docker and real bubblewrap.
 
-A missing sandbox skips its tests, unless HARMONY_AGENT_REQUIRE_SANDBOXES
+A missing sandbox skips its tests, unless HARMONY_AGENT_REQUIRE
 names it (CI sets ``docker,bubblewrap``): then it fails, so a broken install
 can never pass as skipped.
 """
@@ -32,6 +32,14 @@ def unavailable(kind: str) -> str | None:
         except Exception:
             return f"the image {DEFAULT_IMAGE} is missing (harmony-agent sandbox build --offline)"
         return None
+    if kind == "chromium":
+        from tools.browser.engine import find_chromium
+
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            return "playwright is not installed"
+        return None if find_chromium() else "no Chromium found"
     if bubblewrap_path() is None:
         return "bubblewrap is not installed"
     probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "true"], capture_output=True, text=True)
@@ -42,10 +50,10 @@ def require(kind: str) -> None:
     reason = unavailable(kind)
     if reason is None:
         return
-    required = {k.strip() for k in os.environ.get("HARMONY_AGENT_REQUIRE_SANDBOXES", "").split(",")}
+    required = {k.strip() for k in os.environ.get("HARMONY_AGENT_REQUIRE", "").split(",")}
     if kind in required:
-        pytest.fail(f"the {kind} sandbox is required here but unavailable: {reason}")
-    pytest.skip(f"{kind} sandbox unavailable: {reason}")
+        pytest.fail(f"{kind} is required here but unavailable: {reason}")
+    pytest.skip(f"{kind} unavailable: {reason}")
 
 
 def make(kind: str, **options) -> Sandbox:

@@ -1,0 +1,389 @@
+"""Chromium through Playwright: one browser per process, one context per agent session.
+
+The session enforces the navigation policy through Chromium's own request
+interception (the DevTools ``Fetch`` domain), which pauses every request,
+each redirect hop included, before any connection is made; Playwright's
+``route`` does not see redirect hops, so it is not used. It waits for pages
+by watching in-flight requests rather than a fixed network-idle delay, which
+keeps an ``open`` of a static page close to the cost of the navigation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base import ToolError
+from .policy import NavigationPolicy
+
+CHROMIUM_ARGS = [
+    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
+    "--metrics-recording-only", "--no-default-browser-check",
+    # Keep cross-site frames in the page's process, so the page's request interception sees their requests.
+    "--disable-site-isolation-trials", "--disable-features=IsolateOrigins,site-per-process",
+]
+DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
+REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
+SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
+# WebSockets and similar bypass request interception, so pages do not get them unless allowed.
+NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection"]) {
+  try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
+
+
+def find_chromium(configured: str | None = None) -> str | None:
+    """The Chromium to launch: a configured path (argument or HARMONY_AGENT_CHROMIUM), Playwright's own, then Debian's."""
+    configured = configured or os.environ.get("HARMONY_AGENT_CHROMIUM")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    bundled = _playwright_chromium()
+    if bundled:
+        return bundled
+    if os.access(DEBIAN_CHROMIUM, os.X_OK):
+        return DEBIAN_CHROMIUM
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _playwright_chromium() -> str | None:
+    root = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    for candidate in sorted(root.glob("chromium-*/chrome-linux*/chrome"), reverse=True):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+class BrowserEngine:
+    """The process's browser, launched on first use and relaunched if it dies."""
+
+    _instances: dict[int, "BrowserEngine"] = {}
+
+    def __init__(self, executable: str | None = None, *, headless: bool = True) -> None:
+        self.executable = executable
+        self.headless = headless
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._lock = asyncio.Lock()
+        self._users = 0
+
+    @classmethod
+    def shared(cls, executable: str | None = None, *, headless: bool = True) -> "BrowserEngine":
+        """One engine per event loop (Playwright objects belong to the loop that made them)."""
+        key = id(asyncio.get_running_loop())
+        engine = cls._instances.get(key)
+        if engine is None:
+            engine = cls._instances[key] = cls(executable, headless=headless)
+        return engine
+
+    async def browser(self) -> Any:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            try:
+                from playwright.async_api import async_playwright
+            except ImportError:
+                raise ToolError("Playwright is not installed: pip install 'harmony-agent[browser]'") from None
+            executable = find_chromium(self.executable)
+            if executable is None:
+                raise ToolError("no Chromium found: apt-get install chromium, run `playwright install chromium`, "
+                                "or set HARMONY_AGENT_CHROMIUM")
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            try:
+                self._browser = await self._playwright.chromium.launch(executable_path=executable, headless=self.headless,
+                                                                       args=CHROMIUM_ARGS)
+            except Exception as exc:
+                raise ToolError(f"Chromium ({executable}) did not start: {exc}") from None
+            return self._browser
+
+    def acquire(self) -> None:
+        self._users += 1
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        async with self._lock:
+            browser, self._browser = self._browser, None
+            playwright, self._playwright = self._playwright, None
+            with contextlib.suppress(Exception):
+                if browser is not None:
+                    await browser.close()
+            with contextlib.suppress(Exception):
+                if playwright is not None:
+                    await playwright.stop()
+        with contextlib.suppress(RuntimeError):
+            self._instances.pop(id(asyncio.get_running_loop()), None)
+
+
+@dataclass
+class Snapshot:
+    """What the page showed: the walker's text, links and controls, plus raw HTML for article extraction."""
+
+    url: str
+    title: str
+    text: str
+    links: dict[int, str]
+    controls: dict[int, dict[str, Any]]
+    has_forms: bool
+    html: str
+    generation: int
+
+
+class BrowserSession:
+    """One agent session's browser context and its single live tab."""
+
+    def __init__(self, engine: BrowserEngine, policy: NavigationPolicy, *, page_timeout: float = 15.0,
+                 downloads_dir: Path | None = None, allow_sockets: bool = False,
+                 viewport: tuple[int, int] = (1280, 900)) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.page_timeout = page_timeout
+        self.downloads_dir = downloads_dir or Path(tempfile.mkdtemp(prefix="harmony-downloads-"))
+        self.allow_sockets = allow_sockets
+        self.viewport = viewport
+        self.context: Any = None
+        self.page: Any = None
+        self.generation = 0
+        self.notes: list[str] = []  # things the model must be told with the next reply
+        self.refused: dict[str, str] = {}  # page URL -> why, from the interception
+        self.blocked_subresources = 0
+        self.downloads: list[str] = []
+        self._inflight: set[Any] = set()
+        self._saving: list[asyncio.Future] = []
+        self._crashed = False
+        self._engine_held = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def ensure(self) -> Any:
+        """The live page, (re)creating the context or tab when missing, crashed or disconnected."""
+        if not self._engine_held:
+            self.engine.acquire()
+            self._engine_held = True
+        browser = await self.engine.browser()
+        if self.context is not None and (self.context.browser is not browser or not browser.is_connected()):
+            self.context = self.page = None
+            self.notes.append("The browser had stopped and was restarted; pages opened before are gone, but earlier cursors still show what you saw.")
+        if self.context is None:
+            self.context = await browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
+                                                     accept_downloads=True, service_workers="block")
+            if not self.allow_sockets:
+                await self.context.add_init_script(NO_SOCKETS_SCRIPT)
+        if self.page is None or self._crashed or self.page.is_closed():
+            if self._crashed:
+                self.notes.append("The page crashed and was reopened in a fresh tab.")
+                with contextlib.suppress(Exception):
+                    await self.page.close()
+            self._crashed = False
+            self.page = await self._new_page()
+        return self.page
+
+    async def _new_page(self) -> Any:
+        page = await self.context.new_page()
+        page.on("popup", lambda popup: asyncio.ensure_future(self._on_popup(popup)))
+        page.set_default_timeout(self.page_timeout * 1000)
+        page.on("crash", lambda _page: setattr(self, "_crashed", True))
+        page.on("request", lambda request: self._inflight.add(request))
+        page.on("requestfinished", lambda request: self._inflight.discard(request))
+        page.on("requestfailed", lambda request: self._inflight.discard(request))
+        page.on("download", lambda download: self._saving.append(asyncio.ensure_future(self._save_download(download))))
+        await self._intercept(page)
+        return page
+
+    async def _intercept(self, page: Any) -> None:
+        cdp = await self.context.new_cdp_session(page)
+        main_frame = (await cdp.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+
+        async def paused(event: dict) -> None:
+            url = event["request"]["url"]
+            top_level = event.get("resourceType") == "Document" and event.get("frameId") == main_frame
+            reason = self.policy.check(url, top_level=top_level)
+            with contextlib.suppress(Exception):  # the page may be gone by now
+                if reason is None:
+                    await cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+                elif event.get("resourceType") == "Document":
+                    # Answer a refused document ourselves: failing it would leave a Chromium error page
+                    # whose late commit cuts the next navigation short.
+                    if top_level:
+                        self.refused[url] = reason
+                    else:
+                        self.blocked_subresources += 1
+                    await cdp.send("Fetch.fulfillRequest", {"requestId": event["requestId"], "responseCode": 403,
+                                                            "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
+                                                            "body": REFUSED_PAGE})
+                else:
+                    self.blocked_subresources += 1
+                    await cdp.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"})
+
+        cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
+        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
+
+    async def _on_popup(self, page: Any) -> None:
+        """Popups are not followed into new tabs: they are closed, and their URL is offered to the model."""
+        url = page.url
+        with contextlib.suppress(Exception):
+            await page.close()
+        reason = self.policy.check(url) if url and url != "about:blank" else None
+        if reason:
+            self.notes.append(f"The page tried to open a popup to {url}; refused: {reason}.")
+        else:
+            self.notes.append(f"The page tried to open a popup{f' to {url}' if url != 'about:blank' else ''}; popups are closed (open the URL yourself if you need it).")
+
+    async def _save_download(self, download: Any) -> None:
+        target = self.downloads_dir / Path(download.suggested_filename).name
+        try:
+            await download.save_as(target)
+            self.downloads.append(str(target))
+            self.notes.append(f"A download was saved to {target}.")
+        except Exception as exc:
+            self.notes.append(f"A download ({download.suggested_filename}) failed: {exc}.")
+
+    async def close(self) -> None:
+        context, self.context, self.page = self.context, None, None
+        if context is not None:
+            with contextlib.suppress(Exception):
+                await context.close()
+        if self._engine_held:
+            self._engine_held = False
+            await self.engine.release()
+
+    # -- navigation --------------------------------------------------------
+
+    async def goto(self, url: str) -> None:
+        reason = self.policy.check(url, top_level=True)
+        if reason:
+            raise ToolError(f"navigation to {url} refused: {reason}")
+        page = await self.ensure()
+        self.refused.clear()
+        try:
+            await page.goto(url, wait_until="load", timeout=self.page_timeout * 1000)
+        except Exception as exc:
+            if "Download is starting" not in str(exc):
+                raise self._navigation_error(url, exc) from None
+        if self.refused:
+            with contextlib.suppress(Exception):
+                await page.go_back(timeout=5000)  # keep the tab on the page the model last saw
+            self._raise_if_refused(f"navigation to {url}")
+        await self.settle()
+
+    def _raise_if_refused(self, what: str) -> None:
+        for refused_url, why in self.refused.items():
+            raise ToolError(f"{what} refused at {refused_url}: {why}")
+
+    async def finish_downloads(self, timeout: float = 30.0) -> None:
+        """Wait for downloads under way, so the reply can say where they were saved."""
+        saving, self._saving = self._saving, []
+        if saving:
+            await asyncio.wait(saving, timeout=timeout)
+
+    def _navigation_error(self, url: str, exc: Exception) -> ToolError:
+        for refused_url, why in self.refused.items():
+            return ToolError(f"navigation to {url} refused at {refused_url}: {why}")
+        text = str(exc).splitlines()[0]
+        if "Timeout" in type(exc).__name__ or "Timeout" in text:
+            return ToolError(f"{url} did not load within {self.page_timeout:g} s")
+        return ToolError(f"could not open {url}: {text}")
+
+    async def settle(self, quiet: float = 0.05, limit: float = 2.0) -> None:
+        """Wait until the page has had no request in flight for ``quiet`` seconds (at most ``limit``)."""
+        deadline = time.monotonic() + limit
+        calm_since = None
+        while time.monotonic() < deadline:
+            if self._inflight:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                break
+            await asyncio.sleep(0.01)
+        self._inflight.clear()
+        await self.finish_downloads()
+        await self._check_landing()
+
+    async def _check_landing(self) -> None:
+        """A page may navigate itself to a scheme the policy refuses at the top (blob:, data:); leave it."""
+        url = self.page.url
+        reason = self.policy.check(url, top_level=True)
+        if reason:
+            with contextlib.suppress(Exception):
+                await self.page.goto("about:blank")
+            raise ToolError(f"the page navigated to {url[:100]}, which was refused: {reason}")
+
+    async def snapshot(self) -> Snapshot:
+        page = await self.ensure()
+        try:
+            data = await page.evaluate(SNAPSHOT_SCRIPT)
+            html = await page.content()
+        except Exception as exc:
+            if self._crashed:
+                await self.ensure()
+                raise ToolError("the page crashed while it was being read; it was reopened empty") from None
+            raise ToolError(f"could not read the page: {str(exc).splitlines()[0]}") from None
+        self.generation += 1
+        links = {int(k): v["url"] for k, v in data["links"].items()}
+        controls = {int(k): v for k, v in data["controls"].items()}
+        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["hasForms"], html,
+                        self.generation)
+
+    async def screenshot(self, path: Path) -> str | None:
+        try:
+            await self.page.screenshot(path=str(path), type="jpeg", quality=70, timeout=5000)
+            return str(path)
+        except Exception:
+            return None
+
+    # -- actions -----------------------------------------------------------
+
+    def element(self, element_id: int) -> Any:
+        return self.page.locator(f'[data-harmony-id="{int(element_id)}"]').first
+
+    async def act(self, action: str, element_id: int | None = None, **options: Any) -> None:
+        """Do one action on the live page, then wait for whatever it set off."""
+        page = await self.ensure()
+        self.refused.clear()
+        timeout = min(self.page_timeout, 10) * 1000
+        try:
+            if action == "click":
+                await self.element(element_id).click(timeout=timeout)
+            elif action == "type":
+                target = self.element(element_id)
+                await target.fill(options["text"], timeout=timeout)
+                if options.get("submit"):
+                    await target.press("Enter", timeout=timeout)
+            elif action == "select":
+                target = self.element(element_id)
+                try:
+                    await target.select_option(label=options["option"], timeout=timeout)
+                except Exception:
+                    await target.select_option(value=options["option"], timeout=timeout)
+            elif action == "check":
+                await self.element(element_id).set_checked(bool(options.get("checked", True)), timeout=timeout)
+            elif action == "press":
+                await page.keyboard.press(options["key"])
+            elif action == "back":
+                if await page.go_back(timeout=self.page_timeout * 1000) is None and page.url == "about:blank":
+                    raise ToolError("there is no earlier page to go back to")
+            elif action == "scroll":
+                await page.mouse.wheel(0, options.get("pixels", 2000))
+            else:
+                raise ToolError(f"unknown action {action}")
+        except ToolError:
+            raise
+        except Exception as exc:
+            self._raise_if_refused(f"{action}: navigation")
+            raise ToolError(f"{action} failed: {str(exc).splitlines()[0]}") from None
+        with contextlib.suppress(Exception):
+            await page.wait_for_load_state("load", timeout=self.page_timeout * 1000)
+        if self.refused:
+            with contextlib.suppress(Exception):
+                await page.go_back(timeout=5000)  # back to the page the action was taken on
+            self._raise_if_refused(f"{action}: navigation")
+        await self.settle()

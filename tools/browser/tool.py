@@ -1,0 +1,307 @@
+"""``BrowserTool``: gpt-oss's built-in browser on real Chromium, plus actions on the page.
+
+``search``, ``open`` and ``find`` are exactly harmony's built-in browser
+functions. The actions (``click``, ``type``, ``select``, ``check``,
+``press``, ``back``, ``scroll``) extend the same ``browser`` namespace rather
+than being function tools: they act on the page the model is looking at and
+answer with a new view of it, on the same cursor stack, so the model cites
+and follows links exactly as after ``open``. Element ids are the ``【id†…】``
+markers of the latest view, the same numbers ``open`` takes for links.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from openai_harmony import ToolDescription, ToolNamespaceConfig
+
+from ..base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
+from .engine import BrowserEngine, BrowserSession, Snapshot
+from .policy import NavigationPolicy
+from .search import SearchBackend
+from .view import Page, escape_marker_text, find, render, wrap_text
+
+ARTICLE_MIN_CHARS = 400
+_MARKDOWN_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _estimate_tokens(text: str) -> int:
+    """About four characters a token for o200k on English web text; a budget, not a count."""
+    return len(text) // 4 + 1
+
+
+def _action(name: str, description: str, properties: dict[str, Any], required: list[str]) -> ToolDescription:
+    return ToolDescription.new(name, description, parameters={"type": "object", "properties": properties, "required": required})
+
+
+ACTIONS = [
+    _action("click", "Clicks the link, button, checkbox or other element `id` of the latest page view, then shows the page.",
+            {"id": {"type": "number"}}, ["id"]),
+    _action("type", "Replaces the text of input `id` with `text`; with `submit` true, presses Enter after it. Shows the page.",
+            {"id": {"type": "number"}, "text": {"type": "string"}, "submit": {"type": "boolean", "default": False}}, ["id", "text"]),
+    _action("select", "Chooses `option` (its label or value) in select `id`, then shows the page.",
+            {"id": {"type": "number"}, "option": {"type": "string"}}, ["id", "option"]),
+    _action("check", "Ticks (or with `checked` false, unticks) checkbox or radio `id`, then shows the page.",
+            {"id": {"type": "number"}, "checked": {"type": "boolean", "default": True}}, ["id"]),
+    _action("press", "Presses a key or chord on the focused element, like `Enter`, `Tab`, `Escape` or `Control+A`.",
+            {"key": {"type": "string"}}, ["key"]),
+    _action("back", "Goes back to the previous page in this tab's history, and shows it.", {}, []),
+    _action("scroll", "Scrolls the live page (for pages that load more as you scroll), then shows it again.",
+            {"pixels": {"type": "number", "default": 2000}}, []),
+]
+
+
+def _number(arguments: dict[str, Any], name: str, default: int) -> int:
+    value = arguments.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ToolError(f"`{name}` must be a whole number, got {value!r}")
+    return int(value)
+
+
+class BrowserTool(Tool):
+    """The ``browser`` namespace: search, open and find as gpt-oss knows them, and actions on live pages.
+
+    ``backend`` answers ``search``. ``policy`` (a :class:`NavigationPolicy`)
+    says where the browser may go; the shortcuts ``allow_domains``,
+    ``deny_domains`` and ``allow_addresses`` build one. ``screenshots`` is a
+    folder where a screenshot of each page view is saved (and reported as the
+    result's images). ``view_tokens`` is the budget of one view.
+    """
+
+    namespace = "browser"
+
+    def __init__(self, backend: SearchBackend | None = None, *, policy: NavigationPolicy | None = None,
+                 allow_domains: list[str] | None = None, deny_domains: list[str] | None = None,
+                 allow_addresses: list[str] | None = None, screenshots: str | Path | None = None,
+                 downloads: str | Path | None = None, page_timeout: float = 15.0, view_tokens: int = 1024,
+                 executable: str | None = None, headless: bool = True, reader_mode: bool = True) -> None:
+        self.backend = backend
+        self.policy = policy or NavigationPolicy(allow_domains=allow_domains or (), deny_domains=deny_domains or (),
+                                                 allow_addresses=allow_addresses or ())
+        self.namespace_description = ToolNamespaceConfig.browser().description
+        self.screenshots = Path(screenshots) if screenshots else None
+        self.downloads = Path(downloads) if downloads else None
+        self.page_timeout = page_timeout
+        self.view_tokens = view_tokens
+        self.executable = executable
+        self.headless = headless
+        self.reader_mode = reader_mode
+        self.stack: list[Page] = []
+        self.session: BrowserSession | None = None
+        self._live: Page | None = None
+        self._searches = 0
+
+    # -- description -------------------------------------------------------
+
+    def descriptions(self) -> list[ToolDescription]:
+        return [*ToolNamespaceConfig.browser().tools, *ACTIONS]
+
+    def namespace_config(self) -> ToolNamespaceConfig:
+        return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=self.descriptions())
+
+    # -- dispatch ----------------------------------------------------------
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        arguments = parse_arguments(call)
+        name = call.name
+        if name == "search":
+            page = await self._search(arguments)
+            return await self._show(page, 0, None)
+        if name == "open":
+            return await self._open(arguments)
+        if name == "find":
+            pattern = arguments.get("pattern")
+            if not isinstance(pattern, str) or not pattern:
+                raise ToolError("find needs a non-empty `pattern`")
+            return await self._show(find(self._page_at(arguments), pattern), 0, None)
+        if name in {a.name for a in ACTIONS}:
+            return await self._act(name, arguments)
+        raise ToolError(f"the browser has no function {name!r}; it has {', '.join(d.name for d in self.descriptions())}")
+
+    def _page_at(self, arguments: dict[str, Any]) -> Page:
+        if not self.stack:
+            raise ToolError("no page is open yet: use search, or open with a URL")
+        cursor = _number(arguments, "cursor", -1)
+        if cursor == -1:
+            return self.stack[-1]
+        if not 0 <= cursor < len(self.stack):
+            raise ToolError(f"there is no cursor {cursor}; cursors go from 0 to {len(self.stack) - 1}")
+        return self.stack[cursor]
+
+    async def _session(self) -> BrowserSession:
+        if self.session is None:
+            self.session = BrowserSession(BrowserEngine.shared(self.executable, headless=self.headless), self.policy,
+                                          page_timeout=self.page_timeout, downloads_dir=self.downloads)
+        return self.session
+
+    # -- the three harmony functions -----------------------------------------
+
+    async def _search(self, arguments: dict[str, Any]) -> Page:
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ToolError("search needs a non-empty `query`")
+        if self.backend is None:
+            raise ToolError("no search backend is configured for this browser; open a URL instead")
+        topn = max(1, min(_number(arguments, "topn", 10), 50))
+        results = await self.backend.search(query, topn)
+        self._searches += 1
+        lines: list[str] = []
+        links: dict[int, str] = {}
+        for index, result in enumerate(results[:topn]):
+            links[index] = result.url
+            domain = urlsplit(result.url).netloc
+            lines.append(f"* 【{index}†{escape_marker_text(result.title)}†{domain}】")
+            lines.extend(wrap_text(escape_marker_text(result.snippet)) if result.snippet else [])
+            lines.append("")
+        if not results:
+            lines = [f"No results for `{query}`."]
+        # A URL of its own, so an old cursor never shows a newer search.
+        url = f"search://{self.backend.name}?q={quote(query)}&n={self._searches}"
+        return Page(url=url, title=f"Search results for `{query}`", lines=lines, links=links, source="search")
+
+    async def _open(self, arguments: dict[str, Any]) -> ToolResult:
+        target = arguments.get("id", -1)
+        loc = _number(arguments, "loc", -1)
+        num_lines = _number(arguments, "num_lines", -1)
+        if isinstance(target, str) and target.strip().lstrip("-").isdigit():
+            target = int(target)
+        if isinstance(target, str):
+            page = await self._navigate(target.strip(), view_source=bool(arguments.get("view_source")))
+            return await self._show(page, loc, num_lines)
+        if isinstance(target, bool) or not isinstance(target, (int, float)):
+            raise ToolError(f"`id` must be a link id (a number) or a URL (a string), got {target!r}")
+        page = self._page_at(arguments)
+        link_id = int(target)
+        if link_id == -1:  # scroll the page at the cursor
+            return await self._show(page, max(loc, 0), num_lines)
+        if page.source == "find" and link_id in page.links and page.parent is not None:
+            return await self._show(page.parent, loc if loc >= 0 else page.link_lines[link_id], num_lines)
+        if link_id in page.links:
+            opened = await self._navigate(page.links[link_id], view_source=bool(arguments.get("view_source")))
+            return await self._show(opened, loc, num_lines)
+        if link_id in page.controls:  # a button's id: opening it means pressing it
+            return await self._act("click", {**arguments, "id": link_id})
+        valid = sorted([*page.links, *page.controls])
+        shown = ", ".join(map(str, valid[:30])) + (" …" if len(valid) > 30 else "")
+        raise ToolError(f"page [{self.stack.index(page)}] has no link {link_id}" + (f"; its ids are {shown}" if valid else "; it has no links"))
+
+    async def _navigate(self, url: str, *, view_source: bool = False) -> Page:
+        if "://" not in url and not url.startswith(("about:", "data:", "blob:", "javascript:", "file:", "chrome:")):
+            url = "https://" + url
+        session = await self._session()
+        await session.goto(url)
+        if view_source:
+            html = await session.page.content()
+            return Page(url=session.page.url, title=f"Source of {await session.page.title() or session.page.url}",
+                        lines=wrap_text(escape_marker_text(html)), source="source")
+        return self._page_from(await session.snapshot())
+
+    # -- actions -----------------------------------------------------------
+
+    async def _act(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        session = await self._session()
+        if self._live is None or session.page is None:
+            raise ToolError("no live page to act on: open a page first")
+        options: dict[str, Any] = {}
+        element_id = None
+        if name in ("click", "type", "select", "check"):
+            element_id = _number(arguments, "id", -1)
+            page = self._page_at(arguments) if "cursor" in arguments else self._live
+            if page is not self._live and page.generation != self._live.generation:
+                raise ToolError(f"element ids of cursor [{self.stack.index(page)}] are out of date; use the ids of the latest view "
+                                f"[{self._cursor_of(self._live)}]")
+            if element_id not in self._live.controls and element_id not in self._live.links:
+                raise ToolError(f"the latest page view has no element {element_id}")
+        if name == "type":
+            text = arguments.get("text")
+            if not isinstance(text, str):
+                raise ToolError("type needs `text`, a string")
+            options = {"text": text, "submit": bool(arguments.get("submit", False))}
+        elif name == "select":
+            if not isinstance(arguments.get("option"), str):
+                raise ToolError("select needs `option`, the label or value to choose")
+            options = {"option": arguments["option"]}
+        elif name == "check":
+            options = {"checked": bool(arguments.get("checked", True))}
+        elif name == "press":
+            if not isinstance(arguments.get("key"), str) or not arguments["key"]:
+                raise ToolError("press needs `key`, like Enter or Control+A")
+            options = {"key": arguments["key"]}
+        elif name == "scroll":
+            options = {"pixels": _number(arguments, "pixels", 2000)}
+        await session.act(name, element_id, **options)
+        return await self._show(self._page_from(await session.snapshot()), 0, None)
+
+    # -- pages and views -----------------------------------------------------
+
+    def _page_from(self, snapshot: Snapshot) -> Page:
+        text, source = snapshot.text, "dom"
+        if self.reader_mode and not snapshot.has_forms:
+            article = self._article_text(snapshot)
+            if article is not None:
+                text, source = article, "article"
+        page = Page(url=snapshot.url, title=snapshot.title, lines=wrap_text(text), links=dict(snapshot.links),
+                    controls=snapshot.controls, generation=snapshot.generation, source=source)
+        self._live = page
+        return page
+
+    @staticmethod
+    def _article_text(snapshot: Snapshot) -> str | None:
+        """The readable text of an article page (trafilatura), with its links as the same markers; None if not an article."""
+        try:
+            import trafilatura
+        except ImportError:
+            return None
+        extracted = trafilatura.extract(snapshot.html, url=snapshot.url, output_format="markdown", include_links=True,
+                                        include_tables=True, include_images=False, include_comments=False)
+        if not extracted or len(extracted) < ARTICLE_MIN_CHARS:
+            return None
+        ids = {url: link_id for link_id, url in snapshot.links.items()}
+        host = urlsplit(snapshot.url).netloc
+
+        def marker(match: re.Match) -> str:
+            text, href = match.group(1), match.group(2)
+            from urllib.parse import urljoin
+
+            url = urljoin(snapshot.url, href)
+            if url not in ids:
+                return text  # not a link of the rendered page (hidden, or made up by extraction): plain text
+            domain = urlsplit(url).netloc
+            suffix = f"†{domain}" if domain and domain != host else ""
+            return f"【{ids[url]}†{escape_marker_text(text)}{suffix}】"
+
+        return _MARKDOWN_LINK.sub(marker, extracted.replace("【", "〖").replace("】", "〗"))
+
+    def _cursor_of(self, page: Page) -> int:
+        for index in range(len(self.stack) - 1, -1, -1):
+            if self.stack[index] is page:
+                return index
+        return len(self.stack) - 1
+
+    async def _show(self, page: Page, loc: int, num_lines: int | None) -> ToolResult:
+        self.stack.append(page)
+        cursor = len(self.stack) - 1
+        display = render(page, cursor, max(loc, 0), num_lines, self.view_tokens, _estimate_tokens)
+        images: tuple[str, ...] = ()
+        notes: list[str] = []
+        if self.session is not None:
+            notes, self.session.notes = self.session.notes, []
+            if self.screenshots is not None and page.live and page is self._live and self.session.page is not None:
+                self.screenshots.mkdir(parents=True, exist_ok=True)
+                shot = await self.session.screenshot(self.screenshots / f"view-{cursor}-{int(time.time() * 1000)}.jpg")
+                images = (shot,) if shot else ()
+        text = display if not notes else display + "\n\n" + "\n".join(f"[note: {n}]" for n in notes)
+        files = tuple(self.session.downloads) if self.session is not None else ()
+        return ToolResult(output=text, images=images, files=files,
+                          metadata={"cursor": cursor, "url": page.url, "source": page.source})
+
+    async def aclose(self) -> None:
+        if self.session is not None:
+            session, self.session = self.session, None
+            await session.close()
