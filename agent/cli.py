@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -32,11 +33,31 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 #: Built-in tools by name; each factory gets the run's tool options (such as ``sandbox``).
+def _browser_tool(options: dict[str, Any]) -> Tool:
+    from tools.browser import BrowserTool, backend_from_spec
+
+    addresses, domains = [], []
+    for entry in options.get("allow") or []:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+            addresses.append(entry)
+        except ValueError:
+            domains.append(entry)
+    transcript = options.get("transcript")
+    try:
+        backend = backend_from_spec(options["search"]) if options.get("search") else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return BrowserTool(backend, allow_domains=domains, allow_addresses=addresses,
+                       screenshots=Path(transcript).with_suffix(".screenshots") if transcript else None)
+
+
 BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
     "python": lambda options: PythonTool(sandbox=options.get("sandbox")),
+    "browser": _browser_tool,
 }
 
-TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox"}
+TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search", "allow"}
 
 
 class UsageError(Exception):
@@ -110,11 +131,13 @@ def _approver(assume_yes: bool):
 
 
 def _build_agent(model: str, tools: list[str], instructions: Optional[str], reasoning: str, max_steps: int,
-                 max_tokens: int, transcript: Optional[Path], assume_yes: bool, sandbox: Optional[str] = None) -> Agent:
+                 max_tokens: int, transcript: Optional[Path], assume_yes: bool, options: Optional[dict[str, Any]] = None) -> Agent:
+    options = {**(options or {}), "transcript": transcript}
+    sandbox = options.get("sandbox")
     if sandbox is not None and sandbox not in SANDBOX_CHOICES:
         raise _fail(f"unknown sandbox {sandbox!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
     try:
-        loaded_tools = load_tools(tools, {"sandbox": sandbox})
+        loaded_tools = load_tools(tools, options)
         return Agent(
             load_model(model), tools=loaded_tools, instructions=instructions, reasoning=reasoning,
             max_steps=max_steps, max_tokens=max_tokens, transcript=transcript, approve=_approver(assume_yes),
@@ -157,6 +180,8 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking."),
     hide_analysis: bool = typer.Option(False, "--hide-analysis", help="Do not print the model's analysis."),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
+    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL]."),
+    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1) are allowed although private."),
 ) -> None:
     """Run one task and print the run as it happens."""
     settings: dict[str, Any] = {}
@@ -178,7 +203,9 @@ def run(
         reasoning or settings.get("reasoning") or "medium",
         max_steps or int(settings.get("max_steps") or 20),
         max_tokens or int(settings.get("max_tokens") or 4096),
-        transcript, yes, sandbox or settings.get("sandbox"),
+        transcript, yes,
+        {"sandbox": sandbox or settings.get("sandbox"), "search": search or settings.get("search"),
+         "allow": _split_tools(allow) or list(settings.get("allow") or [])},
     )
     view = ConsoleView(console, show_analysis=not hide_analysis)
     _exit_cleanly_on_sigterm()
@@ -213,9 +240,12 @@ def chat(
     transcript: Optional[Path] = typer.Option(None, "--transcript"),
     yes: bool = typer.Option(False, "--yes", "-y"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
+    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
+    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
 ) -> None:
     """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
-    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes, sandbox)
+    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes,
+                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow)})
     view = ConsoleView(console)
     _exit_cleanly_on_sigterm()
 

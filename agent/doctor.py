@@ -87,6 +87,17 @@ def _sandbox_image() -> Check:
     return Check("sandbox image", True, f"{DEFAULT_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
 
 
+def _browser() -> Check:
+    if importlib.util.find_spec("playwright") is None:
+        return Check("browser", False, "playwright not installed", "pip install 'harmony-agent[browser]'")
+    from tools.browser.engine import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        return Check("browser", False, "no Chromium found", "apt-get install chromium (or playwright install chromium)")
+    return Check("browser", True, f"Chromium at {found}")
+
+
 def _binary(name: str, candidates: list[str], hint: str) -> Callable[[], Check]:
     def check() -> Check:
         for candidate in candidates:
@@ -106,7 +117,7 @@ CHECKS: list[Callable[[], Check]] = [
     _docker,
     _sandbox_image,
     _binary("bubblewrap", ["bwrap"], "apt-get install bubblewrap (the python tool's sandbox when Docker is absent)"),
-    _binary("chromium", ["/usr/lib/chromium/chromium", "chromium"], "apt-get install chromium"),
+    _browser,
     _binary("Xvfb", ["Xvfb"], "apt-get install xvfb"),
     _binary("tesseract", ["tesseract"], "apt-get install tesseract-ocr"),
 ]

@@ -10,8 +10,10 @@ run_demo=1
 
 # System packages the project needs (each tool adds its own as it ships):
 # the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
-# and the system Python's numpy/pandas/matplotlib for the bubblewrap sandbox.
-SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib)
+# the system Python's numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
+# tool's Chromium (Playwright cannot download its own here) with CJK fonts.
+SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib
+                 chromium fonts-wqy-microhei)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -77,4 +79,6 @@ if [ "$run_demo" = 1 ]; then
   .venv/bin/harmony-agent run examples/weather_task.yaml --yes
   echo "== demo: computing with the python tool (a policy model stands in for gpt-oss)"
   .venv/bin/harmony-agent run examples/python_task.yaml --yes
+  echo "== demo: web research with the browser tool on a local site"
+  .venv/bin/python -m examples.research_demo
 fi

@@ -253,3 +253,43 @@ def test_the_browser_namespace_keeps_harmonys_functions_and_adds_actions():
     assert [t.name for t in config.tools[:3]] == ["search", "open", "find"]
     assert [t.parameters for t in config.tools[:3]] == [t.parameters for t in harmony.tools]
     assert {t.name for t in config.tools[3:]} == {"click", "type", "select", "check", "press", "back", "scroll"}
+
+
+async def test_an_agent_researches_on_the_site_and_cites_the_line_it_read(site, tmp_path):
+    require("chromium")
+    from agent import PolicyModel
+    from examples.research_demo import research
+    from examples.research_policy import policy
+    from agent.transcript import read_transcript
+
+    transcript = tmp_path / "research.jsonl"
+    answer = await research(PolicyModel(policy), site[0], transcript)
+    assert answer.startswith("On Wednesday the library opens at 12:00 and closes at 20:00")
+    cited = re.search(r"【(\d+)†L(\d+)】", answer)
+    events = list(read_transcript(transcript))
+    views = {e.content.split("]")[0].lstrip("["): e.content for e in events if e.type == "tool_result" and e.content.startswith("[")}
+    cited_view = views[cited.group(1)]
+    assert re.search(rf"^L{cited.group(2)}: Wednesday \| 12:00 \| 20:00$", cited_view, re.MULTILINE)  # the citation is true
+    shots = [image for e in events if e.type == "tool_result" for image in e.images]
+    assert shots and all(Path(s).exists() for s in shots)  # screenshots saved with the transcript
+    assert Path(shots[0]).parent == transcript.with_suffix(".screenshots")
+
+
+def test_the_cli_runs_the_browser_with_a_search_backend_and_an_allow_list(site, tmp_path):
+    require("chromium")
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    transcript = tmp_path / "cli.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "When does the library open on Wednesdays?", "--tools", "browser",
+         "--model", "policy:examples.research_policy:policy", "--search", f"local:{SITE_FOLDER}@{site[0]}",
+         "--allow", "127.0.0.1", "--yes", "--transcript", str(transcript)],
+        capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "On Wednesday the library opens at 12:00 and closes at 20:00" in proc.stdout
+    assert list(transcript.with_suffix(".screenshots").glob("*.jpg"))
+    bad = subprocess.run([sys.executable, "-m", "agent.cli", "run", "x", "--tools", "browser", "--search", "bing",
+                          "--model", "policy:examples.research_policy:policy"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert bad.returncode == 2 and "unknown search backend 'bing'" in bad.stderr

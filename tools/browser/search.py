@@ -62,7 +62,7 @@ def _plain_text(html: str) -> tuple[str, str]:
         bad.drop_tree()
     title = (tree.findtext(".//title") or "").strip()
     body = tree.find(".//body")
-    return title, " ".join((body if body is not None else tree).text_content().split())
+    return title, " ".join(" ".join((body if body is not None else tree).itertext()).split())
 
 
 class LocalSearch(SearchBackend):

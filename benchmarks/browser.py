@@ -1,0 +1,120 @@
+"""The browser tool's cost: open and find on a local site, one session and several at once.
+
+Measures, in one run against ``examples/site`` served on 127.0.0.1:
+- Chromium's bare ``page.goto`` of the same pages (the floor any open pays);
+- ``browser.open`` by URL through the tool (goto, settle, extract, render the view): median and p95;
+- the same with a screenshot of every view;
+- ``browser.find`` on an open page;
+- several sessions opening pages at once, against one session.
+
+    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4]
+
+Target: open median <= 150 ms with a warm browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from examples.local_site import serve_site  # noqa: E402
+from tools import ToolCall  # noqa: E402
+from tools.browser import BrowserTool, NavigationPolicy  # noqa: E402
+from tools.browser.engine import BrowserEngine  # noqa: E402
+
+PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
+
+
+def policy() -> NavigationPolicy:
+    return NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
+
+
+def summary(times: list[float]) -> str:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return f"median {statistics.median(times) * 1000:6.1f} ms, p95 {p95 * 1000:6.1f} ms ({len(times)})"
+
+
+async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
+    times = []
+    for index in range(count):
+        url = base + PAGES[index % len(PAGES)]
+        started = time.perf_counter()
+        result = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+        times.append(time.perf_counter() - started)
+        assert not result.is_error, result.text()
+    return times
+
+
+async def bare_gotos(base: str, count: int) -> list[float]:
+    engine = BrowserEngine.shared()
+    engine.acquire()
+    browser = await engine.browser()
+    context = await browser.new_context()
+    page = await context.new_page()
+    times = []
+    for index in range(count):
+        started = time.perf_counter()
+        await page.goto(base + PAGES[index % len(PAGES)], wait_until="load")
+        times.append(time.perf_counter() - started)
+    await context.close()
+    await engine.release()
+    return times
+
+
+async def run(base: str, opens: int, sessions: int) -> None:
+    warm = BrowserTool(policy=policy())
+    await timed_opens(warm, base, 6)  # launch and warm up
+    goto = await bare_gotos(base, opens)
+    single = await timed_opens(warm, base, opens)
+    with tempfile.TemporaryDirectory() as shots:
+        pictured = BrowserTool(policy=policy(), screenshots=shots)
+        with_shots = await timed_opens(pictured, base, opens)
+        await pictured.aclose()
+    finds = []
+    await warm.execute(ToolCall("browser.open", "analysis", json.dumps({"id": base + "/history.html"})))
+    for word in ["lighthouse", "Elsa", "railway", "festival", "storm"] * 4:
+        started = time.perf_counter()
+        await warm.execute(ToolCall("browser.find", "analysis", json.dumps({"pattern": word, "cursor": 0})))
+        finds.append(time.perf_counter() - started)
+
+    tools = [BrowserTool(policy=policy()) for _ in range(sessions)]
+    for tool in tools:
+        await timed_opens(tool, base, 2)
+    started = time.perf_counter()
+    together = await asyncio.gather(*(timed_opens(tool, base, opens // sessions) for tool in tools))
+    wall = time.perf_counter() - started
+    for tool in tools:
+        await tool.aclose()
+    await warm.aclose()
+
+    open_median = statistics.median(single) * 1000
+    print(f"bare page.goto          {summary(goto)}")
+    print(f"browser.open            {summary(single)}  ({open_median / (statistics.median(goto) * 1000):.2f}x goto)")
+    print(f"browser.open + shot     {summary(with_shots)}")
+    print(f"browser.find            {summary(finds)}")
+    flat = [t for times in together for t in times]
+    rate = len(flat) / wall
+    print(f"{sessions} sessions at once    {summary(flat)}; {rate:.1f} opens/s together vs {1 / statistics.median(single):.1f} opens/s alone")
+    print(f"target open median <= 150 ms: {'met' if open_median <= 150 else 'NOT met'} ({open_median:.1f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--opens", type=int, default=60)
+    parser.add_argument("--sessions", type=int, default=4)
+    args = parser.parse_args()
+    with serve_site() as (base, _hits):
+        asyncio.run(run(base, args.opens, args.sessions))
+
+
+if __name__ == "__main__":
+    main()
