@@ -36,7 +36,7 @@ def unavailable(kind: str) -> str | None:
         from tools.browser.engine import find_chromium
 
         try:
-            import playwright  # noqa: F401
+            import playwright  # noqa: F401  (is it installed?)
         except ImportError:
             return "playwright is not installed"
         return None if find_chromium() else "no Chromium found"
