@@ -95,7 +95,11 @@ def _browser() -> Check:
     found = find_chromium()
     if found is None:
         return Check("browser", False, "no Chromium found", "apt-get install chromium (or playwright install chromium)")
-    return Check("browser", True, f"Chromium at {found}")
+    try:
+        importlib.import_module("trafilatura")  # reader mode
+    except ImportError as exc:
+        return Check("browser", False, f"Chromium at {found}, but reader mode is broken: {exc}", "pip install 'harmony-agent[browser]'")
+    return Check("browser", True, f"Chromium at {found}; reader mode (trafilatura) works")
 
 
 def _binary(name: str, candidates: list[str], hint: str) -> Callable[[], Check]:

@@ -8,6 +8,7 @@ can never pass as skipped.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import subprocess
 
@@ -36,7 +37,7 @@ def unavailable(kind: str) -> str | None:
         from tools.browser.engine import find_chromium
 
         try:
-            import playwright  # noqa: F401  (is it installed?)
+            importlib.import_module("playwright")
         except ImportError:
             return "playwright is not installed"
         return None if find_chromium() else "no Chromium found"

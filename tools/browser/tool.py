@@ -11,6 +11,7 @@ markers of the latest view, the same numbers ``open`` takes for links.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from .policy import NavigationPolicy
 from .search import SearchBackend
 from .view import Page, escape_marker_text, find, render, wrap_text
 
+log = logging.getLogger("harmony_agent.browser")
+_warned_about_reader_mode: list[bool] = []
 ARTICLE_MIN_CHARS = 400
 _MARKDOWN_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
@@ -256,7 +259,10 @@ class BrowserTool(Tool):
         """The readable text of an article page (trafilatura), with its links as the same markers; None if not an article."""
         try:
             import trafilatura
-        except ImportError:
+        except ImportError as exc:  # a broken install must not pass silently: say so once, show DOM text
+            if not _warned_about_reader_mode:
+                _warned_about_reader_mode.append(True)
+                log.warning("reader mode is off: trafilatura cannot be imported (%s); pip install 'harmony-agent[browser]'", exc)
             return None
         extracted = trafilatura.extract(snapshot.html, url=snapshot.url, output_format="markdown", include_links=True,
                                         include_tables=True, include_images=False, include_comments=False)
