@@ -52,12 +52,30 @@ def _browser_tool(options: dict[str, Any]) -> Tool:
                        screenshots=Path(transcript).with_suffix(".screenshots") if transcript else None)
 
 
+def _computer_tool(options: dict[str, Any]) -> Tool:
+    import shlex
+    import shutil
+
+    from tools.computer import ComputerTool
+
+    apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
+    for entry in options.get("apps") or []:
+        name, _, command = entry.partition("=")
+        if not name or not command:
+            raise UsageError(f"--app takes NAME=COMMAND, got {entry!r}")
+        apps[name.strip()] = shlex.split(command)
+    transcript = options.get("transcript")
+    return ComputerTool(apps=apps, screenshots=Path(transcript).with_suffix(".screenshots") if transcript else None)
+
+
 BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
     "python": lambda options: PythonTool(sandbox=options.get("sandbox")),
     "browser": _browser_tool,
+    "computer": _computer_tool,
 }
 
-TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search", "allow"}
+TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search", "allow",
+                  "apps"}
 
 
 class UsageError(Exception):
@@ -182,6 +200,7 @@ def run(
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL]."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1) are allowed although private."),
+    app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default)."),
 ) -> None:
     """Run one task and print the run as it happens."""
     settings: dict[str, Any] = {}
@@ -205,7 +224,7 @@ def run(
         max_tokens or int(settings.get("max_tokens") or 4096),
         transcript, yes,
         {"sandbox": sandbox or settings.get("sandbox"), "search": search or settings.get("search"),
-         "allow": _split_tools(allow) or list(settings.get("allow") or [])},
+         "allow": _split_tools(allow) or list(settings.get("allow") or []), "apps": app or list(settings.get("apps") or [])},
     )
     view = ConsoleView(console, show_analysis=not hide_analysis)
     _exit_cleanly_on_sigterm()
@@ -242,10 +261,11 @@ def chat(
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
+    app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
 ) -> None:
     """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
     agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes,
-                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow)})
+                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app or []})
     view = ConsoleView(console)
     _exit_cleanly_on_sigterm()
 

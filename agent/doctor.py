@@ -122,7 +122,8 @@ CHECKS: list[Callable[[], Check]] = [
     _sandbox_image,
     _binary("bubblewrap", ["bwrap"], "apt-get install bubblewrap (the python tool's sandbox when Docker is absent)"),
     _browser,
-    _binary("Xvfb", ["Xvfb"], "apt-get install xvfb"),
+    _binary("Xvfb", ["Xvfb"], "apt-get install xvfb xauth openbox"),
+    _binary("xdotool", ["xdotool"], "apt-get install xdotool x11-utils wmctrl"),
     _binary("tesseract", ["tesseract"], "apt-get install tesseract-ocr"),
 ]
 

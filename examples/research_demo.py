@@ -9,35 +9,26 @@ opens on Wednesdays. Screenshots of each view go to ``runs/research.screenshots`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
 
 from agent import Agent, PolicyModel
-from agent.console import ConsoleView
+from examples.demo_run import demo_arguments, screenshots_beside, stream_run
 from examples.local_site import SITE, serve_site
 from examples.research_policy import policy
-from rich.console import Console
 from tools.browser import BrowserTool, LocalSearch, NavigationPolicy
 
 
 async def research(model: object, base_url: str, transcript: Path | None = None) -> str:
     browser = BrowserTool(LocalSearch(folder=SITE, base_url=base_url),
                           policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
-                          screenshots=transcript.with_suffix(".screenshots") if transcript else None)
-    view = ConsoleView(Console(highlight=False))
+                          screenshots=screenshots_beside(transcript))
     async with Agent(model, tools=[browser], reasoning="low", transcript=transcript) as agent:
-        async for event in agent.stream("When does the Harbor Town Library open on Wednesdays? Cite the page."):
-            view.handle(event)
-        return agent.last_result.final_text if agent.last_result else ""
+        return await stream_run(agent, "When does the Harbor Town Library open on Wednesdays? Cite the page.")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a gpt-oss server URL or hub id (default: the scripted research policy)")
-    parser.add_argument("--transcript", type=Path, default=Path("runs/research.jsonl"))
-    args = parser.parse_args()
-    args.transcript.parent.mkdir(parents=True, exist_ok=True)
+    args = demo_arguments(__doc__.splitlines()[0], "runs/research.jsonl")
     with serve_site() as (base_url, _hits):
         asyncio.run(research(args.model or PolicyModel(policy), base_url, args.transcript))
 

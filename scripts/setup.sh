@@ -11,9 +11,11 @@ run_demo=1
 # System packages the project needs (each tool adds its own as it ships):
 # the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
 # the system Python's numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
-# tool's Chromium (Playwright cannot download its own here) with CJK fonts.
+# tool's Chromium (Playwright cannot download its own here) with CJK fonts, and the computer
+# tool's virtual desktop: Xvfb, openbox, X utilities, tesseract, and xterm and Tk for its demo.
 SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib
-                 chromium fonts-wqy-microhei)
+                 chromium fonts-wqy-microhei
+                 xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -81,4 +83,6 @@ if [ "$run_demo" = 1 ]; then
   .venv/bin/harmony-agent run examples/python_task.yaml --yes
   echo "== demo: web research with the browser tool on a local site"
   .venv/bin/python -m examples.research_demo
+  echo "== demo: driving a desktop app on a virtual display from the screen's text"
+  .venv/bin/python -m examples.desktop.demo
 fi

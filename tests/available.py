@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import subprocess
 
@@ -33,6 +34,15 @@ def unavailable(kind: str) -> str | None:
         except Exception:
             return f"the image {DEFAULT_IMAGE} is missing (harmony-agent sandbox build --offline)"
         return None
+    if kind == "desktop":
+        import shutil
+
+        missing = [b for b in ("Xvfb", "xauth", "openbox", "xdotool", "wmctrl", "xwininfo", "xprop", "tesseract", "xterm")
+                   if shutil.which(b) is None]
+        for module in ("pyautogui", "mss", "pytesseract", "Xlib"):
+            if importlib.util.find_spec(module) is None:
+                missing.append(module)
+        return f"missing: {', '.join(missing)}" if missing else None
     if kind == "chromium":
         from tools.browser.engine import find_chromium
 

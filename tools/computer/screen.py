@@ -105,7 +105,7 @@ class Screen:
 
         if self._grabber is None:
             bind_process_to(self.display)
-            self._grabber = mss.mss(display=self.display.display)
+            self._grabber = mss.MSS(display=self.display.display)
         left, top, width, height = region or (0, 0, *self.size())
         left, top = max(left, 0), max(top, 0)
         width = min(width, self.display.width - left)
