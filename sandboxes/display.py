@@ -27,10 +27,10 @@ from .base import SandboxError
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed when the process that started us dies."""
+def _die_with_parent(signal_number: int = signal.SIGKILL) -> None:
+    """In the child, before exec: be sent ``signal_number`` when the process that started us dies."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal_number)
     except OSError:
         pass
     os.setpgrp()
@@ -40,9 +40,12 @@ class VirtualDisplay:
     """An Xvfb display with openbox; use as a context manager, or call start() and stop()."""
 
     def __init__(self, width: int = 1280, height: int = 800, *, depth: int = 24, window_manager: bool = True,
-                 display: str | None = None) -> None:
+                 accessibility: bool = True, display: str | None = None) -> None:
         self.width, self.height, self.depth = width, height, depth
         self.window_manager = window_manager
+        self.accessibility = accessibility
+        #: The session bus shared by the display's apps and whoever reads their accessibility trees.
+        self.session_bus: str | None = None
         self.attached = display is not None  # an existing display the user named explicitly
         self.display = display
         self.authority: str | None = os.environ.get("XAUTHORITY") if self.attached else None
@@ -84,7 +87,33 @@ class VirtualDisplay:
                 raise SandboxError("openbox is not installed: apt-get install openbox")
             self.launch(["openbox", "--sm-disable"])
             self._wait_for_window_manager()
+        if self.accessibility:
+            self._start_accessibility_bus()
         return self
+
+    def _start_accessibility_bus(self) -> None:
+        """One D-Bus session bus for the display's apps and the agent, with AT-SPI's bus on it.
+
+        Without both, apps expose no accessibility tree; with them, GTK apps
+        do, and Qt apps too (QT_LINUX_ACCESSIBILITY_ALWAYS_ON is set). When
+        the programs are missing, the display works without a tree.
+        """
+        launcher = next((p for p in ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
+                         if os.access(p, os.X_OK)), None)
+        if shutil.which("dbus-daemon") is None or launcher is None:
+            return
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"], env=self.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent)
+        self._processes.append(bus)
+        address = bus.stdout.readline().strip() if bus.stdout else ""
+        if not address:
+            return
+        self.session_bus = address
+        # The launcher starts its own bus daemon, a grandchild that would outlive a killed agent; so it
+        # runs under a shell that, told by the kernel that we died (SIGTERM), kills its whole group.
+        wrapper = 'trap "trap - TERM; kill 0" TERM; "$0" --launch-immediately & wait'
+        self._processes.append(subprocess.Popen(["sh", "-c", wrapper, launcher], env=self.env(), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(signal.SIGTERM)))
 
     @staticmethod
     def _read_display_number(read_end: int, server: subprocess.Popen) -> int:
@@ -126,6 +155,12 @@ class VirtualDisplay:
         base["DISPLAY"] = self.display
         if self.authority:
             base["XAUTHORITY"] = self.authority
+        if self.session_bus:
+            base["DBUS_SESSION_BUS_ADDRESS"] = self.session_bus
+            base["QT_LINUX_ACCESSIBILITY_ALWAYS_ON"] = "1"
+            base.pop("NO_AT_BRIDGE", None)
+        if self._folder is not None:
+            base["XDG_RUNTIME_DIR"] = str(self._folder)  # AT-SPI's bus socket lives here, not in a shared home
         return {**base, **(extra or {})}
 
     def launch(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
@@ -156,6 +191,7 @@ class VirtualDisplay:
                     pass
                 process.wait(timeout=3)
         self._processes.clear()
+        self.session_bus = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None

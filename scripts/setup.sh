@@ -15,7 +15,8 @@ run_demo=1
 # tool's virtual desktop: Xvfb, openbox, X utilities, tesseract, and xterm and Tk for its demo.
 SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib
                  chromium fonts-wqy-microhei
-                 xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk)
+                 xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk
+                 dbus at-spi2-core python3-gi gir1.2-gtk-3.0)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do

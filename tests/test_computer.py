@@ -153,6 +153,20 @@ def test_the_display_is_its_own_and_is_cleaned_up_after_close(monkeypatch):
     assert not Path(display.authority).exists()
 
 
+def display_leftovers(_folder: Path) -> list[str]:
+    """Processes whose command line names a harmony display folder or AT-SPI's bus, still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "harmony-display-" in command or "at-spi2/accessibility.conf" in command:
+                found.append(command)
+    return found
+
+
 def test_the_display_dies_with_a_killed_agent(tmp_path):
     require("desktop")
     script = tmp_path / "owner.py"
@@ -165,14 +179,17 @@ def test_the_display_dies_with_a_killed_agent(tmp_path):
         "print(' '.join(map(str, d.pids)), flush=True)\n"
         "time.sleep(600)\n")
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    pids = [int(p) for p in owner.stdout.readline().split()]
-    assert len(pids) == 3 and all(alive(pid) for pid in pids)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
+    try:
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) >= 3 and all(alive(pid) for pid in pids)  # Xvfb, openbox, xterm (and the session bus)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+    while time.monotonic() < deadline and (any(alive(pid) for pid in pids) or display_leftovers(script.parent)):
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids)
+    assert not display_leftovers(script.parent)  # grandchildren too, such as AT-SPI's own bus daemon
 
 
 def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
@@ -191,3 +208,32 @@ def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "agent.cli", "run", "x", "--tools", "computer", "--app", "nocommand",
                           "--model", "policy:examples.desktop.greeter_policy:policy"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "--app takes NAME=COMMAND" in bad.stderr
+
+
+async def test_a_gtk_apps_accessibility_tree_gives_exact_names_states_and_click_points(tmp_path):
+    require("desktop")
+    gtk_app = ROOT / "examples" / "desktop" / "gtk_greeter.py"
+    tool = ComputerTool(VirtualDisplay(1024, 700), apps={"gtk": ["/usr/bin/python3", str(gtk_app)]})
+    try:
+        await tool.start()
+        assert tool.display.session_bus  # the display runs a session bus with AT-SPI on it
+        await call(tool, "launch", app="gtk")
+        seen = ""
+        for _ in range(50):
+            seen = (await call(tool, "observe")).text()
+            if 'push button "Greet"' in seen:
+                break
+            await asyncio.sleep(0.2)
+        assert 'Accessibility tree of the focused window "GTK Greeter"' in seen
+        assert 'push button "Greet" at (' in seen and 'check box "Loudly" [ ] at (' in seen
+        field = [line for line in seen.splitlines() if line.strip().startswith("- text")][0]
+        x, y = (int(v) for v in field.split("at (")[1].rstrip(")").split(", "))
+        await call(tool, "click", x=x, y=y)
+        await call(tool, "type_text", text="Åse")
+        await call(tool, "click", text="Loudly")
+        await call(tool, "click", text="Greet")
+        after = (await call(tool, "observe")).text()
+        assert 'text = "Åse"' in after and 'check box "Loudly" [x]' in after
+        assert 'label "HELLO, ÅSE!"' in after  # exact, where OCR would read "Ase"
+    finally:
+        await tool.aclose()

@@ -1,8 +1,9 @@
 """``ComputerTool``: desktop control on a VirtualDisplay for a text-only model.
 
 The model sees the screen through ``observe``: the windows with their
-absolute geometry, and the focused window's text by OCR, each line with the
-point to click. It acts with function tools: click (at a point, or on text
+absolute geometry, the focused window's accessibility tree where its app
+exposes one, and its text by OCR, each element and line with the point to
+click. It acts with function tools: click (at a point, or on text
 it was shown), move, drag, scroll, type, keys, wait and launching allowed
 apps. pyautogui moves the pointer and presses keys; text is typed through XTest
 keysym by keysym (``keyboard.py``), because pyautogui drops characters
@@ -27,6 +28,7 @@ from sandboxes.display import VirtualDisplay
 
 from ..base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
 from ..functions import FunctionTool
+from .accessibility import AccessibilityReader, AccessibleNode
 from .keyboard import type_text
 from .screen import Screen, TextLine, bind_process_to
 
@@ -53,6 +55,8 @@ class ComputerTool(Tool):
         self.screenshots = Path(screenshots) if screenshots else None
         self.screen = Screen(self.display, scale=ocr_scale)
         self._last_lines: list[TextLine] = []
+        self._last_nodes: list[AccessibleNode] = []
+        self._reader: AccessibilityReader | None = None
         self._actions = 0
         self._lock = threading.Lock()
         self._pyautogui: Any = None
@@ -90,6 +94,8 @@ class ComputerTool(Tool):
 
     async def aclose(self) -> None:
         self.screen.close()
+        if self._reader is not None:
+            self._reader.close()
         await asyncio.to_thread(self.display.stop)
 
     # -- helpers --------------------------------------------------------------
@@ -125,8 +131,21 @@ class ComputerTool(Tool):
                             "nothing was done")
         return x, y
 
+    def _accessible(self, window_title: str | None) -> list[AccessibleNode]:
+        if self.display.session_bus is None:
+            return []
+        if self._reader is None:
+            self._reader = AccessibilityReader(self.display.session_bus)
+        return self._reader.read(window_title)
+
     def _find_text(self, text: str) -> tuple[int, int]:
         wanted = text.casefold().strip()
+        for nodes in (self._last_nodes, None):  # exact names from the accessibility tree first
+            if nodes is None:
+                nodes = self._last_nodes = self._accessible(None)
+            named = [n for n in nodes if n.name.casefold() == wanted] or [n for n in nodes if wanted in n.name.casefold()]
+            if named:
+                return named[0].center
         for lines in (self._last_lines, None):
             if lines is None:  # not seen since the last action: read the screen again
                 lines = self._last_lines = self.screen.read_text()
@@ -140,7 +159,7 @@ class ComputerTool(Tool):
     def _after_action(self, did: str) -> ToolResult:
         """Say what was done, and keep a screenshot of the result (saved off the action's critical path)."""
         self._actions += 1
-        self._last_lines = []  # the screen changed: text found before may have moved
+        self._last_lines, self._last_nodes = [], []  # the screen changed: what was found before may have moved
         images: tuple[str, ...] = ()
         if self.screenshots is not None:
             self.screenshots.mkdir(parents=True, exist_ok=True)
@@ -168,6 +187,7 @@ class ComputerTool(Tool):
                 where = f'the focused window "{focused.title}"'
             else:
                 area, where = None, "the whole screen"
+            self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
             self._last_lines = self.screen.read_text(area)
         out = [f"Screen {self.display.width}x{self.display.height}."]
         if windows:
@@ -175,6 +195,9 @@ class ComputerTool(Tool):
             out += [f'- "{w.title}" at ({w.x}, {w.y}), {w.width}x{w.height}{" [focused]" if w.focused else ""}' for w in windows]
         else:
             out.append("No windows are open.")
+        if self._last_nodes:
+            out.append(f"Accessibility tree of {where} (exact names; click an element at the point shown):")
+            out += [node.describe() for node in self._last_nodes]
         out.append(f"Text in {where} (OCR; click a line at the point shown):")
         if self._last_lines:
             out += [f'- "{line.text}" at ({line.center[0]}, {line.center[1]})' for line in self._last_lines]
@@ -217,7 +240,17 @@ class ComputerTool(Tool):
     def _click(self, x: int | None, y: int | None, text: str | None, button: str, clicks: int) -> ToolResult:
         with self._lock:
             point = self._point(x, y, text)
-            self._gui().click(point[0], point[1], clicks=clicks, interval=0.05 if clicks > 1 else 0.0, button=button)
+            gui = self._gui()
+            gui.moveTo(*point)
+            # Like a hand on a mouse: the pointer arrives, then each press lasts a moment. Instant
+            # press-release pairs were sometimes lost by GTK check buttons.
+            time.sleep(0.02)
+            for index in range(clicks):
+                gui.mouseDown(button=button)
+                time.sleep(0.02)
+                gui.mouseUp(button=button)
+                if index + 1 < clicks:
+                    time.sleep(0.05)
             what = {1: "clicked", 2: "double-clicked"}[clicks] if button != "right" else "right-clicked"
             return self._after_action(f"{what} at ({point[0]}, {point[1]})" + (f' on "{text}"' if text else ""))
 
