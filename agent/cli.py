@@ -21,7 +21,7 @@ from sandboxes import SandboxError
 from tools.base import Tool, ToolCall
 from tools.functions import function_tool
 from sandboxes.images import DEFAULT_IMAGE
-from tools.python import SANDBOX_CHOICES, PythonTool
+from tools.python import PythonTool
 
 from .console import ConsoleView
 from .loop import Agent, RunResult
@@ -33,6 +33,12 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 #: Built-in tools by name; each factory gets the run's tool options (such as ``sandbox``).
+def _screenshots(options: dict[str, Any]) -> Path | None:
+    """Tools that take screenshots keep them beside the transcript: runs/x.jsonl -> runs/x.screenshots/."""
+    transcript = options.get("transcript")
+    return Path(transcript).with_suffix(".screenshots") if transcript else None
+
+
 def _browser_tool(options: dict[str, Any]) -> Tool:
     from tools.browser import BrowserTool, backend_from_spec
 
@@ -43,13 +49,11 @@ def _browser_tool(options: dict[str, Any]) -> Tool:
             addresses.append(entry)
         except ValueError:
             domains.append(entry)
-    transcript = options.get("transcript")
     try:
         backend = backend_from_spec(options["search"]) if options.get("search") else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return BrowserTool(backend, allow_domains=domains, allow_addresses=addresses,
-                       screenshots=Path(transcript).with_suffix(".screenshots") if transcript else None)
+    return BrowserTool(backend, allow_domains=domains, allow_addresses=addresses, screenshots=_screenshots(options))
 
 
 def _computer_tool(options: dict[str, Any]) -> Tool:
@@ -64,8 +68,7 @@ def _computer_tool(options: dict[str, Any]) -> Tool:
         if not name or not command:
             raise UsageError(f"--app takes NAME=COMMAND, got {entry!r}")
         apps[name.strip()] = shlex.split(command)
-    transcript = options.get("transcript")
-    return ComputerTool(apps=apps, screenshots=Path(transcript).with_suffix(".screenshots") if transcript else None)
+    return ComputerTool(apps=apps, screenshots=_screenshots(options))
 
 
 BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
@@ -151,9 +154,6 @@ def _approver(assume_yes: bool):
 def _build_agent(model: str, tools: list[str], instructions: Optional[str], reasoning: str, max_steps: int,
                  max_tokens: int, transcript: Optional[Path], assume_yes: bool, options: Optional[dict[str, Any]] = None) -> Agent:
     options = {**(options or {}), "transcript": transcript}
-    sandbox = options.get("sandbox")
-    if sandbox is not None and sandbox not in SANDBOX_CHOICES:
-        raise _fail(f"unknown sandbox {sandbox!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
     try:
         loaded_tools = load_tools(tools, options)
         return Agent(

@@ -59,15 +59,13 @@ def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
 
 
 def _docker() -> Check:
-    if importlib.util.find_spec("docker") is None:
-        return Check("docker engine", False, "docker SDK not installed", "pip install 'harmony-agent[docker]'")
-    import docker
+    from sandboxes import SandboxError
+    from sandboxes.docker import docker_client
 
     try:
-        client = docker.from_env(timeout=3)
-        version = client.version().get("Version", "?")
-    except Exception as exc:
-        return Check("docker engine", False, f"no engine answers ({type(exc).__name__})", "apt-get install docker.io && dockerd --bridge=none --iptables=false --ip-masq=false &")
+        version = docker_client(timeout=3).version().get("Version", "?")
+    except SandboxError as exc:
+        return Check("docker engine", False, str(exc), "apt-get install docker.io && dockerd --bridge=none --iptables=false --ip-masq=false &")
     return Check("docker engine", True, f"engine {version}")
 
 

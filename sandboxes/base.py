@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import itertools
 import json
 from abc import ABC, abstractmethod
@@ -298,8 +299,8 @@ class Sandbox(ABC):
                              state_lost=True, notes=(note,), duration_s=asyncio.get_running_loop().time() - started)
         execution = self._execution(reply)
         note = f"Execution timed out after {limit:g} s and was interrupted; the session's state is kept."
-        return Execution(**{**execution.__dict__, "status": "timeout", "notes": execution.notes + (note,),
-                            "error": ExecutionError("TimeoutError", f"execution exceeded {limit:g} s", execution.error.traceback if execution.error else "")})
+        error = ExecutionError("TimeoutError", f"execution exceeded {limit:g} s", execution.error.traceback if execution.error else "")
+        return dataclasses.replace(execution, status="timeout", error=error, notes=execution.notes + (note,))
 
     async def _transfer(self, request: dict) -> dict:
         async with self._lock:

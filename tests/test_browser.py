@@ -238,6 +238,8 @@ async def test_bad_calls_get_clear_errors(browser, site):
     assert "no element 99" in (await call(browser, "click", id=99)).text()
     assert "non-empty `pattern`" in (await call(browser, "find")).text()
     assert "whole number" in (await call(browser, "open", loc="middle")).text()
+    assert "`id` must be a whole number" in (await call(browser, "open", id=1.5)).text()
+    assert "`id` must be a whole number" in (await call(browser, "open", id=[1])).text()
     assert "no function 'dance'" in (await browser.execute(ToolCall("browser.dance", "analysis", "{}"))).text()
     assert "not valid JSON" in (await browser.execute(ToolCall("browser.open", "analysis", "{id: 3"))).text()
     assert not home.is_error

@@ -37,13 +37,18 @@ def tool_description(timeout: float) -> str:
     return re.sub(r"Internet access for this session is .*$", "Internet access for this session is disabled.", text, flags=re.DOTALL)
 
 
+def check_sandbox_choice(kind: str) -> str:
+    if kind not in SANDBOX_CHOICES:
+        raise ValueError(f"unknown sandbox {kind!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+    return kind
+
+
 def choose_sandbox(kind: str = "auto", *, image: str = DEFAULT_IMAGE, timeout: float = 120.0) -> tuple[Sandbox, str]:
     """A sandbox of the named kind, or for ``auto`` the best one available; returns it and a line saying why.
 
     Blocking (it may ask the Docker engine), so call it from a thread in async code.
     """
-    if kind not in SANDBOX_CHOICES:
-        raise SandboxError(f"unknown sandbox {kind!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+    check_sandbox_choice(kind)
     if kind == "docker":
         return DockerSandbox(image, timeout=timeout), "Docker (asked for)"
     if kind == "bubblewrap":
@@ -118,8 +123,8 @@ class PythonTool(Tool):
         self.image = image
         self.namespace_description = tool_description(timeout)
         self._requested = sandbox if sandbox is not None else os.environ.get("HARMONY_AGENT_SANDBOX", "auto")
-        if isinstance(self._requested, str) and self._requested not in SANDBOX_CHOICES:
-            raise ValueError(f"unknown sandbox {self._requested!r}: choose one of {', '.join(SANDBOX_CHOICES)}")
+        if isinstance(self._requested, str):
+            check_sandbox_choice(self._requested)
         self.sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
         self.choice = "the sandbox given" if self.sandbox is not None else ""
         self._starting = asyncio.Lock()

@@ -275,7 +275,8 @@ class BrowserSession:
         await self.settle()
 
     def _raise_if_refused(self, what: str) -> None:
-        for refused_url, why in self.refused.items():
+        if self.refused:
+            refused_url, why = next(iter(self.refused.items()))
             raise ToolError(f"{what} refused at {refused_url}: {why}")
 
     async def finish_downloads(self, timeout: float = 30.0) -> None:
@@ -285,8 +286,7 @@ class BrowserSession:
             await asyncio.wait(saving, timeout=timeout)
 
     def _navigation_error(self, url: str, exc: Exception) -> ToolError:
-        for refused_url, why in self.refused.items():
-            return ToolError(f"navigation to {url} refused at {refused_url}: {why}")
+        self._raise_if_refused(f"navigation to {url}")
         text = str(exc).splitlines()[0]
         if "Timeout" in type(exc).__name__ or "Timeout" in text:
             return ToolError(f"{url} did not load within {self.page_timeout:g} s")

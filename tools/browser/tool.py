@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
@@ -24,7 +24,7 @@ from ..base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
 from .engine import BrowserEngine, BrowserSession, Snapshot
 from .policy import NavigationPolicy
 from .search import SearchBackend
-from .view import Page, escape_marker_text, find, render, wrap_text
+from .view import Page, escape_marker_text, escape_text, find, render, wrap_text
 
 log = logging.getLogger("harmony_agent.browser")
 _warned_about_reader_mode: list[bool] = []
@@ -177,10 +177,8 @@ class BrowserTool(Tool):
         if isinstance(target, str):
             page = await self._navigate(target.strip(), view_source=bool(arguments.get("view_source")))
             return await self._show(page, loc, num_lines)
-        if isinstance(target, bool) or not isinstance(target, (int, float)):
-            raise ToolError(f"`id` must be a link id (a number) or a URL (a string), got {target!r}")
+        link_id = _number({"id": target}, "id", -1)  # a link id: a whole number (a URL was a string, above)
         page = self._page_at(arguments)
-        link_id = int(target)
         if link_id == -1:  # scroll the page at the cursor
             return await self._show(page, max(loc, 0), num_lines)
         if page.source == "find" and link_id in page.links and page.parent is not None:
@@ -273,8 +271,6 @@ class BrowserTool(Tool):
 
         def marker(match: re.Match) -> str:
             text, href = match.group(1), match.group(2)
-            from urllib.parse import urljoin
-
             url = urljoin(snapshot.url, href)
             if url not in ids:
                 return text  # not a link of the rendered page (hidden, or made up by extraction): plain text
@@ -282,7 +278,7 @@ class BrowserTool(Tool):
             suffix = f"†{domain}" if domain and domain != host else ""
             return f"【{ids[url]}†{escape_marker_text(text)}{suffix}】"
 
-        return _MARKDOWN_LINK.sub(marker, extracted.replace("【", "〖").replace("】", "〗"))
+        return _MARKDOWN_LINK.sub(marker, escape_text(extracted))
 
     def _cursor_of(self, page: Page) -> int:
         for index in range(len(self.stack) - 1, -1, -1):

@@ -107,5 +107,11 @@ def find(page: Page, pattern: str) -> Page:
                 lines=lines or [""], links=links, link_lines=link_lines, source="find", parent=page)
 
 
+def escape_text(text: str) -> str:
+    """Page text must not look like the view's own link markers."""
+    return text.replace("【", "〖").replace("】", "〗")
+
+
 def escape_marker_text(text: str) -> str:
-    return text.replace("【", "〖").replace("】", "〗").replace("†", "‡")
+    """Text inside a marker also must not contain its separator."""
+    return escape_text(text).replace("†", "‡")
