@@ -24,7 +24,8 @@ from sandboxes.images import DEFAULT_IMAGE
 from tools.python import PythonTool
 
 from .console import ConsoleView
-from .loop import Agent, RunResult
+from .agent import Agent
+from .loop import RunResult
 from .models import ModelError, load_model
 from .transcript import TranscriptError, read_transcript
 
@@ -165,15 +166,14 @@ def _build_agent(model: str, tools: list[str], instructions: Optional[str], reas
 
 
 async def _start_tools(agent: Agent) -> None:
-    """Start tools before the first step, so a missing sandbox fails the run at once, with its fix."""
-    for tool in agent.tools:
-        try:
-            line = await tool.start()
-        except SandboxError as exc:
-            await agent.aclose()
-            raise _fail(exc) from None
-        if line:
-            err.print(f"[dim]{line}[/dim]")
+    """Start the model and tools before the first step, so a missing sandbox fails the run at once, with its fix."""
+    try:
+        lines = await agent.start()
+    except (SandboxError, ModelError) as exc:
+        await agent.aclose()
+        raise _fail(exc) from None
+    for line in lines:
+        err.print(f"[dim]{line}[/dim]")
 
 
 def _exit_cleanly_on_sigterm() -> None:
