@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from openai_harmony import Message
@@ -148,17 +148,21 @@ class Agent:
 
     # -- running -----------------------------------------------------------------
 
-    def run(self, task: str, *, previous: RunResult | None = None) -> RunResult:
-        """Run a task to completion (blocking). ``previous=`` continues that conversation, in its session."""
-        return self._session_for(previous).run(task, previous=previous)
+    def run(self, task: str | None, *, previous: RunResult | None = None,
+            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a task to completion (blocking). ``previous=`` continues that conversation, in its session;
+        ``tool_outputs=`` answers the calls it paused on."""
+        return self._session_for(previous).run(task, previous=previous, tool_outputs=tool_outputs)
 
-    async def arun(self, task: str, *, previous: RunResult | None = None) -> RunResult:
+    async def arun(self, task: str | None, *, previous: RunResult | None = None,
+                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
         """Run a task to completion from async code; the same session as :meth:`run`, so the two mix freely."""
-        return await self._session_for(previous).arun(task, previous=previous)
+        return await self._session_for(previous).arun(task, previous=previous, tool_outputs=tool_outputs)
 
-    async def stream(self, task: str, *, previous: RunResult | None = None) -> AsyncIterator[ev.Event]:
+    async def stream(self, task: str | None, *, previous: RunResult | None = None,
+                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
         """Run a task, yielding typed events as they happen (the last is a RunEndEvent)."""
-        async for event in self._session_for(previous).stream(task, previous=previous):
+        async for event in self._session_for(previous).stream(task, previous=previous, tool_outputs=tool_outputs):
             yield event
 
     async def start(self) -> list[str]:

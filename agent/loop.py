@@ -42,14 +42,26 @@ Approver = Callable[[ToolCall], Union[bool, str, Awaitable[Union[bool, str]]]]
 MAX_RESULT_CHARS = 32_000
 
 
+@dataclass(frozen=True)
+class PendingCall:
+    """A call the turn paused on, for the caller to answer (see ``Tool.answered_by_caller``)."""
+
+    call_id: str
+    recipient: str
+    channel: str | None
+    arguments: str
+
+
 @dataclass
 class RunResult:
     """The outcome of a run.
 
     ``stop_reason`` is ``final``, ``max_steps``, ``max_tokens``,
-    ``context_window`` or ``model_error``; ``error`` says what ended a run
-    that did not end with an answer. Pass the result as ``previous=`` to
-    continue its conversation (in the session it came from).
+    ``context_window``, ``model_error``, or ``tool_call`` when the turn paused
+    on ``pending_calls`` for the caller to answer; ``error`` says what ended a
+    run that did not end with an answer. Pass the result as ``previous=`` to
+    continue its conversation (in the session it came from), with
+    ``tool_outputs=`` when it paused.
     """
 
     final_text: str | None
@@ -59,6 +71,7 @@ class RunResult:
     messages: list[Message]
     events: list[ev.Event] = field(default_factory=list, repr=False)
     error: str | None = None
+    pending_calls: list[PendingCall] = field(default_factory=list)
     session: "Session | None" = field(default=None, repr=False, compare=False)
     _history: History | None = field(default=None, repr=False, compare=False)
 
@@ -83,11 +96,14 @@ class TurnSettings:
 _call_ids = itertools.count(1)
 
 
-async def run_turn(model: Model, router: Router, history: History, settings: TurnSettings) -> AsyncIterator[ev.Event]:
+async def run_turn(model: Model, router: Router, history: History, settings: TurnSettings,
+                   pending: list[PendingCall] | None = None) -> AsyncIterator[ev.Event]:
     """Run one user turn already added to ``history``; yields events, the last a RunEndEvent.
 
-    ``history`` is extended in place. The caller builds the RunResult from
-    the RunEndEvent and the history.
+    ``history`` is extended in place. A call to a tool answered by the caller
+    ends the turn with stop reason ``tool_call`` and the call appended to
+    ``pending``. The caller builds the RunResult from the RunEndEvent and the
+    history.
     """
     usage = ev.Usage()
     stop = stop_tokens()
@@ -125,6 +141,15 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
 
         last = generation.parsed[-1] if generation.parsed else None
         if last is not None and last.is_call:
+            resolved = router.resolve(last.recipient or "")
+            if resolved is not None and resolved[0].answered_by_caller:
+                call_id = f"call_{next(_call_ids)}"
+                yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=resolved[1], channel=last.channel,
+                                       content=last.text)
+                if pending is not None:
+                    pending.append(PendingCall(call_id, resolved[1], last.channel, last.text))
+                stop_reason = "tool_call"
+                break
             async for event in _route(last, step, router, history, settings):
                 yield event
             continue

@@ -17,14 +17,14 @@ import itertools
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tools.base import Tool
+from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
 from .history import History
-from .loop import RunResult, run_turn
+from .loop import PendingCall, RunResult, run_turn
 from .routing import Router
 from .runtime import LoopThread
 
@@ -108,27 +108,31 @@ class Session:
 
     # -- turns -------------------------------------------------------------------
 
-    def run(self, task: str, *, previous: RunResult | None = None) -> RunResult:
-        """Run a turn to completion, blocking. Continue a conversation with ``previous=``."""
+    def run(self, task: str | None, *, previous: RunResult | None = None,
+            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a turn to completion, blocking. Continue a conversation with ``previous=``; answer the
+        calls it paused on (``previous.pending_calls``) with ``tool_outputs={call_id: text}``."""
         self._claim()
         try:
-            return self._runtime.run(self._collect(task, previous))
+            return self._runtime.run(self._collect(task, previous, tool_outputs))
         finally:
             self._busy.release()
 
-    async def arun(self, task: str, *, previous: RunResult | None = None) -> RunResult:
+    async def arun(self, task: str | None, *, previous: RunResult | None = None,
+                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
         """Run a turn to completion from async code (any event loop)."""
         self._claim()
         try:
-            return await self._runtime.run_async(self._collect(task, previous))
+            return await self._runtime.run_async(self._collect(task, previous, tool_outputs))
         finally:
             self._busy.release()
 
-    async def stream(self, task: str, *, previous: RunResult | None = None) -> AsyncIterator[ev.Event]:
+    async def stream(self, task: str | None, *, previous: RunResult | None = None,
+                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
         """Run a turn, yielding typed events as they happen (the last is a RunEndEvent)."""
         self._claim()
         try:
-            async for event in self._runtime.relay(lambda: self._turn(task, previous)):
+            async for event in self._runtime.relay(lambda: self._turn(task, previous, tool_outputs)):
                 yield event
         finally:
             self._busy.release()
@@ -144,14 +148,19 @@ class Session:
         if self._closed:
             raise SessionClosedError(f"session {self.number} was closed; start a new one with agent.session()")
 
-    async def _collect(self, task: str, previous: RunResult | None) -> RunResult:
-        async for _ in self._turn(task, previous):
+    async def _collect(self, task: str | None, previous: RunResult | None,
+                       tool_outputs: Mapping[str, str] | None) -> RunResult:
+        async for _ in self._turn(task, previous, tool_outputs):
             pass
         assert self.last_result is not None
         return self.last_result
 
-    async def _turn(self, task: str, previous: RunResult | None) -> AsyncIterator[ev.Event]:
+    async def _turn(self, task: str | None, previous: RunResult | None,
+                    tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
         """One turn on the session's loop (the caller holds the busy claim)."""
+        replies = _answers(previous, tool_outputs)
+        if not task and not replies:
+            raise ValueError("a turn needs a task, or tool_outputs answering the previous result's pending calls")
         collected: list[ev.Event] = []
 
         def emit(event: ev.Event) -> ev.Event:
@@ -160,7 +169,7 @@ class Session:
                 self.agent.transcript.write(event)
             return event
 
-        yield emit(ev.RunStartEvent(task=task, model=self.agent.model.name, tools=self.router.available(),
+        yield emit(ev.RunStartEvent(task=task or "", model=self.agent.model.name, tools=self.router.available(),
                                     reasoning=self.agent.reasoning))
         problems: list[str] = []
         try:
@@ -170,8 +179,8 @@ class Session:
             yield emit(ev.ErrorEvent(kind="model", recovered=False, message=error))
             usage = ev.Usage()
             yield emit(ev.RunEndEvent(stop_reason="model_error", steps=0, usage=usage, error=error))
-            self.last_result = RunResult(None, "model_error", 0, usage, [], collected, error, self, previous._history
-                                         if previous is not None else None)
+            self.last_result = RunResult(None, "model_error", 0, usage, [], collected, error, [], self,
+                                         previous._history if previous is not None else None)
             return
         for problem in problems:
             yield emit(ev.ErrorEvent(kind="tool", message=problem))
@@ -181,15 +190,18 @@ class Session:
             history = previous._history.copy()
         else:
             history = History(self.agent.preamble())
-        history.add_user(task)
+        history.add_tool_messages(replies)
+        if task:
+            history.add_user(task)
         end: ev.RunEndEvent | None = None
-        async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings()):
+        pending: list[PendingCall] = []
+        async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings(), pending):
             if isinstance(event, ev.RunEndEvent):
                 end = event
             yield emit(event)
         assert end is not None
         self.last_result = RunResult(end.final_text, end.stop_reason, end.steps, end.usage, history.messages,
-                                     collected, end.error, self, history.copy())
+                                     collected, end.error, pending, self, history.copy())
 
     # -- closing -----------------------------------------------------------------
 
@@ -229,6 +241,23 @@ class Session:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None) -> list:
+    """The tool messages answering ``previous``'s pending calls; every pending call needs its answer."""
+    if not tool_outputs:
+        if previous is not None and previous.pending_calls:
+            missing = ", ".join(c.call_id for c in previous.pending_calls)
+            raise ValueError(f"the previous turn is waiting for tool outputs ({missing}); pass tool_outputs=")
+        return []
+    pending: dict[str, PendingCall] = {c.call_id: c for c in previous.pending_calls} if previous is not None else {}
+    unknown = [call_id for call_id in tool_outputs if call_id not in pending]
+    missing = [call_id for call_id in pending if call_id not in tool_outputs]
+    if unknown or missing:
+        raise ValueError(f"tool_outputs must answer exactly the pending calls {sorted(pending) or 'none'}; "
+                         f"unknown: {unknown or 'none'}, missing: {missing or 'none'}")
+    return [result_message(ToolCall(call.recipient, call.channel, call.arguments), ToolResult(output=str(tool_outputs[call.call_id])))
+            for call in previous.pending_calls]
 
 
 def _register(session: Session) -> None:

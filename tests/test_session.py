@@ -174,3 +174,39 @@ def test_interpreter_exit_closes_open_sessions(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "closed\n"
+
+
+class ClientSide(Tool):
+    """A function the caller answers (as a Responses API client answers its own functions)."""
+
+    namespace = "functions"
+    answered_by_caller = True
+
+    def descriptions(self):
+        from openai_harmony import ToolDescription
+
+        return [ToolDescription.new("lookup", "Look up.", parameters={"type": "object", "properties": {"q": {"type": "string"}}})]
+
+    async def run(self, call):
+        raise AssertionError("a caller-answered tool is never run by the loop")
+
+
+def test_a_turn_pauses_on_a_call_the_caller_answers_and_goes_on_with_its_output():
+    from conftest import RecordingModel
+
+    model = RecordingModel(["<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{\"q\": \"x\"}<|call|>",
+                            final("found it")], as_text=True)
+    agent = Agent(model, tools=[ClientSide()])
+    paused = agent.run("look x up")
+    assert paused.stop_reason == "tool_call" and not paused.ok
+    [pending] = paused.pending_calls
+    assert pending.recipient == "functions.lookup" and pending.arguments == '{"q": "x"}'
+    with pytest.raises(ValueError, match="waiting for tool outputs"):
+        agent.run("ignore it", previous=paused)
+    with pytest.raises(ValueError, match="unknown"):
+        agent.run(None, previous=paused, tool_outputs={"nope": "1"})
+    done = agent.run(None, previous=paused, tool_outputs={pending.call_id: "X is 42"})
+    assert done.final_text == "found it"
+    assert model.prompts[1].endswith("<|start|>functions.lookup to=assistant<|channel|>commentary<|message|>X is 42<|end|>"
+                                     "<|start|>assistant")
+    agent.close()

@@ -110,6 +110,9 @@ class Tool(ABC):
 
     namespace: str = FUNCTIONS_NAMESPACE
     namespace_description: str = ""
+    #: Calls to this tool are answered by whoever runs the agent, not by :meth:`run`: the turn
+    #: pauses with the call pending (a Responses API client's own functions work this way).
+    answered_by_caller: bool = False
 
     @property
     def is_builtin(self) -> bool:
