@@ -345,7 +345,9 @@ def replay(path: Path = typer.Argument(..., help="A transcript written with --tr
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."),
+) -> None:
     """Report what is installed and working, with a fix for each failure."""
     from .doctor import run_checks
 
@@ -355,7 +357,7 @@ def doctor() -> None:
     table.add_column("detail")
     table.add_column("fix")
     failed_required = False
-    for check in run_checks():
+    for check in run_checks(model):
         status = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
         failed_required |= check.required and not check.ok
         table.add_row(check.name, status, check.detail, "" if check.ok else check.hint)
