@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import GenerationStats, Model, ModelError, SamplingParams
+from .base import GenerationStats, Model, ModelError, Retry, SamplingParams
 from .http import OpenAICompatibleModel
 from .scripted import PolicyModel, ScriptedModel
 
@@ -70,6 +70,7 @@ __all__ = [
     "ModelError",
     "OpenAICompatibleModel",
     "PolicyModel",
+    "Retry",
     "SamplingParams",
     "ScriptedModel",
     "TransformersModel",

@@ -9,8 +9,8 @@ model reuse its KV cache): nothing is re-rendered between steps.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 
 from ..harmony import CALL, GPT_OSS_CONTEXT_WINDOW, MESSAGE, RETURN, START, decode_lossy
 
@@ -37,15 +37,29 @@ class SamplingParams:
             raise ValueError("max_tokens must be >= 1")
 
 
+@dataclass(frozen=True)
+class Retry:
+    """One retried request: which attempt failed, why, and how long the backend waits before the next."""
+
+    attempt: int
+    reason: str
+    delay_s: float
+
+
 @dataclass
 class GenerationStats:
-    """What the last generation cost: prompt size, how much was prefilled, tokens generated."""
+    """What the last generation cost: prompt size, how much was prefilled, tokens generated.
+
+    ``retries`` lists the requests a backend retried (server busy, connection
+    refused) while producing this generation, in order.
+    """
 
     prompt_tokens: int = 0
     prefilled_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
     prefill_seconds: float = 0.0
+    retries: list[Retry] = field(default_factory=list)
 
 
 class Model(ABC):
@@ -56,6 +70,16 @@ class Model(ABC):
 
     def __init__(self) -> None:
         self.last_stats = GenerationStats()
+        #: Called with each :class:`Retry` as it happens (before the wait), so a
+        #: caller can show it live; the same records land in ``last_stats.retries``.
+        self.on_retry: Callable[[Retry], None] | None = None
+
+    async def start(self) -> None:
+        """Get ready to serve a session; learn what depends on the backend (``context_window``).
+
+        Called once per session before the first :meth:`generate`; safe to call
+        again. The default does nothing.
+        """
 
     @abstractmethod
     def generate(
