@@ -192,8 +192,20 @@ class _Generation:
     async def run(self, model: Model, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[ev.Event]:
         parser = CompletionParser()
         started = time.perf_counter()
+        seen_retries = 0
+
+        def retries() -> list[ev.Event]:
+            """The backend's retries since the last look (a busy server, a refused connection), as events."""
+            nonlocal seen_retries
+            found = list(getattr(model.last_stats, "retries", []))[seen_retries:]
+            seen_retries += len(found)
+            return [ev.ErrorEvent(step=self.step, kind="retry", message=f"attempt {r.attempt} failed ({r.reason}); "
+                                  f"retrying in {r.delay_s:.1f} s") for r in found]
+
         try:
             async for token in model.generate(prompt, stop=stop, sampling=sampling):
+                for event in retries():
+                    yield event
                 if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < VOCAB_SIZE:
                     raise ModelError(f"the backend returned {token!r}, which is not a token id of the harmony vocabulary")
                 self.tokens.append(token)
@@ -208,6 +220,8 @@ class _Generation:
             yield ev.ErrorEvent(step=self.step, kind="model", recovered=False, message=self.error)
             return
         except BaseException as exc:  # a backend's failure (or a tokenizer's panic) ends the run with a reason
+            for event in retries():
+                yield event
             self.error = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
             yield ev.ErrorEvent(step=self.step, kind="model", recovered=False, message=self.error)
             return

@@ -125,3 +125,21 @@ def test_result_carries_the_error_that_ended_the_run():
     result = Agent(ScriptedModel([])).run("x")
     assert result.stop_reason == "model_error" and result.error and "no completion left" in result.error
     assert Agent(ScriptedModel([final("ok")])).run("x").error is None
+
+
+def test_backend_retries_are_events_of_the_run():
+    from agent.models.base import Retry
+
+    class Flaky(Model):
+        name = "flaky"
+
+        async def generate(self, prompt, *, stop, sampling):
+            self.last_stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt))
+            self.last_stats.retries.append(Retry(attempt=1, reason="HTTP 503: loading", delay_s=0.0))
+            for token in encode_completion(final("ok")):
+                yield token
+
+    result = Agent(Flaky()).run("x")
+    assert result.final_text == "ok"
+    [retry] = [e for e in result.events if e.type == "error" and e.kind == "retry"]
+    assert "HTTP 503: loading" in retry.message and retry.recovered
