@@ -106,6 +106,11 @@ class Session:
                 self._started = True
         return list(self.start_notes)
 
+    async def perform(self, coroutine: Any) -> Any:
+        """Await ``coroutine`` on the session's own loop, where its tools' resources live (checks use this)."""
+        self._check_open()
+        return await self._runtime.run_async(coroutine)
+
     # -- turns -------------------------------------------------------------------
 
     def run(self, task: str | None, *, previous: RunResult | None = None,
