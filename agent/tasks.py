@@ -50,6 +50,8 @@ class Check(BaseModel):
 def _parse_check(raw: Any) -> Check:
     if isinstance(raw, Check):
         return raw
+    if isinstance(raw, dict) and "kind" in raw and "value" in raw:
+        return Check.model_validate(raw)  # a check as it was saved (a spec sent to a Ray worker)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ValueError(f"a check is a mapping with one key, one of {', '.join(CHECK_KINDS)}; got {raw!r}")
     (kind, spec), = raw.items()

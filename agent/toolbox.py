@@ -1,0 +1,142 @@
+"""Tools and agents from names: what a task file, the command line, a batch or a Ray worker asks for.
+
+``build_tools(["python", "browser", "mymodule:lookup"], ToolOptions(...))``
+gives the tool objects; :class:`TaskAgentFactory` builds a whole agent for
+a :class:`~agent.tasks.TaskSpec`. This is the one place where names become
+tools, so every entry point offers the same ones with the same options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import shlex
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.base import Tool
+from tools.functions import function_tool
+
+from .agent import Agent
+from .models import load_model
+from .tasks import TaskSpec
+
+DEFAULT_MODEL = "openai/gpt-oss-20b"
+
+
+class ToolSpecError(ValueError):
+    """A tool name or option that cannot be turned into a tool."""
+
+
+@dataclass
+class ToolOptions:
+    """Options of the built-in tools: the python sandbox, the browser's search and reach, the desktop's apps."""
+
+    sandbox: str | None = None
+    search: str | None = None
+    allow: list[str] = field(default_factory=list)
+    deny: list[str] = field(default_factory=list)
+    apps: list[str] = field(default_factory=list)
+    mcp: list[str] = field(default_factory=list)
+    #: Screenshots go here (a transcript's ``x.screenshots/`` folder), or nowhere.
+    screenshots: Path | None = None
+
+
+def _python(options: ToolOptions) -> Tool:
+    from tools.python import PythonTool
+
+    return PythonTool(sandbox=options.sandbox)
+
+
+def _browser(options: ToolOptions) -> Tool:
+    from tools.browser import BrowserTool, backend_from_spec
+
+    addresses, domains = [], []
+    for entry in options.allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+            addresses.append(entry)
+        except ValueError:
+            domains.append(entry)
+    backend = backend_from_spec(options.search) if options.search else None
+    return BrowserTool(backend, allow_domains=domains, deny_domains=list(options.deny), allow_addresses=addresses,
+                       screenshots=options.screenshots)
+
+
+def _computer(options: ToolOptions) -> Tool:
+    from tools.computer import ComputerTool
+
+    apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
+    for entry in options.apps:
+        name, _, command = entry.partition("=")
+        if not name.strip() or not command.strip():
+            raise ToolSpecError(f"an app is NAME=COMMAND, got {entry!r}")
+        apps[name.strip()] = shlex.split(command)
+    return ComputerTool(apps=apps, screenshots=options.screenshots)
+
+
+#: Built-in tools by name.
+BUILTIN_TOOLS: dict[str, Callable[[ToolOptions], Tool]] = {"python": _python, "browser": _browser, "computer": _computer}
+
+
+def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_path: Path | None = None) -> list[Tool]:
+    """Tools from built-in names or ``module:attribute`` (a Tool, a function, or a list of them)."""
+    options = options or ToolOptions()
+    tools: list[Tool] = []
+    for spec in (s.strip() for s in specs):
+        if not spec:
+            continue
+        if spec in BUILTIN_TOOLS:
+            try:
+                tools.append(BUILTIN_TOOLS[spec](options))
+            except ValueError as exc:
+                raise ToolSpecError(str(exc)) from None
+            continue
+        module_name, _, attr = spec.rpartition(":")
+        if not module_name:
+            raise ToolSpecError(f"unknown tool {spec!r}: name a built-in tool ({', '.join(sorted(BUILTIN_TOOLS))}) "
+                                "or module:function")
+        if search_path is not None and str(search_path) not in sys.path:
+            sys.path.insert(0, str(search_path))  # a task file's or the current folder's own modules
+        try:
+            value = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ToolSpecError(f"cannot import tool {spec!r}: {exc}") from None
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Tool):
+                tools.append(item)
+            elif callable(item):
+                tools.append(function_tool(item))
+            else:
+                raise ToolSpecError(f"{spec!r} is neither a Tool nor a function")
+    if options.mcp:
+        from tools import mcp as mcp_tools  # the MCP client, when installed
+
+        tools += [mcp_tools.MCPTools(spec) for spec in options.mcp]
+    return tools
+
+
+@dataclass
+class TaskAgentFactory:
+    """Builds the agent of a task (picklable, so a Ray worker can build it where the task runs).
+
+    The task's own settings win over ``defaults`` (the command line's).
+    """
+
+    defaults: TaskSpec | None = None
+    approve: object = None
+
+    def __call__(self, spec: TaskSpec, transcript: Path | None) -> Agent:
+        base = self.defaults
+        merged = {k: v for k, v in (base.model_dump(exclude_unset=True) if base else {}).items() if k not in ("id", "task")}
+        merged.update(spec.model_dump(exclude_unset=True))
+        full = TaskSpec.model_validate({**merged, "task": spec.task, "id": spec.id})
+        options = ToolOptions(sandbox=full.sandbox, search=full.search, allow=full.allow, deny=full.deny, apps=full.apps,
+                              mcp=full.mcp, screenshots=transcript.with_suffix(".screenshots") if transcript else None)
+        tools = build_tools(full.tools, options, search_path=spec.folder or Path.cwd())
+        return Agent(load_model(full.model or DEFAULT_MODEL), tools=tools, instructions=full.instructions,
+                     reasoning=full.reasoning or "medium", max_steps=full.max_steps or 20,
+                     max_tokens=full.max_tokens or 4096, transcript=transcript, approve=self.approve)  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""A batch on a local Ray instance, with the real python tool: results stream back into the same file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from agent.batch import read_results
+from agent.ray_batch import run_batch_on_ray, task_resources
+from agent.tasks import load_task_file
+from agent.toolbox import TaskAgentFactory
+from available import require
+
+TASKS = Path(__file__).resolve().parent / "tasks" / "squares.yaml"
+
+
+def test_a_batch_runs_as_ray_tasks_with_the_python_tool(tmp_path):
+    require("bubblewrap")
+    specs = load_task_file(TASKS)
+    assert task_resources(specs[0]) == {"harmony_python": 0.01}
+    seen = []
+    results = run_batch_on_ray(specs, TaskAgentFactory(), results=tmp_path / "results.jsonl",
+                               transcripts=tmp_path / "runs", progress=lambda state: seen.append(state.done))
+    squares, wrong = results
+    assert squares.passed, squares.checks
+    assert not wrong.passed
+    assert {r.id for r in read_results(tmp_path / "results.jsonl")} == {"squares", "wrong"}
+    assert (tmp_path / "runs" / "squares.jsonl").is_file()  # written by the worker
+    assert seen[-1] == 2
+    assert not ray.is_initialized()  # the instance started here was shut down
