@@ -14,13 +14,16 @@ tasks:
 Files are validated with pydantic: a typo'd key or a wrong type is one error
 naming the file, the task and the key. Paths in a task file (a ``local:``
 search folder, a ``scripted:`` model, a check's function module) are taken
-relative to the file, not to the current directory.
+relative to the file, not to the current directory. ``${NAME}`` in a value is
+replaced by a variable: ``TASK_DIR`` (the file's folder), ``PYTHON`` (this
+interpreter), those the caller passes, then the environment.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,7 +122,28 @@ class TaskSpec(BaseModel):
 _DEFAULT_KEYS = set(TaskSpec.model_fields) - {"id", "task"}
 
 
-def load_task_file(path: str | os.PathLike[str]) -> list[TaskSpec]:
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, variables: dict[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return variables[name]
+            if name in os.environ:
+                return os.environ[name]
+            raise TaskFileError(f"{where}: ${{{name}}} is not set (variables: {', '.join(sorted(variables))}, "
+                                "or the environment)")
+        return _VARIABLE.sub(replace, value)
+    if isinstance(value, list):
+        return [_expand(item, variables, where) for item in value]
+    if isinstance(value, dict):
+        return {key: _expand(item, variables, where) for key, item in value.items()}
+    return value
+
+
+def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | None = None) -> list[TaskSpec]:
     """The tasks of a file (one task, or ``tasks:`` with shared defaults), validated, with paths made absolute."""
     path = Path(path)
     if path.is_dir():
@@ -132,6 +156,7 @@ def load_task_file(path: str | os.PathLike[str]) -> list[TaskSpec]:
         raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
+    data = _expand(data, {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}, str(path))
     if "tasks" in data:
         defaults = {k: v for k, v in data.items() if k != "tasks"}
         unknown = set(defaults) - _DEFAULT_KEYS
@@ -167,7 +192,7 @@ def load_task_file(path: str | os.PathLike[str]) -> list[TaskSpec]:
     return specs
 
 
-def load_tasks(paths: list[str | os.PathLike[str]]) -> list[TaskSpec]:
+def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | None = None) -> list[TaskSpec]:
     """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall."""
     specs: list[TaskSpec] = []
     for raw in paths:
@@ -177,11 +202,11 @@ def load_tasks(paths: list[str | os.PathLike[str]]) -> list[TaskSpec]:
             if not files:
                 raise TaskFileError(f"{path} holds no .yaml task files")
             for file in files:
-                specs += load_task_file(file)
+                specs += load_task_file(file, variables)
         elif not path.exists():
             raise TaskFileError(f"task file {path} not found")
         else:
-            specs += load_task_file(path)
+            specs += load_task_file(path, variables)
     seen: set[str] = set()
     for spec in specs:
         if spec.id in seen:

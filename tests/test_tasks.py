@@ -164,3 +164,15 @@ def test_a_killed_batch_loses_no_finished_result_and_resume_skips_them(tmp_path)
     assert calls == ["t3", "t4"]
     assert [r.id for r in everything] == ["t0", "t1", "t2", "t3", "t4"]
     assert [r.id for r in read_results(results)] == ["t0", "t1", "t2", "t3", "t4"]
+
+
+def test_variables_in_a_task_file(tmp_path, monkeypatch):
+    path = tmp_path / "vars.yaml"
+    path.write_text("task: open ${SITE}/page\napps: ['app=${PYTHON} ${TASK_DIR}/app.py']\ninstructions: ${GREETING}\n")
+    monkeypatch.setenv("GREETING", "Be brief.")
+    [spec] = load_task_file(path, {"SITE": "http://127.0.0.1:9"})
+    assert spec.task == "open http://127.0.0.1:9/page" and spec.instructions == "Be brief."
+    assert spec.apps == [f"app={sys.executable} {tmp_path}/app.py"]
+    path.write_text("task: ${NOT_SET_ANYWHERE}\n")
+    with pytest.raises(TaskFileError, match=r"\$\{NOT_SET_ANYWHERE\} is not set"):
+        load_task_file(path)
