@@ -365,6 +365,12 @@ def doctor(
     raise typer.Exit(1 if failed_required else 0)
 
 
+from . import cli_runs  # noqa: E402  (commands of runs people check)
+
+app.command("batch")(cli_runs.batch)
+app.command("report")(cli_runs.report)
+app.command("demo")(cli_runs.demo)
+
 sandbox_app = typer.Typer(no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers.")
 app.add_typer(sandbox_app, name="sandbox")
 
