@@ -48,7 +48,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 echo "== installing harmony-agent with all extras"
-"${PIP[@]}" -e ".[all,dev]"
+"${PIP[@]}" -e ".[all,dev,ray]"
 
 echo "== resolving the harmony vocabulary (offline)"
 .venv/bin/python -c "from agent.vocab import resolve_vocabulary; from agent.harmony import get_encoding; s = resolve_vocabulary(); get_encoding(); print('vocabulary:', s.kind, s.folder)"
@@ -78,12 +78,6 @@ if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/python:la
 fi
 
 if [ "$run_demo" = 1 ]; then
-  echo "== demo: a scripted gpt-oss run with a function tool"
-  .venv/bin/harmony-agent run examples/weather_task.yaml --yes
-  echo "== demo: computing with the python tool (a policy model stands in for gpt-oss)"
-  .venv/bin/harmony-agent run examples/python_task.yaml --yes
-  echo "== demo: web research with the browser tool on a local site"
-  .venv/bin/python -m examples.research_demo
-  echo "== demo: driving a desktop app on a virtual display from the screen's text"
-  .venv/bin/python -m examples.desktop.demo
+  echo "== demo: checked episodes through the real python, browser and desktop tools (stand-in models play gpt-oss)"
+  .venv/bin/harmony-agent demo --output runs/demo
 fi
