@@ -1,180 +1,73 @@
-"""The ``harmony-agent`` command: run, chat, replay, doctor."""
+"""The ``harmony-agent`` command: run, chat, replay, doctor, sandbox.
+
+Options shared by ``run`` and ``chat`` live in :mod:`agent.cli_options`
+(declared once, layered over the config file and task files there); turns are
+driven by :mod:`agent.cli_turns`, the chat loop is :mod:`agent.cli_chat`, and
+events are printed by :mod:`agent.console`.
+
+Exit codes: 0 a final answer, 1 a budget or the model ended the run, 2 bad
+input (an option, a file, a model spec, a tool that cannot start), 130
+interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import ipaddress
+import json
+import os
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Optional
 
+import click
 import typer
-import yaml
-from rich.console import Console
 from rich.markup import escape
-from rich.prompt import Confirm
 from rich.table import Table
 
 from sandboxes import SandboxError
-from tools.base import Tool, ToolCall
-from tools.functions import function_tool
 from sandboxes.images import DEFAULT_IMAGE
-from tools.python import PythonTool
 
-from .console import ConsoleView
-from .agent import Agent
-from .loop import RunResult
-from .models import ModelError, load_model
+from .cli_options import (DEFAULTS, AllowOpt, AppOpt, HideAnalysisOpt, InstructionsOpt, JsonFlagGroup, JsonOpt, MaxStepsOpt,
+                          MaxTokensOpt, ModelOpt, QuietOpt, ReasoningOpt, RunOptions, SandboxOpt, SearchOpt, ToolsOpt,
+                          TranscriptOpt, UsageError, VerboseOpt, YesOpt, build_agent, read_task_file, resolve_options)
+from .cli_turns import ApprovalPrompt, TurnDriver, interrupted
+from .config import ConfigError, config_path, load_config
+from .console import ConsoleView, JsonEventsView, QuietView, SilentView, make_console, result_object
+from .models import ModelError
 from .transcript import TranscriptError, read_transcript
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run gpt-oss agents that speak harmony.")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+EXIT_CODES = "Exit codes: 0 final answer · 1 a budget or the model ended the run · 2 bad input · 130 interrupted (Ctrl-C)."
 
-#: Built-in tools by name; each factory gets the run's tool options (such as ``sandbox``).
-def _screenshots(options: dict[str, Any]) -> Path | None:
-    """Tools that take screenshots keep them beside the transcript: runs/x.jsonl -> runs/x.screenshots/."""
-    transcript = options.get("transcript")
-    return Path(transcript).with_suffix(".screenshots") if transcript else None
+app = typer.Typer(
+    cls=JsonFlagGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+    help=f"Run gpt-oss agents that speak harmony. Defaults come from {config_path()} (or $HARMONY_AGENT_CONFIG); "
+         f"flags override it. {EXIT_CODES}",
+)
 
 
-def _browser_tool(options: dict[str, Any]) -> Tool:
-    from tools.browser import BrowserTool, backend_from_spec
-
-    addresses, domains = [], []
-    for entry in options.get("allow") or []:
+def _version(value: bool) -> None:
+    if value:
         try:
-            ipaddress.ip_network(entry, strict=False)
-            addresses.append(entry)
-        except ValueError:
-            domains.append(entry)
-    try:
-        backend = backend_from_spec(options["search"]) if options.get("search") else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return BrowserTool(backend, allow_domains=domains, allow_addresses=addresses, screenshots=_screenshots(options))
+            version = metadata.version("harmony-agent")
+        except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree that was never installed
+            version = "unknown (not installed)"
+        print(f"harmony-agent {version}")
+        raise typer.Exit(0)
 
 
-def _computer_tool(options: dict[str, Any]) -> Tool:
-    import shlex
-    import shutil
-
-    from tools.computer import ComputerTool
-
-    apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
-    for entry in options.get("apps") or []:
-        name, _, command = entry.partition("=")
-        if not name or not command:
-            raise UsageError(f"--app takes NAME=COMMAND, got {entry!r}")
-        apps[name.strip()] = shlex.split(command)
-    return ComputerTool(apps=apps, screenshots=_screenshots(options))
-
-
-BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
-    "python": lambda options: PythonTool(sandbox=options.get("sandbox")),
-    "browser": _browser_tool,
-    "computer": _computer_tool,
-}
-
-TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search", "allow",
-                  "apps"}
-
-
-class UsageError(Exception):
-    pass
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Run gpt-oss agents that speak harmony."""
 
 
 def _fail(message: object) -> typer.Exit:
-    """Print a clear error; the caller raises the returned Exit (code 2: bad input)."""
-    err.print(f"[red]error:[/red] {message}")
+    """Print a one-line error (markup in it printed as is); the caller raises the returned Exit (code 2: bad input)."""
+    text = " ".join(str(message).split("\n")) if isinstance(message, (UsageError, ConfigError)) else str(message)
+    make_console(stderr=True).print(f"[red]error:[/red] {escape(text)}")
     return typer.Exit(2)
-
-
-def load_tools(specs: list[str], options: dict[str, Any] | None = None) -> list[Tool]:
-    """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
-    tools: list[Tool] = []
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # let module:function name the user's own modules, as python -m does
-    for spec in (s.strip() for s in specs):
-        if not spec:
-            continue
-        if spec in BUILTIN_TOOLS:
-            tools.append(BUILTIN_TOOLS[spec](options or {}))
-            continue
-        module_name, _, attr = spec.rpartition(":")
-        if not module_name:
-            known = ", ".join(sorted(BUILTIN_TOOLS)) or "none yet"
-            raise UsageError(f"unknown tool {spec!r}: name a built-in tool ({known}) or module:function")
-        try:
-            value = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UsageError(f"cannot import tool {spec!r}: {exc}") from exc
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, Tool):
-                tools.append(item)
-            elif callable(item):
-                tools.append(function_tool(item))
-            else:
-                raise UsageError(f"{spec!r} is neither a Tool nor a function")
-    return tools
-
-
-def _read_task_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or "task" not in data:
-        raise UsageError(f"{path} must be a mapping with at least a 'task' key")
-    unknown = set(data) - TASK_FILE_KEYS
-    if unknown:
-        raise UsageError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TASK_FILE_KEYS)}")
-    for key in ("max_steps", "max_tokens"):
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"{path}: {key} must be a positive whole number, got {value!r}")
-    return data
-
-
-def _approver(assume_yes: bool):
-    if assume_yes:
-        return None
-
-    async def ask(call: ToolCall) -> bool | str:
-        if not sys.stdin.isatty():
-            return "not approved: no terminal to ask on (pass --yes to approve tool calls)"
-        question = f"Allow [yellow]{call.recipient}[/yellow] {call.content[:300]!r}?"
-        allowed = await asyncio.to_thread(Confirm.ask, question, console=console, default=True)
-        return True if allowed else "the user declined this call"
-
-    return ask
-
-
-def _build_agent(model: str, tools: list[str], instructions: Optional[str], reasoning: str, max_steps: int,
-                 max_tokens: int, transcript: Optional[Path], assume_yes: bool, options: Optional[dict[str, Any]] = None) -> Agent:
-    options = {**(options or {}), "transcript": transcript}
-    try:
-        loaded_tools = load_tools(tools, options)
-        return Agent(
-            load_model(model), tools=loaded_tools, instructions=instructions, reasoning=reasoning,
-            max_steps=max_steps, max_tokens=max_tokens, transcript=transcript, approve=_approver(assume_yes),
-        )
-    except (UsageError, ModelError, ValueError) as exc:
-        raise _fail(exc) from None
-
-
-async def _start_tools(agent: Agent) -> None:
-    """Start the model and tools before the first step, so a missing sandbox fails the run at once, with its fix."""
-    try:
-        lines = await agent.start()
-    except (SandboxError, ModelError) as exc:
-        await agent.aclose()
-        raise _fail(exc) from None
-    for line in lines:
-        err.print(f"[dim]{line}[/dim]")
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -182,115 +75,146 @@ def _exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def _split_tools(values: Optional[list[str]]) -> list[str]:
-    return [part for value in values or [] for part in value.split(",") if part.strip()]
+def _task_input(task: str) -> tuple[str, dict[str, Any] | None]:
+    """The task text, and a task file's settings when ``task`` names one; ``-`` reads the task from stdin."""
+    if task == "-":
+        text = sys.stdin.read().strip()
+        if not text:
+            raise UsageError("no task on stdin (run - reads the task from standard input)")
+        return text, None
+    path = Path(task)
+    if task.endswith((".yaml", ".yml")) or path.is_dir():
+        settings = read_task_file(path)
+        return str(settings["task"]), settings
+    return task, None
 
 
-@app.command()
+def _start(agent: Any, err: Any, show: bool) -> None:
+    """Start the model and tools before the first step, so a missing sandbox fails at once, with its fix."""
+    try:
+        lines = asyncio.run(agent.start())
+    except (SandboxError, ModelError) as exc:  # the caller closes the agent
+        raise _fail(exc) from None
+    if show:
+        for line in lines:
+            err.print(f"[dim]{escape(line)}[/dim]")
+
+
+def _prepare(ctx: click.Context, task_file: dict[str, Any] | None = None) -> RunOptions:
+    try:
+        return resolve_options(ctx, load_config(), task_file)
+    except (UsageError, ConfigError) as exc:
+        raise _fail(exc) from None
+
+
+@app.command(epilog=EXIT_CODES)
 def run(
-    task: str = typer.Argument(..., help="The task, or a YAML task file (task, model, tools, instructions, ...)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="scripted:FILE, http(s)://server, transformers:ID, or a hub id."),
-    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t", help="Tools: built-in names or module:function (comma-separated or repeated)."),
-    instructions: Optional[str] = typer.Option(None, "--instructions", "-i", help="Developer instructions."),
-    reasoning: Optional[str] = typer.Option(None, "--reasoning", "-r", help="low, medium or high."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Most model generations in the run."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most tokens per generation."),
-    transcript: Optional[Path] = typer.Option(None, "--transcript", help="Append JSONL events here."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Approve every tool call without asking."),
-    hide_analysis: bool = typer.Option(False, "--hide-analysis", help="Do not print the model's analysis."),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
-    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL]."),
-    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1) are allowed although private."),
-    app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default)."),
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="The task, a YAML task file (task, model, tools, ...), or - to read it from stdin."),
+    model: ModelOpt = DEFAULTS.model,
+    tools: ToolsOpt = None,
+    instructions: InstructionsOpt = None,
+    reasoning: ReasoningOpt = DEFAULTS.reasoning,
+    max_steps: MaxStepsOpt = DEFAULTS.max_steps,
+    max_tokens: MaxTokensOpt = DEFAULTS.max_tokens,
+    transcript: TranscriptOpt = None,
+    yes: YesOpt = False,
+    hide_analysis: HideAnalysisOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    json_mode: JsonOpt = None,
+    sandbox: SandboxOpt = None,
+    search: SearchOpt = None,
+    allow: AllowOpt = None,
+    apps: AppOpt = None,
 ) -> None:
-    """Run one task and print the run as it happens."""
-    settings: dict[str, Any] = {}
-    task_path = Path(task)
-    if task.endswith((".yaml", ".yml")):
-        if not task_path.is_file():
-            raise _fail(f"task file {task} not found")
-        try:
-            settings = _read_task_file(task_path)
-        except UsageError as exc:
-            raise _fail(exc) from None
-    file_tools = settings.get("tools") or []
-    if isinstance(file_tools, str):
-        file_tools = [file_tools]
-    agent = _build_agent(
-        model or settings.get("model") or "openai/gpt-oss-20b",
-        _split_tools(tools) or [str(t) for t in file_tools],
-        instructions or settings.get("instructions"),
-        reasoning or settings.get("reasoning") or "medium",
-        max_steps or int(settings.get("max_steps") or 20),
-        max_tokens or int(settings.get("max_tokens") or 4096),
-        transcript, yes,
-        {"sandbox": sandbox or settings.get("sandbox"), "search": search or settings.get("search"),
-         "allow": _split_tools(allow) or list(settings.get("allow") or []), "apps": app or list(settings.get("apps") or [])},
-    )
-    view = ConsoleView(console, show_analysis=not hide_analysis)
-    _exit_cleanly_on_sigterm()
-
-    async def main() -> str:
-        await _start_tools(agent)
-        try:
-            async for event in agent.stream(str(settings.get("task", task))):
-                view.handle(event)
-                if event.type == "run_end":
-                    return event.stop_reason
-            return "unknown"
-        finally:
-            await agent.aclose()
-
+    """Run one task, printing the run as it happens (the answer and tool calls stream token by token)."""
     try:
-        stop_reason = asyncio.run(main())
+        text, task_file = _task_input(task)
+    except UsageError as exc:
+        raise _fail(exc) from None
+    options = _prepare(ctx, task_file)
+    raise typer.Exit(_run(options, text, interactive=task != "-" and sys.stdin.isatty()))
+
+
+def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
+    """Run one task with ``options``; returns the exit code."""
+    console, err = make_console(), make_console(stderr=True)
+    mode = options.output
+    if mode == "human":
+        view: Any = ConsoleView(console, show_analysis=not options.hide_analysis, verbose=options.verbose)
+    else:
+        view = {"quiet": QuietView, "events": JsonEventsView, "result": SilentView}[mode]()
+    prompt = None if options.yes else ApprovalPrompt(err, show_call=mode != "human")
+    driver = TurnDriver(view, prompt, interactive=interactive)
+    try:
+        agent = build_agent(options, approve=None if options.yes else driver.approve)
+    except UsageError as exc:
+        raise _fail(exc) from None
+    driver.agent = agent
+    _exit_cleanly_on_sigterm()
+    transcript = str(options.transcript) if options.transcript else None
+    try:
+        _start(agent, err, show=mode == "human")
+        end = driver.turn(task)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        raise typer.Exit(130) from None
-    raise typer.Exit(0 if stop_reason == "final" else 1)
+        interrupted(err)
+        if mode == "result":
+            print(json.dumps(result_object(None, transcript)), flush=True)
+        return 130
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        agent.close()
+        driver.close()
+    if mode == "result":
+        print(json.dumps(result_object(end, transcript), ensure_ascii=False), flush=True)
+    elif mode == "quiet" and end is not None and end.stop_reason != "final":
+        err.print(f"[red]stop: {escape(end.stop_reason)}[/red] {escape(end.error or '')}")
+    return 0 if end is not None and end.stop_reason == "final" else 1
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def chat(
-    model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m"),
-    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t"),
-    instructions: Optional[str] = typer.Option(None, "--instructions", "-i"),
-    reasoning: str = typer.Option("medium", "--reasoning", "-r"),
-    max_steps: int = typer.Option(20, "--max-steps"),
-    max_tokens: int = typer.Option(4096, "--max-tokens"),
-    transcript: Optional[Path] = typer.Option(None, "--transcript"),
-    yes: bool = typer.Option(False, "--yes", "-y"),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
-    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
-    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
-    app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+    ctx: typer.Context,
+    model: ModelOpt = DEFAULTS.model,
+    tools: ToolsOpt = None,
+    instructions: InstructionsOpt = None,
+    reasoning: ReasoningOpt = DEFAULTS.reasoning,
+    max_steps: MaxStepsOpt = DEFAULTS.max_steps,
+    max_tokens: MaxTokensOpt = DEFAULTS.max_tokens,
+    transcript: TranscriptOpt = None,
+    yes: YesOpt = False,
+    hide_analysis: HideAnalysisOpt = False,
+    verbose: VerboseOpt = False,
+    sandbox: SandboxOpt = None,
+    search: SearchOpt = None,
+    allow: AllowOpt = None,
+    apps: AppOpt = None,
 ) -> None:
-    """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
-    agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes,
-                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app or []})
-    view = ConsoleView(console)
-    _exit_cleanly_on_sigterm()
+    """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-D leaves, Ctrl-C interrupts."""
+    from .cli_chat import Chat
 
-    async def main() -> None:
-        await _start_tools(agent)
-        previous: RunResult | None = None
-        try:
-            while True:
-                try:
-                    line = await asyncio.to_thread(console.input, "[bold cyan]you>[/bold cyan] ")
-                except EOFError:
-                    return
-                if not line.strip():
-                    return
-                async for event in agent.stream(line, previous=previous):
-                    view.handle(event)
-                previous = agent.last_result
-        finally:
-            await agent.aclose()
-
+    options = _prepare(ctx)
+    console, err = make_console(), make_console(stderr=True)
+    view = ConsoleView(console, show_analysis=not options.hide_analysis, verbose=options.verbose)
+    driver = TurnDriver(view, None if options.yes else ApprovalPrompt(err), interactive=sys.stdin.isatty())
     try:
-        asyncio.run(main())
+        agent = build_agent(options, approve=None if options.yes else driver.approve)
+    except UsageError as exc:
+        raise _fail(exc) from None
+    driver.agent = agent
+    _exit_cleanly_on_sigterm()
+    try:
+        _start(agent, err, show=True)
+        Chat(agent, driver, console, err).loop()
     except KeyboardInterrupt:
-        pass
+        interrupted(err)
+        raise typer.Exit(130) from None
+    finally:
+        agent.close()
+        driver.close()
 
 
 @app.command()
@@ -307,20 +231,24 @@ def serve(
     app_spec: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
 ) -> None:
     """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
+    from .models import load_model
     from .server import ServerConfig, serve as run_server
+    from .toolbox import BUILTIN_TOOLS, ToolOptions, build_tools
 
-    names = _split_tools(tools)
+    names = [part.strip() for value in tools or [] for part in value.split(",") if part.strip()]
     unknown = [name for name in names if name not in BUILTIN_TOOLS]
     if unknown:
         raise _fail(f"serve runs built-in tools only ({', '.join(sorted(BUILTIN_TOOLS))}); not {', '.join(unknown)}")
     if max_steps < 1:
         raise _fail("--max-steps must be at least 1")
-    options = {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app_spec or []}
+    allowed = [part.strip() for value in allow or [] for part in value.split(",") if part.strip()]
+    options = ToolOptions(sandbox=sandbox, search=search, allow=allowed, apps=app_spec or [])
     try:
-        templates = {name: tool for name, tool in zip(names, load_tools(names, options))}
+        templates = dict(zip(names, build_tools(names, options)))
         loaded = load_model(model)
-    except (UsageError, ModelError, ValueError) as exc:
+    except (ModelError, ValueError) as exc:
         raise _fail(exc) from None
+    err = make_console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
     err.print(f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
               f"{'; bearer token required' if api_key else ''}")
@@ -329,12 +257,12 @@ def serve(
 
 
 @app.command()
-def replay(path: Path = typer.Argument(..., help="A transcript written with --transcript."),
-           hide_analysis: bool = typer.Option(False, "--hide-analysis")) -> None:
+def replay(path: Path = typer.Argument(..., help="A transcript written with --transcript (or chat's /save)."),
+           hide_analysis: HideAnalysisOpt = False, verbose: VerboseOpt = False) -> None:
     """Print a transcript the way the run looked."""
     if not path.is_file():
-        raise _fail(f"no transcript at {path}")
-    view = ConsoleView(console, show_analysis=not hide_analysis)
+        raise _fail(f"no transcript at {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    view = ConsoleView(make_console(), show_analysis=not hide_analysis, verbose=verbose)
     try:
         for event in read_transcript(path, strict=True):
             view.handle(event)
@@ -360,8 +288,8 @@ def doctor(
     for check in run_checks(model):
         status = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
         failed_required |= check.required and not check.ok
-        table.add_row(check.name, status, check.detail, "" if check.ok else check.hint)
-    console.print(table)
+        table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.hint))
+    make_console().print(table)
     raise typer.Exit(1 if failed_required else 0)
 
 
@@ -385,13 +313,14 @@ def sandbox_build(
     from sandboxes.docker import docker_client
     from sandboxes.images import ImageBuildError, build_dockerfile, build_offline
 
+    console = make_console()
     try:
         client = docker_client()
         with console.status(f"building {image}") as status:
             def progress(line: str) -> None:
-                status.update(f"building {image}: {line[:100]}")
+                status.update(f"building {escape(image)}: {escape(line[:100])}")
                 if not line.startswith("I: "):  # debootstrap's per-package chatter stays in the status line
-                    console.print(f"[dim]{line}[/dim]")
+                    console.print(f"[dim]{escape(line)}[/dim]")
 
             if offline:
                 build_offline(client, image, mirror=mirror, progress=progress)
@@ -399,7 +328,7 @@ def sandbox_build(
                 build_dockerfile(client, image, progress=progress)
     except (SandboxError, ImageBuildError) as exc:
         raise _fail(exc) from None
-    console.print(f"[green]built {image}[/green]")
+    console.print(f"[green]built {escape(image)}[/green]")
 
 
 @sandbox_app.command("clean")
@@ -411,7 +340,7 @@ def sandbox_clean() -> None:
         removed = reap_orphans(docker_client())
     except SandboxError as exc:
         raise _fail(exc) from None
-    console.print(f"removed {len(removed)} orphaned sandbox container(s)")
+    make_console().print(f"removed {len(removed)} orphaned sandbox container(s)")
 
 
 def main() -> None:  # pragma: no cover - console entry

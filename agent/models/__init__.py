@@ -21,6 +21,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+#: Where Ollama listens unless told otherwise.
+OLLAMA_DEFAULT = "http://127.0.0.1:11434"
+#: Short names for the gpt-oss models: Ollama's tags (served locally), and the hub ids.
+SHORTCUTS = {
+    "gpt-oss:20b": f"ollama+{OLLAMA_DEFAULT}#gpt-oss:20b",
+    "gpt-oss:120b": f"ollama+{OLLAMA_DEFAULT}#gpt-oss:120b",
+    "20b": "openai/gpt-oss-20b",
+    "120b": "openai/gpt-oss-120b",
+}
+#: Every form of spec load_model accepts, for error messages and help.
+SPEC_FORMS = ("gpt-oss:20b or gpt-oss:120b (Ollama at 127.0.0.1:11434), 20b or 120b (openai/gpt-oss-*), "
+              "http(s)://server[#model], ollama+http://server#model, transformers:ID_OR_PATH, a hub id "
+              "(openai/gpt-oss-20b) or local folder, scripted:FILE, or policy:module:function")
+
+
 def load_model(spec: str | Model, **kwargs: Any) -> Model:
     """Build a model from a spec string.
 
@@ -28,11 +43,14 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     * ``policy:module:function`` - a Python policy callable;
     * ``http://…`` / ``https://…`` - a raw-completions server (vLLM, llama.cpp);
       ``ollama+http://…`` for Ollama's native API;
-    * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model.
+    * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model;
+    * the shortcuts in :data:`SHORTCUTS`: ``gpt-oss:20b`` / ``gpt-oss:120b`` (Ollama
+      at its default local address), ``20b`` / ``120b`` (the hub ids).
     """
     if isinstance(spec, Model):
         return spec
     spec = spec.strip()
+    spec = SHORTCUTS.get(spec.lower(), spec)
     if spec.startswith("scripted:"):
         return ScriptedModel.from_file(spec[len("scripted:") :])
     if spec.startswith("policy:"):
@@ -55,10 +73,7 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     if spec.startswith("transformers:"):
         spec = spec[len("transformers:") :]
     elif not (Path(spec).exists() or "/" in spec):
-        raise ModelError(
-            f"unknown model spec {spec!r}: use scripted:FILE, policy:module:fn, http(s)://server, "
-            "transformers:ID_OR_PATH, or a hub id like openai/gpt-oss-20b"
-        )
+        raise ModelError(f"unknown model spec {spec!r}: use {SPEC_FORMS}")
     from .transformers_model import TransformersModel
 
     return TransformersModel(spec, **kwargs)
@@ -71,6 +86,7 @@ __all__ = [
     "OpenAICompatibleModel",
     "PolicyModel",
     "Retry",
+    "SHORTCUTS",
     "SamplingParams",
     "ScriptedModel",
     "TransformersModel",
