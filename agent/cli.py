@@ -29,9 +29,11 @@ from rich.table import Table
 from sandboxes import SandboxError
 from sandboxes.images import DEFAULT_IMAGE
 
+from . import cli_runs
 from .cli_options import (DEFAULTS, AllowOpt, AppOpt, HideAnalysisOpt, InstructionsOpt, JsonFlagGroup, JsonOpt, MaxStepsOpt,
                           MaxTokensOpt, ModelOpt, QuietOpt, ReasoningOpt, RunOptions, SandboxOpt, SearchOpt, ToolsOpt,
-                          TranscriptOpt, UsageError, VerboseOpt, YesOpt, build_agent, read_task_file, resolve_options)
+                          TranscriptOpt, UsageError, VerboseOpt, YesOpt, build_agent, given_flags, read_task_file,
+                          resolve_options)
 from .cli_turns import ApprovalPrompt, TurnDriver, interrupted
 from .config import ConfigError, config_path, load_config
 from .console import ConsoleView, JsonEventsView, QuietView, SilentView, make_console, result_object
@@ -128,7 +130,12 @@ def run(
     allow: AllowOpt = None,
     apps: AppOpt = None,
 ) -> None:
-    """Run one task, printing the run as it happens (the answer and tool calls stream token by token)."""
+    """Run one task, printing the run as it happens (the answer and tool calls stream token by token).
+
+    A task file with a ``tasks:`` list, or a folder of task files, runs as a batch (see ``batch``).
+    """
+    if task != "-" and cli_runs.is_batch(Path(task)):
+        raise typer.Exit(cli_runs.run_batch_command([Path(task)], model=given_flags(ctx).get("model")))
     try:
         text, task_file = _task_input(task)
     except UsageError as exc:
@@ -292,8 +299,6 @@ def doctor(
     make_console().print(table)
     raise typer.Exit(1 if failed_required else 0)
 
-
-from . import cli_runs  # noqa: E402  (commands of runs people check)
 
 app.command("batch")(cli_runs.batch)
 app.command("report")(cli_runs.report)

@@ -71,12 +71,22 @@ def batch(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Address of a Ray cluster (implies --ray)."),
 ) -> None:
     """Run task files as a batch: checks, live progress, a results file, a summary; exit 0 only if all passed."""
+    raise typer.Exit(run_batch_command(paths, model=model, concurrency=concurrency, repeat=repeat, output=output,
+                                       resume=resume, report=report, ray=ray or bool(ray_address), ray_address=ray_address))
+
+
+def run_batch_command(paths: list[Path], *, model: str | None = None, concurrency: int = 1, repeat: int = 1,
+                      output: Path = Path("runs/batch"), resume: bool = False, report: bool = False, ray: bool = False,
+                      ray_address: str | None = None) -> int:
+    """The batch command's work (``run`` hands task lists and folders here too); returns the exit code."""
     try:
         specs = load_tasks(paths)
     except TaskFileError as exc:
-        raise _fail(exc) from None
+        _fail(exc)
+        return 2
     if output.exists() and not output.is_dir():
-        raise _fail(f"--output {output} is a file, not a folder")
+        _fail(f"--output {output} is a file, not a folder")
+        return 2
     factory = TaskAgentFactory(defaults=TaskSpec(task="-", model=model) if model else None)
     results_path = output / "results.jsonl"
     started = time.monotonic()
@@ -85,7 +95,7 @@ def batch(
             live.update(_status(progress))
 
         try:
-            if ray or ray_address:
+            if ray:
                 from .ray_batch import run_batch_on_ray
 
                 results = run_batch_on_ray(specs, factory, results=results_path, transcripts=output / "runs",
@@ -95,7 +105,7 @@ def batch(
                                                 concurrency=concurrency, repeat=repeat, resume=resume, progress=show))
         except KeyboardInterrupt:
             err.print(f"[yellow]interrupted[/yellow]: finished results are in {results_path}; --resume goes on")
-            raise typer.Exit(130) from None
+            return 130
     console.print(results_table(results))
     totals = summary(results)
     console.print(f"{totals['passed']} of {totals['runs']} passed in {time.monotonic() - started:.1f} s · results: {results_path}")
@@ -104,7 +114,7 @@ def batch(
             console.print(f"  {escape(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
     if report:
         console.print(f"report: {write_report(results_path, output / 'report.html')}")
-    raise typer.Exit(0 if all(r.passed for r in results) else 1)
+    return 0 if all(r.passed for r in results) else 1
 
 
 def report(
@@ -147,3 +157,18 @@ def demo(
                   "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. The browser task "
                   "needs the local site: SITE=http://127.0.0.1:PORT after `python -m examples.local_site`.")
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+def is_batch(path: Path) -> bool:
+    """Whether ``run`` was given several tasks: a folder, or a task file with a ``tasks:`` list."""
+    if path.is_dir():
+        return True
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(data, dict) and "tasks" in data

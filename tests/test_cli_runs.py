@@ -47,3 +47,11 @@ def test_report_command_writes_html_of_a_transcript(tmp_path):
     result = runner.invoke(app, ["report", str(transcript)])
     assert result.exit_code == 0, result.output
     assert "done" in (tmp_path / "run.html").read_text()
+
+
+def test_run_with_a_task_list_runs_it_as_a_batch(tmp_path, monkeypatch):
+    require("bubblewrap")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", str(TASKS)])
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 passed" in result.output and (tmp_path / "runs" / "batch" / "results.jsonl").is_file()
