@@ -1,12 +1,14 @@
 """harmony-agent: an agent loop for gpt-oss, speaking harmony natively.
 
-The public surface is small: :class:`Agent` and :class:`RunResult`, the model
-backends and :func:`load_model`, the typed :mod:`~agent.events`, and
+The public surface is small: :class:`Agent` (configuration) and
+:class:`Session` (live resources), :class:`RunResult`, the model backends
+and :func:`load_model`, the typed :mod:`~agent.events`, and
 :class:`Transcript`.
 """
 
 from . import events
-from .loop import Agent, RunResult
+from .agent import Agent
+from .loop import RunResult
 from .models import (
     Model,
     ModelError,
@@ -16,6 +18,7 @@ from .models import (
     ScriptedModel,
     load_model,
 )
+from .session import Session, SessionBusyError, SessionClosedError
 from .transcript import Transcript, read_transcript
 
 __all__ = [
@@ -27,6 +30,9 @@ __all__ = [
     "RunResult",
     "SamplingParams",
     "ScriptedModel",
+    "Session",
+    "SessionBusyError",
+    "SessionClosedError",
     "Transcript",
     "events",
     "load_model",

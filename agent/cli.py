@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.prompt import Confirm
 from rich.table import Table
 
@@ -24,7 +25,8 @@ from sandboxes.images import DEFAULT_IMAGE
 from tools.python import PythonTool
 
 from .console import ConsoleView
-from .loop import Agent, RunResult
+from .agent import Agent
+from .loop import RunResult
 from .models import ModelError, load_model
 from .transcript import TranscriptError, read_transcript
 
@@ -165,15 +167,14 @@ def _build_agent(model: str, tools: list[str], instructions: Optional[str], reas
 
 
 async def _start_tools(agent: Agent) -> None:
-    """Start tools before the first step, so a missing sandbox fails the run at once, with its fix."""
-    for tool in agent.tools:
-        try:
-            line = await tool.start()
-        except SandboxError as exc:
-            await agent.aclose()
-            raise _fail(exc) from None
-        if line:
-            err.print(f"[dim]{line}[/dim]")
+    """Start the model and tools before the first step, so a missing sandbox fails the run at once, with its fix."""
+    try:
+        lines = await agent.start()
+    except (SandboxError, ModelError) as exc:
+        await agent.aclose()
+        raise _fail(exc) from None
+    for line in lines:
+        err.print(f"[dim]{line}[/dim]")
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -293,6 +294,41 @@ def chat(
 
 
 @app.command()
+def serve(
+    model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m", help="The model every conversation uses."),
+    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t", help="Built-in tools clients may ask for: python, browser, computer."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HARMONY_AGENT_API_KEY", help="Require this bearer token."),
+    max_steps: int = typer.Option(20, "--max-steps", help="Most model generations per request."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
+    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
+    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
+    app_spec: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+) -> None:
+    """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
+    from .server import ServerConfig, serve as run_server
+
+    names = _split_tools(tools)
+    unknown = [name for name in names if name not in BUILTIN_TOOLS]
+    if unknown:
+        raise _fail(f"serve runs built-in tools only ({', '.join(sorted(BUILTIN_TOOLS))}); not {', '.join(unknown)}")
+    if max_steps < 1:
+        raise _fail("--max-steps must be at least 1")
+    options = {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app_spec or []}
+    try:
+        templates = {name: tool for name, tool in zip(names, load_tools(names, options))}
+        loaded = load_model(model)
+    except (UsageError, ModelError, ValueError) as exc:
+        raise _fail(exc) from None
+    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
+    err.print(f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
+              f"{'; bearer token required' if api_key else ''}")
+    err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
+    run_server(ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps), host=host, port=port)
+
+
+@app.command()
 def replay(path: Path = typer.Argument(..., help="A transcript written with --transcript."),
            hide_analysis: bool = typer.Option(False, "--hide-analysis")) -> None:
     """Print a transcript the way the run looked."""
@@ -309,7 +345,9 @@ def replay(path: Path = typer.Argument(..., help="A transcript written with --tr
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."),
+) -> None:
     """Report what is installed and working, with a fix for each failure."""
     from .doctor import run_checks
 
@@ -319,7 +357,7 @@ def doctor() -> None:
     table.add_column("detail")
     table.add_column("fix")
     failed_required = False
-    for check in run_checks():
+    for check in run_checks(model):
         status = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
         failed_required |= check.required and not check.ok
         table.add_row(check.name, status, check.detail, "" if check.ok else check.hint)

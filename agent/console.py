@@ -22,29 +22,39 @@ class ConsoleView:
         self.console = console or Console(highlight=False)
         self.show_analysis = show_analysis
         self._open_channel: str | None = None
+        self._streamed_steps: set[int] = set()
 
     def _close_stream(self) -> None:
         if self._open_channel is not None:
             self.console.print()
             self._open_channel = None
 
+    def _stream_text(self, channel: str | None, text: str, recipient: str | None) -> None:
+        if channel == "final" or recipient or not text:
+            return  # the final answer and tool calls are printed whole by their own events
+        if channel == "analysis" and not self.show_analysis:
+            return
+        if self._open_channel != channel:
+            self._close_stream()
+            self.console.print(f"[dim]{channel or 'message'}:[/dim] ", end="")
+            self._open_channel = channel
+        self.console.print(escape(text), style="dim" if channel == "analysis" else "", end="")
+
     def handle(self, event: ev.Event) -> None:
         c = self.console
+        if isinstance(event, ev.GenerationEvent):
+            if event.step not in self._streamed_steps:  # a replayed transcript: no deltas, print what they streamed
+                for message in event.messages:
+                    self._stream_text(message.channel, message.text, message.recipient)
+            self._close_stream()
+            return
         if isinstance(event, ev.TokenDeltaEvent):
-            if event.channel == "final" or event.recipient:
-                return  # the final answer and tool calls are printed whole by their own events
-            if event.channel == "analysis" and not self.show_analysis:
-                return
-            if self._open_channel != event.channel:
-                self._close_stream()
-                label = event.channel or "message"
-                c.print(f"[dim]{label}:[/dim] ", end="")
-                self._open_channel = event.channel
-            style = "dim" if event.channel == "analysis" else ""
-            c.print(escape(event.text), style=style, end="")
+            self._streamed_steps.add(event.step)
+            self._stream_text(event.channel, event.text, event.recipient)
             return
         self._close_stream()
         if isinstance(event, ev.RunStartEvent):
+            self._streamed_steps.clear()
             tools = ", ".join(event.tools) or "none"
             c.print(f"[bold cyan]task[/bold cyan] {escape(event.task)}")
             c.print(f"[dim]model {escape(event.model)} · tools {escape(tools)} · reasoning {event.reasoning}[/dim]")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,14 +50,37 @@ def _transformers() -> Check:
 
 
 def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
+    """Whether a model's files are here, and whether they fit this machine (from metadata, loading nothing)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return Check("model files", False, "huggingface_hub not installed", "pip install 'harmony-agent[local]'")
-    found = try_to_load_from_cache(model_id, "config.json")
-    if isinstance(found, str):
-        return Check("model files", True, f"{model_id} in the Hugging Face cache")
-    return Check("model files", False, f"{model_id} is not in the Hugging Face cache", f"huggingface-cli download {model_id}, or use --model with a server URL or a local folder")
+        from .models import checkpoints
+    except ImportError as exc:
+        return Check("model files", False, str(exc), "pip install 'harmony-agent[local]'")
+    path = os.path.expanduser(model_id)
+    folder = path if os.path.isdir(path) else checkpoints.cached_folder(model_id)
+    location = checkpoints.Location(str(folder or model_id), None if folder is None else Path(folder), True)
+    config = checkpoints.read_config(model_id, location)
+    fit = ""
+    fits = True
+    if config is not None:
+        try:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        except ImportError:
+            cuda = False
+        mxfp4 = str((config.get("quantization_config") or {}).get("quant_method", "")).lower() == "mxfp4"
+        # what TransformersModel would load: bf16 on the CPU, the stored dtype (MXFP4 kept) on a GPU
+        estimate = checkpoints.estimate_memory(config, checkpoints.checkpoint_tensors(model_id, location),
+                                               dtype_bytes=None if cuda else 2, dequantize=mxfp4 and not cuda)
+        if estimate is not None:
+            available, where = checkpoints.available_memory(cuda)
+            fits = estimate.total_bytes <= available
+            fit = "; " + checkpoints.describe(estimate, available, where)
+    if folder is None:
+        return Check("model files", False, f"{model_id} is not in the Hugging Face cache{fit}", checkpoints.how_to_get(model_id))
+    if not fits:
+        return Check("model files", False, f"{model_id} at {folder}{fit}", checkpoints.SUGGESTION)
+    return Check("model files", True, f"{model_id} at {folder}{fit}")
 
 
 def _docker() -> Check:
@@ -126,9 +151,12 @@ CHECKS: list[Callable[[], Check]] = [
 ]
 
 
-def run_checks() -> list[Check]:
+def run_checks(model: str | None = None) -> list[Check]:
+    """Run every check; ``model`` (a hub id or folder) replaces gpt-oss-20b in the model files check."""
     results = []
     for check in CHECKS:
+        if model is not None and check is _model_files:
+            check = functools.partial(_model_files, model)
         try:
             results.append(check())
         except Exception as exc:  # a check must report, never crash the doctor

@@ -18,6 +18,7 @@ class Usage(BaseModel):
 
     prompt_tokens: int = 0
     prefilled_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     generations: int = 0
 
@@ -45,16 +46,30 @@ class TokenDeltaEvent(_Event):
     recipient: str | None = None
 
 
+class GeneratedMessage(BaseModel):
+    """One message of a generation, as parsed: its channel, recipient and text."""
+
+    channel: str | None = None
+    recipient: str | None = None
+    text: str = ""
+
+
 class GenerationEvent(_Event):
-    """One model generation, with its raw token ids."""
+    """One model generation: its raw token ids and the messages they parse to.
+
+    Transcripts keep this record rather than the token deltas that streamed
+    it (deltas are for live listeners), so ``replay`` prints from ``messages``.
+    """
 
     type: Literal["generation"] = "generation"
     prompt_tokens: int
     prefilled_tokens: int
+    cached_tokens: int = 0
     completion_tokens: int
     token_ids: list[int]
     duration_s: float
     stop_token: int | None
+    messages: list[GeneratedMessage] = []
 
 
 class ToolCallEvent(_Event):
@@ -86,7 +101,7 @@ class ErrorEvent(_Event):
     """Something went wrong. ``recovered`` errors were handled (the model was told)."""
 
     type: Literal["error"] = "error"
-    kind: Literal["parse", "routing", "model", "tool", "budget"]
+    kind: Literal["parse", "routing", "model", "tool", "budget", "retry"]
     message: str
     recovered: bool = True
 
@@ -97,6 +112,7 @@ class RunEndEvent(_Event):
     steps: int
     usage: Usage
     final_text: str | None = None
+    error: str | None = None
 
 
 Event = Annotated[

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import os
+import threading
 from collections.abc import Sequence
 
 from openai_harmony import (
@@ -21,12 +23,13 @@ from openai_harmony import (
     ReasoningEffort,
     Role,
     SystemContent,
+    TextContent,
     ToolDescription,
     ToolNamespaceConfig,
     load_harmony_encoding,
 )
 
-from .vocab import resolve_vocabulary
+from .vocab import ENV_VAR, resolve_vocabulary
 
 # Special token ids of o200k_harmony (stable across harmony releases).
 START = 200006
@@ -41,15 +44,51 @@ MESSAGE_END_TOKENS = frozenset({END, CALL, RETURN})
 
 #: gpt-oss's context window.
 GPT_OSS_CONTEXT_WINDOW = 131072
+#: Token ids of o200k_harmony are below this (the model's embedding size).
+VOCAB_SIZE = 201088
 
 _EFFORTS = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
 
 
+_ENV_GUARD = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
 def get_encoding() -> HarmonyEncoding:
-    """The gpt-oss harmony encoding, loaded once, with the vocabulary resolved offline."""
-    resolve_vocabulary()
-    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    """The gpt-oss harmony encoding, loaded once, with the vocabulary resolved offline.
+
+    harmony finds its vocabulary through ``TIKTOKEN_ENCODINGS_BASE`` only, so
+    the variable is set for the duration of the load and then restored: the
+    process (and every child it starts) keeps the environment it had.
+    """
+    source = resolve_vocabulary()
+    if source.folder is None or os.environ.get(ENV_VAR):
+        return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    with _ENV_GUARD:
+        os.environ[ENV_VAR] = str(source.folder)
+        try:
+            return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+        finally:
+            os.environ.pop(ENV_VAR, None)
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (from a file name, an exception, a page's script) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # Through UTF-16 with surrogatepass: a valid pair joins up, a lone half becomes U+FFFD.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def clean_message(message: Message) -> Message:
+    """A message whose texts are all valid UTF-8 (harmony refuses to render anything else)."""
+    parts = list(message.content)
+    cleaned = [TextContent(text=clean_text(p.text)) if isinstance(p, TextContent) else p for p in parts]
+    if all(a is b or (isinstance(a, TextContent) and a.text == b.text) for a, b in zip(parts, cleaned)):
+        return message
+    return message.model_copy(update={"content": cleaned})
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,18 +5,26 @@ Earlier assistant messages are never re-rendered: harmony would write
 changes the prompt the model sees and throws away a local model's KV cache.
 Each step's prompt therefore extends the previous one token for token.
 
-The one rewrite is harmony's chain-of-thought rule at a new user turn: the
-analysis of turns that ended with a final answer is dropped.
+The one rewrite is harmony's chain-of-thought rule at a new user turn: every
+message on the ``analysis`` channel of a turn that ended with a final answer
+is dropped, whoever wrote it. Dropping the model's analysis-channel calls but
+keeping the tools' answers to them would show the model results it has no
+record of asking for; harmony's renderer drops by channel, and so do we.
+
+Every text that enters the conversation from outside (the user, the
+developer, a tool) passes :func:`~agent.harmony.clean_message` here, the one
+place, so a lone surrogate from a tool or a page can never break rendering.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from openai_harmony import Conversation, Message, Role
+from openai_harmony import Conversation, Message
 
-from .harmony import CALL, END, RETURN, assistant_prefix, get_encoding, render_message, user_message
+from .harmony import CALL, END, RETURN, assistant_prefix, clean_message, get_encoding, render_message, user_message
 from .parsing import ParsedMessage
 
 
@@ -28,7 +36,7 @@ class _Segment:
 
     @property
     def is_analysis(self) -> bool:
-        return all(m.author.role == Role.ASSISTANT and m.channel == "analysis" for m in self.messages)
+        return bool(self.messages) and all(m.channel == "analysis" for m in self.messages)
 
 
 class History:
@@ -41,8 +49,9 @@ class History:
         self._finished_turns: set[int] = set()
         # The system message's render depends on the developer message (harmony adds a
         # line about the functions namespace), so the preamble is rendered as one piece.
-        conversation = Conversation.from_messages(list(preamble))
-        self._append(list(get_encoding().render_conversation(conversation)), list(preamble))
+        preamble = [clean_message(m) for m in preamble]
+        conversation = Conversation.from_messages(preamble)
+        self._append(list(get_encoding().render_conversation(conversation)), preamble)
 
     @property
     def messages(self) -> list[Message]:
@@ -63,7 +72,7 @@ class History:
                 self._segments = kept
                 self._tokens = [t for s in kept for t in s.tokens]
         self._turn += 1
-        message = user_message(text)
+        message = clean_message(user_message(text))
         self._append(render_message(message), [message])
 
     def add_generation(self, parsed: Sequence[ParsedMessage]) -> None:
@@ -84,11 +93,20 @@ class History:
 
     def add_tool_messages(self, messages: Sequence[Message]) -> None:
         for message in messages:
+            message = clean_message(message)
             self._append(render_message(message), [message])
 
     def finish_turn(self) -> None:
         """The current turn ended with a final answer."""
         self._finished_turns.add(self._turn)
+
+    def copy(self) -> "History":
+        """An independent copy: a run's result keeps the conversation as it was when the run ended."""
+        twin = copy.copy(self)
+        twin._segments = list(self._segments)
+        twin._tokens = list(self._tokens)
+        twin._finished_turns = set(self._finished_turns)
+        return twin
 
     def _append(self, tokens: list[int], messages: list[Message]) -> None:
         self._segments.append(_Segment(tokens, messages, self._turn))

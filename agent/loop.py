@@ -1,36 +1,55 @@
-"""``Agent``: render, generate, parse, route, feed back; until a final answer or a budget.
+"""The loop of one turn: render, generate, parse, route, feed back; until a final answer or a budget.
 
 One step is one model generation. The prompt of each step is the previous
 prompt plus the model's own tokens plus the tool's rendered reply, so nothing
 is re-rendered and a local model prefills only what is new.
+
+Nothing that comes back (the model's tokens, a tool's result, an approval
+hook's verdict) can crash the turn: each is checked where it enters, and a
+failure becomes an event and, where the model can act on it, a message to
+the model. Only a cancellation of the run itself goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import itertools
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-from openai_harmony import Message
+from openai_harmony import Message, TextContent
 
 from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
-from .harmony import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, stop_tokens, system_message
+from .harmony import VOCAB_SIZE, stop_tokens
 from .history import History
-from .models import Model, ModelError, SamplingParams, load_model
+from .models import Model, ModelError, SamplingParams
 from .parsing import CompletionParser, ParsedMessage
 from .routing import Router
-from .transcript import Transcript
+from .runtime import call_maybe_async
+
+if TYPE_CHECKING:
+    from .session import Session
 
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.
 Approver = Callable[[ToolCall], Union[bool, str, Awaitable[Union[bool, str]]]]
+
+#: A tool result longer than this is cut (head and tail kept) before it is tokenized.
+MAX_RESULT_CHARS = 32_000
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A call the turn paused on, for the caller to answer (see ``Tool.answered_by_caller``)."""
+
+    call_id: str
+    recipient: str
+    channel: str | None
+    arguments: str
 
 
 @dataclass
@@ -38,7 +57,11 @@ class RunResult:
     """The outcome of a run.
 
     ``stop_reason`` is ``final``, ``max_steps``, ``max_tokens``,
-    ``context_window`` or ``model_error``.
+    ``context_window``, ``model_error``, or ``tool_call`` when the turn paused
+    on ``pending_calls`` for the caller to answer; ``error`` says what ended a
+    run that did not end with an answer. Pass the result as ``previous=`` to
+    continue its conversation (in the session it came from), with
+    ``tool_outputs=`` when it paused.
     """
 
     final_text: str | None
@@ -47,231 +70,270 @@ class RunResult:
     usage: ev.Usage
     messages: list[Message]
     events: list[ev.Event] = field(default_factory=list, repr=False)
-    _history: History | None = field(default=None, repr=False)
+    error: str | None = None
+    pending_calls: list[PendingCall] = field(default_factory=list)
+    session: "Session | None" = field(default=None, repr=False, compare=False)
+    _history: History | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.stop_reason == "final"
 
 
-class Agent:
-    """A gpt-oss agent: a model, tools, and the budgets that bound a run.
+@dataclass(frozen=True)
+class TurnSettings:
+    """What bounds and shapes a turn (taken from the agent's configuration)."""
 
-    ``model`` is a :class:`~agent.models.Model` or a spec for
-    :func:`~agent.models.load_model`. ``approve`` may refuse tool calls; the
-    refusal goes back to the model. ``transcript`` is a path or
-    :class:`Transcript` that every event is appended to.
+    max_steps: int
+    max_tokens: int | None
+    context_window: int
+    sampling: SamplingParams
+    approve: Approver | None
+    approval_timeout: float | None
+    max_result_chars: int = MAX_RESULT_CHARS
+
+
+_call_ids = itertools.count(1)
+
+
+async def run_turn(model: Model, router: Router, history: History, settings: TurnSettings,
+                   pending: list[PendingCall] | None = None) -> AsyncIterator[ev.Event]:
+    """Run one user turn already added to ``history``; yields events, the last a RunEndEvent.
+
+    ``history`` is extended in place. A call to a tool answered by the caller
+    ends the turn with stop reason ``tool_call`` and the call appended to
+    ``pending``. The caller builds the RunResult from the RunEndEvent and the
+    history.
     """
-
-    def __init__(
-        self,
-        model: Model | str,
-        tools: Sequence[Tool] = (),
-        instructions: str | None = None,
-        reasoning: str = "medium",
-        max_steps: int = 20,
-        transcript: str | os.PathLike[str] | Transcript | None = None,
-        approve: Approver | None = None,
-        *,
-        max_tokens: int | None = 4096,
-        context_window: int | None = None,
-        sampling: SamplingParams | None = None,
-        date: str | None = None,
-    ) -> None:
-        if max_steps < 1:
-            raise ValueError("max_steps must be at least 1")
-        self.model = load_model(model) if isinstance(model, str) else model
-        self.tools = list(tools)
-        self.router = Router(self.tools)
-        self.instructions = instructions
-        reasoning_effort(reasoning)  # validates
-        self.reasoning = str(reasoning).lower()
-        self.max_steps = max_steps
-        self.max_tokens = max_tokens
-        self.context_window = context_window or getattr(self.model, "context_window", None) or GPT_OSS_CONTEXT_WINDOW
-        self.sampling = sampling or SamplingParams()
-        self.approve = approve
-        self.date = date
-        self.transcript = transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
-        self._call_ids = itertools.count(1)
-        #: The result of the most recent run that finished (handy after :meth:`stream`).
-        self.last_result: RunResult | None = None
-
-    # -- conversation set-up -------------------------------------------------
-
-    def _preamble(self) -> list[Message]:
-        builtins = [cfg for tool in self.tools if (cfg := tool.namespace_config()) is not None]
-        functions = [d for tool in self.tools if not tool.is_builtin for d in tool.descriptions()]
-        messages = [system_message(reasoning=self.reasoning, date=self.date, builtin_tools=builtins)]
-        developer = developer_message(self.instructions, functions)
-        if developer is not None:
-            messages.append(developer)
-        return messages
-
-    # -- public API ------------------------------------------------------------
-
-    def run(self, task: str, *, previous: RunResult | None = None) -> RunResult:
-        """Run a task to completion (blocking). Use :meth:`arun` inside an event loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(task, previous=previous))
-        raise RuntimeError("Agent.run() was called inside a running event loop; use 'await agent.arun(...)'")
-
-    async def arun(self, task: str, *, previous: RunResult | None = None) -> RunResult:
-        """Run a task; pass ``previous`` to continue that conversation with a new user turn."""
-        outcome: list[RunResult] = []
-        async for _ in self._run(task, previous, outcome):
-            pass
-        return outcome[0]
-
-    async def stream(self, task: str, *, previous: RunResult | None = None) -> AsyncIterator[ev.Event]:
-        """Run a task, yielding typed events as they happen (the last is a RunEndEvent)."""
-        async for event in self._run(task, previous, []):
+    usage = ev.Usage()
+    stop = stop_tokens()
+    final_text: str | None = None
+    stop_reason, error = "max_steps", None
+    steps = 0
+    for step in range(1, settings.max_steps + 1):
+        steps = step
+        prompt = history.prompt()
+        room = settings.context_window - len(prompt)
+        if room <= 0:
+            stop_reason = "context_window"
+            error = f"the prompt ({len(prompt)} tokens) fills the context window ({settings.context_window})"
+            yield ev.ErrorEvent(step=step, kind="budget", recovered=False, message=error)
+            break
+        limit = min(settings.max_tokens or room, room)
+        generation = _Generation(step, limit)
+        async for event in generation.run(model, prompt, stop, dataclasses.replace(settings.sampling, max_tokens=limit)):
             yield event
+        if generation.error is not None:
+            stop_reason, error = "model_error", generation.error
+            break
+        usage.prompt_tokens += len(prompt)
+        usage.prefilled_tokens += generation.prefilled
+        usage.cached_tokens += generation.cached
+        usage.completion_tokens += len(generation.tokens)
+        usage.generations += 1
+        history.add_generation(generation.parsed)
 
-    async def _run(self, task: str, previous: RunResult | None, outcome: list[RunResult]) -> AsyncIterator[ev.Event]:
-        collected: list[ev.Event] = []
-
-        def emit(event: ev.Event) -> ev.Event:
-            collected.append(event)
-            if self.transcript is not None:
-                self.transcript.write(event)
-            return event
-
-        history = previous._history if previous is not None and previous._history is not None else History(self._preamble())
-        history.add_user(task)
-        usage = ev.Usage()
-        final_text: str | None = None
-        stop_reason = "max_steps"
-        stop = stop_tokens()
-        steps = 0
-        yield emit(ev.RunStartEvent(task=task, model=self.model.name, tools=self.router.available(), reasoning=self.reasoning))
-
-        for step in range(1, self.max_steps + 1):
-            steps = step
-            prompt = history.prompt()
-            room = self.context_window - len(prompt)
-            if room <= 0:
-                stop_reason = "context_window"
-                yield emit(ev.ErrorEvent(step=step, kind="budget", recovered=False, message=f"the prompt ({len(prompt)} tokens) fills the context window ({self.context_window})"))
-                break
-            limit = min(self.max_tokens or room, room)
-            sampling = dataclasses.replace(self.sampling, max_tokens=limit)
-            parser = CompletionParser()
-            generated: list[int] = []
-            started = time.perf_counter()
-            try:
-                async for token in self.model.generate(prompt, stop=stop, sampling=sampling):
-                    generated.append(token)
-                    delta = parser.feed(token)
-                    if delta is not None:
-                        yield emit(ev.TokenDeltaEvent(step=step, channel=delta.channel, text=delta.text, recipient=delta.recipient))
-            except Exception as exc:  # a backend failure ends the run with a reason, never a crash
-                stop_reason = "model_error"
-                message = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
-                yield emit(ev.ErrorEvent(step=step, kind="model", recovered=False, message=message))
-                break
-            parsed = parser.close()
-            stats = self.model.last_stats
-            usage.prompt_tokens += len(prompt)
-            usage.prefilled_tokens += stats.prefilled_tokens
-            usage.completion_tokens += len(generated)
-            usage.generations += 1
-            stop_token = generated[-1] if generated and generated[-1] in stop else None
-            yield emit(ev.GenerationEvent(
-                step=step, prompt_tokens=len(prompt), prefilled_tokens=stats.prefilled_tokens,
-                completion_tokens=len(generated), token_ids=generated,
-                duration_s=time.perf_counter() - started, stop_token=stop_token,
-            ))
-            for item in parsed:
-                if item.problem:
-                    yield emit(ev.ErrorEvent(step=step, kind="parse", message=f"recovered from {item.problem}"))
-            history.add_generation(parsed)
-
-            if stop_token is None:
-                stop_reason = "max_tokens" if limit == self.max_tokens and len(generated) >= limit else "context_window"
-                yield emit(ev.ErrorEvent(step=step, kind="budget", recovered=False, message=f"generation stopped after {len(generated)} tokens without finishing ({stop_reason})"))
-                break
-
-            last = parsed[-1] if parsed else None
-            if last is not None and last.is_call:
-                async for event in self._route(last, step, history):
-                    yield emit(event)
-                continue
-
-            # No call: the turn is over. The final channel is expected, but whatever
-            # message ended the turn is the answer the model gave.
-            final_text = last.text if last is not None else ""
-            stop_reason = "final"
-            history.finish_turn()
-            yield emit(ev.FinalEvent(step=step, text=final_text))
+        if generation.stop_token is None:
+            stop_reason, error = _unfinished(generation, settings, room)
+            yield ev.ErrorEvent(step=step, kind="budget" if stop_reason != "model_error" else "model", recovered=False,
+                                message=error)
             break
 
-        end = emit(ev.RunEndEvent(step=steps, stop_reason=stop_reason, steps=steps, usage=usage, final_text=final_text))
-        result = RunResult(final_text, stop_reason, steps, usage, history.messages, collected, history)
-        self.last_result = result
-        outcome.append(result)
-        yield end
+        last = generation.parsed[-1] if generation.parsed else None
+        if last is not None and last.is_call:
+            resolved = router.resolve(last.recipient or "")
+            if resolved is not None and resolved[0].answered_by_caller:
+                call_id = f"call_{next(_call_ids)}"
+                yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=resolved[1], channel=last.channel,
+                                       content=last.text)
+                if pending is not None:
+                    pending.append(PendingCall(call_id, resolved[1], last.channel, last.text))
+                stop_reason = "tool_call"
+                break
+            async for event in _route(last, step, router, history, settings):
+                yield event
+            continue
 
-    # -- routing ---------------------------------------------------------------
+        # No call: the turn is over. The final channel is expected, but whatever
+        # message ended the turn is the answer the model gave.
+        final_text = last.text if last is not None else ""
+        stop_reason = "final"
+        history.finish_turn()
+        yield ev.FinalEvent(step=step, text=final_text)
+        break
+    if stop_reason == "max_steps":
+        error = f"the run used its {settings.max_steps} steps without a final answer"
+    yield ev.RunEndEvent(step=steps, stop_reason=stop_reason, steps=steps, usage=usage, final_text=final_text, error=error)
 
-    async def _route(self, parsed: ParsedMessage, step: int, history: History) -> AsyncIterator[ev.Event]:
-        recipient = parsed.recipient or ""
-        call_id = f"call_{next(self._call_ids)}"
-        yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=recipient, channel=parsed.channel, content=parsed.text)
+
+def _unfinished(generation: "_Generation", settings: TurnSettings, room: int) -> tuple[str, str]:
+    """Why a generation ended without a stop token: a budget, or the backend simply stopped."""
+    count = len(generation.tokens)
+    if count >= generation.limit:
+        reason = "max_tokens" if settings.max_tokens is not None and generation.limit == settings.max_tokens else "context_window"
+        return reason, f"generation stopped after {count} tokens without finishing ({reason})"
+    return "model_error", (f"the model's output ended after {count} tokens without a stop token, well within its budget "
+                           f"({generation.limit} tokens): the server or backend cut the completion short")
+
+
+class _Generation:
+    """One step's generation: tokens streamed, validated and parsed; stats and any error kept."""
+
+    def __init__(self, step: int, limit: int) -> None:
+        self.step = step
+        self.limit = limit
+        self.tokens: list[int] = []
+        self.parsed: list[ParsedMessage] = []
+        self.stop_token: int | None = None
+        self.error: str | None = None
+        self.prefilled = 0
+        self.cached = 0
+
+    async def run(self, model: Model, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[ev.Event]:
+        parser = CompletionParser()
         started = time.perf_counter()
-        resolved = self.router.resolve(recipient)
-        refused = False
-        if resolved is None:
-            call = ToolCall(recipient, parsed.channel, parsed.text, parsed.message.content_type)
-            message = self.router.unknown_message(recipient)
-            yield ev.ErrorEvent(step=step, kind="routing", message=message)
-            replies, result = [result_message(call, ToolResult(error=message))], ToolResult(error=message)
-        else:
-            tool, canonical = resolved
-            call = ToolCall(canonical, parsed.channel, parsed.text, parsed.message.content_type)
-            verdict = await self._ask_approval(call)
-            if verdict is not True:
-                refused = True
-                reason = verdict if isinstance(verdict, str) and verdict else "the user did not approve this call"
-                result = ToolResult(error=f"call refused: {reason}")
-                replies = [result_message(call, result)]
-            else:
-                try:
-                    result = await tool.execute(call)
-                    replies = tool.reply(call, result)
-                except Exception as exc:  # a misbehaving tool must not end the run
-                    result = ToolResult(error=f"{type(exc).__name__}: {exc}")
-                    replies = [result_message(call, result)]
-        history.add_tool_messages(replies)
-        yield ev.ToolResultEvent(
-            step=step, call_id=call_id, recipient=call.recipient, content=result.text(),
-            is_error=result.is_error, refused=refused, duration_s=time.perf_counter() - started,
-            files=list(result.files), images=list(result.images),
-        )
+        seen_retries = 0
 
-    async def _ask_approval(self, call: ToolCall) -> bool | str:
-        if self.approve is None:
-            return True
+        def retries() -> list[ev.Event]:
+            """The backend's retries since the last look (a busy server, a refused connection), as events."""
+            nonlocal seen_retries
+            found = list(getattr(model.last_stats, "retries", []))[seen_retries:]
+            seen_retries += len(found)
+            return [ev.ErrorEvent(step=self.step, kind="retry", message=f"attempt {r.attempt} failed ({r.reason}); "
+                                  f"retrying in {r.delay_s:.1f} s") for r in found]
+
         try:
-            verdict = self.approve(call)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-        except Exception as exc:  # a broken hook refuses rather than crashing the run
-            return f"the approval hook failed: {exc}"
-        return True if verdict is True else (verdict if isinstance(verdict, str) else False)
+            async for token in model.generate(prompt, stop=stop, sampling=sampling):
+                for event in retries():
+                    yield event
+                if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < VOCAB_SIZE:
+                    raise ModelError(f"the backend returned {token!r}, which is not a token id of the harmony vocabulary")
+                self.tokens.append(token)
+                delta = parser.feed(token)
+                if delta is not None:
+                    yield ev.TokenDeltaEvent(step=self.step, channel=delta.channel, text=delta.text, recipient=delta.recipient)
+            self.parsed = parser.close()
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            self.error = "the backend's generation was cancelled"
+            yield ev.ErrorEvent(step=self.step, kind="model", recovered=False, message=self.error)
+            return
+        except BaseException as exc:  # a backend's failure (or a tokenizer's panic) ends the run with a reason
+            for event in retries():
+                yield event
+            self.error = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+            yield ev.ErrorEvent(step=self.step, kind="model", recovered=False, message=self.error)
+            return
+        stats = model.last_stats
+        self.prefilled = stats.prefilled_tokens
+        self.cached = stats.cached_tokens
+        self.stop_token = self.tokens[-1] if self.tokens and self.tokens[-1] in stop else None
+        yield ev.GenerationEvent(
+            step=self.step, prompt_tokens=len(prompt), prefilled_tokens=self.prefilled, cached_tokens=self.cached,
+            completion_tokens=len(self.tokens), token_ids=self.tokens, duration_s=time.perf_counter() - started,
+            stop_token=self.stop_token,
+            messages=[ev.GeneratedMessage(channel=p.channel, recipient=p.recipient, text=p.text) for p in self.parsed],
+        )
+        for item in self.parsed:
+            if item.problem:
+                yield ev.ErrorEvent(step=self.step, kind="parse", message=f"recovered from {item.problem}")
 
-    async def aclose(self) -> None:
-        """Close the tools, the model and the transcript."""
-        for tool in self.tools:
-            await tool.aclose()
-        await self.model.aclose()
-        if self.transcript is not None:
-            self.transcript.close()
 
-    async def __aenter__(self) -> "Agent":
-        return self
+async def _route(parsed: ParsedMessage, step: int, router: Router, history: History, settings: TurnSettings) -> AsyncIterator[ev.Event]:
+    """Answer a call: resolve its recipient, ask for approval, run the tool, feed the reply back."""
+    recipient = parsed.recipient or ""
+    call_id = f"call_{next(_call_ids)}"
+    yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=recipient, channel=parsed.channel, content=parsed.text)
+    resolved = router.resolve(recipient)
+    refused = False
+    waited = 0.0
+    started = time.perf_counter()
+    if resolved is None:
+        call = ToolCall(recipient, parsed.channel, parsed.text, parsed.message.content_type)
+        message = router.unknown_message(recipient)
+        yield ev.ErrorEvent(step=step, kind="routing", message=message)
+        result = ToolResult(error=message)
+        replies = [result_message(call, result)]
+    else:
+        tool, canonical = resolved
+        call = ToolCall(canonical, parsed.channel, parsed.text, parsed.message.content_type)
+        asked = time.perf_counter()
+        verdict = await _ask_approval(settings, call)
+        waited = time.perf_counter() - asked
+        if verdict is not True:
+            refused = True
+            reason = verdict if isinstance(verdict, str) and verdict else "the user did not approve this call"
+            result = ToolResult(error=f"call refused: {reason}")
+            replies = [result_message(call, result)]
+        else:
+            result, replies = await _execute(tool, call)
+            if result.is_error:
+                yield ev.ErrorEvent(step=step, kind="tool", message=result.error or "")
+    replies = [_capped(message, settings.max_result_chars) for message in replies]
+    history.add_tool_messages(replies)
+    yield ev.ToolResultEvent(
+        step=step, call_id=call_id, recipient=call.recipient, content=_capped_text(result.text(), settings.max_result_chars),
+        is_error=result.is_error, refused=refused, duration_s=time.perf_counter() - started - waited,
+        files=list(result.files), images=list(result.images),
+    )
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+
+async def _execute(tool: Tool, call: ToolCall) -> tuple[ToolResult, list[Message]]:
+    """Run a tool, containing anything it raises (``SystemExit`` from argparse included).
+
+    Only a cancellation of the run goes through; a ``CancelledError`` the tool
+    raised of its own accord is the tool's failure like any other.
+    """
+    try:
+        result = await tool.execute(call)
+        return result, tool.reply(call, result)
+    except asyncio.CancelledError:
+        if _being_cancelled():
+            raise
+        result = ToolResult(error="the tool was cancelled before it answered")
+    except BaseException as exc:  # a misbehaving tool must not end the run; Ctrl-C reaches the caller's thread, not this one
+        result = ToolResult(error=f"{type(exc).__name__}: {exc}")
+    return result, [result_message(call, result)]
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return True if cancelling is None else bool(cancelling())
+
+
+async def _ask_approval(settings: TurnSettings, call: ToolCall) -> bool | str:
+    if settings.approve is None:
+        return True
+    try:
+        verdict = await asyncio.wait_for(call_maybe_async(settings.approve, call), settings.approval_timeout)
+    except asyncio.TimeoutError:
+        return f"no approval came within {settings.approval_timeout:g} s"
+    except asyncio.CancelledError:
+        if _being_cancelled():
+            raise
+        return "the approval hook was cancelled"
+    except Exception as exc:  # a broken hook refuses rather than crashing the run
+        return f"the approval hook failed: {exc}"
+    return True if verdict is True else (verdict if isinstance(verdict, str) else False)
+
+
+def _capped_text(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters: the head and tail kept, with a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n\n[… {cut} characters cut from this result …]\n\n{text[-tail:]}"
+
+
+def _capped(message: Message, limit: int) -> Message:
+    """A tool message whose text fits ``limit`` (tokenizing megabytes is slow, and fills the window)."""
+    texts = [getattr(part, "text", None) for part in message.content]
+    if sum(len(t) for t in texts if t) <= limit:
+        return message
+    joined = "".join(t for t in texts if t)
+    others = [part for part in message.content if getattr(part, "text", None) is None]
+    return message.model_copy(update={"content": [TextContent(text=_capped_text(joined, limit)), *others]})

@@ -22,11 +22,15 @@ class Router:
         for tool in self.tools:
             for recipient in tool.recipients():
                 if recipient in self._exact:
-                    raise ValueError(f"two tools answer {recipient!r}")
+                    other = self._exact[recipient]
+                    raise ValueError(
+                        f"two tools answer {recipient!r}: {other!r} and {tool!r}. The model could call only one of "
+                        f"them; rename yours (function_tool(name=...)) or leave one out")
                 self._exact[recipient] = tool
             if tool.is_builtin:
                 if tool.namespace in self._namespaces:
-                    raise ValueError(f"two built-in tools use the namespace {tool.namespace!r}")
+                    raise ValueError(f"two built-in tools use the namespace {tool.namespace!r}: "
+                                     f"{self._namespaces[tool.namespace]!r} and {tool!r}")
                 self._namespaces[tool.namespace] = tool
 
     def available(self) -> list[str]:

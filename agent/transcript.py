@@ -1,20 +1,25 @@
-"""JSON-lines transcripts: every event appended and flushed as it happens.
+"""JSON-lines transcripts: a run's events appended and flushed as they happen.
 
-Flushing per event means a run killed mid-way keeps every completed step.
-Reading tolerates a torn last line for the same reason.
+A transcript keeps one record per generation (its token ids and parsed
+messages) plus the tool calls, results and run events. The per-token deltas
+that stream a generation to live listeners repeat what the generation record
+holds and would make up most of the file, so they are left out unless asked
+for (``deltas=True``). Flushing per event means a run killed mid-way keeps
+every completed step; reading tolerates a torn last line for the same reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from pydantic import ValidationError
 
-from .events import Event, event_from_json
+from .events import Event, TokenDeltaEvent, event_from_json
 
 
 class TranscriptError(ValueError):
@@ -24,21 +29,28 @@ class TranscriptError(ValueError):
 class Transcript:
     """Append-only event log. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, deltas: bool = False) -> None:
         self.path = Path(path)
+        self.deltas = deltas
+        self._lock = threading.Lock()  # sessions of one agent run on threads of their own
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = None
 
     def write(self, event: Event) -> None:
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(event.model_dump_json() + "\n")
-        self._file.flush()
+        if isinstance(event, TokenDeltaEvent) and not self.deltas:
+            return
+        line = event.model_dump_json() + "\n"
+        with self._lock:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(line)
+            self._file.flush()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> "Transcript":
         return self

@@ -96,11 +96,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp.name, path)
 
 
-def resolve_vocabulary(*, set_env: bool = True) -> VocabSource:
-    """Find or build a verified vocabulary and point harmony at it.
+def resolve_vocabulary() -> VocabSource:
+    """Find or build a verified vocabulary; returns where it came from.
 
-    Returns where it came from. With ``set_env`` the folder is exported in
-    ``TIKTOKEN_ENCODINGS_BASE`` so that harmony reads it instead of downloading.
+    Nothing is exported to the process environment: :func:`agent.harmony.get_encoding`
+    names the folder to harmony only while it loads the encoding.
     """
     user_folder = os.environ.get(ENV_VAR)
     if user_folder:
@@ -135,6 +135,4 @@ def resolve_vocabulary(*, set_env: bool = True) -> VocabSource:
             )
         _write_atomically(cached, derived)
         source = VocabSource("quicktok", folder)
-    if set_env:
-        os.environ[ENV_VAR] = str(folder)
     return source

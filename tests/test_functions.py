@@ -4,6 +4,7 @@ from typing import Literal, Optional
 import pydantic
 import pytest
 
+from agent.schema import normalize_schema
 from tools import ToolCall, ToolError, ToolResult, function_tool
 from tools.base import parse_arguments
 
@@ -29,12 +30,13 @@ def test_schema_from_type_hints_and_docstring():
         """
         return "ok"
 
-    schema = route.parameters
+    schema = normalize_schema(route.parameters)  # what the agent renders
     assert route.description == "Plan a route."
     assert schema["required"] == ["start"]
     assert schema["properties"]["start"]["properties"]["x"]["type"] == "number"  # $defs inlined
     assert schema["properties"]["mode"]["enum"] == ["walk", "drive"]
     assert schema["properties"]["mode"]["description"] == "How to travel, walking or driving."
+    assert schema["properties"]["stops"]["oneOf"] == [{"type": "array", "items": {"type": "string"}}, {"type": ["null"]}]
     assert "$defs" not in schema and "title" not in schema
 
 

@@ -51,7 +51,7 @@ def test_first_prompt_equals_render_for_completion(weather_tool):
     agent = Agent(model, tools=[weather_tool], instructions="Be brief.", date="2026-11-27")
     agent.run("Hello")
     expected = get_encoding().render_conversation_for_completion(
-        Conversation.from_messages(agent._preamble() + [Message.from_role_and_content(Role.USER, "Hello")]), Role.ASSISTANT
+        Conversation.from_messages(agent.preamble() + [Message.from_role_and_content(Role.USER, "Hello")]), Role.ASSISTANT
     )
     assert model.prompts[0] == list(expected)
     assert decode(model.prompts[0]).endswith("<|start|>user<|message|>Hello<|end|><|start|>assistant")
@@ -91,3 +91,29 @@ def test_analysis_is_kept_while_a_tool_chain_is_in_progress(weather_tool):
     model = RecordingModel([first, final("ok")], as_text=True)
     Agent(model, tools=[weather_tool]).run("x")
     assert "CHAIN-THOUGHT" in model.prompts[1]
+
+
+def test_new_turn_drops_every_analysis_channel_message_whoever_wrote_it(weather_tool):
+    """A tool called on the analysis channel answers on it: at the next user turn both go, as harmony drops by channel."""
+    on_analysis = "<|channel|>analysis to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>"
+    model = RecordingModel([on_analysis, final("mild"), final("bye")], as_text=True)
+    agent = Agent(model, tools=[weather_tool], date="2026-11-28")
+    first = agent.run("weather?")
+    assert "<|start|>functions.get_weather to=assistant<|channel|>analysis<|message|>" in model.prompts[1]  # kept mid-chain
+    agent.run("thanks", previous=first)
+    third = model.prompts[2]
+    assert "get_weather to=assistant" not in third and "to=functions.get_weather" not in third
+    # Byte for byte: the prompt is the preamble, the first user turn, its final answer and the new user turn.
+    preamble = get_encoding().decode(get_encoding().render_conversation(Conversation.from_messages(agent.preamble())))
+    assert third == (preamble + "<|start|>user<|message|>weather?<|end|>"
+                     "<|start|>assistant<|channel|>final<|message|>mild<|end|>"
+                     "<|start|>user<|message|>thanks<|end|><|start|>assistant")
+
+
+def test_final_answer_is_stored_with_end_and_calls_keep_call_and_model_header_order(weather_tool):
+    model = RecordingModel([call("get_weather", '{"city":"Rome"}'), final("warm")], as_text=True)
+    result = Agent(model, tools=[weather_tool]).run("x")
+    # the model's own header order (channel before recipient) and <|call|> stay in history
+    assert '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Rome"}<|call|>' in model.prompts[1]
+    tokens = result._history.tokens
+    assert decode(tokens).endswith("<|channel|>final<|message|>warm<|end|>")

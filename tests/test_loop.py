@@ -66,7 +66,7 @@ def test_context_window_caps_generation():
     from agent.history import History
 
     agent = Agent(ScriptedModel(["<|channel|>final<|message|>" + "word " * 200 + "<|return|>"]), max_tokens=1000)
-    history = History(agent._preamble())
+    history = History(agent.preamble())
     history.add_user("hi")
     agent.context_window = len(history.prompt()) + 30
     result = agent.run("hi")
@@ -146,12 +146,13 @@ async def test_async_policy_and_bad_policy_output():
     assert bad.stop_reason == "model_error"
 
 
-def test_run_inside_event_loop_is_a_clear_error():
+def test_run_inside_a_running_event_loop_works_as_in_a_notebook():
+    # Jupyter runs cells inside an event loop: run() must still work there (the session has a loop of its own).
     async def inner():
-        Agent(ScriptedModel([final("x")])).run("x")
+        agent = Agent(ScriptedModel([final("x")]))
+        return agent.run("x").final_text
 
-    with pytest.raises(RuntimeError, match="arun"):
-        asyncio.run(inner())
+    assert asyncio.run(inner()) == "x"
 
 
 def test_load_model_specs(tmp_path):
@@ -174,7 +175,8 @@ def test_transcript_records_every_event_with_tokens_and_timing(tmp_path, weather
     path = tmp_path / "run.jsonl"
     result = Agent(ScriptedModel([WEATHER_CALL, final("ok")]), tools=[weather_tool], transcript=path).run("w")
     saved = list(read_transcript(path, strict=True))
-    assert [e.type for e in saved] == [e.type for e in result.events]
+    # One record per generation: the token deltas that streamed it are for live listeners only.
+    assert [e.type for e in saved] == [e.type for e in result.events if e.type != "token"]
     generation = next(e for e in saved if e.type == "generation")
     assert generation.token_ids and generation.token_ids[-1] == 200012
     tool_result = next(e for e in saved if e.type == "tool_result")
@@ -235,3 +237,41 @@ def test_unexpected_backend_exception_is_a_model_error_stop():
     result = Agent(Broken([])).run("x")
     assert result.stop_reason == "model_error"
     assert "OSError: device lost" in next(e for e in result.events if e.type == "error").message
+
+
+def test_transcript_keeps_one_record_per_generation_and_replay_prints_the_run(tmp_path, weather_tool):
+    from rich.console import Console
+
+    from agent.console import ConsoleView
+
+    path = tmp_path / "run.jsonl"
+    script = ["<|channel|>analysis<|message|>Need the weather first.<|end|><|start|>assistant" + WEATHER_CALL, final("It is 21.")]
+    live = Console(record=True, width=200)
+    view = ConsoleView(live)
+    agent = Agent(ScriptedModel(script), tools=[weather_tool], transcript=path)
+
+    async def watch():
+        async for event in agent.stream("w"):
+            view.handle(event)
+
+    asyncio.run(watch())
+    agent.close()
+    lines = path.read_text().splitlines()
+    saved = [json.loads(line) for line in lines]
+    assert not any(e["type"] == "token" for e in saved)
+    generations = [e for e in saved if e["type"] == "generation"]
+    assert generations[0]["messages"][0] == {"channel": "analysis", "recipient": None, "text": "Need the weather first."}
+    assert generations[0]["messages"][1]["recipient"] == "functions.get_weather"
+    replayed = Console(record=True, width=200)
+    replay_view = ConsoleView(replayed)
+    for event in read_transcript(path, strict=True):
+        replay_view.handle(event)
+    assert replayed.export_text() == live.export_text()  # replay prints the run as it looked
+
+
+def test_transcript_can_keep_deltas_when_asked(tmp_path):
+    from agent import Transcript
+
+    path = tmp_path / "deltas.jsonl"
+    Agent(ScriptedModel([final("hi there")]), transcript=Transcript(path, deltas=True)).run("x")
+    assert any(json.loads(line)["type"] == "token" for line in path.read_text().splitlines())

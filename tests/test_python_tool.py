@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from openai_harmony import ToolNamespaceConfig
 from openai_harmony import Role
 
 from agent import Agent, PolicyModel
@@ -28,10 +29,14 @@ def test_the_model_gets_harmonys_stateful_description_with_the_real_facts():
     tool = PythonTool(sandbox=LocalSandbox(), timeout=60)
     text = tool_description(60)
     assert "stateful Jupyter notebook" in text and "/mnt/data" in text
-    assert "60 seconds" in text and "Internet access for this session is disabled." in text and "UNKNOWN" not in text
+    assert "60.0 seconds" in text and "Internet access for this session is disabled." in text and "UNKNOWN" not in text
     config = tool.namespace_config()
     assert config.name == "python" and config.tools == [] and config.description == text
     assert tool.recipients() == ["python"]
+    # At the default timeout the text is harmony's own, down to "120.0 seconds".
+    default = tool_description(120.0)
+    assert "time out after 120.0 seconds" in default
+    assert default.split("Internet access")[0] == ToolNamespaceConfig.python().description.split("Internet access")[0]
 
 
 def test_calls_are_read_as_raw_code_with_tolerance_for_json_and_fences():
@@ -96,7 +101,7 @@ def computing_policy(messages):
 async def test_an_agent_computes_with_python_and_answers(kind):
     tool = PythonTool(sandbox=make(kind))
     async with Agent(PolicyModel(computing_policy), tools=[tool]) as agent:
-        system = decode(render_prompt(agent._preamble()))
+        system = decode(render_prompt(agent.preamble()))
         assert "## python" in system and "stateful Jupyter notebook" in system  # the model is told of the tool
         result = await agent.arun("What is the 30th Fibonacci number?")
     assert result.stop_reason == "final"

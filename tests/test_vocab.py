@@ -13,12 +13,12 @@ def isolated(monkeypatch, tmp_path):
 
 
 def test_derives_verified_vocabulary_from_quicktok(isolated):
-    source = vocab.resolve_vocabulary(set_env=False)
+    source = vocab.resolve_vocabulary()
     assert source.kind == "quicktok"
     data = (isolated / "encodings" / vocab.VOCAB_FILENAME).read_bytes()
     assert hashlib.sha256(data).hexdigest() == vocab.VOCAB_SHA256
     # The second resolution reuses the verified cache.
-    assert vocab.resolve_vocabulary(set_env=False).kind == "cache"
+    assert vocab.resolve_vocabulary().kind == "cache"
 
 
 def test_corrupt_cache_is_a_clear_error(isolated):
@@ -26,13 +26,13 @@ def test_corrupt_cache_is_a_clear_error(isolated):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a vocabulary\n")
     with pytest.raises(vocab.VocabularyError, match="sha256"):
-        vocab.resolve_vocabulary(set_env=False)
+        vocab.resolve_vocabulary()
 
 
 def test_user_folder_without_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(tmp_path))
     with pytest.raises(vocab.VocabularyError, match="does not exist"):
-        vocab.resolve_vocabulary(set_env=False)
+        vocab.resolve_vocabulary()
 
 
 def test_quicktok_layout_is_decoded_in_rank_order():

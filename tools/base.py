@@ -110,6 +110,9 @@ class Tool(ABC):
 
     namespace: str = FUNCTIONS_NAMESPACE
     namespace_description: str = ""
+    #: Calls to this tool are answered by whoever runs the agent, not by :meth:`run`: the turn
+    #: pauses with the call pending (a Responses API client's own functions work this way).
+    answered_by_caller: bool = False
 
     @property
     def is_builtin(self) -> bool:
@@ -151,6 +154,16 @@ class Tool(ABC):
             return ToolResult(error=str(exc))
         except Exception as exc:  # a tool's bug must not end the run; the model is told
             return ToolResult(error=f"{type(exc).__name__}: {exc}")
+
+    def fresh(self) -> "Tool":
+        """This tool for another session: the same configuration, none of this one's live state.
+
+        Stateless tools (function tools) return themselves. A tool that holds
+        live state (a kernel, a browser, a display) returns a new, unstarted
+        copy, so two sessions never share it; one that cannot raises
+        :class:`ToolError` saying why.
+        """
+        return self
 
     async def start(self) -> str | None:
         """Acquire resources now rather than at the first call; may return a line telling the user what was set up."""

@@ -15,77 +15,23 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
+import docstring_parser
 import pydantic
 from openai_harmony import ToolDescription
 
 from .base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult, parse_arguments
 
-_ARG_LINE = re.compile(r"^\s{0,8}(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-
+#: Seconds a function tool may run before the model is told it was abandoned.
+DEFAULT_TIMEOUT = 120.0
 
 def _split_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """Summary and per-argument descriptions from a Google- or reST-style docstring."""
+    """Summary and per-argument descriptions from a Google, NumPy or Sphinx docstring."""
     if not doc:
         return "", {}
-    doc = inspect.cleandoc(doc)
-    summary_lines: list[str] = []
-    params: dict[str, str] = {}
-    section: str | None = None
-    current: str | None = None
-    arg_indent: int | None = None
-    for line in doc.splitlines():
-        stripped = line.strip()
-        rest = re.match(r":param\s+(?:\w+\s+)?(\w+):\s*(.*)", stripped)
-        if rest:
-            params[rest.group(1)] = rest.group(2)
-            current, section = rest.group(1), "params"
-            continue
-        if stripped.lower() in ("args:", "arguments:", "parameters:"):
-            section, current, arg_indent = "args", None, None
-            continue
-        if re.match(r"^(returns?|raises|yields|examples?|notes?):$", stripped.lower()):
-            section, current = "other", None
-            continue
-        if section == "args":
-            indent = len(line) - len(line.lstrip())
-            match = _ARG_LINE.match(line)
-            if match and (arg_indent is None or indent <= arg_indent):
-                arg_indent = indent
-                current = match.group(1).lstrip("*")
-                params[current] = match.group(2).strip()
-            elif current and stripped:
-                params[current] = f"{params[current]} {stripped}".strip()
-        elif section is None:
-            summary_lines.append(line)
-    summary = "\n".join(summary_lines).strip()
-    return summary, params
-
-
-def _strip_titles(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
-    if isinstance(node, list):
-        return [_strip_titles(v) for v in node]
-    return node
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Inline ``$defs`` references: harmony renders plain nested schemas only."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any, depth: int = 0) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/") and depth < 20:
-                target = dict(defs.get(ref.split("/")[-1], {}))
-                extra = {k: v for k, v in node.items() if k != "$ref"}
-                return resolve({**target, **extra}, depth + 1)
-            return {k: resolve(v, depth) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v, depth) for v in node]
-        return node
-
-    return resolve(schema)
+    parsed = docstring_parser.parse(doc)
+    summary = "\n\n".join(part for part in (parsed.short_description, parsed.long_description) if part)
+    params = {p.arg_name.lstrip("*"): " ".join((p.description or "").split()) for p in parsed.params}
+    return summary.strip(), {name: text for name, text in params.items() if text}
 
 
 class FunctionTool(Tool):
@@ -93,8 +39,12 @@ class FunctionTool(Tool):
 
     namespace = FUNCTIONS_NAMESPACE
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds, or None for no limit")
         self.fn = fn
+        self.timeout = timeout
         self.name = name or fn.__name__
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
             raise ValueError(f"function tool name {self.name!r} must be a Python-style identifier")
@@ -102,8 +52,10 @@ class FunctionTool(Tool):
         self.description = description if description is not None else summary
         self._is_async = inspect.iscoroutinefunction(fn)
         self._args_model = self._build_model(fn, param_docs)
-        schema = _strip_titles(_inline_refs(self._args_model.model_json_schema()))
+        # The raw pydantic schema; the agent normalises every tool's schema for harmony when it renders.
+        schema = self._args_model.model_json_schema()
         schema.pop("additionalProperties", None)
+        schema.pop("title", None)
         self.parameters = schema
 
     @staticmethod
@@ -139,13 +91,33 @@ class FunctionTool(Tool):
             )
             raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
         kwargs = {name: getattr(arguments, name) for name in self._args_model.model_fields}
-        if self._is_async:
-            value = await self.fn(**kwargs)
-        else:
-            value = await asyncio.to_thread(self.fn, **kwargs)
+        try:
+            value = await asyncio.wait_for(self._call(kwargs), self.timeout)
+        except asyncio.TimeoutError:
+            # A thread cannot be stopped from outside: a sync function is abandoned, not killed.
+            raise ToolError(f"{self.name} did not finish within {self.timeout:g} s and was abandoned; "
+                            "try again with a smaller request, or do without it") from None
         if isinstance(value, ToolResult):
             return value
         return ToolResult(output=_to_text(value))
+
+    async def _call(self, kwargs: dict[str, Any]) -> Any:
+        """Call the function, turning ``SystemExit`` (argparse) and other BaseExceptions into a ToolError.
+
+        They must not cross a task or thread boundary: asyncio lets SystemExit and
+        KeyboardInterrupt escape the event loop itself.
+        """
+        if self._is_async:
+            try:
+                return await self.fn(**kwargs)
+            except (Exception, asyncio.CancelledError):
+                raise
+            except BaseException as exc:
+                raise ToolError(_base_exception_message(self.name, exc)) from None
+        outcome = await asyncio.to_thread(_contained, self.fn, kwargs)
+        if isinstance(outcome, _Raised):
+            raise ToolError(_base_exception_message(self.name, outcome.exception))
+        return outcome
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The decorated function stays callable as itself."""
@@ -153,6 +125,24 @@ class FunctionTool(Tool):
 
     def __repr__(self) -> str:
         return f"FunctionTool({self.name!r})"
+
+
+class _Raised:
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+def _contained(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(**kwargs)
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit from argparse, KeyboardInterrupt raised by hand
+        return _Raised(exc)
+
+
+def _base_exception_message(name: str, exc: BaseException) -> str:
+    return f"{name} raised {type(exc).__name__}({', '.join(repr(a) for a in exc.args)}) instead of returning"
 
 
 def _to_text(value: Any) -> str:
@@ -167,9 +157,10 @@ def _to_text(value: Any) -> str:
 
 
 def function_tool(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Any:
-    """Turn a function into a tool; usable as ``@function_tool`` or ``@function_tool(name=...)``."""
+    """Turn a function into a tool; usable as ``@function_tool`` or ``@function_tool(name=..., timeout=...)``."""
     if fn is None:
-        return lambda f: FunctionTool(f, name=name, description=description)
-    return FunctionTool(fn, name=name, description=description)
+        return lambda f: FunctionTool(f, name=name, description=description, timeout=timeout)
+    return FunctionTool(fn, name=name, description=description, timeout=timeout)

@@ -33,7 +33,7 @@ _FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
 def tool_description(timeout: float) -> str:
     """harmony's python description, with the facts of this sandbox filled in."""
     text = ToolNamespaceConfig.python().description
-    text = text.replace("120.0 seconds", f"{timeout:g} seconds")
+    text = text.replace("120.0 seconds", f"{float(timeout)} seconds")  # harmony writes the default as 120.0
     return re.sub(r"Internet access for this session is .*$", "Internet access for this session is disabled.", text, flags=re.DOTALL)
 
 
@@ -128,6 +128,13 @@ class PythonTool(Tool):
         self.sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
         self.choice = "the sandbox given" if self.sandbox is not None else ""
         self._starting = asyncio.Lock()
+
+    def fresh(self) -> "PythonTool":
+        """A new, unstarted PythonTool for another session (its own kernel and /mnt/data)."""
+        if not isinstance(self._requested, str):
+            raise ToolError("this PythonTool was given a Sandbox instance, which one session owns; pass "
+                            "sandbox='auto', 'docker' or 'bubblewrap' to give each session a sandbox of its own")
+        return PythonTool(self._requested, timeout=self.timeout, image=self.image)
 
     def descriptions(self) -> list[ToolDescription]:
         return []  # the namespace itself is the recipient: the message's content is the code

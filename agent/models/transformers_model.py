@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from . import checkpoints
 from .base import GenerationStats, Model, ModelError, SamplingParams
 
 DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
@@ -44,22 +46,35 @@ class TransformersModel(Model):
     """gpt-oss (or any causal LM) run in-process with transformers.
 
     ``model`` is a hub id (default ``openai/gpt-oss-20b``), a local folder, or
-    an already-built ``PreTrainedModel``. ``HF_HUB_OFFLINE=1`` is honoured by
-    transformers itself. On a GPU the MXFP4 weights stay quantized where the
-    kernels are available; on the CPU they are dequantized to bf16.
+    an already-built ``PreTrainedModel``. Before any weight is read, the files
+    are located (a missing model with the hub unreachable or ``HF_HUB_OFFLINE``
+    set fails in about a second) and, unless ``check_memory=False``, the memory
+    the weights need is estimated from the config and safetensors headers and
+    a checkpoint that cannot fit is refused with what to use instead. On a GPU
+    the MXFP4 experts stay quantized where the kernels are installed; on the
+    CPU they are dequantized to ``dtype`` (bfloat16 by default).
+
+    One object may serve several sessions on different threads or event
+    loops: generations take turns, each holding the model for its duration.
     """
 
-    def __init__(self, model: Any = DEFAULT_MODEL_ID, *, device: str | None = None, dtype: Any = None, prefill_chunk: int = 2048) -> None:
+    def __init__(
+        self, model: Any = DEFAULT_MODEL_ID, *, device: str | None = None, dtype: Any = None,
+        prefill_chunk: int = 2048, check_memory: bool = True,
+    ) -> None:
         super().__init__()
         self.torch = _import_torch()
         self.prefill_chunk = prefill_chunk
+        self.memory_estimate: checkpoints.MemoryEstimate | None = None
         if isinstance(model, (str, os.PathLike)):
             self.name = str(model)
-            self.model = self._load(str(model), device, dtype)
+            self.model = self._load(str(model), device, dtype, check_memory)
         else:
             self.model = model
             self.name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
         self.model.eval()
+        if self.model.device.type == "cpu":
+            _match_omp_thread_limit(self.torch)
         config = self.model.config
         self.context_window = int(getattr(config, "max_position_embeddings", 0) or self.context_window)
         # transformers 5 renamed the forward keyword past_key_values to cache.
@@ -67,39 +82,61 @@ class TransformersModel(Model):
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._cache: Any = None
         self._cached_tokens: list[int] = []
-        self._lock = asyncio.Lock()
+        # A thread lock, not an asyncio one: sessions on different threads and event loops may share
+        # this model, and an asyncio.Lock belongs to one loop. Only one generation runs at a time;
+        # the next one finds the cache holding the other's tokens and crops it to the common prefix.
+        self._lock = threading.Lock()
 
-    def _load(self, model_id: str, device: str | None, dtype: Any) -> Any:
+    def _load(self, model_id: str, device: str | None, dtype: Any, check_memory: bool) -> Any:
         from transformers import AutoModelForCausalLM
 
         torch = self.torch
         cuda = torch.cuda.is_available() and device in (None, "cuda", "auto")
-        kwargs: dict[str, Any] = {"dtype": dtype or ("auto" if cuda else torch.bfloat16)}
+        location = checkpoints.locate(model_id)  # fails in a second when the files cannot be had
+        config = checkpoints.read_config(model_id, location) or {}
+        mxfp4 = str((config.get("quantization_config") or {}).get("quant_method", "")).lower() == "mxfp4"
+        # The CPU has no MXFP4 matmul: expand the experts to the load dtype. A GPU keeps them packed
+        # when the triton kernels are installed (transformers falls back to dequantizing otherwise).
+        dequantize = mxfp4 and not (cuda and _mxfp4_kernels_installed())
+        load_dtype = dtype or ("auto" if cuda else torch.bfloat16)
+        if check_memory:
+            width = None if load_dtype == "auto" else torch.empty((), dtype=load_dtype).element_size()
+            tensors = checkpoints.checkpoint_tensors(model_id, location)
+            self.memory_estimate = checkpoints.estimate_memory(config, tensors, dtype_bytes=width, dequantize=dequantize)
+            if self.memory_estimate is not None:
+                checkpoints.check_fits(model_id, self.memory_estimate, *checkpoints.available_memory(cuda))
+        kwargs: dict[str, Any] = {"dtype": load_dtype}
+        if location.local_files_only:
+            kwargs["local_files_only"] = True
         if cuda:
             kwargs["device_map"] = "auto"
         else:
-            # sdpa is refused and flex fails for GptOss on the CPU; MXFP4 needs dequantizing there.
+            # sdpa is refused and flex fails for GptOss on the CPU.
             kwargs["attn_implementation"] = "eager"
-            try:
-                from transformers import Mxfp4Config
+        if dequantize:
+            from transformers import Mxfp4Config
 
-                if _is_mxfp4_checkpoint(model_id):
-                    kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
-            except ImportError:
-                pass
+            kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
-        except OSError as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
-            hint = " (HF_HUB_OFFLINE is set: download it first or pass a local folder)" if offline else ""
-            raise ModelError(f"could not load model {model_id!r}{hint}: {exc}") from exc
+            model = AutoModelForCausalLM.from_pretrained(location.source, **kwargs)
+        except (OSError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"could not load model {model_id!r}: {first_line}") from exc
         if not cuda and device not in (None, "auto"):
             model = model.to(device)
         return model
 
     def reset_cache(self) -> None:
-        self._cache = None
-        self._cached_tokens = []
+        with self._lock:
+            self._cache = None
+            self._cached_tokens = []
+
+    async def _acquire(self) -> None:
+        """Take the generation lock without blocking this event loop (and without leaking it on cancel)."""
+        delay = 0.001
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
@@ -155,37 +192,48 @@ class TransformersModel(Model):
         return int(torch.multinomial(probs, 1, generator=generator))
 
     async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
-        async with self._lock:
-            prompt = list(prompt)
-            if not prompt:
-                raise ModelError("empty prompt")
+        prompt = list(prompt)
+        if not prompt:
+            raise ModelError("empty prompt")
+        await self._acquire()
+        try:
             generator = None
             if sampling.seed is not None:
                 generator = self.torch.Generator(device="cpu").manual_seed(sampling.seed)
             cached = self._reuse(prompt)
-            self.last_stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached)
+            stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached)
+            self.last_stats = stats
             started = time.perf_counter()
             logits = await asyncio.to_thread(self._forward, prompt[cached:])
-            self.last_stats.prefill_seconds = time.perf_counter() - started
+            stats.prefill_seconds = time.perf_counter() - started
             stop_set = set(stop)
             limit = sampling.max_tokens
             while True:
                 token = self._sample(logits.cpu() if generator is not None else logits, sampling, generator)
-                self.last_stats.completion_tokens += 1
+                stats.completion_tokens += 1
                 yield token
-                if token in stop_set or (limit is not None and self.last_stats.completion_tokens >= limit):
+                if token in stop_set or (limit is not None and stats.completion_tokens >= limit):
                     return
                 logits = await asyncio.to_thread(self._forward, [token])
+        finally:
+            self._lock.release()
 
 
-def _is_mxfp4_checkpoint(model_id: str) -> bool:
-    """Whether a checkpoint's config declares MXFP4 quantization (without loading weights)."""
-    try:
-        from transformers import AutoConfig
+def _match_omp_thread_limit(torch: Any) -> None:
+    """Run torch's CPU ops on no more threads than OpenMP will start.
 
-        config = AutoConfig.from_pretrained(model_id)
-    except Exception:
-        return False
-    quant = getattr(config, "quantization_config", None) or {}
-    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
-    return str(method).lower() == "mxfp4"
+    With ``OMP_THREAD_LIMIT`` below torch's thread count, oneDNN's bfloat16
+    matmuls plan for threads that never run and return uninitialised memory
+    (NaN or 3e38 in the logits; seen with torch 2.13 here). Torch cannot use
+    the extra threads anyway, so its count is lowered to the limit.
+    """
+    raw = os.environ.get("OMP_THREAD_LIMIT", "").strip()
+    if raw.isdigit() and 0 < int(raw) < torch.get_num_threads():
+        torch.set_num_threads(int(raw))
+
+
+def _mxfp4_kernels_installed() -> bool:
+    """Whether transformers can run MXFP4 experts packed (triton and the hub kernels package)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("triton", "kernels"))

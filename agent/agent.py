@@ -1,0 +1,212 @@
+"""``Agent``: what an agent is. Sessions (``agent.session()``) are what it does.
+
+The agent holds configuration: the model, the tools, instructions, budgets,
+an approval hook, a transcript. Everything a run brings to life belongs to a
+:class:`~agent.session.Session`. For the common case the agent keeps a
+default session, so ``agent.run(...)`` followed by
+``agent.run(..., previous=result)`` just works, with the python tool's
+variables and the browser's pages still there in the second turn.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from openai_harmony import Message
+
+from tools.base import Tool
+
+from . import events as ev
+from .harmony import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, system_message
+from .loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
+from .models import Model, SamplingParams, load_model
+from .routing import Router
+from .schema import normalize_description
+from .session import Session
+from .transcript import Transcript
+
+#: Seconds an approval hook (a person at a prompt) may take before the call is refused.
+DEFAULT_APPROVAL_TIMEOUT = 600.0
+
+
+class Agent:
+    """A gpt-oss agent: a model, tools, and the budgets that bound a run.
+
+    ``model`` is a :class:`~agent.models.Model` or a spec for
+    :func:`~agent.models.load_model`. ``approve`` may refuse tool calls (the
+    refusal goes back to the model); it gets ``approval_timeout`` seconds.
+    ``transcript`` is a path or :class:`Transcript` that events are appended
+    to. ``context_window`` defaults to what the model reports (a server's
+    ``max_model_len``), else gpt-oss's 131072.
+    """
+
+    def __init__(
+        self,
+        model: Model | str,
+        tools: Sequence[Tool] = (),
+        instructions: str | None = None,
+        reasoning: str = "medium",
+        max_steps: int = 20,
+        transcript: str | os.PathLike[str] | Transcript | None = None,
+        approve: Approver | None = None,
+        *,
+        max_tokens: int | None = 4096,
+        context_window: int | None = None,
+        sampling: SamplingParams | None = None,
+        date: str | None = None,
+        approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT,
+        max_result_chars: int = MAX_RESULT_CHARS,
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1, or None for as many as the context window allows")
+        if max_result_chars < 1000:
+            raise ValueError("max_result_chars must be at least 1000")
+        self.tools = list(tools)
+        Router(self.tools)  # refuses clashing recipients now, with a message naming both tools
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.instructions = instructions
+        reasoning_effort(reasoning)  # validates
+        self.reasoning = str(reasoning).lower()
+        self.max_steps = max_steps
+        self.max_tokens = max_tokens
+        self._context_window = context_window
+        self.sampling = sampling or SamplingParams()
+        self.approve = approve
+        self.approval_timeout = approval_timeout
+        self.max_result_chars = max_result_chars
+        self.date = date
+        self.transcript = transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
+        self._default: Session | None = None
+        self._guard = threading.Lock()
+        self._sessions: list[Session] = []
+
+    # -- configuration -----------------------------------------------------------
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window or getattr(self.model, "context_window", None) or GPT_OSS_CONTEXT_WINDOW
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def preamble(self) -> list[Message]:
+        """The system and developer messages every conversation of this agent starts with."""
+        builtins = []
+        for tool in self.tools:
+            config = tool.namespace_config()
+            if config is not None:
+                config = config.model_copy(update={"tools": [normalize_description(d) for d in config.tools]})
+                builtins.append(config)
+        functions = [normalize_description(d) for tool in self.tools if not tool.is_builtin for d in tool.descriptions()]
+        messages = [system_message(reasoning=self.reasoning, date=self.date, builtin_tools=builtins)]
+        developer = developer_message(self.instructions, functions)
+        if developer is not None:
+            messages.append(developer)
+        return messages
+
+    def turn_settings(self) -> TurnSettings:
+        return TurnSettings(max_steps=self.max_steps, max_tokens=self.max_tokens, context_window=self.context_window,
+                            sampling=self.sampling, approve=self.approve, approval_timeout=self.approval_timeout,
+                            max_result_chars=self.max_result_chars)
+
+    # -- sessions ----------------------------------------------------------------
+
+    def session(self) -> Session:
+        """A new session with tools of its own (a new kernel, browser, display), for a separate or parallel conversation."""
+        session = Session(self, [tool.fresh() for tool in self.tools])
+        with self._guard:
+            self._sessions.append(session)
+        return session
+
+    @property
+    def default_session(self) -> Session:
+        """The session ``run``/``arun``/``stream`` use when not continuing another session's result.
+
+        It uses the tool objects you gave the agent (so ``python_tool.sandbox`` is the one that runs).
+        """
+        with self._guard:
+            if self._default is None or self._default.closed:
+                self._default = Session(self, self.tools)
+                self._sessions.append(self._default)
+            return self._default
+
+    def _session_for(self, previous: RunResult | None) -> Session:
+        if previous is not None and previous.session is not None and not previous.session.closed:
+            return previous.session
+        return self.default_session
+
+    @property
+    def last_result(self) -> RunResult | None:
+        """The result of the default session's most recent turn."""
+        return self._default.last_result if self._default is not None else None
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self, task: str | None, *, previous: RunResult | None = None,
+            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a task to completion (blocking). ``previous=`` continues that conversation, in its session;
+        ``tool_outputs=`` answers the calls it paused on."""
+        return self._session_for(previous).run(task, previous=previous, tool_outputs=tool_outputs)
+
+    async def arun(self, task: str | None, *, previous: RunResult | None = None,
+                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a task to completion from async code; the same session as :meth:`run`, so the two mix freely."""
+        return await self._session_for(previous).arun(task, previous=previous, tool_outputs=tool_outputs)
+
+    async def stream(self, task: str | None, *, previous: RunResult | None = None,
+                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+        """Run a task, yielding typed events as they happen (the last is a RunEndEvent)."""
+        async for event in self._session_for(previous).stream(task, previous=previous, tool_outputs=tool_outputs):
+            yield event
+
+    async def start(self) -> list[str]:
+        """Start the default session's model and tools now; returns what the tools said (which sandbox, ...)."""
+        return await self.default_session.start()
+
+    # -- closing -----------------------------------------------------------------
+
+    def _take_sessions(self) -> list[Session]:
+        with self._guard:
+            sessions, self._sessions, self._default = self._sessions, [], None
+        return sessions
+
+    async def aclose(self) -> None:
+        """Close every session of this agent, then the model and the transcript. Safe to call twice."""
+        for session in self._take_sessions():
+            await session.aclose()
+        await self.model.aclose()
+        if self.transcript is not None:
+            self.transcript.close()
+
+    def close(self) -> None:
+        """Blocking form of :meth:`aclose`."""
+        import asyncio
+
+        for session in self._take_sessions():
+            session.close()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.model.aclose())
+        else:
+            raise RuntimeError("Agent.close() was called inside a running event loop; use 'await agent.aclose()'")
+        if self.transcript is not None:
+            self.transcript.close()
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Agent":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

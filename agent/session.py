@@ -1,0 +1,291 @@
+"""A session: the live side of an agent.
+
+An :class:`~agent.Agent` is configuration (model, tools, instructions,
+budgets). A session owns what a run brings to life: the tools' sandboxes,
+browser and display, the conversation so far, and the event loop they are
+bound to. Turns of one session share that state, whether they are started
+with ``run()`` from plain code or ``await arun()`` from an async program, in
+any mix. One turn runs at a time; a second one started while the first is in
+progress is refused with :class:`SessionBusyError` rather than sharing a
+kernel or a browser's cursor stack by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tools.base import Tool, ToolCall, ToolResult, result_message
+
+from . import events as ev
+from .history import History
+from .loop import PendingCall, RunResult, run_turn
+from .routing import Router
+from .runtime import LoopThread
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+log = logging.getLogger("harmony_agent.session")
+
+_numbers = itertools.count(1)
+_live: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_exit_hook_installed = False
+_exit_hook_guard = threading.Lock()
+
+
+class SessionBusyError(RuntimeError):
+    """A turn was started on a session that is already running one."""
+
+
+class SessionClosedError(RuntimeError):
+    """A turn was started on a session that was closed."""
+
+
+class Session:
+    """The live resources of one conversation thread of an agent; see the module's docstring.
+
+    Make one with :meth:`Agent.session`. Use it as a context manager (``with``
+    or ``async with``), or call :meth:`close` / :meth:`aclose`; a session
+    still open at interpreter exit is closed then.
+    """
+
+    def __init__(self, agent: "Agent", tools: Sequence[Tool]) -> None:
+        self.agent = agent
+        self.number = next(_numbers)
+        self.tools = list(tools)
+        self.router = Router(self.tools)
+        self.last_result: RunResult | None = None
+        #: Lines the tools said when they started (which sandbox, which display).
+        self.start_notes: list[str] = []
+        self._runtime = LoopThread(f"harmony-agent-session-{self.number}")
+        self._busy = threading.Lock()
+        self._started = False
+        self._closed = False
+        self._start_guard: asyncio.Lock | None = None
+        _register(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "started" if self._started else "new"
+        return f"<Session {self.number} {state}: {', '.join(self.router.available()) or 'no tools'}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- starting ----------------------------------------------------------------
+
+    async def start(self) -> list[str]:
+        """Start the model and the tools now rather than at the first step; returns what the tools said."""
+        self._check_open()
+        return await self._runtime.run_async(self._start())
+
+    async def _start(self, problems: list[str] | None = None) -> list[str]:
+        """Start the model, then each tool. With ``problems``, a tool that fails to start is noted there
+        and left to start (and report) at its first call, instead of raising."""
+        if self._start_guard is None:
+            self._start_guard = asyncio.Lock()
+        async with self._start_guard:
+            if not self._started:
+                await self.agent.model.start()
+                for tool in self.tools:
+                    try:
+                        line = await tool.start()
+                    except Exception as exc:
+                        if problems is None:
+                            raise
+                        problems.append(f"{type(tool).__name__} did not start: {exc}")
+                        continue
+                    if line:
+                        self.start_notes.append(line)
+                self._started = True
+        return list(self.start_notes)
+
+    async def perform(self, coroutine: Any) -> Any:
+        """Await ``coroutine`` on the session's own loop, where its tools' resources live (checks use this)."""
+        self._check_open()
+        return await self._runtime.run_async(coroutine)
+
+    # -- turns -------------------------------------------------------------------
+
+    def run(self, task: str | None, *, previous: RunResult | None = None,
+            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a turn to completion, blocking. Continue a conversation with ``previous=``; answer the
+        calls it paused on (``previous.pending_calls``) with ``tool_outputs={call_id: text}``."""
+        self._claim()
+        try:
+            return self._runtime.run(self._collect(task, previous, tool_outputs))
+        finally:
+            self._busy.release()
+
+    async def arun(self, task: str | None, *, previous: RunResult | None = None,
+                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+        """Run a turn to completion from async code (any event loop)."""
+        self._claim()
+        try:
+            return await self._runtime.run_async(self._collect(task, previous, tool_outputs))
+        finally:
+            self._busy.release()
+
+    async def stream(self, task: str | None, *, previous: RunResult | None = None,
+                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+        """Run a turn, yielding typed events as they happen (the last is a RunEndEvent)."""
+        self._claim()
+        try:
+            async for event in self._runtime.relay(lambda: self._turn(task, previous, tool_outputs)):
+                yield event
+        finally:
+            self._busy.release()
+
+    def _claim(self) -> None:
+        self._check_open()
+        if not self._busy.acquire(blocking=False):
+            raise SessionBusyError(
+                f"session {self.number} is already running a turn; wait for it, or start a parallel run in a "
+                "session of its own (agent.session())")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(f"session {self.number} was closed; start a new one with agent.session()")
+
+    async def _collect(self, task: str | None, previous: RunResult | None,
+                       tool_outputs: Mapping[str, str] | None) -> RunResult:
+        async for _ in self._turn(task, previous, tool_outputs):
+            pass
+        assert self.last_result is not None
+        return self.last_result
+
+    async def _turn(self, task: str | None, previous: RunResult | None,
+                    tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+        """One turn on the session's loop (the caller holds the busy claim)."""
+        replies = _answers(previous, tool_outputs)
+        if not task and not replies:
+            raise ValueError("a turn needs a task, or tool_outputs answering the previous result's pending calls")
+        collected: list[ev.Event] = []
+
+        def emit(event: ev.Event) -> ev.Event:
+            collected.append(event)
+            if self.agent.transcript is not None:
+                self.agent.transcript.write(event)
+            return event
+
+        yield emit(ev.RunStartEvent(task=task or "", model=self.agent.model.name, tools=self.router.available(),
+                                    reasoning=self.agent.reasoning))
+        problems: list[str] = []
+        try:
+            await self._start(problems)
+        except Exception as exc:  # the model's server is down, say: the run ends with the reason
+            error = f"the model could not start: {type(exc).__name__}: {exc}"
+            yield emit(ev.ErrorEvent(kind="model", recovered=False, message=error))
+            usage = ev.Usage()
+            yield emit(ev.RunEndEvent(stop_reason="model_error", steps=0, usage=usage, error=error))
+            self.last_result = RunResult(None, "model_error", 0, usage, [], collected, error, [], self,
+                                         previous._history if previous is not None else None)
+            return
+        for problem in problems:
+            yield emit(ev.ErrorEvent(kind="tool", message=problem))
+        # A result keeps the conversation as it was when its run ended, so continuing an
+        # older result branches from there (the tools' own state is the session's, not rewound).
+        if previous is not None and previous._history is not None:
+            history = previous._history.copy()
+        else:
+            history = History(self.agent.preamble())
+        history.add_tool_messages(replies)
+        if task:
+            history.add_user(task)
+        end: ev.RunEndEvent | None = None
+        pending: list[PendingCall] = []
+        async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings(), pending):
+            if isinstance(event, ev.RunEndEvent):
+                end = event
+            yield emit(event)
+        assert end is not None
+        self.last_result = RunResult(end.final_text, end.stop_reason, end.steps, end.usage, history.messages,
+                                     collected, end.error, pending, self, history.copy())
+
+    # -- closing -----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the tools' resources (once) and stop the session's loop."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._runtime.running:
+            await self._runtime.run_async(self._close_tools())
+            await asyncio.to_thread(self._runtime.stop)
+
+    def close(self) -> None:
+        """Blocking form of :meth:`aclose`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._runtime.running:
+            self._runtime.run(self._close_tools())
+            self._runtime.stop()
+
+    async def _close_tools(self) -> None:
+        for tool in self.tools:
+            try:
+                await tool.aclose()
+            except Exception as exc:  # one tool failing to close must not keep the others open
+                log.warning("closing %s failed: %s", type(tool).__name__, exc)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None) -> list:
+    """The tool messages answering ``previous``'s pending calls; every pending call needs its answer."""
+    if not tool_outputs:
+        if previous is not None and previous.pending_calls:
+            missing = ", ".join(c.call_id for c in previous.pending_calls)
+            raise ValueError(f"the previous turn is waiting for tool outputs ({missing}); pass tool_outputs=")
+        return []
+    pending: dict[str, PendingCall] = {c.call_id: c for c in previous.pending_calls} if previous is not None else {}
+    unknown = [call_id for call_id in tool_outputs if call_id not in pending]
+    missing = [call_id for call_id in pending if call_id not in tool_outputs]
+    if unknown or missing:
+        raise ValueError(f"tool_outputs must answer exactly the pending calls {sorted(pending) or 'none'}; "
+                         f"unknown: {unknown or 'none'}, missing: {missing or 'none'}")
+    return [result_message(ToolCall(call.recipient, call.channel, call.arguments), ToolResult(output=str(tool_outputs[call.call_id])))
+            for call in previous.pending_calls]
+
+
+def _register(session: Session) -> None:
+    """Remember a live session, so interpreter exit closes it."""
+    global _exit_hook_installed
+    _live.add(session)
+    with _exit_hook_guard:
+        if not _exit_hook_installed:
+            # threading's exit hooks run before worker threads are joined, so a tool can still use
+            # asyncio.to_thread while it closes (plain atexit runs after that pool is shut down).
+            register = getattr(threading, "_register_atexit", None)
+            if register is None:
+                import atexit
+
+                atexit.register(_close_live_sessions)
+            else:
+                register(_close_live_sessions)
+            _exit_hook_installed = True
+
+
+def _close_live_sessions() -> None:
+    for session in list(_live):
+        try:
+            session.close()
+        except Exception as exc:  # exit goes on; the sandboxes' own exit handlers are the backstop
+            log.warning("closing session %s at exit failed: %s", session.number, exc)

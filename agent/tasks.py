@@ -1,0 +1,206 @@
+"""Task files: one task or a list of them in YAML, each with the checks that say whether it passed.
+
+```yaml
+model: http://localhost:8000/v1      # defaults for every task below
+tools: [python]
+tasks:
+  - id: squares
+    task: Save the first ten squares to squares.txt in /mnt/data.
+    checks:
+      - file_exists: squares.txt
+      - answer_contains: "81"
+```
+
+Files are validated with pydantic: a typo'd key or a wrong type is one error
+naming the file, the task and the key. Paths in a task file (a ``local:``
+search folder, a ``scripted:`` model, a check's function module) are taken
+relative to the file, not to the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr, ValidationError, field_validator
+
+CHECK_KINDS = ("answer_equals", "answer_contains", "answer_matches", "file_exists", "file_contains", "file_sha256",
+               "page_url", "page_contains", "screen_contains", "function")
+
+
+class TaskFileError(ValueError):
+    """A task file that cannot be used; the message names the file, the task and the key."""
+
+
+class Check(BaseModel):
+    """One check: its kind (one of :data:`CHECK_KINDS`) and what it expects."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal[CHECK_KINDS]  # type: ignore[valid-type]
+    value: str
+    path: str | None = None  # file checks: the file in /mnt/data
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path + ': ' if self.path else ''}{self.value!r}"
+
+
+def _parse_check(raw: Any) -> Check:
+    if isinstance(raw, Check):
+        return raw
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ValueError(f"a check is a mapping with one key, one of {', '.join(CHECK_KINDS)}; got {raw!r}")
+    (kind, spec), = raw.items()
+    if kind not in CHECK_KINDS:
+        raise ValueError(f"unknown check {kind!r}; checks are {', '.join(CHECK_KINDS)}")
+    if kind in ("file_contains", "file_sha256"):
+        key = "text" if kind == "file_contains" else "sha256"
+        if not isinstance(spec, dict) or set(spec) != {"path", key}:
+            raise ValueError(f"{kind} takes {{path: FILE, {key}: ...}}; got {spec!r}")
+        return Check(kind=kind, value=str(spec[key]), path=str(spec["path"]))
+    if not isinstance(spec, (str, int, float)) or isinstance(spec, bool):
+        raise ValueError(f"{kind} takes a text; got {spec!r}")
+    if kind == "answer_matches":
+        try:
+            re.compile(str(spec))
+        except re.error as exc:
+            raise ValueError(f"answer_matches: {spec!r} is not a regular expression ({exc})") from None
+    if kind == "function" and ":" not in str(spec):
+        raise ValueError(f"function takes module:function; got {spec!r}")
+    return Check(kind=kind, value=str(spec))
+
+
+class TaskSpec(BaseModel):
+    """One task and how to run it. Unset fields fall back to the file's defaults, then the command line's."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, pattern=r"^[\w.-]+$")
+    task: str = Field(min_length=1)
+    model: str | None = None
+    tools: list[str] = []
+    instructions: str | None = None
+    reasoning: Literal["low", "medium", "high"] | None = None
+    max_steps: PositiveInt | None = None
+    max_tokens: PositiveInt | None = None
+    sandbox: Literal["auto", "docker", "bubblewrap", "unsandboxed"] | None = None
+    search: str | None = None
+    allow: list[str] = []
+    deny: list[str] = []
+    apps: list[str] = []
+    mcp: list[str] = []
+    timeout: PositiveFloat | None = None
+    checks: list[Check] = []
+    #: The folder of the file the task came from: ``module:function`` names are looked up there too.
+    _folder: Path | None = PrivateAttr(default=None)
+
+    @property
+    def folder(self) -> Path | None:
+        return self._folder
+
+    @field_validator("tools", "allow", "deny", "apps", "mcp", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _checks(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("checks must be a list")
+        return [_parse_check(item) for item in value]
+
+
+_DEFAULT_KEYS = set(TaskSpec.model_fields) - {"id", "task"}
+
+
+def load_task_file(path: str | os.PathLike[str]) -> list[TaskSpec]:
+    """The tasks of a file (one task, or ``tasks:`` with shared defaults), validated, with paths made absolute."""
+    path = Path(path)
+    if path.is_dir():
+        raise TaskFileError(f"{path} is a folder, not a task file (give the file, or use load_tasks for a folder)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TaskFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
+    if "tasks" in data:
+        defaults = {k: v for k, v in data.items() if k != "tasks"}
+        unknown = set(defaults) - _DEFAULT_KEYS
+        if unknown:
+            raise TaskFileError(f"{path}: unknown key(s) {sorted(unknown)} beside 'tasks'; allowed: {sorted(_DEFAULT_KEYS)}")
+        entries = data["tasks"]
+        if not isinstance(entries, list) or not entries:
+            raise TaskFileError(f"{path}: 'tasks' must be a non-empty list of tasks")
+    else:
+        defaults, entries = {}, [data]
+    specs = []
+    for index, entry in enumerate(entries, start=1):
+        name = entry.get("id") if isinstance(entry, dict) else None
+        where = f"{path}, task {index}" + (f" ({name})" if name else "")
+        if not isinstance(entry, dict):
+            raise TaskFileError(f"{where}: a task is a mapping with at least a 'task' key")
+        try:
+            spec = TaskSpec.model_validate({**defaults, **entry})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"]) or "task"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key; allowed: {', '.join(sorted(TaskSpec.model_fields))}"
+            raise TaskFileError(f"{where}: {key}: {message}") from None
+        if spec.id is None:
+            spec = spec.model_copy(update={"id": path.stem if len(entries) == 1 else f"{path.stem}-{index}"})
+        specs.append(_resolve_paths(spec, path.parent))
+    ids = [s.id for s in specs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise TaskFileError(f"{path}: task ids must be unique; repeated: {', '.join(map(str, duplicates))}")
+    return specs
+
+
+def load_tasks(paths: list[str | os.PathLike[str]]) -> list[TaskSpec]:
+    """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall."""
+    specs: list[TaskSpec] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not files:
+                raise TaskFileError(f"{path} holds no .yaml task files")
+            for file in files:
+                specs += load_task_file(file)
+        elif not path.exists():
+            raise TaskFileError(f"task file {path} not found")
+        else:
+            specs += load_task_file(path)
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.id in seen:
+            raise TaskFileError(f"two tasks share the id {spec.id!r}; give them ids of their own")
+        seen.add(spec.id or "")
+    return specs
+
+
+def _resolve_paths(spec: TaskSpec, base: Path) -> TaskSpec:
+    """Relative paths in a task are relative to its file."""
+    spec._folder = base.resolve()
+    updates: dict[str, Any] = {}
+    if spec.model and spec.model.startswith("scripted:"):
+        updates["model"] = "scripted:" + str(_under(base, spec.model[len("scripted:"):]))
+    if spec.search and spec.search.startswith("local:"):
+        folder, at, url = spec.search[len("local:"):].partition("@")
+        updates["search"] = f"local:{_under(base, folder)}{at}{url}"
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def _under(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+

@@ -1,0 +1,102 @@
+"""The Responses API server under load, and what it costs per request against the in-process Agent.
+
+A scripted policy answers every request with the same short final answer, so
+the figures are the server's own: HTTP, SSE, a session per conversation and
+the loop. Clients use the real ``openai`` SDK (async) against 127.0.0.1.
+
+    .venv/bin/python benchmarks/server.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import openai  # noqa: E402
+import uvicorn  # noqa: E402
+
+from agent import Agent, PolicyModel  # noqa: E402
+from agent.server import ServerConfig, create_app  # noqa: E402
+
+ANSWER = "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
+CONCURRENCY = (1, 8, 32)
+REQUESTS_PER_CLIENT = 8
+
+
+def answer(messages):
+    return ANSWER
+
+
+def start_server() -> tuple[uvicorn.Server, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+async def one_client(client: openai.AsyncOpenAI, first_tokens: list[float], totals: list[float]) -> None:
+    for _ in range(REQUESTS_PER_CLIENT):
+        started = time.perf_counter()
+        stream = await client.responses.create(model="gpt-oss", input="Say something short.", stream=True, store=False)
+        first = None
+        async for event in stream:
+            if first is None and event.type == "response.output_text.delta":
+                first = time.perf_counter() - started
+        first_tokens.append(first or float("nan"))
+        totals.append(time.perf_counter() - started)
+
+
+async def load(url: str, clients: int) -> tuple[float, list[float], list[float]]:
+    first_tokens: list[float] = []
+    totals: list[float] = []
+    async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(client, first_tokens, totals) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return clients * REQUESTS_PER_CLIENT / elapsed, first_tokens, totals
+
+
+def in_process(n: int = 40) -> float:
+    agent = Agent(PolicyModel(answer))
+    times = []
+    for _ in range(n):
+        session = agent.session()
+        started = time.perf_counter()
+        session.run("Say something short.")
+        times.append(time.perf_counter() - started)
+        session.close()
+    agent.close()
+    return statistics.median(times)
+
+
+def main() -> None:
+    server, url = start_server()
+    try:
+        asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
+        direct = in_process()
+        print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms")
+        print(f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}")
+        for clients in CONCURRENCY:
+            rate, first, total = asyncio.run(load(url, clients))
+            p50, p95 = statistics.median(first), statistics.quantiles(first, n=20)[-1]
+            total50 = statistics.median(total)
+            print(f"{clients:>8} {rate:>8.1f} {p50 * 1000:>8.1f}ms {p95 * 1000:>8.1f}ms {total50 * 1000:>8.1f}ms "
+                  f"{total50 / direct:>23.2f}x")
+    finally:
+        server.should_exit = True
+
+
+if __name__ == "__main__":
+    main()
