@@ -467,6 +467,15 @@ def test_a_run_left_at_run_end_leaves_no_stream_to_clean_up(server, weather_tool
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
+def test_a_server_without_a_model_listing_keeps_the_defaults(server):
+    url, fixture = server([final("a")], models=None)  # GET /v1/models answers 404
+    model = OpenAICompatibleModel(url, model="m")
+    tokens, reports = collect(model)
+    assert tokens[-1] == RETURN_ID and reports == []
+    assert fixture.gets == ["/v1/models"] and model.context_window == 131072
+    assert "max_tokens" not in fixture.requests[0][1]
+
+
 @pytest.mark.parametrize("record", ["{not json", '{"choices": "oops"}', '{"choices": [{"token_ids": ["x"]}]}'])
 def test_a_malformed_chunk_is_a_clear_error(server, record):
     url, fixture = server([])
