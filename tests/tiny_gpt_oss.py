@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -266,4 +268,24 @@ def write_tiny_gpt_oss(
     model.save_pretrained(folder, safe_serialization=True)
     _write_tokenizer(folder)
     (folder / "scripts.json").write_text(json.dumps({"call": call_script, "answer": answer_script}, indent=2))
+    return folder
+
+
+def cached_tiny_gpt_oss(*, call_script: str = CALL_SCRIPT, answer_script: str = ANSWER_SCRIPT) -> Path:
+    """The checkpoint in the project's cache folder, written once per version of this module and scripts.
+
+    Servers started by tests read it from there: a test's temporary folder may
+    be tidied away by another pytest run while the server still needs it.
+    """
+    key = hashlib.sha256(Path(__file__).read_bytes() + call_script.encode() + b"\0" + answer_script.encode()).hexdigest()[:16]
+    folder = cache_dir() / "tiny-gpt-oss" / f"model-{key}"
+    if (folder / "scripts.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    write_tiny_gpt_oss(partial, call_script=call_script, answer_script=answer_script)
+    try:
+        partial.rename(folder)
+    except OSError:  # written meanwhile by another process
+        shutil.rmtree(partial, ignore_errors=True)
     return folder

@@ -92,12 +92,6 @@ class Model(ABC):
         :attr:`last_stats` as they go.
         """
 
-    async def start(self) -> None:
-        """Get ready before the first generation (a server backend learns its context window here).
-
-        Called once per session start; must be idempotent.
-        """
-
     async def aclose(self) -> None:
         """Release resources (HTTP clients, GPU memory)."""
 

@@ -45,6 +45,14 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
+class ServerStatusError(ModelError):
+    """The server answered with an HTTP error status (kept in ``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _TextToTokens:
     """Encode streamed text incrementally without splitting special tokens.
 
@@ -99,6 +107,20 @@ def _body_message(body: bytes) -> str:
     except ValueError:
         message = None
     return (message or text).strip()[:500]
+
+
+def _record(text: str, server: str) -> dict[str, Any]:
+    """One streamed JSON record; an error record raises with the server's own message."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        raise ModelError(f"malformed streaming chunk from {server}: {text[:200]}") from None
+    message = _error_text(record)
+    if message is not None:
+        raise ModelError(f"{server} reported an error: {message}")
+    if not isinstance(record, dict):
+        raise ModelError(f"malformed streaming chunk from {server}: {text[:200]}")
+    return record
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -194,6 +216,7 @@ class OpenAICompatibleModel(Model):
         attempt = 0
         while True:
             retry_after: float | None = None
+            status: int | None = None
             try:
                 response = await client.send(client.build_request(method, url, json=payload), stream=True)
             except RETRY_ERRORS as exc:
@@ -215,14 +238,17 @@ class OpenAICompatibleModel(Model):
                     body = b""
                 finally:
                     await response.aclose()
-                reason = f"{url} answered HTTP {response.status_code}: {_body_message(body)}"
+                status = response.status_code
+                reason = f"{url} answered HTTP {status}: {_body_message(body)}"
                 if response.status_code not in RETRY_STATUSES:
-                    raise ModelError(reason)
+                    raise ServerStatusError(reason, response.status_code)
                 retry_after = _retry_after(response.headers)
                 if retry_after is not None and retry_after > self.max_backoff:
-                    raise ModelError(f"{reason} (Retry-After {retry_after:g} s is longer than max_backoff {self.max_backoff:g} s)")
+                    raise ServerStatusError(
+                        f"{reason} (Retry-After {retry_after:g} s is longer than max_backoff {self.max_backoff:g} s)", response.status_code)
             if attempt >= self.retries:
-                raise ModelError(reason + (f" (gave up after {attempt + 1} attempts)" if attempt else ""))
+                message = reason + (f" (gave up after {attempt + 1} attempts)" if attempt else "")
+                raise ServerStatusError(message, status) if status else ModelError(message)
             await asyncio.sleep(self._note_retry(attempt, reason, retry_after))
             attempt += 1
 
@@ -242,14 +268,15 @@ class OpenAICompatibleModel(Model):
         try:
             async with self._open("GET", "/v1/models") as response:
                 listing = json.loads(await response.aread())
-        except ModelError as exc:
-            if "HTTP 404" in str(exc) or "HTTP 405" in str(exc):
+        except ServerStatusError as exc:
+            if exc.status in (404, 405):  # no model listing here: keep the defaults
                 self._started = True
                 return
             raise
         except ValueError:
             listing = None
-        entries = [e for e in (listing or {}).get("data") or [] if isinstance(e, dict)] if isinstance(listing, dict) else []
+        data = listing.get("data") if isinstance(listing, dict) else None
+        entries = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
         entry = next((e for e in entries if e.get("id") == self.model_name), entries[0] if entries else None)
         if entry is not None:
             if self.model_name is None and isinstance(entry.get("id"), str):
@@ -365,22 +392,16 @@ class OpenAICompatibleModel(Model):
         data = line[5:].strip()
         if data == "[DONE]":
             return None
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise ModelError(f"malformed streaming chunk from the server: {data[:200]}") from None
-        message = _error_text(chunk)
-        if message is not None:
-            raise ModelError(f"the model server reported an error: {message}")
-        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices", []), list):
-            raise ModelError(f"malformed streaming chunk from the server: {data[:200]}")
+        chunk = _record(data, "the model server")
+        if not isinstance(chunk.get("choices", []), list):
+            raise ModelError(f"malformed streaming chunk from the model server: {data[:200]}")
         usage = chunk.get("usage") if isinstance(chunk.get("usage"), dict) else None
         choices = chunk.get("choices") or []
         if not choices:  # the usage record comes with no choices
             return _Chunk([], usage=usage)
         choice = choices[0]
         if not isinstance(choice, dict):
-            raise ModelError(f"malformed streaming chunk from the server: {data[:200]}")
+            raise ModelError(f"malformed streaming chunk from the model server: {data[:200]}")
         ids = choice.get("token_ids")
         try:
             tokens = [int(t) for t in ids] if isinstance(ids, list) else text_encoder.feed(choice.get("text") or "")
@@ -406,15 +427,7 @@ class OpenAICompatibleModel(Model):
 
     @staticmethod
     def _parse_ollama(line: str, text_encoder: _TextToTokens) -> _Chunk | None:
-        try:
-            chunk = json.loads(line)
-        except json.JSONDecodeError:
-            raise ModelError(f"malformed streaming line from Ollama: {line[:200]}") from None
-        message = _error_text(chunk)
-        if message is not None:
-            raise ModelError(f"Ollama reported an error: {message}")
-        if not isinstance(chunk, dict):
-            raise ModelError(f"malformed streaming line from Ollama: {line[:200]}")
+        chunk = _record(line, "Ollama")
         tokens = text_encoder.feed(chunk.get("response") or "")
         if not chunk.get("done"):
             return _Chunk(tokens)
