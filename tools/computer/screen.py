@@ -5,10 +5,16 @@ position; ``wmctrl`` and xdotool are off by the title bar under openbox.
 OCR is tesseract in sparse-text mode (psm 11), which finds far more of a
 UI's short strings than the default page mode, run on the focused window
 (or the whole screen) and merged from words into lines.
+
+Nothing here touches the process environment: helper programs get the
+display's environment, tesseract gets its thread limit on its own command
+line's environment, and pixels are read over a connection that names the
+display explicitly.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -17,19 +23,8 @@ from typing import Any
 
 from sandboxes.display import VirtualDisplay
 
-os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract's threads cost more than they save on small images
-
-
-def bind_process_to(display: VirtualDisplay) -> None:
-    """Point this process's own X clients (mss, pyautogui) at the display: they read DISPLAY and XAUTHORITY.
-
-    One process drives one display at a time this way; the display's
-    programs get their environment from the display itself.
-    """
-    env = display.env()
-    os.environ["DISPLAY"] = env["DISPLAY"]
-    if "XAUTHORITY" in env:
-        os.environ["XAUTHORITY"] = env["XAUTHORITY"]
+#: tesseract's OpenMP threads cost more than they save on UI-sized images; set for its process only.
+TESSERACT_ENV = {"OMP_THREAD_LIMIT": "1"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,6 @@ class Screen:
         from PIL import Image
 
         if self._grabber is None:
-            bind_process_to(self.display)
             self._grabber = mss.MSS(display=self.display.display)
         left, top, width, height = region or (0, 0, *self.size())
         left, top = max(left, 0), max(top, 0)
@@ -115,21 +109,14 @@ class Screen:
 
     def read_text(self, region: tuple[int, int, int, int] | None = None) -> list[TextLine]:
         """OCR lines in screen coordinates."""
-        import pytesseract
         from PIL import Image, ImageOps
 
-        left, top = (region[0], region[1]) if region else (0, 0)
+        left, top = (max(region[0], 0), max(region[1], 0)) if region else (0, 0)
         image = ImageOps.grayscale(self.grab(region))
         if self.scale != 1:
             image = image.resize((image.width * self.scale, image.height * self.scale), Image.LANCZOS)
-        data = pytesseract.image_to_data(image, config="--psm 11", output_type=pytesseract.Output.DICT)
-        words = []
-        for index, text in enumerate(data["text"]):
-            text = text.strip()
-            if not text or float(data["conf"][index]) < self.min_confidence:
-                continue
-            box = [int(data[key][index]) // self.scale for key in ("left", "top", "width", "height")]
-            words.append((text, box[0] + max(left, 0), box[1] + max(top, 0), box[2], box[3]))
+        words = [(text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
+                 for text, x, y, w, h, confidence in ocr_words(image, psm=11) if confidence >= self.min_confidence]
         return merge_words(words)
 
     def close(self) -> None:
@@ -138,36 +125,75 @@ class Screen:
             self._grabber = None
 
 
+def ocr_words(image: Any, *, psm: int = 11, language: str = "eng", timeout: float = 30) -> list[tuple[str, int, int, int, int, float]]:
+    """Words tesseract finds in a PIL image: (text, left, top, width, height, confidence), in the image's pixels.
+
+    tesseract runs as a command of its own (the image on its stdin, TSV on
+    its stdout), so its thread limit is set on that process alone.
+    """
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    env = {**os.environ, **TESSERACT_ENV}
+    try:
+        result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", language, "tsv"],
+                                input=buffer.getvalue(), capture_output=True, env=env, timeout=timeout)
+    except FileNotFoundError:
+        raise RuntimeError("tesseract is not installed: apt-get install tesseract-ocr") from None
+    if result.returncode != 0:
+        raise RuntimeError(f"tesseract failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
+    words = []
+    for row in result.stdout.decode("utf-8", errors="replace").splitlines()[1:]:
+        fields = row.split("\t")
+        if len(fields) < 12 or not fields[11].strip():
+            continue
+        try:
+            box = [int(value) for value in fields[6:10]]
+            confidence = float(fields[10])
+        except ValueError:
+            continue
+        words.append((fields[11].strip(), *box, confidence))
+    return words
+
+
 def merge_words(words: list[tuple[str, int, int, int, int]]) -> list[TextLine]:
-    """Join words into lines: the same row (centres within half a line's height) and gaps under two heights."""
-    groups: list[list[tuple[str, int, int, int, int]]] = [[word] for word in words]
+    """Join words into lines: the same row (centres within half a line's height) and gaps under two heights.
 
-    def joinable(a: list, b: list) -> bool:
-        height = max(item[4] for item in a + b)
-        centre_a = sum(i[2] + i[4] / 2 for i in a) / len(a)
-        centre_b = sum(i[2] + i[4] / 2 for i in b) / len(b)
-        a_left, a_right = min(i[1] for i in a), max(i[1] + i[3] for i in a)
-        b_left, b_right = min(i[1] for i in b), max(i[1] + i[3] for i in b)
-        gap = max(b_left - a_right, a_left - b_right)
-        return abs(centre_a - centre_b) <= height / 2 and gap <= 2 * height
-
-    merged_any = True
-    while merged_any:  # merge until stable: joining two groups can bring a third within reach
-        merged_any = False
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                if joinable(groups[i], groups[j]):
-                    groups[i] += groups.pop(j)
-                    merged_any = True
-                    break
-            if merged_any:
-                break
+    O(n log n): words sorted by their vertical centre fall into rows in one
+    sweep; each row, sorted left to right, is cut where a gap is wider than
+    twice the line's height. (The pairwise merge this replaces was cubic:
+    46 s for the 800 words of a full screen.)
+    """
+    rows: list[list[tuple[str, int, int, int, int]]] = []
+    row_centre = row_height = 0.0
+    for word in sorted(words, key=lambda w: w[2] + w[4] / 2):
+        centre = word[2] + word[4] / 2
+        if rows and abs(centre - row_centre) <= max(row_height, word[4]) / 2:
+            row = rows[-1]
+            row.append(word)
+            row_centre += (centre - row_centre) / len(row)
+            row_height = max(row_height, word[4])
+        else:
+            rows.append([word])
+            row_centre, row_height = centre, word[4]
     lines = []
-    for group in groups:
-        group.sort(key=lambda w: w[1])
-        left = min(w[1] for w in group)
-        top = min(w[2] for w in group)
-        right = max(w[1] + w[3] for w in group)
-        bottom = max(w[2] + w[4] for w in group)
-        lines.append(TextLine(" ".join(w[0] for w in group), left, top, right - left, bottom - top))
+    for row in rows:
+        row.sort(key=lambda w: w[1])
+        height = max(w[4] for w in row)
+        group = [row[0]]
+        right = row[0][1] + row[0][3]
+        for word in row[1:]:
+            if word[1] - right > 2 * height:
+                lines.append(_line(group))
+                group = []
+            group.append(word)
+            right = max(right, word[1] + word[3])
+        lines.append(_line(group))
     return sorted(lines, key=lambda t: (t.top, t.left))
+
+
+def _line(group: list[tuple[str, int, int, int, int]]) -> TextLine:
+    left = min(w[1] for w in group)
+    top = min(w[2] for w in group)
+    right = max(w[1] + w[3] for w in group)
+    bottom = max(w[2] + w[4] for w in group)
+    return TextLine(" ".join(w[0] for w in group), left, top, right - left, bottom - top)
