@@ -319,7 +319,7 @@ class VirtualDisplay:
     def _spawn(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
         """Start a process on the display, outside any sandbox (the window manager; or an app, once wrapped)."""
         try:
-            process = subprocess.Popen(list(command), env=self.env(env), cwd=cwd or self.env().get("HOME"),
+            process = subprocess.Popen(list(command), env=self.env(env), cwd=cwd,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         except OSError as exc:
             raise SandboxError(f"could not launch {command[0]}: {exc}") from exc

@@ -14,8 +14,6 @@ display explicitly.
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -23,8 +21,10 @@ from typing import Any
 
 from sandboxes.display import VirtualDisplay
 
-#: tesseract's OpenMP threads cost more than they save on UI-sized images; set for its process only.
-TESSERACT_ENV = {"OMP_THREAD_LIMIT": "1"}
+from .ocr import OcrEngine, Tesseract
+
+#: Glyphs OCR reads off widget borders and separators; a "word" made only of these is not text.
+BORDERS = "|¦│"
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ class TextLine:
 class Screen:
     """Reads one display: windows, pixels and text."""
 
-    def __init__(self, display: VirtualDisplay, *, scale: int = 2, min_confidence: float = 40.0) -> None:
+    def __init__(self, display: VirtualDisplay, *, scale: int = 2, min_confidence: float = 40.0,
+                 ocr: OcrEngine | None = None) -> None:
         self.display = display
+        self.ocr = ocr or Tesseract()
         self.scale = scale
         self.min_confidence = min_confidence
         self._grabber: Any = None
@@ -107,52 +109,40 @@ class Screen:
         shot = self._grabber.grab({"left": left, "top": top, "width": width, "height": height})
         return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
 
-    def read_text(self, region: tuple[int, int, int, int] | None = None) -> list[TextLine]:
-        """OCR lines in screen coordinates."""
+    def prepare(self, image: Any) -> Any:
+        """Grey, dark text on light (a dark theme is inverted: tesseract reads dark-on-light best), upscaled.
+
+        Pure black is left out of the judgement: it is the bare root window
+        around the windows when the whole screen is read.
+        """
         from PIL import Image, ImageOps
 
-        left, top = (max(region[0], 0), max(region[1], 0)) if region else (0, 0)
-        image = ImageOps.grayscale(self.grab(region))
+        image = ImageOps.grayscale(image)
+        histogram = image.histogram()[1:]
+        shown = sum(histogram)
+        if shown and sum(value * count for value, count in enumerate(histogram, 1)) / shown < 110:
+            image = ImageOps.invert(image)
         if self.scale != 1:
             image = image.resize((image.width * self.scale, image.height * self.scale), Image.LANCZOS)
-        words = [(text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
-                 for text, x, y, w, h, confidence in ocr_words(image, psm=11) if confidence >= self.min_confidence]
-        return merge_words(words)
+        return image
+
+    def read_words(self, region: tuple[int, int, int, int] | None = None) -> list[tuple[str, int, int, int, int]]:
+        """OCR words (or the engine's short lines) in screen coordinates, before they are joined into lines."""
+        left, top = (max(region[0], 0), max(region[1], 0)) if region else (0, 0)
+        image = self.prepare(self.grab(region))
+        return [(text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
+                for text, x, y, w, h, confidence in self.ocr.words(image)
+                if confidence >= self.min_confidence and text.strip(BORDERS)]
+
+    def read_text(self, region: tuple[int, int, int, int] | None = None) -> list[TextLine]:
+        """OCR lines in screen coordinates."""
+        return merge_words(self.read_words(region))
 
     def close(self) -> None:
+        self.ocr.close()
         if self._grabber is not None:
             self._grabber.close()
             self._grabber = None
-
-
-def ocr_words(image: Any, *, psm: int = 11, language: str = "eng", timeout: float = 30) -> list[tuple[str, int, int, int, int, float]]:
-    """Words tesseract finds in a PIL image: (text, left, top, width, height, confidence), in the image's pixels.
-
-    tesseract runs as a command of its own (the image on its stdin, TSV on
-    its stdout), so its thread limit is set on that process alone.
-    """
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    env = {**os.environ, **TESSERACT_ENV}
-    try:
-        result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", language, "tsv"],
-                                input=buffer.getvalue(), capture_output=True, env=env, timeout=timeout)
-    except FileNotFoundError:
-        raise RuntimeError("tesseract is not installed: apt-get install tesseract-ocr") from None
-    if result.returncode != 0:
-        raise RuntimeError(f"tesseract failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
-    words = []
-    for row in result.stdout.decode("utf-8", errors="replace").splitlines()[1:]:
-        fields = row.split("\t")
-        if len(fields) < 12 or not fields[11].strip():
-            continue
-        try:
-            box = [int(value) for value in fields[6:10]]
-            confidence = float(fields[10])
-        except ValueError:
-            continue
-        words.append((fields[11].strip(), *box, confidence))
-    return words
 
 
 def merge_words(words: list[tuple[str, int, int, int, int]]) -> list[TextLine]:
