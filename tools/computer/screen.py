@@ -21,6 +21,7 @@ from typing import Any
 
 from sandboxes.display import VirtualDisplay
 
+from .elements import Element, from_pixels, from_window_tree
 from .ocr import OcrEngine, Tesseract
 
 #: Glyphs OCR reads off widget borders and separators; a "word" made only of these is not text.
@@ -61,6 +62,9 @@ class Screen:
         self.scale = scale
         self.min_confidence = min_confidence
         self._grabber: Any = None
+        self._x: Any = None  # an X connection of our own, for the window tree
+        #: The last image read by OCR and its region, so elements without text are found in the same pixels.
+        self.last_grab: tuple[Any, tuple[int, int]] | None = None
 
     def _run(self, *command: str) -> str:
         result = subprocess.run(list(command), env=self.display.env(), capture_output=True, text=True, timeout=10)
@@ -129,7 +133,9 @@ class Screen:
     def read_words(self, region: tuple[int, int, int, int] | None = None) -> list[tuple[str, int, int, int, int]]:
         """OCR words (or the engine's short lines) in screen coordinates, before they are joined into lines."""
         left, top = (max(region[0], 0), max(region[1], 0)) if region else (0, 0)
-        image = self.prepare(self.grab(region))
+        shot = self.grab(region)
+        self.last_grab = (shot, (left, top))
+        image = self.prepare(shot)
         return [(text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
                 for text, x, y, w, h, confidence in self.ocr.words(image)
                 if confidence >= self.min_confidence and text.strip(BORDERS)]
@@ -138,8 +144,24 @@ class Screen:
         """OCR lines in screen coordinates."""
         return merge_words(self.read_words(region))
 
+    def untexted(self, window_id: int, text_boxes: list[tuple[int, int, int, int]]) -> list[Element]:
+        """Elements without text in a window: its leaf X windows that hold no text, or, for a window drawn as one
+        surface, outlined boxes in the pixels OCR just read."""
+        from Xlib.display import Display
+
+        if self._x is None:
+            self._x = Display(self.display.display)
+        found = from_window_tree(self._x, window_id, text_boxes)
+        if not found and self.last_grab is not None:
+            image, origin = self.last_grab
+            found = from_pixels(image, origin, text_boxes)
+        return found
+
     def close(self) -> None:
         self.ocr.close()
+        if self._x is not None:
+            self._x.close()
+            self._x = None
         if self._grabber is not None:
             self._grabber.close()
             self._grabber = None

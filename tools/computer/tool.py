@@ -202,6 +202,10 @@ class ComputerTool(Tool):
                 area, where = None, "the whole screen"
             self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
             self._last_lines = self.screen.read_text(area)
+            elements = []
+            if area is not None and focused is not None and not self._last_nodes:
+                boxes = [(line.left, line.top, line.width, line.height) for line in self._last_lines]
+                elements = self.screen.untexted(focused.id, boxes)
         out = [f"Screen {self.display.width}x{self.display.height}."]
         if windows:
             out.append("Windows:")
@@ -216,6 +220,9 @@ class ComputerTool(Tool):
             out += [f'- "{line.text}" at ({line.center[0]}, {line.center[1]})' for line in self._last_lines]
         else:
             out.append("- (no text found)")
+        if elements:
+            out.append(f"Elements without text in {where} (empty fields, boxes, bars; click at the point shown):")
+            out += [element.describe() for element in elements]
         return "\n".join(out)
 
     def click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None,
