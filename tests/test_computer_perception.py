@@ -174,3 +174,31 @@ async def test_an_empty_gtk_entry_and_check_box_are_found_in_the_pixels_without_
         assert "HELLO, ANA!" in after, after  # typed into the field, and the box was the check box
     finally:
         await tool.aclose()
+
+
+async def test_observe_with_changes_reports_only_what_changed():
+    require("desktop")
+    tool = ComputerTool(VirtualDisplay(800, 600), apps={"form": [sys.executable, str(DESKTOP / "blank_form.py")]})
+    try:
+        await tool.start()
+        await call(tool, "launch", app="form")
+        full = await observe_until(tool, "Submit")
+        again = (await call(tool, "observe", changes=True)).text()
+        assert again == "Screen 800x600. Nothing changed since the last observation.", again
+        field = re.search(r"- field \d+x\d+ \(no text\) at \((\d+), (\d+)\)", full)
+        assert field, full
+        await call(tool, "click", x=int(field.group(1)), y=int(field.group(2)))
+        await call(tool, "type_text", text="Oslo")
+        changed = ""
+        for _ in range(20):  # until the app has redrawn (slow on a loaded machine)
+            changed = (await call(tool, "observe", changes=True)).text()
+            if "Oslo" in changed:
+                break
+            await asyncio.sleep(0.2)
+        lines = changed.splitlines()
+        assert lines[0] == "Screen 800x600. Changes since the last observation:"
+        assert any(line.startswith('+ - "Oslo" at (') for line in lines), changed
+        assert any(line.startswith("- - field ") for line in lines), changed  # the empty field is empty no more
+        assert not any("Submit" in line for line in lines)  # unchanged lines are not repeated
+    finally:
+        await tool.aclose()

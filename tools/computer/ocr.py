@@ -48,8 +48,9 @@ def default_language() -> str:
 class OcrEngine(Protocol):
     name: str
 
-    def words(self, image: Any) -> list[Word]:
-        """Text found in a PIL image, with boxes in its pixels."""
+    def words(self, image: Any, block: bool = False) -> list[Word]:
+        """Text found in a PIL image, with boxes in its pixels; ``block`` when the image is one block of short
+        lines (such as a sheet of cropped buttons), where sparse-text modes miss single characters."""
         ...
 
     def close(self) -> None:
@@ -80,8 +81,9 @@ class Tesseract:
         self._worker: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    def words(self, image: Any) -> list[Word]:
-        tsv = self._worker_tsv(image) if self.persistent else self._command_tsv(image)
+    def words(self, image: Any, block: bool = False) -> list[Word]:
+        psm = 6 if block else self.psm
+        tsv = self._worker_tsv(image, psm) if self.persistent else self._command_tsv(image, psm)
         found = []
         for row in tsv.splitlines():
             fields = row.split("\t")
@@ -95,12 +97,12 @@ class Tesseract:
             found.append((fields[11].strip(), box[0], box[1], box[2], box[3], confidence))
         return found
 
-    def _command_tsv(self, image: Any) -> str:
+    def _command_tsv(self, image: Any, psm: int) -> str:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=1)
         options = [part for key, value in self.variables.items() for part in ("-c", f"{key}={value}")]
         try:
-            result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", str(self.psm), "-l", self.language, *options, "tsv"],
+            result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", self.language, *options, "tsv"],
                                     input=buffer.getvalue(), capture_output=True, env={**os.environ, **TESSERACT_ENV},
                                     timeout=self.timeout)
         except FileNotFoundError:
@@ -109,9 +111,9 @@ class Tesseract:
             raise RuntimeError(f"tesseract failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
         return result.stdout.decode("utf-8", errors="replace")
 
-    def _worker_tsv(self, image: Any) -> str:
+    def _worker_tsv(self, image: Any, psm: int) -> str:
         grey = image.convert("L")
-        request = json.dumps({"width": grey.width, "height": grey.height, "language": self.language, "psm": self.psm,
+        request = json.dumps({"width": grey.width, "height": grey.height, "language": self.language, "psm": psm,
                               "variables": self.variables}).encode()
         with self._lock:
             for attempt in range(2):  # a worker that died (killed, or crashed on an image) is replaced once
@@ -173,7 +175,7 @@ class RapidOcr:
             raise RuntimeError("RapidOCR is not installed: pip install rapidocr-onnxruntime") from exc
         self._engine = RapidOCR()
 
-    def words(self, image: Any) -> list[Word]:
+    def words(self, image: Any, block: bool = False) -> list[Word]:
         import numpy
 
         result, _elapsed = self._engine(numpy.asarray(image.convert("RGB")))

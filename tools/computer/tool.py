@@ -74,6 +74,7 @@ class ComputerTool(Tool):
         self.screen = Screen(self.display, scale=ocr_scale)
         self._last_lines: list[TextLine] = []
         self._last_nodes: list[AccessibleNode] = []
+        self._previous: list[str] | None = None  # the last observation's lines, for observe(changes=True)
         self._reader: AccessibilityReader | None = None
         self._actions = 0
         self._lock = threading.Lock()
@@ -155,13 +156,14 @@ class ComputerTool(Tool):
         wanted = text.casefold().strip()
         for nodes in (self._last_nodes, None):  # exact names from the accessibility tree first
             if nodes is None:
-                nodes = self._last_nodes = self._accessible(None)
+                nodes = self._accessible(None)
             named = [n for n in nodes if n.name.casefold() == wanted] or [n for n in nodes if wanted in n.name.casefold()]
             if named:
                 return named[0].center
-        for lines in (self._last_lines, None):
-            if lines is None:  # not seen since the last action: read the screen again
-                lines = self._last_lines = self.screen.read_text()
+        for region in (None, "focused", "screen"):
+            if region is not None:  # not seen since the last action: read the focused window again, then everything
+                self._look(region)  # type: ignore[arg-type]
+            lines = self._last_lines
             exact = [line for line in lines if line.text.casefold() == wanted]
             partial = [line for line in lines if wanted in line.text.casefold()]
             found = exact or partial
@@ -184,28 +186,47 @@ class ComputerTool(Tool):
 
     # -- the functions the model calls -----------------------------------------
 
-    def observe(self, region: Literal["focused", "screen"] = "focused") -> str:
-        """Describe the screen as text: the windows with their positions, and the text visible in the focused window
-        (or the whole screen) by OCR, each line with the point to click it.
+    def observe(self, region: Literal["focused", "screen"] = "focused", changes: bool = False) -> str:
+        """Describe the screen as text: the windows with their positions, the focused window's accessibility tree,
+        its text by OCR and its elements without text (empty fields, boxes), each with the point to click it.
 
         Args:
             region: "focused" to read the focused window (faster), or "screen" to read everything.
+            changes: Report only what changed since the last observation (lines added with +, gone with -).
         """
         with self._lock:
-            self._ensure_display()
-            windows = self.screen.windows()
-            focused = next((w for w in windows if w.focused), None)
-            if region == "focused" and focused is not None:
-                area = (focused.x, focused.y, focused.width, focused.height)
-                where = f'the focused window "{focused.title}"'
-            else:
-                area, where = None, "the whole screen"
-            self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
-            self._last_lines = self.screen.read_text(area)
-            elements = []
-            if area is not None and focused is not None and not self._last_nodes:
-                boxes = [(line.left, line.top, line.width, line.height) for line in self._last_lines]
-                elements = self.screen.untexted(focused.id, boxes)
+            lines = self._look(region)
+            previous, self._previous = self._previous, lines
+        if not changes or previous is None:
+            return "\n".join(lines)
+        before, after = set(previous), set(lines)
+        added = [f"+ {line}" for line in lines if line not in before]
+        gone = [f"- {line}" for line in previous if line not in after]
+        if not added and not gone:
+            return f"{lines[0]} Nothing changed since the last observation."
+        return "\n".join([f"{lines[0]} Changes since the last observation:", *added, *gone])
+
+    def _look(self, region: Literal["focused", "screen"]) -> list[str]:
+        """Read the screen (under the lock) and keep what was read for clicks by text; the description's lines."""
+        self._ensure_display()
+        windows = self.screen.windows()
+        focused = next((w for w in windows if w.focused), None)
+        if region == "focused" and focused is not None:
+            area: tuple[int, int, int, int] | None = (focused.x, focused.y, focused.width, focused.height)
+            where = f'the focused window "{focused.title}"'
+        else:
+            area, where = None, "the whole screen"
+        self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
+        self._last_lines = self.screen.read_text(area)
+        elements = []
+        if area is not None and focused is not None and not self._last_nodes:
+            boxes = [(line.left, line.top, line.width, line.height) for line in self._last_lines]
+            elements = self.screen.untexted(focused.id, boxes)
+            small = [e for e in elements if e.width <= 400 and e.height <= 60]
+            if small:  # a second look at boxes without text: single characters on buttons, a display's digits
+                found, still = self.screen.read_boxes(small)
+                elements = [e for e in elements if e not in small] + still
+                self._last_lines = sorted(self._last_lines + found, key=lambda t: (t.top, t.left))
         out = [f"Screen {self.display.width}x{self.display.height}."]
         if windows:
             out.append("Windows:")
@@ -223,7 +244,7 @@ class ComputerTool(Tool):
         if elements:
             out.append(f"Elements without text in {where} (empty fields, boxes, bars; click at the point shown):")
             out += [element.describe() for element in elements]
-        return "\n".join(out)
+        return out
 
     def click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None,
               button: Literal["left", "right", "middle"] = "left") -> ToolResult:
