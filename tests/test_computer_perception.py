@@ -28,9 +28,11 @@ async def call(tool: ComputerTool, name: str, **arguments):
     return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
 
 
-async def observe_until(tool: ComputerTool, needle: str, tries: int = 40) -> str:
+async def observe_until(tool: ComputerTool, needle: str, timeout: float = 30.0) -> str:
+    """Observe until ``needle`` shows (apps start slowly on a loaded machine)."""
     seen = ""
-    for _ in range(tries):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         seen = (await call(tool, "observe")).text()
         if needle in seen:
             return seen
@@ -183,6 +185,7 @@ async def test_observe_with_changes_reports_only_what_changed():
         await tool.start()
         await call(tool, "launch", app="form")
         full = await observe_until(tool, "Submit")
+        assert "Submit" in full, full
         again = (await call(tool, "observe", changes=True)).text()
         assert again == "Screen 800x600. Nothing changed since the last observation.", again
         field = re.search(r"- field \d+x\d+ \(no text\) at \((\d+), (\d+)\)", full)
