@@ -205,3 +205,25 @@ async def test_observe_with_changes_reports_only_what_changed():
         assert not any("Submit" in line for line in lines)  # unchanged lines are not repeated
     finally:
         await tool.aclose()
+
+
+def test_a_large_accessibility_tree_reads_the_same_batched_as_node_by_node():
+    require("desktop")
+    from tools.computer.accessibility import AccessibilityReader
+
+    display = VirtualDisplay(1280, 800).start()
+    try:
+        display.launch(["/usr/bin/python3", str(DESKTOP / "gtk_grid.py"), "12", "10"])
+        reader = AccessibilityReader(display.session_bus)
+        batched: list = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(batched) < 121:
+            batched = reader.read("GTK Grid")
+            time.sleep(0.2)
+        walked = reader.read("GTK Grid", batched=False)
+        reader.close()
+    finally:
+        display.stop()
+    assert len(batched) == 121  # the frame and its 120 buttons and check boxes
+    assert [n.describe() for n in batched] == [n.describe() for n in walked]
+    assert {n.role for n in batched} == {"frame", "push button", "check box"}
