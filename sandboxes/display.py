@@ -4,27 +4,111 @@ It picks a free display number itself (Xvfb's ``-displayfd``), guards it with
 its own authority file, and starts openbox so windows have titles, focus and
 geometry. Everything it starts is in its own process group and is asked to
 die with this process (``PR_SET_PDEATHSIG``), so even a killed agent leaves
-no X server behind. It never touches a real display: the environment it
-hands to apps names its own display and authority file only. Attaching to an
+no X server behind; the display's folder (authority cookie, the apps' home)
+and a stale X socket left by a killed server are reaped by the next start.
+It never touches a real display, nor this process's environment.
+
+Apps see a minimal environment: the display, its authority file, the
+session bus, locale, PATH, a HOME of the display's own, and what the caller
+names; never the agent's API keys. With ``sandbox="bubblewrap"`` each app
+also runs in its own namespaces: no network (unless ``network=True``), the
+system read-only, a private /tmp, and of the host's files only the
+display's folder and the paths in ``read_only``.
+
+The agent's own X connections (pointer, keyboard, pixels) are let in by a
+server-interpreted rule for this user (``xhost +si:localuser:NAME``), so
+they need no XAUTHORITY in the process environment. Attaching to an
 existing display is possible, but only by naming it explicitly.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
+from ._owner import owner_is_gone, owner_tag
 from .base import SandboxError
 
 _PR_SET_PDEATHSIG = 1
+FOLDER_PREFIX = "harmony-display-"
+X_SOCKETS = Path("/tmp/.X11-unix")
+#: What a launched app inherits from the agent's environment; everything else (API keys...) stays behind.
+PASSED_THROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Host paths a bubblewrap-sandboxed app sees, read-only (those that exist): the system, not the user's files.
+SYSTEM_PATHS = ("/usr", "/etc/fonts", "/etc/ld.so.cache", "/etc/alternatives", "/etc/passwd", "/etc/group",
+                "/etc/localtime", "/etc/machine-id", "/etc/X11", "/etc/xdg", "/etc/gtk-3.0", "/etc/mime.types",
+                "/etc/ssl", "/etc/ca-certificates", "/var/lib/dbus/machine-id")
+Sandbox = Literal["none", "bubblewrap"]
+
+
+def reap_stale_displays(tmp: str | Path | None = None) -> list[str]:
+    """Remove what displays of killed agents left: their folders (with the X cookie) and their X server's socket.
+
+    A folder is reaped only when its ``owner`` file names a process on this
+    host that is gone; a socket and lock only when the lock's server is gone.
+    Returns the folders removed.
+    """
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            record = json.loads((folder / "owner").read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge, or a display still starting
+        if not isinstance(record, dict) or not owner_is_gone(str(record.get("owner", ""))):
+            continue
+        number = record.get("number")
+        if isinstance(number, int):
+            _remove_stale_server_files(number)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
+
+
+def _remove_stale_server_files(number: int) -> None:
+    """Remove display ``number``'s socket (and lock, if any) when no server answers on it any more."""
+    lock = Path(f"/tmp/.X{number}-lock")
+    try:
+        pid: int | None = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None:
+        try:
+            os.kill(pid, 0)
+            return  # a live server holds this number now
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return
+    path = X_SOCKETS / f"X{number}"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(str(path))
+        return  # a server answers: a new display took the number
+    except ConnectionRefusedError:
+        pass  # a socket file nobody listens on: stale
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    for stale in (path, lock):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
 def _die_with_parent(signal_number: int = signal.SIGKILL) -> None:
@@ -40,7 +124,17 @@ class VirtualDisplay:
     """An Xvfb display with openbox; use as a context manager, or call start() and stop()."""
 
     def __init__(self, width: int = 1280, height: int = 800, *, depth: int = 24, window_manager: bool = True,
-                 accessibility: bool = True, display: str | None = None) -> None:
+                 accessibility: bool = True, display: str | None = None, sandbox: Sandbox = "none",
+                 network: bool = False, read_only: Sequence[str | Path] = (), env: Mapping[str, str] | None = None) -> None:
+        """``sandbox="bubblewrap"`` runs each launched app in its own namespaces (see the module's docstring);
+        ``network`` gives those apps the host's network; ``read_only`` lists host paths they may read;
+        ``env`` is added to every app's minimal environment."""
+        if sandbox not in ("none", "bubblewrap"):
+            raise SandboxError(f"unknown display sandbox {sandbox!r}; use 'none' or 'bubblewrap'")
+        self.sandbox = sandbox
+        self.network = network
+        self.read_only = [str(Path(p).resolve()) for p in read_only]
+        self.extra_env = dict(env or {})
         self.width, self.height, self.depth = width, height, depth
         self.window_manager = window_manager
         self.accessibility = accessibility
@@ -61,10 +155,14 @@ class VirtualDisplay:
         if self.attached:
             self.started = True
             return self
-        for tool in ("Xvfb", "xauth"):
+        for tool in ("Xvfb", "xauth", "xhost") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
             if shutil.which(tool) is None:
-                raise SandboxError(f"{tool} is not installed: apt-get install xvfb xauth openbox")
-        self._folder = Path(tempfile.mkdtemp(prefix="harmony-display-"))
+                raise SandboxError(f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap")
+        reap_stale_displays()
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        self._write_owner(None)
+        for sub in ("home", "runtime"):
+            (self._folder / sub).mkdir(mode=0o700)
         self.authority = str(self._folder / "Xauthority")
         Path(self.authority).touch(mode=0o600)
         cookie = secrets.token_hex(16)
@@ -73,23 +171,37 @@ class VirtualDisplay:
             server = subprocess.Popen(
                 ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{self.width}x{self.height}x{self.depth}",
                  "-nolisten", "tcp", "-auth", self.authority, "-noreset"],
-                pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                # SIGTERM, not SIGKILL: told that the agent died, Xvfb removes its own socket and lock
+                preexec_fn=lambda: _die_with_parent(signal.SIGTERM))
         finally:
             os.close(write_end)
         self._processes.append(server)
         number = self._read_display_number(read_end, server)
         self.display = f":{number}"
+        self._write_owner(number)
         subprocess.run(["xauth", "-f", self.authority, "add", self.display, ".", cookie], check=True, capture_output=True)
         self.started = True
+        # This process's own connections (XTest input, screen grabs) are let in by uid, so they need no
+        # XAUTHORITY in os.environ; apps still use the cookie.
+        user = pwd.getpwuid(os.getuid()).pw_name
+        subprocess.run(["xhost", f"+si:localuser:{user}"], env=self.env(), check=True, capture_output=True)
         if self.window_manager:
             if shutil.which("openbox") is None:
                 self.stop()
                 raise SandboxError("openbox is not installed: apt-get install openbox")
-            self.launch(["openbox", "--sm-disable"])
+            self._spawn(["openbox", "--sm-disable"])
             self._wait_for_window_manager()
         if self.accessibility:
             self._start_accessibility_bus()
         return self
+
+    def _write_owner(self, number: int | None) -> None:
+        """Record who owns the folder (and which display), so a later start can reap it if we are killed."""
+        assert self._folder is not None
+        record = self._folder / "owner.tmp"
+        record.write_text(json.dumps({"owner": owner_tag(), "number": number}))
+        record.replace(self._folder / "owner")
 
     def _start_accessibility_bus(self) -> None:
         """One D-Bus session bus for the display's apps and the agent, with AT-SPI's bus on it.
@@ -102,7 +214,11 @@ class VirtualDisplay:
                          if os.access(p, os.X_OK)), None)
         if shutil.which("dbus-daemon") is None or launcher is None:
             return
-        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"], env=self.env(),
+        # A socket path in the display's folder (not an abstract socket), so sandboxed apps without
+        # the host's network namespace can reach it too.
+        assert self._folder is not None
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1",
+                                f"--address=unix:path={self._folder / 'runtime' / 'bus'}"], env=self.env(),
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent)
         self._processes.append(bus)
         address = bus.stdout.readline().strip() if bus.stdout else ""
@@ -148,26 +264,63 @@ class VirtualDisplay:
         raise SandboxError("the window manager (openbox) did not start")
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for programs on this display: its DISPLAY and XAUTHORITY, and nothing of a real display."""
+        """The minimal environment of a program on this display: its DISPLAY, authority file, session bus,
+        locale, PATH and a HOME of the display's own, plus the display's ``env`` and ``extra``.
+
+        Nothing else of the agent's environment passes (API keys stay behind), nor any real display.
+        """
         if not self.started or self.display is None:
             raise SandboxError("the display is not started")
-        base = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XAUTHORITY", "WAYLAND_DISPLAY")}
+        base = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
+        base.setdefault("PATH", DEFAULT_PATH)
+        base.setdefault("LANG", "C.UTF-8")
         base["DISPLAY"] = self.display
         if self.authority:
             base["XAUTHORITY"] = self.authority
+        if self._folder is not None:
+            base["HOME"] = str(self._folder / "home")
+            base["XDG_RUNTIME_DIR"] = str(self._folder / "runtime")  # AT-SPI's bus socket lives here
+        elif "HOME" in os.environ:  # an attached display: the user's own session
+            base["HOME"] = os.environ["HOME"]
         if self.session_bus:
             base["DBUS_SESSION_BUS_ADDRESS"] = self.session_bus
             base["QT_LINUX_ACCESSIBILITY_ALWAYS_ON"] = "1"
-            base.pop("NO_AT_BRIDGE", None)
-        if self._folder is not None:
-            base["XDG_RUNTIME_DIR"] = str(self._folder)  # AT-SPI's bus socket lives here, not in a shared home
-        return {**base, **(extra or {})}
+        return {**base, **self.extra_env, **(extra or {})}
+
+    def sandboxed(self, command: Sequence[str]) -> list[str]:
+        """``command`` as it runs for an app: unchanged, or inside bubblewrap (see the module's docstring)."""
+        if self.sandbox != "bubblewrap":
+            return list(command)
+        if self._folder is None or self.display is None:
+            raise SandboxError("the bubblewrap sandbox needs a display of our own, not an attached one")
+        wrapper = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var", "--tmpfs", "/run"]
+        if self.network:
+            wrapper += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+        for path in SYSTEM_PATHS + tuple(self.read_only):
+            wrapper += ["--ro-bind-try", path, path]
+        for link in ("bin", "lib", "lib64", "sbin"):  # merged /usr: /bin -> usr/bin ...
+            target = Path("/") / link
+            if target.is_symlink():
+                wrapper += ["--symlink", os.readlink(target), str(target)]
+            elif target.is_dir():
+                wrapper += ["--ro-bind", str(target), str(target)]
+        x_socket = X_SOCKETS / f"X{self.display.lstrip(':').split('.')[0]}"
+        wrapper += ["--ro-bind", str(x_socket), str(x_socket), "--bind", str(self._folder), str(self._folder),
+                    "--chdir", str(self._folder / "home"), "--"]
+        return wrapper + list(command)
 
     def launch(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
-        """Start a program on this display; it is stopped with the display."""
+        """Start a program on this display (in its sandbox, with the minimal environment); it is stopped with the display."""
+        if not command:
+            raise SandboxError("no command to launch")
+        return self._spawn(self.sandboxed(command), env=env, cwd=cwd)
+
+    def _spawn(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
+        """Start a process on the display, outside any sandbox (the window manager; or an app, once wrapped)."""
         try:
-            process = subprocess.Popen(list(command), env=self.env(env), cwd=cwd, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(list(command), env=self.env(env), cwd=cwd,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         except OSError as exc:
             raise SandboxError(f"could not launch {command[0]}: {exc}") from exc
         self._processes.append(process)

@@ -16,7 +16,8 @@ run_demo=1
 SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib
                  chromium fonts-wqy-microhei
                  xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk
-                 dbus at-spi2-core python3-gi gir1.2-gtk-3.0)
+                 dbus at-spi2-core python3-gi gir1.2-gtk-3.0 x11-xserver-utils galculator mousepad x11-apps
+                 tesseract-ocr-script-latn)
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do

@@ -57,13 +57,13 @@ def unavailable(kind: str) -> str | None:
     if kind == "desktop":
         import shutil
 
-        missing = [b for b in ("Xvfb", "xauth", "openbox", "xdotool", "wmctrl", "xwininfo", "xprop", "tesseract", "xterm",
+        missing = [b for b in ("Xvfb", "xauth", "xhost", "openbox", "xdotool", "wmctrl", "xwininfo", "xprop", "tesseract", "xterm",
                                "dbus-daemon") if shutil.which(b) is None]
         if not Path("/usr/libexec/at-spi-bus-launcher").exists():
             missing.append("at-spi2-core")
         if subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('Gtk', '3.0')"], capture_output=True).returncode:
             missing.append("python3-gi with GTK 3")
-        for module in ("pyautogui", "mss", "pytesseract", "Xlib", "jeepney"):
+        for module in ("mss", "Xlib", "jeepney"):
             if importlib.util.find_spec(module) is None:
                 missing.append(module)
         return f"missing: {', '.join(missing)}" if missing else None

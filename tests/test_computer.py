@@ -76,7 +76,8 @@ async def test_a_policy_reading_only_the_screen_launches_the_app_fills_the_form_
     async with Agent(PolicyModel(policy), tools=[tool], max_steps=10) as agent:
         result = await agent.arun("Greet yourself in the Greeter app and tell me what it says.")
     assert result.stop_reason == "final", result.final_text
-    assert result.final_text.startswith("The app now says: Hello"), result.final_text
+    # The answer is exactly what the screen says, diacritics included (OCR with tesseract's Latin model).
+    assert result.final_text == f"The app now says: Hello, {NAME}!", result.final_text
     # What really happened on screen: the exact Unicode name went into the field, and the button was pressed.
     assert read_state(state, "greeting", f"Hello, {NAME}!") == f"Hello, {NAME}!"
     shots = [image for e in result.events if e.type == "tool_result" for image in e.images]

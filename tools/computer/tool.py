@@ -5,11 +5,11 @@ absolute geometry, the focused window's accessibility tree where its app
 exposes one, and its text by OCR, each element and line with the point to
 click. It acts with function tools: click (at a point, or on text
 it was shown), move, drag, scroll, type, keys, wait and launching allowed
-apps. pyautogui moves the pointer and presses keys; text is typed through XTest
-keysym by keysym (``keyboard.py``), because pyautogui drops characters
-outside ASCII and ``xdotool type`` mangles upper-case ones.
-Every point is checked against the display's bounds, and a screenshot is
-saved after each action when a folder is given.
+apps. Pointer, keys and text go through XTest on a connection this tool
+owns (``xinput.py``), so two tools in one process never act on each
+other's display, and the process environment is never changed.
+Every point is checked against the display's bounds (booleans are not
+coordinates), and a screenshot is saved after each action when a folder is given.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from openai_harmony import ToolDescription
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 from sandboxes import SandboxError
 from sandboxes.display import VirtualDisplay
@@ -29,13 +31,29 @@ from sandboxes.display import VirtualDisplay
 from ..base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
 from ..functions import FunctionTool
 from .accessibility import AccessibilityReader, AccessibleNode
-from .keyboard import type_text
-from .screen import Screen, TextLine, bind_process_to
+from .screen import Screen, TextLine
+from .xinput import XInput, key_symbols
 
 MAX_WAIT_SECONDS = 10.0
-KEY_ALIASES = {"return": "enter", "control": "ctrl", "escape": "esc", "page_up": "pageup", "page_down": "pagedown",
-               "super": "win", "cmd": "win", "del": "delete", "arrowup": "up", "arrowdown": "down",
-               "arrowleft": "left", "arrowright": "right"}
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON's true and false are not pixel counts, though Python would take them for 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("a coordinate is a number of pixels, not true or false")
+    return value
+
+
+class Pixel(int):
+    """A pixel position: an integer, described as one, that refuses booleans (pydantic's lax mode takes true for 1).
+
+    A class rather than ``Annotated[int, ...]``, so the check survives
+    type-hint resolution that drops annotations' extras.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(_not_a_boolean, core_schema.int_schema())
 
 
 class ComputerTool(Tool):
@@ -56,10 +74,11 @@ class ComputerTool(Tool):
         self.screen = Screen(self.display, scale=ocr_scale)
         self._last_lines: list[TextLine] = []
         self._last_nodes: list[AccessibleNode] = []
+        self._previous: list[str] | None = None  # the last observation's lines, for observe(changes=True)
         self._reader: AccessibilityReader | None = None
         self._actions = 0
         self._lock = threading.Lock()
-        self._pyautogui: Any = None
+        self._input: XInput | None = None
         functions = [self.observe, self.click, self.double_click, self.right_click, self.move, self.drag, self.scroll,
                      self.type_text, self.key, self.wait]
         if self.apps:
@@ -94,6 +113,9 @@ class ComputerTool(Tool):
 
     async def aclose(self) -> None:
         self.screen.close()
+        if self._input is not None:
+            self._input.close()
+            self._input = None
         if self._reader is not None:
             self._reader.close()
         await asyncio.to_thread(self.display.stop)
@@ -104,22 +126,14 @@ class ComputerTool(Tool):
         if not self.display.started:
             self.display.start()
 
-    def _gui(self) -> Any:
-        """pyautogui bound to our display (imported lazily: it needs DISPLAY and XAUTHORITY at import)."""
+    def _gui(self) -> XInput:
+        """This tool's own XTest connection to its display (opened on first use, after the display starts)."""
         self._ensure_display()
-        bind_process_to(self.display)
-        if self._pyautogui is None:
-            import pyautogui
-            from pyautogui import _pyautogui_x11 as x11
-            from Xlib.display import Display
-
-            # pyautogui opened DISPLAY once, at import; give it a fresh connection to this tool's display
-            # (a display number can be reused by a new server after an old one stopped).
-            x11._display = Display(self.display.display)
-            pyautogui.FAILSAFE = False  # the corner fail-safe is for a human's screen; bounds are checked here
-            pyautogui.PAUSE = 0
-            self._pyautogui = pyautogui
-        return self._pyautogui
+        if self._input is None or self._input.display_name != self.display.display:
+            if self._input is not None:
+                self._input.close()
+            self._input = XInput(self.display.display)
+        return self._input
 
     def _point(self, x: int | None, y: int | None, text: str | None) -> tuple[int, int]:
         if text:
@@ -142,13 +156,14 @@ class ComputerTool(Tool):
         wanted = text.casefold().strip()
         for nodes in (self._last_nodes, None):  # exact names from the accessibility tree first
             if nodes is None:
-                nodes = self._last_nodes = self._accessible(None)
+                nodes = self._accessible(None)
             named = [n for n in nodes if n.name.casefold() == wanted] or [n for n in nodes if wanted in n.name.casefold()]
             if named:
                 return named[0].center
-        for lines in (self._last_lines, None):
-            if lines is None:  # not seen since the last action: read the screen again
-                lines = self._last_lines = self.screen.read_text()
+        for region in (None, "focused", "screen"):
+            if region is not None:  # not seen since the last action: read the focused window again, then everything
+                self._look(region)  # type: ignore[arg-type]
+            lines = self._last_lines
             exact = [line for line in lines if line.text.casefold() == wanted]
             partial = [line for line in lines if wanted in line.text.casefold()]
             found = exact or partial
@@ -171,24 +186,47 @@ class ComputerTool(Tool):
 
     # -- the functions the model calls -----------------------------------------
 
-    def observe(self, region: Literal["focused", "screen"] = "focused") -> str:
-        """Describe the screen as text: the windows with their positions, and the text visible in the focused window
-        (or the whole screen) by OCR, each line with the point to click it.
+    def observe(self, region: Literal["focused", "screen"] = "focused", changes: bool = False) -> str:
+        """Describe the screen as text: the windows with their positions, the focused window's accessibility tree,
+        its text by OCR and its elements without text (empty fields, boxes), each with the point to click it.
 
         Args:
             region: "focused" to read the focused window (faster), or "screen" to read everything.
+            changes: Report only what changed since the last observation (lines added with +, gone with -).
         """
         with self._lock:
-            self._ensure_display()
-            windows = self.screen.windows()
-            focused = next((w for w in windows if w.focused), None)
-            if region == "focused" and focused is not None:
-                area = (focused.x, focused.y, focused.width, focused.height)
-                where = f'the focused window "{focused.title}"'
-            else:
-                area, where = None, "the whole screen"
-            self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
-            self._last_lines = self.screen.read_text(area)
+            lines = self._look(region)
+            previous, self._previous = self._previous, lines
+        if not changes or previous is None:
+            return "\n".join(lines)
+        before, after = set(previous), set(lines)
+        added = [f"+ {line}" for line in lines if line not in before]
+        gone = [f"- {line}" for line in previous if line not in after]
+        if not added and not gone:
+            return f"{lines[0]} Nothing changed since the last observation."
+        return "\n".join([f"{lines[0]} Changes since the last observation:", *added, *gone])
+
+    def _look(self, region: Literal["focused", "screen"]) -> list[str]:
+        """Read the screen (under the lock) and keep what was read for clicks by text; the description's lines."""
+        self._ensure_display()
+        windows = self.screen.windows()
+        focused = next((w for w in windows if w.focused), None)
+        if region == "focused" and focused is not None:
+            area: tuple[int, int, int, int] | None = (focused.x, focused.y, focused.width, focused.height)
+            where = f'the focused window "{focused.title}"'
+        else:
+            area, where = None, "the whole screen"
+        self._last_nodes = self._accessible(focused.title if area is not None and focused is not None else None)
+        self._last_lines = self.screen.read_text(area)
+        elements = []
+        if area is not None and focused is not None and not self._last_nodes:
+            boxes = [(line.left, line.top, line.width, line.height) for line in self._last_lines]
+            elements = self.screen.untexted(focused.id, boxes)
+            small = [e for e in elements if e.width <= 400 and e.height <= 60]
+            if small:  # a second look at boxes without text: single characters on buttons, a display's digits
+                found, still = self.screen.read_boxes(small)
+                elements = [e for e in elements if e not in small] + still
+                self._last_lines = sorted(self._last_lines + found, key=lambda t: (t.top, t.left))
         out = [f"Screen {self.display.width}x{self.display.height}."]
         if windows:
             out.append("Windows:")
@@ -203,9 +241,12 @@ class ComputerTool(Tool):
             out += [f'- "{line.text}" at ({line.center[0]}, {line.center[1]})' for line in self._last_lines]
         else:
             out.append("- (no text found)")
-        return "\n".join(out)
+        if elements:
+            out.append(f"Elements without text in {where} (empty fields, boxes, bars; click at the point shown):")
+            out += [element.describe() for element in elements]
+        return out
 
-    def click(self, x: int | None = None, y: int | None = None, text: str | None = None,
+    def click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None,
               button: Literal["left", "right", "middle"] = "left") -> ToolResult:
         """Click at a point, or on a line of text seen by observe.
 
@@ -217,7 +258,7 @@ class ComputerTool(Tool):
         """
         return self._click(x, y, text, button, 1)
 
-    def double_click(self, x: int | None = None, y: int | None = None, text: str | None = None) -> ToolResult:
+    def double_click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None) -> ToolResult:
         """Double-click at a point, or on a line of text seen by observe.
 
         Args:
@@ -227,7 +268,7 @@ class ComputerTool(Tool):
         """
         return self._click(x, y, text, "left", 2)
 
-    def right_click(self, x: int | None = None, y: int | None = None, text: str | None = None) -> ToolResult:
+    def right_click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None) -> ToolResult:
         """Right-click at a point, or on a line of text seen by observe.
 
         Args:
@@ -241,20 +282,13 @@ class ComputerTool(Tool):
         with self._lock:
             point = self._point(x, y, text)
             gui = self._gui()
-            gui.moveTo(*point)
-            # Like a hand on a mouse: the pointer arrives, then each press lasts a moment. Instant
-            # press-release pairs were sometimes lost by GTK check buttons.
-            time.sleep(0.02)
-            for index in range(clicks):
-                gui.mouseDown(button=button)
-                time.sleep(0.02)
-                gui.mouseUp(button=button)
-                if index + 1 < clicks:
-                    time.sleep(0.05)
+            gui.move(*point)
+            time.sleep(0.02)  # the pointer arrives, then the press: as a hand on a mouse does
+            gui.click(button, clicks)
             what = {1: "clicked", 2: "double-clicked"}[clicks] if button != "right" else "right-clicked"
             return self._after_action(f"{what} at ({point[0]}, {point[1]})" + (f' on "{text}"' if text else ""))
 
-    def move(self, x: int, y: int) -> ToolResult:
+    def move(self, x: Pixel, y: Pixel) -> ToolResult:
         """Move the pointer to a point (to hover).
 
         Args:
@@ -263,10 +297,10 @@ class ComputerTool(Tool):
         """
         with self._lock:
             point = self._point(x, y, None)
-            self._gui().moveTo(*point)
+            self._gui().move(*point)
             return self._after_action(f"moved the pointer to ({point[0]}, {point[1]})")
 
-    def drag(self, from_x: int, from_y: int, to_x: int, to_y: int) -> ToolResult:
+    def drag(self, from_x: Pixel, from_y: Pixel, to_x: Pixel, to_y: Pixel) -> ToolResult:
         """Press the left button at one point, move to another and release (drag and drop, select text).
 
         Args:
@@ -278,14 +312,14 @@ class ComputerTool(Tool):
         with self._lock:
             start, end = self._point(from_x, from_y, None), self._point(to_x, to_y, None)
             gui = self._gui()
-            gui.moveTo(*start)
-            gui.mouseDown()
-            gui.moveTo(*end, duration=0.2)
-            gui.mouseUp()
+            gui.move(*start)
+            gui.button("left", True)
+            gui.glide(*end, seconds=0.2)
+            gui.button("left", False)
             return self._after_action(f"dragged from {start} to {end}")
 
-    def scroll(self, direction: Literal["up", "down"] = "down", amount: int = 3, x: int | None = None,
-               y: int | None = None) -> ToolResult:
+    def scroll(self, direction: Literal["up", "down"] = "down", amount: int = 3, x: Pixel | None = None,
+               y: Pixel | None = None) -> ToolResult:
         """Scroll the mouse wheel, over a point if given (else where the pointer is).
 
         Args:
@@ -299,7 +333,7 @@ class ComputerTool(Tool):
         with self._lock:
             gui = self._gui()
             if x is not None or y is not None:
-                gui.moveTo(*self._point(x, y, None))
+                gui.move(*self._point(x, y, None))
             gui.scroll(amount if direction == "up" else -amount)
             return self._after_action(f"scrolled {direction} {amount} steps")
 
@@ -312,10 +346,8 @@ class ComputerTool(Tool):
         if not text:
             raise ToolError("nothing to type")
         with self._lock:
-            self._ensure_display()
-            bind_process_to(self.display)
             try:
-                type_text(self.display.display, text)
+                self._gui().type_text(text)
             except Exception as exc:
                 raise ToolError(f"typing failed: {exc}") from None
             return self._after_action(f"typed {len(text)} characters")
@@ -326,16 +358,13 @@ class ComputerTool(Tool):
         Args:
             keys: Key names joined by "+".
         """
-        names = [KEY_ALIASES.get(part.strip().lower(), part.strip().lower()) for part in keys.split("+") if part.strip()]
-        if not names:
-            raise ToolError("no key given")
+        try:
+            symbols = key_symbols(keys)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
         with self._lock:
-            gui = self._gui()
-            unknown = [name for name in names if name not in gui.KEYBOARD_KEYS]
-            if unknown:
-                raise ToolError(f"unknown key {unknown[0]!r}; use names like enter, tab, esc, ctrl, shift, alt, f5, a")
-            gui.hotkey(*names)
-            return self._after_action(f"pressed {'+'.join(names)}")
+            self._gui().chord(symbols)
+            return self._after_action(f"pressed {keys.strip().lower()}")
 
     def wait(self, seconds: float = 1.0) -> str:
         """Wait for the screen to settle (an app starting, a page loading).
