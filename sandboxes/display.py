@@ -147,6 +147,14 @@ class VirtualDisplay:
         self._processes: list[subprocess.Popen] = []
         self.started = False
 
+    def fresh(self) -> "VirtualDisplay":
+        """A new, unstarted display with this one's settings (a display of its own for another session)."""
+        if self.attached:
+            raise SandboxError(f"display {self.display} was attached by name and is shared; it cannot be copied")
+        return VirtualDisplay(self.width, self.height, depth=self.depth, window_manager=self.window_manager,
+                              accessibility=self.accessibility, sandbox=self.sandbox,  # type: ignore[arg-type]
+                              network=self.network, read_only=self.read_only, env=self.extra_env)
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> "VirtualDisplay":

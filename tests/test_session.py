@@ -210,3 +210,19 @@ def test_a_turn_pauses_on_a_call_the_caller_answers_and_goes_on_with_its_output(
     assert model.prompts[1].endswith("<|start|>functions.lookup to=assistant<|channel|>commentary<|message|>X is 42<|end|>"
                                      "<|start|>assistant")
     agent.close()
+
+
+def test_each_session_gets_a_display_of_its_own():
+    from sandboxes import VirtualDisplay
+    from tools import ComputerTool
+
+    tool = ComputerTool(VirtualDisplay(800, 600, sandbox="bubblewrap"), apps={"xterm": ["xterm"]})
+    agent = Agent(ScriptedModel([]), tools=[tool])
+    with agent.session() as one, agent.session() as two:
+        displays = [s.tools[0].display for s in (one, two)]
+        assert displays[0] is not displays[1] and tool.display not in displays
+        assert all((d.width, d.height, d.sandbox) == (800, 600, "bubblewrap") for d in displays)
+        assert one.tools[0].apps == {"xterm": ["xterm"]}
+    with pytest.raises(Exception, match="attached by name"):
+        ComputerTool(VirtualDisplay(display=":99")).fresh()
+    agent.close()

@@ -87,6 +87,15 @@ class ComputerTool(Tool):
 
     # -- the Tool interface ---------------------------------------------------
 
+
+    def fresh(self) -> "ComputerTool":
+        """A new, unstarted ComputerTool with a display of its own (same size, sandbox and apps) for another session."""
+        try:
+            display = self.display.fresh()
+        except SandboxError as exc:
+            raise ToolError(str(exc)) from None
+        return ComputerTool(display, apps=self.apps, screenshots=self.screenshots, ocr_scale=self.screen.scale)
+
     def descriptions(self) -> list[ToolDescription]:
         descriptions = [d for function in self._functions.values() for d in function.descriptions()]
         if "launch" in self._functions:
