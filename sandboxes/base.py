@@ -26,6 +26,10 @@ KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text()
 DATA_DIR = "/mnt/data"
 
 Status = Literal["ok", "error", "timeout", "crashed"]
+#: Which cell runner the kernel uses: IPython where installed ("auto"), IPython or fail ("ipython"), or the
+#: standard-library runner ("standard", what "auto" falls back to).
+KernelMode = Literal["auto", "ipython", "standard"]
+KERNEL_MODES = ("auto", "ipython", "standard")
 
 
 class SandboxError(RuntimeError):
@@ -148,7 +152,14 @@ class Sandbox(ABC):
     #: Short name of the isolation in use: "docker", "bubblewrap" or "unsandboxed".
     kind: str = ""
 
-    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
+    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
+                 kernel: KernelMode = "auto") -> None:
+        if kernel not in KERNEL_MODES:
+            raise ValueError(f"kernel must be one of {', '.join(KERNEL_MODES)}, not {kernel!r}")
+        self.kernel_mode = kernel
+        #: The cell runner the kernel reported at start, e.g. "IPython 8.5.0" or "standard library".
+        self.kernel_name = ""
+        self.kernel_fallback_reason = ""
         self.timeout = timeout
         self.max_output = max_output
         self.interrupt_grace = interrupt_grace
@@ -185,6 +196,25 @@ class Sandbox(ABC):
         """One line saying what isolates this sandbox, for users and logs."""
 
     # -- the interface -----------------------------------------------------
+
+    @property
+    def kernel_environment(self) -> dict[str, str]:
+        """What the kernel process needs in its environment to run the chosen cell runner."""
+        return {"HARMONY_KERNEL_MODE": self.kernel_mode}
+
+    @property
+    def notebook(self) -> bool:
+        """Whether cells run on IPython (shell commands, magics, display and top-level await work)."""
+        return self.kernel_name.startswith("IPython")
+
+    def describe_kernel(self) -> str:
+        """One line for the model and the user on what kind of cells this session runs."""
+        if not self.kernel_name:
+            return "kernel not started"
+        if self.notebook:
+            return f"{self.kernel_name}: notebook cells (display(), !shell commands, %magics, top-level await)"
+        why = f" ({self.kernel_fallback_reason})" if self.kernel_fallback_reason else ""
+        return f"plain Python{why}: no !shell commands or %magics; display() prints, top-level await works"
 
     @property
     def started(self) -> bool:
@@ -273,9 +303,11 @@ class Sandbox(ABC):
         request_id = str(next(self._ids))
         await self._channel.send({"id": request_id, "op": "ping"})
         try:
-            await asyncio.wait_for(self._channel.reply(request_id), 30)
+            reply = await asyncio.wait_for(self._channel.reply(request_id), 30)
         except (KernelDied, asyncio.TimeoutError) as exc:
             raise SandboxError(f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}") from exc
+        self.kernel_name = str(reply.get("kernel") or "standard library")
+        self.kernel_fallback_reason = str(reply.get("fallback_reason") or "")
 
     async def _restart_kernel(self) -> None:
         old, self._channel = self._channel, None

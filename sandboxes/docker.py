@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
 from .images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
@@ -92,8 +92,9 @@ class DockerSandbox(Sandbox):
     kind = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, limits: Limits | None = None, runtime: str | None = None,
-                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
-        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
+                 kernel: KernelMode = "auto") -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         self.image = image
         self.limits = limits or Limits()
         self.runtime = runtime
@@ -141,7 +142,8 @@ class DockerSandbox(Sandbox):
         api = self.client.api
         try:
             created = await asyncio.to_thread(api.exec_create, self.container.id, ["python3", "-c", KERNEL_SOURCE], stdin=True,
-                                              stdout=True, stderr=True, user=SANDBOX_USER, environment=KERNEL_ENV, workdir=DATA_DIR)
+                                              stdout=True, stderr=True, user=SANDBOX_USER, workdir=DATA_DIR,
+                                              environment={**KERNEL_ENV, **self.kernel_environment})
             self._exec_socket = await asyncio.to_thread(api.exec_start, created["Id"], socket=True)
         except Exception as exc:
             raise SandboxError(f"could not start the kernel in container {self.container.name}: {exc}") from exc

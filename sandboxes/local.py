@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
 
 NOBODY = 65534
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -82,8 +82,8 @@ class LocalSandbox(Sandbox):
 
     def __init__(self, *, isolation: Isolation = "bubblewrap", python: str | None = None, limits: Limits | None = None,
                  read_only_paths: Sequence[str] = (), timeout: float = 120.0, max_output: int = 20_000,
-                 interrupt_grace: float = 3.0) -> None:
-        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+                 interrupt_grace: float = 3.0, kernel: KernelMode = "auto") -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         if isolation not in ("bubblewrap", "unsandboxed"):
             raise ValueError(f"isolation must be 'bubblewrap' or 'unsandboxed', not {isolation!r}")
         self.kind = isolation
@@ -133,7 +133,8 @@ class LocalSandbox(Sandbox):
         return command + kernel
 
     async def _spawn_kernel(self) -> KernelChannel:
-        env = {**KERNEL_ENV, "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
+        env = {**KERNEL_ENV, **self.kernel_environment,
+               "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
         if self.kind == "unsandboxed":
             env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
         identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if self._drop_to_nobody else {}
