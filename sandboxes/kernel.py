@@ -201,9 +201,9 @@ def shorten_traceback(parts: list[str]) -> str:
     """
     kept = []
     for part in parts:
-        lines = part.splitlines()
-        if lines and set(lines[0]) == {"-"}:
-            lines = [re.sub(r"\s{2,}", " ", line) for line in lines[1:]]  # the header: "ValueError Traceback (...)"
+        lines = [line for line in part.splitlines() if set(line) != {"-"}]  # the rule line above the header
+        if lines and re.match(r"\S+\s{2,}Traceback", lines[0]):
+            lines[0] = re.sub(r"\s{2,}", " ", lines[0])  # "ValueError Traceback (most recent call last)"
         if lines and lines[0].startswith("File ") and not lines[0].startswith("File <"):
             lines = [lines[0], *(line for line in lines[1:] if line.startswith("-->"))]
         kept.append("\n".join(lines))
@@ -257,6 +257,13 @@ class IPythonCells:
 
             def _showtraceback(self, etype, evalue, stb) -> None:
                 cells.traceback = shorten_traceback(stb if isinstance(stb, list) else [stb])
+
+            def enable_gui(self, gui=None) -> None:
+                pass  # no event loop to hook: figures reach the data folder through display()
+
+            def enable_matplotlib(self, gui=None):
+                # `%matplotlib` (a GUI backend) would fail headless; draw as a notebook does, inline.
+                return super().enable_matplotlib(gui if gui in ("inline", "agg") else "inline")
 
             def system(self, cmd: str) -> None:
                 if INSTALL_COMMAND.search(cmd):

@@ -75,6 +75,10 @@ async def test_displayed_images_and_figures_are_saved_and_reported(notebook):
     assert shown.stderr == ""  # plt.show() on the Agg backend warns about nothing
     last = await ok(notebook, "Image(data=open('red.png', 'rb').read())")  # an image as the cell's value
     assert last.images == ("/mnt/data/display-2.png",) and "/mnt/data/display-2.png" not in last.files
+    assert (await ok(notebook, "%matplotlib inline")).stderr == ""  # what models write first; there is no GUI to hook
+    inline = await ok(notebook, "plt.plot([3, 1]);")
+    assert inline.images == ("/mnt/data/display-3.png",)
+    assert (await notebook.download("display-3.png"))[:4] == b"\x89PNG"
 
 
 async def test_out_underscores_and_a_semicolon_behave_as_in_a_notebook(notebook):
@@ -126,6 +130,7 @@ async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
     text = failed.error.traceback
     assert failed.status == "error" and failed.error.ename == "JSONDecodeError"
     assert "\x1b[" not in text and not re.search(r"^-{20,}$", text, re.MULTILINE)  # no colour codes, no rule line
+    assert text.startswith("JSONDecodeError Traceback (most recent call last)\n")
     assert re.search(r"Cell In ?\[\d+\], line 4", text) and "----> 4 load('{')" in text
     assert "json/decoder.py" in text and '"""' not in text  # a library frame keeps only the line that ran
     assert "interactiveshell" not in text and "kernel.py" not in text
@@ -195,3 +200,12 @@ async def test_the_tool_tells_the_model_once_when_cells_are_not_a_notebook(kind)
 def test_an_unknown_kernel_is_refused():
     with pytest.raises(ValueError, match="kernel must be one of"):
         LocalSandbox(kernel="jupyter")
+
+
+async def test_the_image_has_the_scientific_stack_and_no_compiler():
+    async with make("docker", kernel="ipython") as box:
+        stack = await ok(box, "import numpy, pandas, matplotlib, scipy.stats, scipy.optimize, sympy, PIL\n"
+                              "round(scipy.stats.norm.cdf(1.96), 4), str(sympy.integrate(sympy.Symbol('x') ** 2))")
+        assert stack.result == "(0.975, 'x**3/3')"
+        compilers = await ok(box, "!command -v gcc g++ cc c++ ld || echo none")
+        assert compilers.stdout.strip() == "none"  # purged from the offline build; not in python:3.12-slim either

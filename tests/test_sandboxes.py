@@ -258,3 +258,28 @@ async def test_a_dead_kernel_is_reported_and_restarted(sandbox):
     assert died.status == "crashed" and died.state_lost and "SIGKILL" in died.error.evalue
     assert "restarted" in died.notes[0]
     assert (await sandbox.execute("open('survives.txt').read()")).result == "'yes'"
+
+
+def test_setup_can_tell_an_image_built_before_ipython():
+    require("docker")
+    import io
+    import tarfile
+
+    from sandboxes.docker import docker_client
+    from sandboxes.images import DEFAULT_IMAGE, image_outdated
+
+    client = docker_client()
+    assert image_outdated(client) is None  # what set-up built is current
+    assert "is missing" in image_outdated(client, "harmony-agent/no-such-image:0")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:  # an image with no version label, as older builds made
+        info = tarfile.TarInfo("marker")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    tag = f"harmony-agent/old-python:{os.getpid()}"
+    client.api.import_image_from_data(archive.getvalue(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+    try:
+        assert "unlabelled" in image_outdated(client, tag) and "IPython" in image_outdated(client, tag)
+    finally:
+        client.images.remove(tag, force=True)
+    assert client.images.get(DEFAULT_IMAGE).labels["org.harmony-agent.image-version"]

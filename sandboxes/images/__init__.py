@@ -13,6 +13,7 @@ kernel changes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +31,12 @@ IMAGE_VERSION = "2"
 VERSION_LABEL = "org.harmony-agent.image-version"
 #: Documentation, manual pages and translations: nothing a sandboxed cell reads, about 80 MB.
 PRUNED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
+#: Debian's python3-scipy depends on python3-pythran, a compiler that brings gcc, g++, binutils, Boost
+#: headers and every -dev package with it (about 500 MB). Nothing imports them at run time, and a
+#: sandbox is better without a compiler, so the offline build purges them after debootstrap.
+BUILD_ONLY = re.compile(r"^(python3-pythran|python3-beniget|python3-gast|[\w.+-]+-dev|libc-dev-bin|g\+\+(-\d+)?|gcc(-\d+)?"
+                        r"|cpp(-\d+)?|binutils[\w-]*|libbinutils|libctf[\w-]*|libgprofng\d+|libsframe\d+|libjansson\d+"
+                        r"|lib(a|t|l|ub|hwa)san\d+|libcc1-\d+|libisl\d+)$")
 
 Progress = Callable[[str], None]
 
@@ -85,6 +92,14 @@ def _stream(command: list[str], progress: Progress) -> None:
         raise ImageBuildError(f"{command[0]} failed (exit {process.returncode}):\n" + "\n".join(tail))
 
 
+def _purge_build_only(root: Path, progress: Progress) -> None:
+    listed = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\\n"], capture_output=True, text=True, check=True)
+    doomed = sorted(name for name in listed.stdout.split() if BUILD_ONLY.match(name))
+    if doomed:
+        progress(f"purging {len(doomed)} build-only packages (compilers, headers) that python3-pythran pulled in")
+        _stream(["chroot", str(root), "dpkg", "--purge", "--force-depends", *doomed], progress)
+
+
 def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None, progress: Progress = print) -> str:
     """Build the image from Debian packages (debootstrap + ``docker import``); returns the image id."""
     if shutil.which("debootstrap") is None:
@@ -100,6 +115,7 @@ def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None
             for item in (root / leftovers).glob("*"):
                 if item.is_file():
                     item.unlink()
+        _purge_build_only(root, progress)
         for folder in PRUNED:
             shutil.rmtree(root / folder, ignore_errors=True)
         (root / "mnt/data").mkdir(parents=True, exist_ok=True)
