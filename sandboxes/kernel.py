@@ -56,6 +56,7 @@ import warnings
 DATA_DIR = os.environ.get("HARMONY_KERNEL_DATA", "/mnt/data")
 DEFAULT_MAX_OUTPUT = 20_000
 MAX_TRANSFER_BYTES = 256 * 1024 * 1024
+MAX_FILES_LISTED = 50  # a cell that writes thousands of files gets a count, not a page of names
 KERNEL_PID = os.getpid()
 SIGINT_ONLY = {signal.SIGINT}
 KERNEL_MODES = ("auto", "ipython", "standard")
@@ -376,7 +377,8 @@ class Kernel:
         files = sorted(p for p, mtime in after.items() if before.get(p) != mtime and p not in images)
         return {
             "status": status, "stdout": stdout, "stderr": stderr, "result": result, "error": error,
-            "files": files, "images": images, "duration_s": round(time.perf_counter() - started, 6),
+            "files": files[:MAX_FILES_LISTED], "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
+            "images": images, "duration_s": round(time.perf_counter() - started, 6),
         }
 
     def _save_figures(self) -> list[str]:
@@ -545,30 +547,39 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
 
 
 def init_main() -> None:
-    """PID 1 of a container: reap orphans; SIGUSR1 kills every other process (the host's hard reset)."""
+    """PID 1 of a container: reap orphans; obey only the engine's signals (SIGUSR1: kill every other process).
 
-    def reap(*_args) -> None:
-        while True:
+    Signals stay blocked and are taken with sigwaitinfo, which names the
+    sender: one from inside the container (user code's ``os.kill(1, ...)``,
+    ``pkill``) carries a pid there and is ignored, so the sandbox cannot stop
+    itself; one from the engine, outside its PID namespace, carries pid 0.
+    PID 1 is also made non-dumpable, so code running as the same user cannot
+    ptrace it.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+    watched = {signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    while True:
+        info = signal.sigwaitinfo(watched)
+        if info.si_signo == signal.SIGUSR1 and info.si_pid == 0:
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process this user may signal, except PID 1 itself
+            except ProcessLookupError:
+                pass
+        elif info.si_signo in (signal.SIGTERM, signal.SIGINT) and info.si_pid == 0:
+            os._exit(0)
+        while True:  # reap after every signal: a blocked SIGCHLD is delivered once for many children
             try:
                 pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
-
-    def kill_others(*_args) -> None:
-        try:
-            os.kill(-1, signal.SIGKILL)  # every process this user may signal, except PID 1 itself
-        except ProcessLookupError:
-            pass
-        reap()
-
-    signal.signal(signal.SIGCHLD, reap)
-    signal.signal(signal.SIGUSR1, kill_others)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
-    while True:
-        signal.pause()
+                break
 
 
 def main() -> None:

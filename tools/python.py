@@ -95,7 +95,8 @@ def render_execution(execution: Execution) -> ToolResult:
     if execution.result is not None:
         parts.append(execution.result)
     if execution.files:
-        parts.append("[files written: " + ", ".join(execution.files) + "]")
+        more = f" and {execution.files_omitted:,} more" if execution.files_omitted else ""
+        parts.append("[files written: " + ", ".join(execution.files) + more + "]")
     if execution.images:
         parts.append("[figures saved: " + ", ".join(execution.images) + "]")
     error = None
@@ -105,6 +106,8 @@ def render_execution(execution: Execution) -> ToolResult:
         if execution.status == "timeout" and found is not None and found.traceback:
             detail = f"{found.traceback.rstrip()}\nTimeoutError: {found.evalue}"
         error = "\n".join([detail, *execution.notes])
+    if error is None:  # notes on an answer that worked: state lost since the last call
+        parts.extend(f"[{note}]" for note in execution.notes)
     output = "\n".join(parts)
     if not output and error is None:
         output = "[no output: end the cell with an expression, or print() what you want to see]"
