@@ -96,7 +96,7 @@ def _docker() -> Check:
 
 def _sandbox_image() -> Check:
     from sandboxes.docker import docker_client
-    from sandboxes.images import DEFAULT_IMAGE
+    from sandboxes.images import DEFAULT_IMAGE, image_outdated
     from sandboxes import SandboxError
 
     try:
@@ -107,6 +107,9 @@ def _sandbox_image() -> Check:
         image = client.images.get(DEFAULT_IMAGE)
     except Exception:
         return Check("sandbox image", False, f"{DEFAULT_IMAGE} is missing", "harmony-agent sandbox build (or --offline without registry access)")
+    outdated = image_outdated(client)
+    if outdated:  # e.g. built before the image held IPython: cells would run on the plain kernel
+        return Check("sandbox image", False, outdated, "harmony-agent sandbox build (or --offline), or bash scripts/setup.sh")
     return Check("sandbox image", True, f"{DEFAULT_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
 
 

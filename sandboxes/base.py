@@ -26,6 +26,10 @@ KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text()
 DATA_DIR = "/mnt/data"
 
 Status = Literal["ok", "error", "timeout", "crashed"]
+#: Which cell runner the kernel uses: IPython where installed ("auto"), IPython or fail ("ipython"), or the
+#: standard-library runner ("standard", what "auto" falls back to).
+KernelMode = Literal["auto", "ipython", "standard"]
+KERNEL_MODES = ("auto", "ipython", "standard")
 
 
 class SandboxError(RuntimeError):
@@ -58,6 +62,7 @@ class Execution:
     files: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
     duration_s: float = 0.0
+    files_omitted: int = 0  # files written beyond those listed in ``files``
     state_lost: bool = False
     notes: tuple[str, ...] = ()
 
@@ -148,7 +153,14 @@ class Sandbox(ABC):
     #: Short name of the isolation in use: "docker", "bubblewrap" or "unsandboxed".
     kind: str = ""
 
-    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
+    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
+                 kernel: KernelMode = "auto") -> None:
+        if kernel not in KERNEL_MODES:
+            raise ValueError(f"kernel must be one of {', '.join(KERNEL_MODES)}, not {kernel!r}")
+        self.kernel_mode = kernel
+        #: The cell runner the kernel reported at start, e.g. "IPython 8.5.0" or "standard library".
+        self.kernel_name = ""
+        self.kernel_fallback_reason = ""
         self.timeout = timeout
         self.max_output = max_output
         self.interrupt_grace = interrupt_grace
@@ -157,6 +169,8 @@ class Sandbox(ABC):
         self._ids = itertools.count(1)
         self._started = False
         self._closed = False
+        self._replaced = False  # set by a subclass that had to replace the whole sandbox (files lost too)
+        self._pending_notes: tuple[str, ...] = ()  # for the next execution: what happened since the last one
 
     # -- what subclasses provide -------------------------------------------
 
@@ -187,6 +201,25 @@ class Sandbox(ABC):
     # -- the interface -----------------------------------------------------
 
     @property
+    def kernel_environment(self) -> dict[str, str]:
+        """What the kernel process needs in its environment to run the chosen cell runner."""
+        return {"HARMONY_KERNEL_MODE": self.kernel_mode}
+
+    @property
+    def notebook(self) -> bool:
+        """Whether cells run on IPython (shell commands, magics, display and top-level await work)."""
+        return self.kernel_name.startswith("IPython")
+
+    def describe_kernel(self) -> str:
+        """One line for the model and the user on what kind of cells this session runs."""
+        if not self.kernel_name:
+            return "kernel not started"
+        if self.notebook:
+            return f"{self.kernel_name}: notebook cells (display(), !shell commands, %magics, top-level await)"
+        why = f" ({self.kernel_fallback_reason})" if self.kernel_fallback_reason else ""
+        return f"plain Python{why}: no !shell commands or %magics; display() prints, top-level await works"
+
+    @property
     def started(self) -> bool:
         return self._started and not self._closed
 
@@ -207,22 +240,26 @@ class Sandbox(ABC):
     async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
         """Run ``code`` in the session; never raises for anything the code does."""
         async with self._lock:
-            channel = await self._ready()
-            limit = self.timeout if timeout is None else timeout
-            request_id = str(next(self._ids))
-            started = asyncio.get_running_loop().time()
+            return self._with_pending_notes(await self._execute(code, timeout))
+
+    async def _execute(self, code: str, timeout: float | None) -> Execution:
+        """One execution under the lock; a dead kernel is restarted and the model told."""
+        channel = await self._ready()
+        limit = self.timeout if timeout is None else timeout
+        request_id = str(next(self._ids))
+        started = asyncio.get_running_loop().time()
+        try:
+            await channel.send({"id": request_id, "op": "execute", "code": code, "max_output": self.max_output})
             try:
-                await channel.send({"id": request_id, "op": "execute", "code": code, "max_output": self.max_output})
-                try:
-                    return self._execution(await asyncio.wait_for(channel.reply(request_id), limit))
-                except asyncio.TimeoutError:
-                    return await self._stop_overrun(channel, request_id, limit, started)
-            except KernelDied:
-                reason = await self._death_reason()
-                await self._restart_kernel()
-                note = f"The Python kernel died ({reason}) and was restarted: variables and imports are lost; files in {DATA_DIR} are kept."
-                return Execution(status="crashed", error=ExecutionError("KernelDied", reason), state_lost=True, notes=(note,),
-                                 duration_s=asyncio.get_running_loop().time() - started)
+                return self._execution(await asyncio.wait_for(channel.reply(request_id), limit))
+            except asyncio.TimeoutError:
+                return await self._stop_overrun(channel, request_id, limit, started)
+        except KernelDied:
+            reason = await self._death_reason()
+            await self._restart_kernel()
+            note = self._lost(f"The Python kernel died ({reason}) and was restarted")
+            return Execution(status="crashed", error=ExecutionError("KernelDied", reason), state_lost=True, notes=(note,),
+                             duration_s=asyncio.get_running_loop().time() - started)
 
     async def upload(self, data: bytes | str | Path, path: str) -> str:
         """Write ``data`` (bytes, or a local file's path) to ``path``, relative to the data folder; returns the sandbox path."""
@@ -264,18 +301,36 @@ class Sandbox(ABC):
         if not self._started:
             await self.start()
         if self._channel is None or not self._channel.alive:
+            reason = await self._death_reason() if self._channel is not None else "it was not running"
             await self._restart_kernel()
+            self._pending_notes += (self._lost(f"The Python kernel had stopped since the last call ({reason}) and was restarted"),)
         assert self._channel is not None
         return self._channel
+
+    def _lost(self, what: str) -> str:
+        """A note for the model on what a restart lost: always the variables; the files too if the sandbox was replaced."""
+        if self._replaced:
+            self._replaced = False
+            return (f"{what}: variables and imports are lost, and so are the files in {DATA_DIR}, because the sandbox "
+                    "itself had stopped and was replaced by a fresh one.")
+        return f"{what}: variables and imports are lost; files in {DATA_DIR} are kept."
+
+    def _with_pending_notes(self, execution: Execution) -> Execution:
+        notes, self._pending_notes = self._pending_notes, ()
+        if not notes:
+            return execution
+        return dataclasses.replace(execution, state_lost=True, notes=notes + execution.notes)
 
     async def _ping(self) -> None:
         assert self._channel is not None
         request_id = str(next(self._ids))
         await self._channel.send({"id": request_id, "op": "ping"})
         try:
-            await asyncio.wait_for(self._channel.reply(request_id), 30)
+            reply = await asyncio.wait_for(self._channel.reply(request_id), 30)
         except (KernelDied, asyncio.TimeoutError) as exc:
             raise SandboxError(f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}") from exc
+        self.kernel_name = str(reply.get("kernel") or "standard library")
+        self.kernel_fallback_reason = str(reply.get("fallback_reason") or "")
 
     async def _restart_kernel(self) -> None:
         old, self._channel = self._channel, None
@@ -293,8 +348,7 @@ class Sandbox(ABC):
             reply = await asyncio.wait_for(channel.reply(request_id), self.interrupt_grace)
         except (asyncio.TimeoutError, KernelDied):
             await self._restart_kernel()
-            note = (f"Execution timed out after {limit:g} s and did not stop when interrupted, so the kernel was restarted: "
-                    f"variables and imports are lost; files in {DATA_DIR} are kept.")
+            note = self._lost(f"Execution timed out after {limit:g} s and did not stop when interrupted, so the kernel was restarted")
             return Execution(status="timeout", error=ExecutionError("TimeoutError", f"execution exceeded {limit:g} s"),
                              state_lost=True, notes=(note,), duration_s=asyncio.get_running_loop().time() - started)
         execution = self._execution(reply)
@@ -326,6 +380,7 @@ class Sandbox(ABC):
             stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""), result=reply.get("result"),
             error=ExecutionError(error.get("ename", ""), error.get("evalue", ""), error.get("traceback", "")) if error else None,
             files=tuple(reply.get("files", ())), images=tuple(reply.get("images", ())), duration_s=float(reply.get("duration_s", 0.0)),
+            files_omitted=int(reply.get("files_omitted", 0)),
         )
 
 
@@ -338,3 +393,4 @@ class Limits:
     cpus: float = 1.0
     data_mb: int = 512
     tmp_mb: int = 256
+    shm_mb: int = 64  # /dev/shm, which is memory: bounded as Docker's default is

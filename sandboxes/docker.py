@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
 from .images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
@@ -92,8 +93,9 @@ class DockerSandbox(Sandbox):
     kind = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, limits: Limits | None = None, runtime: str | None = None,
-                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0) -> None:
-        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
+                 kernel: KernelMode = "auto") -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         self.image = image
         self.limits = limits or Limits()
         self.runtime = runtime
@@ -130,6 +132,7 @@ class DockerSandbox(Sandbox):
                 network_mode="none", read_only=True, user=SANDBOX_USER, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes,
                 nano_cpus=int(limits.cpus * 1e9), runtime=self.runtime, hostname="sandbox", working_dir=DATA_DIR,
+                shm_size=f"{limits.shm_mb}m",
                 tmpfs={DATA_DIR: f"size={limits.data_mb}m,uid=65534,gid=65534,mode=0700",
                        "/tmp": f"size={limits.tmp_mb}m,mode=1777"},
                 environment=KERNEL_ENV, labels={SANDBOX_LABEL: "python", OWNER_LABEL: owner_tag()},
@@ -141,7 +144,8 @@ class DockerSandbox(Sandbox):
         api = self.client.api
         try:
             created = await asyncio.to_thread(api.exec_create, self.container.id, ["python3", "-c", KERNEL_SOURCE], stdin=True,
-                                              stdout=True, stderr=True, user=SANDBOX_USER, environment=KERNEL_ENV, workdir=DATA_DIR)
+                                              stdout=True, stderr=True, user=SANDBOX_USER, workdir=DATA_DIR,
+                                              environment={**KERNEL_ENV, **self.kernel_environment})
             self._exec_socket = await asyncio.to_thread(api.exec_start, created["Id"], socket=True)
         except Exception as exc:
             raise SandboxError(f"could not start the kernel in container {self.container.name}: {exc}") from exc
@@ -158,14 +162,42 @@ class DockerSandbox(Sandbox):
         return KernelChannel(_exec_lines(reader, self._stderr_tail), write)
 
     async def _kill_all(self) -> None:
+        if await self._container_stopped():  # nothing can run in it again: a fresh one takes its place
+            await self._replace_container()
+            return
         try:
             await asyncio.to_thread(self.container.kill, signal="SIGUSR1")
         except Exception as exc:
             raise SandboxError(f"could not reset container {self.container.name}: {exc}") from exc
 
+    async def _container_stopped(self) -> str | None:
+        """Why the container can no longer run a kernel (stopped, removed), or None while it runs."""
+        from docker.errors import NotFound
+
+        try:
+            await asyncio.to_thread(self.container.reload)
+        except NotFound:
+            return "the sandbox container was removed"
+        state = self.container.attrs.get("State", {})
+        if self.container.status == "running":
+            return None
+        return f"the sandbox container stopped ({self.container.status}, exit code {state.get('ExitCode')})"
+
+    async def _replace_container(self) -> None:
+        old = self.container
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(old.remove, force=True)
+        _live.pop(old.id, None)
+        self.container = await asyncio.to_thread(self._create_container)
+        _live[self.container.id] = self.client
+        self._replaced = True
+
     async def _death_reason(self) -> str:
         if self._exec_id is None:
             return "the kernel never started"
+        stopped = await self._container_stopped()
+        if stopped:
+            return stopped
         code = None
         for _ in range(20):
             info = await asyncio.to_thread(self.client.api.exec_inspect, self._exec_id)

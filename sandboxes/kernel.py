@@ -24,6 +24,13 @@ table: the thread sends SIGINT to its own process, which raises
 KeyboardInterrupt in the running code. When that fails (C code holding the
 GIL), the host's grace period ends and it restarts the sandbox's processes.
 
+Cells run on IPython's own machinery (``InteractiveShell.run_cell``) when
+IPython is importable in the sandbox, so notebook code works as the model
+expects: ``display()``, ``!cmd``, ``%magics``, top-level ``await``, a
+trailing ``;``, ``Out``. Where IPython is missing (or
+``HARMONY_KERNEL_MODE=standard`` asks for it) a standard-library runner
+stands in; the ping reply names the one in use.
+
 Run with the argument ``init`` it is instead a container's PID 1: it reaps
 zombies, and on SIGUSR1 kills every other process in the sandbox, which works
 even when a fork bomb has used up the process limit.
@@ -33,20 +40,30 @@ from __future__ import annotations
 
 import ast
 import base64
+import io
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
+import tokenize
 import traceback
+import warnings
 
 DATA_DIR = os.environ.get("HARMONY_KERNEL_DATA", "/mnt/data")
 DEFAULT_MAX_OUTPUT = 20_000
 MAX_TRANSFER_BYTES = 256 * 1024 * 1024
+MAX_FILES_LISTED = 50  # a cell that writes thousands of files gets a count, not a page of names
 KERNEL_PID = os.getpid()
 SIGINT_ONLY = {signal.SIGINT}
+KERNEL_MODES = ("auto", "ipython", "standard")
+IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
+INSTALL_COMMAND = re.compile(r"(^|[\s;&|/])(pip[\d.]*|python[\d.]*\s+-m\s+pip|conda|mamba|apt(-get)?)\s+install\b")
+NO_INSTALL = ("{command}: nothing can be installed, because this sandbox has no network access. "
+              "Use the packages already installed (numpy, pandas, matplotlib, ...); help('modules') lists them.")
 
 
 def truncate(text: str, limit: int) -> tuple[str, int]:
@@ -87,15 +104,239 @@ def snapshot(folder: str) -> dict[str, float]:
     return found
 
 
+def save_image(data, extension: str, name: str) -> str:
+    """Write displayed image data (base64 text or raw bytes; SVG as text) to the data folder; returns its path."""
+    if isinstance(data, str):
+        data = data.encode() if extension == "svg" else base64.b64decode(data)
+    path = os.path.join(DATA_DIR, f"{name}.{extension}")
+    with open(path, "wb") as file:
+        file.write(data)
+    return path
+
+
+class StandardCells:
+    """Cells run with the standard library alone: the fallback where IPython is missing.
+
+    It keeps the notebook habits that cost nothing to imitate: the last
+    expression's value (hidden by a trailing ``;``) as ``_``, a ``display()``
+    that prints, and top-level ``await``. Shell commands and magics need IPython.
+    """
+
+    name = "standard library"
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__, "display": self.display}
+        self.loop = None
+
+    @staticmethod
+    def display(*objects, **_options) -> None:
+        for value in objects:
+            print(repr(value))
+
+    def run(self, code: str) -> tuple[str, str | None, dict | None]:
+        """Run a cell; returns (status, text of the last value or None, error or None)."""
+        try:
+            return "ok", self._run(code), None
+        except KeyboardInterrupt as exc:
+            return "interrupted", None, error_of(exc, self._traceback(exc))
+        except BaseException as exc:  # SystemExit too: the kernel survives the user's exit()
+            return "error", None, error_of(exc, self._traceback(exc))
+
+    def _run(self, code: str) -> str | None:
+        tree = ast.parse(code, "<cell>", "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr) and not self._hidden(code):
+            last = ast.Expression(tree.body.pop().value)
+        self._eval(compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT))
+        if last is None:
+            return None
+        value = self._eval(compile(last, "<cell>", "eval", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT))
+        if value is None:
+            return None
+        self.namespace["_"] = value
+        return repr(value)
+
+    def _eval(self, code):
+        value = eval(code, self.namespace)
+        if code.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
+            import asyncio
+
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            value = self.loop.run_until_complete(value)
+        return value
+
+    @staticmethod
+    def _hidden(code: str) -> bool:
+        """Whether the cell ends with ``;`` (a notebook then shows no value)."""
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return False
+        skip = {tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.DEDENT, tokenize.INDENT}
+        last = next((t for t in reversed(tokens) if t.type not in skip), None)
+        return last is not None and last.type == tokenize.OP and last.string == ";"
+
+    @staticmethod
+    def _traceback(exc: BaseException) -> str:
+        # Hide the kernel's own frames: the user should see their cell and what it called.
+        frames = list(traceback.extract_tb(exc.__traceback__))
+        cell = next((i for i, f in enumerate(frames) if f.filename == "<cell>"), len(frames))
+        frames = frames[cell:]
+        summary = "".join(traceback.format_exception_only(type(exc), exc))
+        if not frames:
+            return summary
+        return "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + summary
+
+
+def error_of(exc: BaseException, text: str) -> dict:
+    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": text}
+
+
+def shorten_traceback(parts: list[str]) -> str:
+    """IPython's context traceback without the rule line, and with library frames cut to the line that ran.
+
+    Cells keep their context lines (the model wrote them); a frame in a
+    library keeps its header and the ``-->`` line, which is what the model
+    needs to see where its call went wrong.
+    """
+    kept = []
+    for part in parts:
+        lines = [line for line in part.splitlines() if set(line) != {"-"}]  # the rule line above the header
+        if lines and re.match(r"\S+\s{2,}Traceback", lines[0]):
+            lines[0] = re.sub(r"\s{2,}", " ", lines[0])  # "ValueError Traceback (most recent call last)"
+        if lines and lines[0].startswith("File ") and not lines[0].startswith("File <"):
+            lines = [lines[0], *(line for line in lines[1:] if line.startswith("-->"))]
+        kept.append("\n".join(lines))
+    return "\n\n".join(p.strip("\n") for p in kept if p.strip()) + "\n"
+
+
+class IPythonCells:
+    """Cells run by IPython's InteractiveShell, with its output routed into the kernel's reply.
+
+    The last value goes to the reply's ``result`` (IPython's text/plain, so a
+    DataFrame is its table), ``display()`` prints text in order with the cell's
+    other output and saves images to the data folder, tracebacks come back
+    uncoloured in the error, and ``!pip install`` says at once that there is
+    no network rather than retrying until the time limit.
+    """
+
+    def __init__(self, kernel: "Kernel") -> None:
+        from IPython import __version__
+        from IPython.core.displayhook import DisplayHook
+        from IPython.core.displaypub import DisplayPublisher
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets import Type
+        from traitlets.config import Config
+
+        self.name = f"IPython {__version__}"
+        self.kernel = kernel
+        cells = self
+        self.shown: dict | None = None
+        self.traceback = ""
+
+        class Hook(DisplayHook):
+            def write_output_prompt(self) -> None:
+                pass
+
+            def write_format_data(self, format_dict, md_dict=None) -> None:
+                cells.shown = format_dict
+
+            def finish_displayhook(self) -> None:
+                pass
+
+        class Publisher(DisplayPublisher):
+            def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **_kw) -> None:
+                kernel.show(data)
+
+            def clear_output(self, wait=False) -> None:
+                pass
+
+        class Shell(InteractiveShell):
+            displayhook_class = Type(Hook)
+            display_pub_class = Type(Publisher)
+
+            def _showtraceback(self, etype, evalue, stb) -> None:
+                cells.traceback = shorten_traceback(stb if isinstance(stb, list) else [stb])
+
+            def enable_gui(self, gui=None) -> None:
+                pass  # no event loop to hook: figures reach the data folder through display()
+
+            def enable_matplotlib(self, gui=None):
+                # `%matplotlib` (a GUI backend) would fail headless; draw as a notebook does, inline.
+                return super().enable_matplotlib(gui if gui in ("inline", "agg") else "inline")
+
+            def system(self, cmd: str) -> None:
+                if INSTALL_COMMAND.search(cmd):
+                    print(NO_INSTALL.format(command=cmd.strip()), file=sys.stderr)
+                    self.user_ns["_exit_code"] = 1
+                    return
+                self.system_raw(cmd)  # plain subprocess on the captured fds; the piped variant needs a terminal
+
+        config = Config()
+        config.HistoryManager.enabled = False  # no SQLite file, no saving thread
+        config.InteractiveShell.colors = "NoColor"
+        config.InteractiveShell.xmode = "Context"
+        config.DisplayFormatter.active_types = ["text/plain", *IMAGE_TYPES]
+        self.shell = Shell.instance(config=config)
+        for name in ("exit", "quit"):  # IPython's exiter would end nothing here: raise SystemExit as a script would
+            self.shell.user_ns[name] = self.shell.user_ns_hidden[name] = sys.exit
+
+    def run(self, code: str) -> tuple[str, str | None, dict | None]:
+        self.shown, self.traceback = None, ""
+        outcome = self.shell.run_cell(code, store_history=True)
+        result = None
+        if self.shown is not None and outcome.result is not None:
+            result = self.shown.get("text/plain")
+            self.kernel.save_images(self.shown)
+        exc = outcome.error_before_exec or outcome.error_in_exec
+        if exc is None:
+            return "ok", result, None
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        text = self.traceback or "".join(traceback.format_exception_only(type(exc), exc))
+        return status, result, error_of(exc, text)
+
+
+def choose_cells(kernel: "Kernel", mode: str):
+    """IPython's cells where it can run (unless ``standard`` is asked for), else the standard library's; and why."""
+    if mode != "standard":
+        try:
+            return IPythonCells(kernel), ""
+        except Exception as exc:  # not installed, or an IPython that cannot start here
+            if mode == "ipython":
+                raise
+            reason = "IPython is not installed" if isinstance(exc, ImportError) else f"IPython failed to start: {exc}"
+            return StandardCells(kernel), reason
+    return StandardCells(kernel), "the standard kernel was asked for"
+
+
 class Kernel:
-    def __init__(self, protocol) -> None:
+    def __init__(self, protocol, mode: str = "auto") -> None:
         self.protocol = protocol
-        self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         self.figure_count = 0
+        self.image_count = 0
+        self.images: list[str] = []
+        self.cells, self.fallback_reason = choose_cells(self, mode)
 
     def respond(self, payload: dict) -> None:
         self.protocol.write(json.dumps(payload) + "\n")
         self.protocol.flush()
+
+    def show(self, data: dict) -> None:
+        """What display() of one object shows: an image is saved to the data folder, anything else printed as text."""
+        if not self.save_images(data) and "text/plain" in data:
+            print(data["text/plain"])
+
+    def save_images(self, data: dict) -> bool:
+        for mime, extension in IMAGE_TYPES.items():
+            if mime in data:
+                self.image_count += 1
+                try:
+                    self.images.append(save_image(data[mime], extension, f"display-{self.image_count}"))
+                except (OSError, ValueError) as exc:
+                    print(f"could not save the displayed image: {exc}", file=sys.stderr)
+                return True
+        return False
 
     def execute(self, code: str, max_output: int) -> dict:
         before = snapshot(DATA_DIR)
@@ -103,17 +344,16 @@ class Kernel:
         err = tempfile.TemporaryFile()
         saved = os.dup(1), os.dup(2)
         status, result, error = "ok", None, None
+        self.images = []
         started = time.perf_counter()
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
         try:
-            result = self._run(code)
-        except KeyboardInterrupt as exc:
-            status = "interrupted"
-            error = {"ename": "KeyboardInterrupt", "evalue": "execution interrupted", "traceback": self._traceback(exc)}
-        except BaseException as exc:  # SystemExit too: the kernel survives the user's exit()
-            status = "error"
-            error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": self._traceback(exc)}
+            status, result, error = self.cells.run(code)
+        except KeyboardInterrupt as exc:  # landed in the runner's own code, outside the cell
+            status, error = "interrupted", error_of(exc, "")
+        except BaseException as exc:
+            status, error = "error", error_of(exc, "".join(traceback.format_exception_only(type(exc), exc)))
         finally:
             if os.getpid() != KERNEL_PID:
                 os._exit(0)  # a child the user's code forked must not return into the kernel and answer requests
@@ -126,7 +366,7 @@ class Kernel:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-        images = self._save_figures()
+        images = self.images + self._save_figures()
         stdout, _ = read_capture(out, max_output)
         stderr, _ = read_capture(err, max_output // 4 if max_output > 0 else 0)
         out.close()
@@ -137,33 +377,9 @@ class Kernel:
         files = sorted(p for p, mtime in after.items() if before.get(p) != mtime and p not in images)
         return {
             "status": status, "stdout": stdout, "stderr": stderr, "result": result, "error": error,
-            "files": files, "images": images, "duration_s": round(time.perf_counter() - started, 6),
+            "files": files[:MAX_FILES_LISTED], "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
+            "images": images, "duration_s": round(time.perf_counter() - started, 6),
         }
-
-    def _run(self, code: str) -> str | None:
-        tree = ast.parse(code, "<cell>", "exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, "<cell>", "exec"), self.namespace)
-        if last is None:
-            return None
-        value = eval(compile(last, "<cell>", "eval"), self.namespace)
-        if value is None:
-            return None
-        self.namespace["_"] = value
-        return repr(value)
-
-    @staticmethod
-    def _traceback(exc: BaseException) -> str:
-        # Hide the kernel's own frames: the user should see their cell and what it called.
-        frames = list(traceback.extract_tb(exc.__traceback__))
-        cell = next((i for i, f in enumerate(frames) if f.filename == "<cell>"), len(frames))
-        frames = frames[cell:]
-        summary = "".join(traceback.format_exception_only(type(exc), exc))
-        if not frames:
-            return summary
-        return "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + summary
 
     def _save_figures(self) -> list[str]:
         plt = sys.modules.get("matplotlib.pyplot")
@@ -222,7 +438,8 @@ class Kernel:
             if op == "_bad":
                 self.respond(self._protocol_error(None, request["error"]))
             elif op == "ping":
-                self.respond({"id": rid, "status": "ok", "pid": os.getpid()})
+                self.respond({"id": rid, "status": "ok", "pid": os.getpid(), "kernel": self.cells.name,
+                              "fallback_reason": self.fallback_reason})
             elif op == "execute":
                 reply = self._interruptible(busy, state, request)
                 reply["id"] = rid
@@ -330,30 +547,39 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
 
 
 def init_main() -> None:
-    """PID 1 of a container: reap orphans; SIGUSR1 kills every other process (the host's hard reset)."""
+    """PID 1 of a container: reap orphans; obey only the engine's signals (SIGUSR1: kill every other process).
 
-    def reap(*_args) -> None:
-        while True:
+    Signals stay blocked and are taken with sigwaitinfo, which names the
+    sender: one from inside the container (user code's ``os.kill(1, ...)``,
+    ``pkill``) carries a pid there and is ignored, so the sandbox cannot stop
+    itself; one from the engine, outside its PID namespace, carries pid 0.
+    PID 1 is also made non-dumpable, so code running as the same user cannot
+    ptrace it.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+    watched = {signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    while True:
+        info = signal.sigwaitinfo(watched)
+        if info.si_signo == signal.SIGUSR1 and info.si_pid == 0:
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process this user may signal, except PID 1 itself
+            except ProcessLookupError:
+                pass
+        elif info.si_signo in (signal.SIGTERM, signal.SIGINT) and info.si_pid == 0:
+            os._exit(0)
+        while True:  # reap after every signal: a blocked SIGCHLD is delivered once for many children
             try:
                 pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
-
-    def kill_others(*_args) -> None:
-        try:
-            os.kill(-1, signal.SIGKILL)  # every process this user may signal, except PID 1 itself
-        except ProcessLookupError:
-            pass
-        reap()
-
-    signal.signal(signal.SIGCHLD, reap)
-    signal.signal(signal.SIGUSR1, kill_others)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
-    while True:
-        signal.pause()
+                break
 
 
 def main() -> None:
@@ -361,6 +587,9 @@ def main() -> None:
         init_main()
         return
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # plt.show() has nothing to show on: figures are saved after each cell instead, so its warning is noise.
+    warnings.filterwarnings("ignore", message=r".*(non-GUI backend|non-interactive).*cannot (be )?show")
+    warnings.filterwarnings("ignore", message="To exit: use")  # IPython's advice for a terminal, after exit()
     os.makedirs(DATA_DIR, exist_ok=True)
     os.chdir(DATA_DIR)
     # Requests and replies travel on private copies of fds 0 and 1: user code that
@@ -374,7 +603,15 @@ def main() -> None:
     sys.stdin = open(0, encoding="utf-8", closefd=False)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGINT_ONLY)  # deliverable only while user code runs
-    Kernel(protocol).serve(requests)
+    mode = os.environ.get("HARMONY_KERNEL_MODE", "auto")
+    if mode not in KERNEL_MODES:
+        sys.exit(f"HARMONY_KERNEL_MODE must be one of {', '.join(KERNEL_MODES)}, not {mode!r}")
+    try:
+        kernel = Kernel(protocol, mode)
+    except Exception as exc:  # IPython was asked for and cannot run
+        print(f"the IPython kernel cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    kernel.serve(requests)
 
 
 if __name__ == "__main__":

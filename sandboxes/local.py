@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import platform
 import resource
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import warnings
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
 
 NOBODY = 65534
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -56,6 +59,32 @@ def reap_orphaned_data() -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+# A seccomp program (classic BPF) that makes ptrace fail with EPERM, so code in the sandbox cannot
+# attach to bubblewrap's PID 1 (same user, so nothing else would stop it). Per architecture: the
+# audit arch value and ptrace's syscall number; x86_64's x32 calls (bit 30) are refused too.
+PTRACE_SYSCALL = {"x86_64": (0xC000003E, 101), "aarch64": (0xC00000B7, 117)}
+_SECCOMP_ALLOW, _SECCOMP_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM
+
+
+def no_ptrace_program() -> bytes | None:
+    """The filter for this machine, or None on an architecture not listed (then ptrace stays allowed)."""
+    found = PTRACE_SYSCALL.get(platform.machine())
+    if found is None:
+        return None
+    audit_arch, ptrace = found
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    program = [
+        (load, 0, 0, 4),                # A = seccomp_data.arch
+        (jeq, 0, 4, audit_arch),        # another architecture: allow
+        (load, 0, 0, 0),                # A = seccomp_data.nr
+        (jge, 1, 0, 0x40000000),        # x32 system calls: refuse
+        (jeq, 0, 1, ptrace),            # ptrace: refuse, anything else: allow
+        (ret, 0, 0, _SECCOMP_EPERM),
+        (ret, 0, 0, _SECCOMP_ALLOW),
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
 def bubblewrap_path() -> str | None:
@@ -82,8 +111,8 @@ class LocalSandbox(Sandbox):
 
     def __init__(self, *, isolation: Isolation = "bubblewrap", python: str | None = None, limits: Limits | None = None,
                  read_only_paths: Sequence[str] = (), timeout: float = 120.0, max_output: int = 20_000,
-                 interrupt_grace: float = 3.0) -> None:
-        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace)
+                 interrupt_grace: float = 3.0, kernel: KernelMode = "auto") -> None:
+        super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         if isolation not in ("bubblewrap", "unsandboxed"):
             raise ValueError(f"isolation must be 'bubblewrap' or 'unsandboxed', not {isolation!r}")
         self.kind = isolation
@@ -117,34 +146,47 @@ class LocalSandbox(Sandbox):
         if self._drop_to_nobody:
             os.chown(self.data_dir, NOBODY, NOBODY)
 
-    def _command(self) -> list[str]:
+    def _command(self, seccomp_fd: int | None = None) -> list[str]:
         assert self.data_dir is not None
         kernel = [self.python, "-c", KERNEL_SOURCE]
         if self.kind == "unsandboxed":
             return kernel
         command = [bubblewrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        if seccomp_fd is not None:
+            command += ["--seccomp", str(seccomp_fd)]
         for path in (*SYSTEM_PATHS, *self.read_only_paths):
             if os.path.islink(path):
                 command += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 command += ["--ro-bind", path, path]
-        command += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+        command += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.shm_mb * 1024 * 1024), "--tmpfs", "/dev/shm",
+                    "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
                     "--bind", str(self.data_dir), DATA_DIR, "--remount-ro", "/", "--chdir", DATA_DIR]
         return command + kernel
 
     async def _spawn_kernel(self) -> KernelChannel:
-        env = {**KERNEL_ENV, "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
+        env = {**KERNEL_ENV, **self.kernel_environment,
+               "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
         if self.kind == "unsandboxed":
             env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
         identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if self._drop_to_nobody else {}
         limits = self.limits
+        program = no_ptrace_program() if self.kind == "bubblewrap" else None
+        seccomp_fd = None
+        if program is not None:  # bubblewrap reads the filter from a file descriptor it inherits
+            seccomp_fd = os.memfd_create("harmony-seccomp")
+            os.write(seccomp_fd, program)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *self._command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=env, cwd=str(self.data_dir), start_new_session=True, limit=2**30, preexec_fn=lambda: _set_limits(limits),
-                **identity)
+                *self._command(seccomp_fd), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=env, cwd=str(self.data_dir), start_new_session=True, limit=2**30,
+                preexec_fn=lambda: _set_limits(limits), pass_fds=() if seccomp_fd is None else (seccomp_fd,), **identity)
         except OSError as exc:
             raise SandboxError(f"could not start the {self.kind} sandbox: {exc}") from exc
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         process = self._process
         self._stderr_tail = bytearray()
         asyncio.create_task(self._collect_stderr(process))

@@ -10,10 +10,10 @@ run_demo=1
 
 # System packages the project needs (each tool adds its own as it ships):
 # the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
-# the system Python's numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
+# the system Python's IPython/numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
 # tool's Chromium (Playwright cannot download its own here) with CJK fonts, and the computer
 # tool's virtual desktop: Xvfb, openbox, X utilities, tesseract, and xterm and Tk for its demo.
-SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-numpy python3-pandas python3-matplotlib
+SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-ipython python3-numpy python3-pandas python3-matplotlib
                  chromium fonts-wqy-microhei
                  xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk
                  dbus at-spi2-core python3-gi gir1.2-gtk-3.0 x11-xserver-utils galculator mousepad x11-apps
@@ -69,13 +69,18 @@ fi
 
 # The sandbox image: from Debian packages when we can run debootstrap (no registry needed),
 # else from the Dockerfile. HARMONY_AGENT_IMAGE_BUILD=dockerfile|offline overrides the choice.
-if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/python:latest >/dev/null 2>&1; then
-  build="${HARMONY_AGENT_IMAGE_BUILD:-}"
-  if [ -z "$build" ]; then
-    if [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then build=offline; else build=dockerfile; fi
+# An image built for an older version of the project (its version label, e.g. one without
+# IPython) is rebuilt too.
+if docker info >/dev/null 2>&1; then
+  outdated=$(.venv/bin/python -c "from sandboxes.docker import docker_client; from sandboxes.images import image_outdated; print(image_outdated(docker_client()) or '')")
+  if [ -n "$outdated" ]; then
+    build="${HARMONY_AGENT_IMAGE_BUILD:-}"
+    if [ -z "$build" ]; then
+      if [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then build=offline; else build=dockerfile; fi
+    fi
+    echo "== building the sandbox image ($build, about two minutes): $outdated"
+    if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
   fi
-  echo "== building the sandbox image ($build, about two minutes)"
-  if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
 fi
 
 # vLLM for CPU in a venv of its own, for the real-server test (tests/test_vllm.py). Cached;

@@ -1,5 +1,11 @@
-"""The sandbox kernel, run as a plain subprocess: notebook semantics over JSON lines."""
+"""The sandbox kernel, run as a plain subprocess: notebook semantics over JSON lines.
 
+Every test runs on both cell runners: IPython's (with the system Python, which
+set-up gives IPython, as the bubblewrap sandbox does) and the standard-library
+fallback (with this interpreter).
+"""
+
+import functools
 import json
 import os
 import signal
@@ -12,12 +18,31 @@ from pathlib import Path
 import pytest
 
 KERNEL = Path(__file__).resolve().parent.parent / "sandboxes" / "kernel.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@functools.cache
+def system_python_has_ipython() -> bool:
+    return subprocess.run([SYSTEM_PYTHON, "-c", "import IPython"], capture_output=True).returncode == 0
+
+
+def kernel_python(mode: str) -> str:
+    """The interpreter for a kernel mode: the system's (with IPython) or this one, forced to the fallback."""
+    if mode == "standard":
+        return sys.executable
+    if not system_python_has_ipython():
+        message = f"{SYSTEM_PYTHON} has no IPython (apt-get install python3-ipython; scripts/setup.sh does)"
+        if "bubblewrap" in os.environ.get("HARMONY_AGENT_REQUIRE", ""):
+            pytest.fail(message)
+        pytest.skip(message)
+    return SYSTEM_PYTHON
 
 
 class KernelProcess:
-    def __init__(self, data_dir: Path) -> None:
-        env = {**os.environ, "HARMONY_KERNEL_DATA": str(data_dir)}
-        self.proc = subprocess.Popen([sys.executable, "-u", str(KERNEL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def __init__(self, data_dir: Path, mode: str = "standard") -> None:
+        env = {**os.environ, "HARMONY_KERNEL_DATA": str(data_dir), "HARMONY_KERNEL_MODE": mode, "HOME": str(data_dir.parent)}
+        self.mode = mode
+        self.proc = subprocess.Popen([kernel_python(mode), "-u", str(KERNEL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.count = 0
 
@@ -43,9 +68,11 @@ class KernelProcess:
         self.proc.wait()
 
 
-@pytest.fixture
-def kernel(tmp_path):
-    k = KernelProcess(tmp_path)
+@pytest.fixture(params=["ipython", "standard"])
+def kernel(request, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    k = KernelProcess(data, request.param)
     yield k
     k.close()
 
@@ -60,7 +87,8 @@ def test_state_persists_and_last_expression_is_shown(kernel):
 def test_exceptions_come_back_as_tracebacks_and_the_kernel_survives(kernel):
     reply = kernel.run("def f():\n    return 1 / 0\nf()")
     assert reply["status"] == "error" and reply["error"]["ename"] == "ZeroDivisionError"
-    assert 'File "<cell>", line 2, in f' in reply["error"]["traceback"]
+    where = "Cell In [1], line 2, in f()" if kernel.mode == "ipython" else 'File "<cell>", line 2, in f'
+    assert where in reply["error"]["traceback"]
     assert "kernel.py" not in reply["error"]["traceback"]
     assert kernel.run("exit(3)")["error"]["ename"] == "SystemExit"
     assert kernel.run("1 + 1")["result"] == "2"
@@ -73,6 +101,8 @@ def test_fd_level_output_is_captured_without_corrupting_the_protocol(kernel):
 
 
 def test_sigint_interrupts_an_endless_loop_and_the_next_call_works(kernel):
+    kernel.send(op="ping")
+    kernel.receive()  # started: SIGINT before the kernel has its handler would end it
     kernel.send(code="while True: pass")
     time.sleep(0.5)
     kernel.proc.send_signal(signal.SIGINT)
@@ -89,7 +119,7 @@ def test_large_output_keeps_head_and_tail(kernel):
 
 def test_files_written_to_the_data_folder_are_reported(kernel, tmp_path):
     reply = kernel.run("open('result.csv', 'w').write('a,b\\n1,2\\n')")
-    assert reply["files"] == [str(tmp_path / "result.csv")]
+    assert reply["files"] == [str(tmp_path / "data" / "result.csv")]
 
 
 def test_bad_requests_get_protocol_errors(kernel):
@@ -99,14 +129,16 @@ def test_bad_requests_get_protocol_errors(kernel):
     kernel.send(op="dance")
     assert "unknown op" in kernel.receive()["error"]["evalue"]
     kernel.send(op="ping")
-    assert kernel.receive()["pid"] == kernel.proc.pid
+    pong = kernel.receive()
+    assert pong["pid"] == kernel.proc.pid
+    assert pong["kernel"].startswith("IPython ") if kernel.mode == "ipython" else pong["kernel"] == "standard library"
 
 
 def test_matplotlib_figures_are_saved(kernel, tmp_path):
     pytest.importorskip("matplotlib")
     reply = kernel.run("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])")
-    assert reply["images"] == [str(tmp_path / "figure-1.png")]
-    assert (tmp_path / "figure-1.png").read_bytes()[:4] == b"\x89PNG"
+    assert reply["images"] == [str(tmp_path / "data" / "figure-1.png")]
+    assert (tmp_path / "data" / "figure-1.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_an_interrupt_request_stops_running_code_and_is_ignored_when_idle(kernel):
@@ -137,9 +169,27 @@ def test_a_forked_child_never_answers_requests(kernel):
     assert kernel.run("'next'")["result"] == "'next'"
 
 
-def test_the_kernel_runs_from_its_source_text(tmp_path):
-    env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", KERNEL.read_text()], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
+@pytest.mark.parametrize("mode", ["ipython", "standard"])
+def test_the_kernel_runs_from_its_source_text(tmp_path, mode):
+    env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": mode, "HOME": str(tmp_path)}
+    proc = subprocess.run([kernel_python(mode), "-c", KERNEL.read_text()], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
                           text=True, env=env, timeout=20)
     reply = json.loads(proc.stdout)
     assert reply["error"]["ename"] == "ZeroDivisionError" and "<string>" not in reply["error"]["traceback"]
+
+
+def test_ipython_asked_for_but_missing_fails_with_a_clear_message(tmp_path):
+    env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": "ipython"}
+    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL.read_text()], input='{"id": "1", "op": "ping"}\n',
+                          capture_output=True, text=True, env=env, timeout=20)  # -S: no site-packages, so no IPython
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "the IPython kernel cannot start: ModuleNotFoundError" in proc.stderr
+
+
+def test_auto_falls_back_and_says_why_where_ipython_is_missing(tmp_path):
+    env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL.read_text()], input='{"id": "1", "op": "ping"}\n{"id": "2", "code": "display(1); 2;"}\n',
+                          capture_output=True, text=True, env=env, timeout=20)
+    pong, reply = (json.loads(line) for line in proc.stdout.splitlines())
+    assert (pong["kernel"], pong["fallback_reason"]) == ("standard library", "IPython is not installed")
+    assert reply["stdout"] == "1\n" and reply["result"] is None

@@ -79,7 +79,8 @@ async def test_state_errors_and_timeouts_reach_the_model_as_a_notebook_would_sho
         first = await tool.execute(ToolCall("python", "analysis", "total = sum(range(10))\ntotal"))
         assert first.text() == "45" and first.metadata["sandbox"] == kind
         second = await tool.execute(ToolCall("python", "analysis", "print(total * 2)\n1 / 0"))
-        assert second.text().startswith("90\n\nError: Traceback") and "ZeroDivisionError" in second.text()
+        assert second.text().startswith("90\n\nError: ZeroDivisionError Traceback (most recent call last)\n")
+        assert "----> 2 1 / 0" in second.text() and second.text().endswith("ZeroDivisionError: division by zero")
         late = await tool.execute(ToolCall("python", "analysis", "import time\ntime.sleep(30)"))
         assert late.is_error and "timed out after 2 s" in late.text() and late.metadata["status"] == "timeout"
         assert (await tool.execute(ToolCall("python", "analysis", "total"))).text() == "45"

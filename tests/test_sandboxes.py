@@ -1,4 +1,9 @@
-"""Sandbox behaviour, on real Docker and real bubblewrap: state, limits, isolation, cleanup."""
+"""Sandbox behaviour, on real Docker and real bubblewrap: state, limits, isolation, cleanup.
+
+Each behaviour runs on both kernels: IPython's cells (what the sandbox runs
+where IPython is installed, forced here so a sandbox without it fails) and the
+standard-library fallback.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +26,15 @@ from available import KINDS, make, require
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=KINDS)
+KERNELS = ["ipython", "standard"]
+
+
+@pytest.fixture(params=[(kind, kernel) for kind in KINDS for kernel in KERNELS], ids="-".join)
 async def sandbox(request):
-    box = make(request.param, timeout=30, interrupt_grace=2.0)
+    kind, kernel = request.param
+    box = make(kind, timeout=30, interrupt_grace=2.0, kernel=kernel)
     await box.start()
+    assert box.notebook == (kernel == "ipython"), box.kernel_name
     yield box
     await box.close()
 
@@ -41,7 +51,8 @@ async def test_state_last_expression_and_tracebacks(sandbox):
     assert (shown.status, shown.stdout, shown.result) == ("ok", "hi\n", "42")
     failed = await sandbox.execute("def f():\n    return 1 / 0\nf()")
     assert failed.status == "error" and failed.error.ename == "ZeroDivisionError"
-    assert 'File "<cell>", line 2, in f' in failed.error.traceback
+    where = ", line 2, in f" if sandbox.notebook else 'File "<cell>", line 2, in f'
+    assert where in failed.error.traceback and "kernel.py" not in failed.error.traceback
     assert (await sandbox.execute("x")).result == "20"  # an exception loses nothing
 
 
@@ -247,3 +258,104 @@ async def test_a_dead_kernel_is_reported_and_restarted(sandbox):
     assert died.status == "crashed" and died.state_lost and "SIGKILL" in died.error.evalue
     assert "restarted" in died.notes[0]
     assert (await sandbox.execute("open('survives.txt').read()")).result == "'yes'"
+
+
+def test_setup_can_tell_an_image_built_before_ipython():
+    require("docker")
+    import io
+    import tarfile
+
+    from sandboxes.docker import docker_client
+    from sandboxes.images import DEFAULT_IMAGE, image_outdated
+
+    client = docker_client()
+    assert image_outdated(client) is None  # what set-up built is current
+    assert "is missing" in image_outdated(client, "harmony-agent/no-such-image:0")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:  # an image with no version label, as older builds made
+        info = tarfile.TarInfo("marker")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    tag = f"harmony-agent/old-python:{os.getpid()}"
+    client.api.import_image_from_data(archive.getvalue(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+    try:
+        assert "unlabelled" in image_outdated(client, tag) and "IPython" in image_outdated(client, tag)
+    finally:
+        client.images.remove(tag, force=True)
+    assert client.images.get(DEFAULT_IMAGE).labels["org.harmony-agent.image-version"]
+
+
+# -- sandboxes that keep working and keep to themselves ----------------------------------------
+
+PTRACE_PID_1 = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+attached = libc.ptrace(16, 1, 0, 0) == 0  # PTRACE_ATTACH
+refused = ctypes.get_errno()
+if attached:  # leave PID 1 as it was
+    os.waitpid(1, 0x40000000)
+    libc.ptrace(17, 1, 0, 0)
+attached, refused"""
+
+
+async def test_code_cannot_ptrace_the_sandboxs_pid_1(sandbox):
+    import errno
+
+    assert (await sandbox.execute(PTRACE_PID_1)).result == f"(False, {errno.EPERM})"
+
+
+async def test_signals_from_user_code_to_the_containers_init_are_ignored():
+    require("docker")
+    async with DockerSandbox(timeout=30) as box:
+        await box.execute("kept = 'yes'")
+        for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGKILL"):
+            sent = await box.execute(f"import os, signal, time\nos.kill(1, signal.{name})\ntime.sleep(0.3)\nkept")
+            assert (sent.status, sent.result, sent.state_lost) == ("ok", "'yes'", False), (name, sent)
+        box.container.reload()
+        assert box.container.status == "running"
+
+
+async def test_killing_every_python_in_the_container_costs_the_kernel_only():
+    require("docker")
+    async with DockerSandbox(timeout=30) as box:
+        await box.execute("open('kept.txt', 'w').write('kept')")
+        pkill = ("import os, signal\nfor pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
+                 "    try:\n        os.kill(pid, signal.SIGTERM)\n    except OSError:\n        pass")
+        died = await box.execute(pkill)  # what `pkill python3` does, the kernel's own process included
+        assert died.status == "crashed" and died.state_lost and "are kept" in died.notes[0]
+        assert (await box.execute("open('kept.txt').read()")).result == "'kept'"
+
+
+async def test_a_stopped_container_is_replaced_and_the_model_told_what_was_lost():
+    require("docker")
+    async with DockerSandbox(timeout=30) as box:
+        await box.execute("lost = 1\nopen('gone.txt', 'w').write('x')")
+        first = box.container.id
+        box.container.kill()  # the engine stops it (docker stop, a daemon restart, its init killed)
+        after = await box.execute("'lost' in globals(), __import__('os').path.exists('gone.txt')")
+        assert after.state_lost and any("replaced by a fresh one" in note and "files" in note for note in after.notes), after
+        if after.status == "ok":  # the stop was noticed before the call, which then ran in the new container
+            assert after.result == "(False, False)"
+        assert (await box.execute("6 * 7")).result == "42"
+        assert box.container.id != first
+        from docker.errors import NotFound
+
+        with pytest.raises(NotFound):
+            box.client.containers.get(first)
+
+
+async def test_dev_shm_is_bounded(sandbox):
+    fill = ("written = 0\ntry:\n    with open('/dev/shm/fill', 'wb') as f:\n        for _ in range(32):\n"
+            "            f.write(b'x' * (8 << 20)); f.flush(); written += 8\nexcept OSError as exc:\n    error = exc.errno\n"
+            "import os\nos.remove('/dev/shm/fill')\nwritten")
+    written = int((await sandbox.execute(fill)).result)
+    assert written <= 64  # megabytes: the limit, not the 256 MB the cell asked for
+    assert (await sandbox.execute("error")).result == "28"  # ENOSPC
+
+
+async def test_a_cell_writing_thousands_of_files_gets_a_count_not_a_page_of_names(sandbox):
+    many = await sandbox.execute("import os\nos.makedirs('many', exist_ok=True)\nfor i in range(2000):\n"
+                                 "    open(f'many/{i:04}.txt', 'w').close()")
+    assert len(many.files) == 50 and many.files_omitted == 1950
+    from tools.python import render_execution
+
+    assert render_execution(many).output.endswith("/mnt/data/many/0049.txt and 1,950 more]")

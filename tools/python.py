@@ -4,7 +4,12 @@ The model is given harmony's own description of the tool (stateful Jupyter,
 a 120 s timeout, a persistent ``/mnt/data``) and the tool keeps those
 promises. Code runs in a :class:`sandboxes.Sandbox`: Docker when an engine
 answers and the image is there, bubblewrap otherwise; the choice is logged
-and reported in every result's metadata.
+and reported in every result's metadata. Cells run on IPython where the
+sandbox has it (``display()``, ``!cmd``, ``%magics``, top-level ``await``),
+and every reply's metadata names the kernel. Where the sandbox lacks IPython,
+the first reply of a session says so in its text, so the model, which was
+promised a Jupyter notebook, knows not to write notebook syntax; with IPython
+the promise holds and the model is spared the line.
 """
 
 from __future__ import annotations
@@ -90,7 +95,8 @@ def render_execution(execution: Execution) -> ToolResult:
     if execution.result is not None:
         parts.append(execution.result)
     if execution.files:
-        parts.append("[files written: " + ", ".join(execution.files) + "]")
+        more = f" and {execution.files_omitted:,} more" if execution.files_omitted else ""
+        parts.append("[files written: " + ", ".join(execution.files) + more + "]")
     if execution.images:
         parts.append("[figures saved: " + ", ".join(execution.images) + "]")
     error = None
@@ -100,6 +106,8 @@ def render_execution(execution: Execution) -> ToolResult:
         if execution.status == "timeout" and found is not None and found.traceback:
             detail = f"{found.traceback.rstrip()}\nTimeoutError: {found.evalue}"
         error = "\n".join([detail, *execution.notes])
+    if error is None:  # notes on an answer that worked: state lost since the last call
+        parts.extend(f"[{note}]" for note in execution.notes)
     output = "\n".join(parts)
     if not output and error is None:
         output = "[no output: end the cell with an expression, or print() what you want to see]"
@@ -128,6 +136,7 @@ class PythonTool(Tool):
         self.sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
         self.choice = "the sandbox given" if self.sandbox is not None else ""
         self._starting = asyncio.Lock()
+        self._announced: Sandbox | None = None  # the sandbox whose kernel the model has been told of
 
     def fresh(self) -> "PythonTool":
         """A new, unstarted PythonTool for another session (its own kernel and /mnt/data)."""
@@ -149,7 +158,7 @@ class PythonTool(Tool):
                 self.sandbox, self.choice = await asyncio.to_thread(choose_sandbox, str(self._requested), image=self.image,
                                                                     timeout=self.timeout)
             await self.sandbox.start()
-            line = f"python tool: {self.choice}; {self.sandbox.describe()}"
+            line = f"python tool: {self.choice}; {self.sandbox.describe()}; kernel: {self.sandbox.describe_kernel()}"
             log.info(line)
             return line
 
@@ -165,8 +174,13 @@ class PythonTool(Tool):
         except SandboxError as exc:
             raise ToolError(f"the python sandbox is unavailable: {exc}") from exc
         result = render_execution(execution)
-        return ToolResult(output=result.output, error=result.error, files=result.files, images=result.images,
-                          metadata={**result.metadata, "sandbox": self.sandbox.kind})
+        output = result.output
+        if self._announced is not self.sandbox:  # once per session: a kernel that is not the notebook promised
+            self._announced = self.sandbox
+            if not self.sandbox.notebook:
+                output = "\n".join(p for p in (output, f"[python kernel: {self.sandbox.describe_kernel()}]") if p)
+        return ToolResult(output=output, error=result.error, files=result.files, images=result.images,
+                          metadata={**result.metadata, "sandbox": self.sandbox.kind, "kernel": self.sandbox.kernel_name})
 
     async def aclose(self) -> None:
         if self.sandbox is not None:
