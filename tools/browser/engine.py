@@ -34,6 +34,22 @@ CHROMIUM_ARGS = [
 DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
 REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
 SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
+HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
+# How long since the DOM last changed, and how many short timers are pending (see hooks.js).
+SETTLE_PROBE = "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
+# Whether a person clicking the middle of an element would hit it, and if not, what they would hit instead.
+HIT_TEST = r"""(el) => {
+  const r = el.getBoundingClientRect();
+  if (!r.width || !r.height) return "it has no size on the screen (hidden or empty)";
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  if (!hit || el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el)) return null;
+  const cover = hit.closest("[data-harmony-id]") || hit;
+  const id = cover.getAttribute("data-harmony-id");
+  const text = (cover.innerText || "").replace(/\s+/g, " ").trim().slice(0, 60);
+  const name = cover.tagName.toLowerCase() + (cover.id ? "#" + cover.id : "") +
+    (typeof cover.className === "string" && cover.className.trim() ? "." + cover.className.trim().split(/\s+/).join(".") : "");
+  return `it is covered by ${id !== null ? `【${id}†${text}】 ` : ""}<${name}>${text && id === null ? ` "${text}"` : ""}`;
+}"""
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
@@ -132,8 +148,8 @@ class Snapshot:
     text: str
     links: dict[int, str]
     controls: dict[int, dict[str, Any]]
-    has_forms: bool
-    html: str
+    interactive: bool  # any control besides plain links: the page is for using, not only reading
+    html: str | None  # the rendered, visible DOM (only asked for pages without controls, for reader mode)
     generation: int
 
 
@@ -175,6 +191,7 @@ class BrowserSession:
         if self.context is None:
             self.context = await browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
                                                      accept_downloads=True, service_workers="block")
+            await self.context.add_init_script(HOOKS_SCRIPT)
             if not self.allow_sockets:
                 await self.context.add_init_script(NO_SOCKETS_SCRIPT)
         if self.page is None or self._crashed or self.page.is_closed():
@@ -292,18 +309,26 @@ class BrowserSession:
             return ToolError(f"{url} did not load within {self.page_timeout:g} s")
         return ToolError(f"could not open {url}: {text}")
 
-    async def settle(self, quiet: float = 0.05, limit: float = 2.0) -> None:
-        """Wait until the page has had no request in flight for ``quiet`` seconds (at most ``limit``)."""
+    async def settle(self, quiet: float = 0.03, limit: float = 3.0, dom_quiet: float = 0.06) -> None:
+        """Wait until the page is settled: no request in flight for ``quiet`` s, no short timer pending
+        (debounced widgets), and no DOM change for ``dom_quiet`` s; at most ``limit`` s in all."""
         deadline = time.monotonic() + limit
         calm_since = None
         while time.monotonic() < deadline:
             if self._inflight:
                 calm_since = None
-            elif calm_since is None:
+                await asyncio.sleep(0.01)
+                continue
+            if calm_since is None:
                 calm_since = time.monotonic()
-            elif time.monotonic() - calm_since >= quiet:
+            try:
+                pending, idle_ms = await self.page.evaluate(SETTLE_PROBE)
+            except Exception:  # between documents: try again
+                pending, idle_ms = 1, 0.0
+            if pending == 0 and idle_ms >= dom_quiet * 1000 and time.monotonic() - calm_since >= quiet:
                 break
-            await asyncio.sleep(0.01)
+            wait = max(0.01, dom_quiet - idle_ms / 1000) if pending == 0 else 0.02
+            await asyncio.sleep(min(wait, 0.05))
         self._inflight.clear()
         await self.finish_downloads()
         await self._check_landing()
@@ -317,11 +342,10 @@ class BrowserSession:
                 await self.page.goto("about:blank")
             raise ToolError(f"the page navigated to {url[:100]}, which was refused: {reason}")
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, *, want_html: bool = True) -> Snapshot:
         page = await self.ensure()
         try:
-            data = await page.evaluate(SNAPSHOT_SCRIPT)
-            html = await page.content()
+            data = await page.evaluate(SNAPSHOT_SCRIPT, want_html)
         except Exception as exc:
             if self._crashed:
                 await self.ensure()
@@ -330,8 +354,8 @@ class BrowserSession:
         self.generation += 1
         links = {int(k): v["url"] for k, v in data["links"].items()}
         controls = {int(k): v for k, v in data["controls"].items()}
-        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["hasForms"], html,
-                        self.generation)
+        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["interactive"],
+                        data["html"], self.generation)
 
     async def screenshot(self, path: Path) -> str | None:
         try:
@@ -345,14 +369,28 @@ class BrowserSession:
     def element(self, element_id: int) -> Any:
         return self.page.locator(f'[data-harmony-id="{int(element_id)}"]').first
 
+    async def reachable(self, element_id: int) -> Any:
+        """The element, scrolled into view, if a click would reach it; otherwise a ToolError that says why at once."""
+        target = self.element(element_id)
+        if await target.count() == 0:
+            raise ToolError(f"element {element_id} is no longer on the page; read the page again (open with no id)")
+        if not await target.is_visible():
+            raise ToolError(f"element {element_id} is not visible now (hidden or collapsed)")
+        with contextlib.suppress(Exception):
+            await target.scroll_into_view_if_needed(timeout=2000)
+        blocked = await target.evaluate(HIT_TEST)
+        if blocked:
+            raise ToolError(f"cannot click element {element_id}: {blocked}; close, answer or scroll past it first")
+        return target
+
     async def act(self, action: str, element_id: int | None = None, **options: Any) -> None:
         """Do one action on the live page, then wait for whatever it set off."""
         page = await self.ensure()
         self.refused.clear()
-        timeout = min(self.page_timeout, 10) * 1000
+        timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
-                await self.element(element_id).click(timeout=timeout)
+                await (await self.reachable(element_id)).click(timeout=timeout)
             elif action == "type":
                 target = self.element(element_id)
                 await target.fill(options["text"], timeout=timeout)
@@ -365,7 +403,7 @@ class BrowserSession:
                 except Exception:
                     await target.select_option(value=options["option"], timeout=timeout)
             elif action == "check":
-                await self.element(element_id).set_checked(bool(options.get("checked", True)), timeout=timeout)
+                await (await self.reachable(element_id)).set_checked(bool(options.get("checked", True)), timeout=timeout)
             elif action == "press":
                 await page.keyboard.press(options["key"])
             elif action == "back":
@@ -373,6 +411,8 @@ class BrowserSession:
                     raise ToolError("there is no earlier page to go back to")
             elif action == "scroll":
                 await page.mouse.wheel(0, options.get("pixels", 2000))
+            elif action == "wait":
+                await asyncio.sleep(options.get("seconds", 1.0))
             else:
                 raise ToolError(f"unknown action {action}")
         except ToolError:
