@@ -44,11 +44,15 @@ EPISODE_SECONDS = 30
 
 def miniwob_html() -> Path:
     """The task pages shipped in the ``miniwob`` wheel."""
-    try:
-        import miniwob
-    except ImportError:
+    from importlib import metadata
+
+    try:  # by distribution, not `import miniwob`, which a script named miniwob.py would shadow
+        folder = Path(str(metadata.distribution("miniwob").locate_file("miniwob/html")))
+    except metadata.PackageNotFoundError:
         raise RuntimeError("the miniwob package is not installed: pip install 'harmony-agent[dev]'") from None
-    return Path(miniwob.__file__).parent / "html"
+    if not (folder / "core" / "core.js").is_file():
+        raise RuntimeError(f"the miniwob package has no task pages at {folder}")
+    return folder
 
 
 def _seed_script(seed: str, seconds: int) -> bytes:

@@ -39,7 +39,12 @@ HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
 SETTLE_PROBE = "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
 # Whether a person clicking the middle of an element would hit it, and if not, what they would hit instead.
 HIT_TEST = r"""(el) => {
-  const r = el.getBoundingClientRect();
+  if (el.checkVisibility && !el.checkVisibility({ checkVisibilityCSS: true })) return "it is not visible now (hidden or collapsed)";
+  let r = el.getBoundingClientRect();
+  if (r.bottom < 0 || r.right < 0 || r.top > innerHeight || r.left > innerWidth) {
+    el.scrollIntoView({ block: "center", inline: "center" });
+    r = el.getBoundingClientRect();
+  }
   if (!r.width || !r.height) return "it has no size on the screen (hidden or empty)";
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
   if (!hit || el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el)) return null;
@@ -371,13 +376,10 @@ class BrowserSession:
 
     async def reachable(self, element_id: int) -> Any:
         """The element, scrolled into view, if a click would reach it; otherwise a ToolError that says why at once."""
-        target = self.element(element_id)
-        if await target.count() == 0:
+        # One round trip to find it and one to check it: this runs before every click.
+        target = await self.page.query_selector(f'[data-harmony-id="{int(element_id)}"]')
+        if target is None:
             raise ToolError(f"element {element_id} is no longer on the page; read the page again (open with no id)")
-        if not await target.is_visible():
-            raise ToolError(f"element {element_id} is not visible now (hidden or collapsed)")
-        with contextlib.suppress(Exception):
-            await target.scroll_into_view_if_needed(timeout=2000)
         blocked = await target.evaluate(HIT_TEST)
         if blocked:
             raise ToolError(f"cannot click element {element_id}: {blocked}; close, answer or scroll past it first")

@@ -112,7 +112,8 @@
     const tag = el.tagName;
     const type = (el.getAttribute("type") || "").toLowerCase();
     if (tag === "INPUT" && type === "hidden") return;
-    if ((tag === "INPUT" && ["submit", "button", "reset", "image"].includes(type)) || tag === "BUTTON") {
+    const widget = tag === "BUTTON" && ROLES.has(roleOf(el)) && !["button", "link"].includes(roleOf(el));  // a tab, option...
+    if (((tag === "INPUT" && ["submit", "button", "reset", "image"].includes(type)) || tag === "BUTTON") && !widget) {
       const text = nameOf(el) || type || "button";
       const id = mark(el, { kind: "button", label: text, disabled: el.disabled });
       emit(` 【${id}†button: ${escapeMarker(short(text))}${el.disabled ? " (disabled)" : ""}】 `);
