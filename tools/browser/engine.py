@@ -314,9 +314,15 @@ class BrowserSession:
             return ToolError(f"{url} did not load within {self.page_timeout:g} s")
         return ToolError(f"could not open {url}: {text}")
 
-    async def settle(self, quiet: float = 0.03, limit: float = 3.0, dom_quiet: float = 0.06) -> None:
+    async def settle(self, quiet: float = 0.0, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
         """Wait until the page is settled: no request in flight for ``quiet`` s, no short timer pending
-        (debounced widgets), and no DOM change for ``dom_quiet`` s; at most ``limit`` s in all."""
+        (debounced widgets), and no DOM change for ``dom_quiet`` s; at most ``limit`` s in all.
+
+        Requests a page starts before its load event are already in flight when ``goto`` returns, and those a
+        timer starts are announced by the pending timer, so after a navigation no extra quiet time is needed.
+        The parser's own insertions count as DOM changes, so after a load the DOM need not be quiet; after an
+        action the caller asks for ``dom_quiet``, for animations and widgets that redraw in steps.
+        """
         deadline = time.monotonic() + limit
         calm_since = None
         while time.monotonic() < deadline:
@@ -428,4 +434,4 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # back to the page the action was taken on
             self._raise_if_refused(f"{action}: navigation")
-        await self.settle()
+        await self.settle(quiet=0.02, dom_quiet=0.06)
