@@ -30,6 +30,12 @@ CHROMIUM_ARGS = [
     "--metrics-recording-only", "--no-default-browser-check",
     # Keep cross-site frames in the page's process, so the page's request interception sees their requests.
     "--disable-site-isolation-trials", "--disable-features=IsolateOrigins,site-per-process",
+    # No UDP for WebRTC (STUN datagrams go around request interception), and no DNS prefetching.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--dns-prefetch-disable",
+    # Chromium answers these names with loopback itself, and connects speculatively (a bare TCP connection) to a
+    # refused frame's host before interception answers it: these spellings of localhost never resolve at all.
+    "--host-resolver-rules=MAP *.localhost ~NOTFOUND, MAP localhost. ~NOTFOUND, MAP *.localhost. ~NOTFOUND",
 ]
 DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
 REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
@@ -56,7 +62,7 @@ HIT_TEST = r"""(el) => {
   return `it is covered by ${id !== null ? `【${id}†${text}】 ` : ""}<${name}>${text && id === null ? ` "${text}"` : ""}`;
 }"""
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
-NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection"]) {
+NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
 
 
@@ -167,6 +173,7 @@ class BrowserSession:
         self.engine = engine
         self.policy = policy
         self.page_timeout = page_timeout
+        self._own_downloads = downloads_dir is None  # a folder we made is removed on close; a given one is the user's
         self.downloads_dir = downloads_dir or Path(tempfile.mkdtemp(prefix="harmony-downloads-"))
         self.allow_sockets = allow_sockets
         self.viewport = viewport
@@ -276,6 +283,8 @@ class BrowserSession:
         if self._engine_held:
             self._engine_held = False
             await self.engine.release()
+        if self._own_downloads:
+            shutil.rmtree(self.downloads_dir, ignore_errors=True)
 
     # -- navigation --------------------------------------------------------
 
