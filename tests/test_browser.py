@@ -254,7 +254,7 @@ def test_the_browser_namespace_keeps_harmonys_functions_and_adds_actions():
     assert config.description == harmony.description
     assert [t.name for t in config.tools[:3]] == ["search", "open", "find"]
     assert [t.parameters for t in config.tools[:3]] == [t.parameters for t in harmony.tools]
-    assert {t.name for t in config.tools[3:]} == {"click", "type", "select", "check", "press", "back", "scroll"}
+    assert {t.name for t in config.tools[3:]} == {"click", "type", "select", "check", "press", "back", "scroll", "wait"}
 
 
 async def test_an_agent_researches_on_the_site_and_cites_the_line_it_read(site, tmp_path):

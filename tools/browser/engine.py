@@ -30,12 +30,39 @@ CHROMIUM_ARGS = [
     "--metrics-recording-only", "--no-default-browser-check",
     # Keep cross-site frames in the page's process, so the page's request interception sees their requests.
     "--disable-site-isolation-trials", "--disable-features=IsolateOrigins,site-per-process",
+    # No UDP for WebRTC (STUN datagrams go around request interception), and no DNS prefetching.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--dns-prefetch-disable",
+    # Chromium answers these names with loopback itself, and connects speculatively (a bare TCP connection) to a
+    # refused frame's host before interception answers it: these spellings of localhost never resolve at all.
+    "--host-resolver-rules=MAP *.localhost ~NOTFOUND, MAP localhost. ~NOTFOUND, MAP *.localhost. ~NOTFOUND",
 ]
 DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
 REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
 SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
+HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
+# How long since the DOM last changed, and how many short timers are pending (see hooks.js).
+SETTLE_PROBE = "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
+# Whether a person clicking the middle of an element would hit it, and if not, what they would hit instead.
+HIT_TEST = r"""(el) => {
+  if (el.checkVisibility && !el.checkVisibility({ checkVisibilityCSS: true })) return "it is not visible now (hidden or collapsed)";
+  let r = el.getBoundingClientRect();
+  if (r.bottom < 0 || r.right < 0 || r.top > innerHeight || r.left > innerWidth) {
+    el.scrollIntoView({ block: "center", inline: "center" });
+    r = el.getBoundingClientRect();
+  }
+  if (!r.width || !r.height) return "it has no size on the screen (hidden or empty)";
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  if (!hit || el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el)) return null;
+  const cover = hit.closest("[data-harmony-id]") || hit;
+  const id = cover.getAttribute("data-harmony-id");
+  const text = (cover.innerText || "").replace(/\s+/g, " ").trim().slice(0, 60);
+  const name = cover.tagName.toLowerCase() + (cover.id ? "#" + cover.id : "") +
+    (typeof cover.className === "string" && cover.className.trim() ? "." + cover.className.trim().split(/\s+/).join(".") : "");
+  return `it is covered by ${id !== null ? `【${id}†${text}】 ` : ""}<${name}>${text && id === null ? ` "${text}"` : ""}`;
+}"""
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
-NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection"]) {
+NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
 
 
@@ -132,8 +159,8 @@ class Snapshot:
     text: str
     links: dict[int, str]
     controls: dict[int, dict[str, Any]]
-    has_forms: bool
-    html: str
+    interactive: bool  # any control besides plain links: the page is for using, not only reading
+    html: str | None  # the rendered, visible DOM (only asked for pages without controls, for reader mode)
     generation: int
 
 
@@ -146,6 +173,7 @@ class BrowserSession:
         self.engine = engine
         self.policy = policy
         self.page_timeout = page_timeout
+        self._own_downloads = downloads_dir is None  # a folder we made is removed on close; a given one is the user's
         self.downloads_dir = downloads_dir or Path(tempfile.mkdtemp(prefix="harmony-downloads-"))
         self.allow_sockets = allow_sockets
         self.viewport = viewport
@@ -175,6 +203,7 @@ class BrowserSession:
         if self.context is None:
             self.context = await browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
                                                      accept_downloads=True, service_workers="block")
+            await self.context.add_init_script(HOOKS_SCRIPT)
             if not self.allow_sockets:
                 await self.context.add_init_script(NO_SOCKETS_SCRIPT)
         if self.page is None or self._crashed or self.page.is_closed():
@@ -254,6 +283,8 @@ class BrowserSession:
         if self._engine_held:
             self._engine_held = False
             await self.engine.release()
+        if self._own_downloads:
+            shutil.rmtree(self.downloads_dir, ignore_errors=True)
 
     # -- navigation --------------------------------------------------------
 
@@ -292,18 +323,32 @@ class BrowserSession:
             return ToolError(f"{url} did not load within {self.page_timeout:g} s")
         return ToolError(f"could not open {url}: {text}")
 
-    async def settle(self, quiet: float = 0.05, limit: float = 2.0) -> None:
-        """Wait until the page has had no request in flight for ``quiet`` seconds (at most ``limit``)."""
+    async def settle(self, quiet: float = 0.0, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
+        """Wait until the page is settled: no request in flight for ``quiet`` s, no short timer pending
+        (debounced widgets), and no DOM change for ``dom_quiet`` s; at most ``limit`` s in all.
+
+        Requests a page starts before its load event are already in flight when ``goto`` returns, and those a
+        timer starts are announced by the pending timer, so after a navigation no extra quiet time is needed.
+        The parser's own insertions count as DOM changes, so after a load the DOM need not be quiet; after an
+        action the caller asks for ``dom_quiet``, for animations and widgets that redraw in steps.
+        """
         deadline = time.monotonic() + limit
         calm_since = None
         while time.monotonic() < deadline:
             if self._inflight:
                 calm_since = None
-            elif calm_since is None:
+                await asyncio.sleep(0.01)
+                continue
+            if calm_since is None:
                 calm_since = time.monotonic()
-            elif time.monotonic() - calm_since >= quiet:
+            try:
+                pending, idle_ms = await self.page.evaluate(SETTLE_PROBE)
+            except Exception:  # between documents: try again
+                pending, idle_ms = 1, 0.0
+            if pending == 0 and idle_ms >= dom_quiet * 1000 and time.monotonic() - calm_since >= quiet:
                 break
-            await asyncio.sleep(0.01)
+            wait = max(0.01, dom_quiet - idle_ms / 1000) if pending == 0 else 0.02
+            await asyncio.sleep(min(wait, 0.05))
         self._inflight.clear()
         await self.finish_downloads()
         await self._check_landing()
@@ -317,11 +362,10 @@ class BrowserSession:
                 await self.page.goto("about:blank")
             raise ToolError(f"the page navigated to {url[:100]}, which was refused: {reason}")
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, *, want_html: bool = True) -> Snapshot:
         page = await self.ensure()
         try:
-            data = await page.evaluate(SNAPSHOT_SCRIPT)
-            html = await page.content()
+            data = await page.evaluate(SNAPSHOT_SCRIPT, want_html)
         except Exception as exc:
             if self._crashed:
                 await self.ensure()
@@ -330,8 +374,8 @@ class BrowserSession:
         self.generation += 1
         links = {int(k): v["url"] for k, v in data["links"].items()}
         controls = {int(k): v for k, v in data["controls"].items()}
-        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["hasForms"], html,
-                        self.generation)
+        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["interactive"],
+                        data["html"], self.generation)
 
     async def screenshot(self, path: Path) -> str | None:
         try:
@@ -345,14 +389,25 @@ class BrowserSession:
     def element(self, element_id: int) -> Any:
         return self.page.locator(f'[data-harmony-id="{int(element_id)}"]').first
 
+    async def reachable(self, element_id: int) -> Any:
+        """The element, scrolled into view, if a click would reach it; otherwise a ToolError that says why at once."""
+        # One round trip to find it and one to check it: this runs before every click.
+        target = await self.page.query_selector(f'[data-harmony-id="{int(element_id)}"]')
+        if target is None:
+            raise ToolError(f"element {element_id} is no longer on the page; read the page again (open with no id)")
+        blocked = await target.evaluate(HIT_TEST)
+        if blocked:
+            raise ToolError(f"cannot click element {element_id}: {blocked}; close, answer or scroll past it first")
+        return target
+
     async def act(self, action: str, element_id: int | None = None, **options: Any) -> None:
         """Do one action on the live page, then wait for whatever it set off."""
         page = await self.ensure()
         self.refused.clear()
-        timeout = min(self.page_timeout, 10) * 1000
+        timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
-                await self.element(element_id).click(timeout=timeout)
+                await (await self.reachable(element_id)).click(timeout=timeout)
             elif action == "type":
                 target = self.element(element_id)
                 await target.fill(options["text"], timeout=timeout)
@@ -365,7 +420,7 @@ class BrowserSession:
                 except Exception:
                     await target.select_option(value=options["option"], timeout=timeout)
             elif action == "check":
-                await self.element(element_id).set_checked(bool(options.get("checked", True)), timeout=timeout)
+                await (await self.reachable(element_id)).set_checked(bool(options.get("checked", True)), timeout=timeout)
             elif action == "press":
                 await page.keyboard.press(options["key"])
             elif action == "back":
@@ -373,6 +428,8 @@ class BrowserSession:
                     raise ToolError("there is no earlier page to go back to")
             elif action == "scroll":
                 await page.mouse.wheel(0, options.get("pixels", 2000))
+            elif action == "wait":
+                await asyncio.sleep(options.get("seconds", 1.0))
             else:
                 raise ToolError(f"unknown action {action}")
         except ToolError:
@@ -386,4 +443,4 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # back to the page the action was taken on
             self._raise_if_refused(f"{action}: navigation")
-        await self.settle()
+        await self.settle(quiet=0.02, dom_quiet=0.06)

@@ -31,7 +31,15 @@ def system_resolver(host: str) -> list[str]:
 
 
 def _host_matches(host: str, domains: Sequence[str]) -> bool:
-    return any(host == d or host.endswith("." + d) for d in (d.lower().lstrip(".") for d in domains))
+    return any(host == d or host.endswith("." + d) for d in (d.lower().strip(".") for d in domains))
+
+
+#: Names Chromium answers itself with loopback, whatever DNS says (RFC 6761): they never reach the resolver.
+LOOPBACK_ADDRESSES = ["127.0.0.1", "::1"]
+
+
+def _is_loopback_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
 
 
 @dataclass
@@ -62,7 +70,7 @@ class NavigationPolicy:
             return None
         try:
             parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
+            host = (parts.hostname or "").lower().rstrip(".")  # `localhost.` is `localhost`
         except ValueError as exc:
             return f"malformed URL ({exc})"
         scheme = parts.scheme.lower()
@@ -86,11 +94,17 @@ class NavigationPolicy:
         try:
             addresses = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
-            if host not in self._cache:
-                self._cache[host] = self.resolver(host)
-            addresses = self._cache[host]
+            if _is_loopback_name(host):
+                addresses = LOOPBACK_ADDRESSES
+            else:
+                if host not in self._cache:
+                    self._cache[host] = self.resolver(host)
+                addresses = self._cache[host]
             if not addresses:
-                return None  # unresolvable: the browser's own lookup will fail and say so
+                # What we cannot resolve, Chromium might (its own rules, another resolver): refuse unless allowed by name.
+                if self.allow_domains and _host_matches(host, self.allow_domains):
+                    return None
+                return f"{host} does not resolve, so where it leads cannot be checked"
         for text in addresses:
             address = ipaddress.ip_address(text)
             if any(address in network for network in self._networks):

@@ -1,7 +1,10 @@
-// Turns the rendered DOM into text for a text-only model: links and controls become
-// numbered markers, and every marked element gets a data-harmony-id attribute so an
-// action can find it again. Runs inside the page via Playwright's evaluate().
-() => {
+// Turns the rendered DOM into text for a text-only model. Everything a person can
+// act on becomes a numbered marker 【id†…】, one id per element, and the element gets
+// a data-harmony-id attribute so an action can find that very element again.
+// Clickable means: a link, a form control, an ARIA widget role, a summary, an element
+// with an onclick property or a click-like listener (recorded by hooks.js), or the
+// outermost element with a computed `cursor: pointer`. Runs via Playwright's evaluate().
+(wantHtml) => {
   const SKIP = new Set(["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "HEAD", "SVG", "CANVAS", "IFRAME", "OBJECT"]);
   const BLOCK = new Set(["ADDRESS", "ARTICLE", "ASIDE", "BLOCKQUOTE", "BODY", "DD", "DETAILS", "DIV", "DL", "DT",
     "FIELDSET", "FIGCAPTION", "FIGURE", "FOOTER", "FORM", "H1", "H2", "H3", "H4", "H5", "H6", "HEADER", "HR", "LI",
@@ -10,11 +13,20 @@
     "SECTION", "ARTICLE", "HEADER", "FOOTER", "NAV", "MAIN", "FIGURE", "DL"]);
   const TEXT_INPUTS = new Set(["text", "search", "email", "password", "number", "url", "tel", "date", "time",
     "datetime-local", "month", "week", "color", "range", ""]);
+  const NATIVE = new Set(["INPUT", "SELECT", "TEXTAREA", "BUTTON"]);
+  const ROLES = new Set(["button", "checkbox", "radio", "tab", "menuitem", "menuitemcheckbox", "menuitemradio",
+    "switch", "option", "treeitem", "link", "combobox"]);
+  const LISTS = new Set(["UL", "OL", "TBODY", "TABLE", "DL"]);
+  const LIST_ROLES = new Set(["listbox", "menu", "menubar", "tree", "tablist", "grid", "radiogroup"]);
+  const COLLAPSE_CHARS = 120;
+  const CONTAINER_CHARS = 400;
+  const hooks = window.__harmonyHooks;
   const pageHost = location.host;
+  const pageDoc = location.href.split("#")[0];
   const out = [];
   const links = {};
   const controls = {};
-  const urlIds = new Map();
+  const hidden = [];
   let nextId = 0;
   let images = 0;
   document.querySelectorAll("[data-harmony-id]").forEach((el) => el.removeAttribute("data-harmony-id"));
@@ -22,10 +34,49 @@
   const clean = (s) => (s || "").replace(/\s+/g, " ").trim();
   const escapeText = (s) => s.replace(/【/g, "〖").replace(/】/g, "〗");
   const escapeMarker = (s) => escapeText(s).replace(/†/g, "‡");
+  const short = (s) => (s.length > COLLAPSE_CHARS ? s.slice(0, COLLAPSE_CHARS - 1) + "…" : s);
+  const styleOf = (el) => getComputedStyle(el);
   const visible = (el) => {
     if (el.checkVisibility) return el.checkVisibility({ checkVisibilityCSS: true });
-    const style = getComputedStyle(el);
+    const style = styleOf(el);
     return style.display !== "none" && style.visibility !== "hidden";
+  };
+  const listens = (el) => !!(el.onclick || el.onmousedown || el.onmouseup || el.onpointerdown || (hooks && hooks.clicky.has(el)));
+  const pointer = (el) => {
+    if (styleOf(el).cursor !== "pointer") return false;
+    const parent = el.parentElement;
+    return !parent || styleOf(parent).cursor !== "pointer";  // the outermost such element
+  };
+  const roleOf = (el) => (el.getAttribute("role") || "").toLowerCase();
+  const interactiveInside = (el) => {
+    if (el.querySelector("a[href], input, select, textarea, button, [role=button], [role=tab], [role=option], " +
+      "[role=menuitem], [role=treeitem], [role=checkbox], [onclick]") !== null) return true;
+    const inner = el.getElementsByTagName("*");
+    for (let i = 0; i < inner.length && i < 300; i++) if (listens(inner[i])) return true;
+    return false;
+  };
+  const clickable = (el, tag) => {
+    if (tag === "BODY" || tag === "HTML") return false;
+    return ROLES.has(roleOf(el)) || tag === "SUMMARY" || listens(el) || pointer(el);
+  };
+  const nameOf = (el) => {
+    const aria = el.getAttribute("aria-label");
+    if (aria && clean(aria)) return clean(aria);
+    const by = el.getAttribute("aria-labelledby");
+    if (by) {
+      const text = clean(by.split(/\s+/).map((id) => (document.getElementById(id) || {}).innerText || "").join(" "));
+      if (text) return text;
+    }
+    const text = clean(el.innerText);
+    if (text) return text;
+    const title = el.getAttribute("title") || (el.querySelector("[title]") || { getAttribute: () => "" }).getAttribute("title");
+    if (clean(title)) return clean(title);
+    const img = el.tagName === "IMG" ? el : el.querySelector("img[alt]");
+    if (img && clean(img.getAttribute("alt"))) return clean(img.getAttribute("alt"));
+    if (el.value && typeof el.value === "string") return clean(el.value);
+    const hint = clean(String(el.className && el.className.baseVal !== undefined ? el.className.baseVal : el.className || ""))
+      .split(" ").filter((c) => c && !/^(ui|js|is|has)-|active|hover|focus/.test(c)).slice(0, 2).join(" ");
+    return hint ? `[${hint}]` : (el.id ? `[#${el.id}]` : `[${el.tagName.toLowerCase()}]`);
   };
   const labelOf = (el) => {
     const byAria = el.getAttribute("aria-label");
@@ -47,15 +98,25 @@
     const tail = (out.length > 1 ? out[out.length - 2] : "") + last();
     if (out.length && !tail.endsWith("\n\n")) out.push("\n");
   };
+  const states = (el) => {
+    const said = [];
+    if (el.getAttribute("aria-selected") === "true") said.push("selected");
+    if (el.getAttribute("aria-checked") === "true") said.push("checked");
+    if (el.getAttribute("aria-expanded") === "true") said.push("expanded");
+    if (el.getAttribute("aria-expanded") === "false") said.push("collapsed");
+    if (el.getAttribute("aria-disabled") === "true" || el.disabled) said.push("disabled");
+    return said.length ? ` (${said.join(", ")})` : "";
+  };
 
   const control = (el) => {
     const tag = el.tagName;
     const type = (el.getAttribute("type") || "").toLowerCase();
     if (tag === "INPUT" && type === "hidden") return;
-    if ((tag === "INPUT" && ["submit", "button", "reset", "image"].includes(type)) || tag === "BUTTON") {
-      const text = clean(el.innerText || el.value || el.getAttribute("aria-label") || el.getAttribute("alt") || type || "button");
+    const widget = tag === "BUTTON" && ROLES.has(roleOf(el)) && !["button", "link"].includes(roleOf(el));  // a tab, option...
+    if (((tag === "INPUT" && ["submit", "button", "reset", "image"].includes(type)) || tag === "BUTTON") && !widget) {
+      const text = nameOf(el) || type || "button";
       const id = mark(el, { kind: "button", label: text, disabled: el.disabled });
-      emit(` 【${id}†button: ${escapeMarker(text)}${el.disabled ? " (disabled)" : ""}】 `);
+      emit(` 【${id}†button: ${escapeMarker(short(text))}${el.disabled ? " (disabled)" : ""}】 `);
     } else if (tag === "INPUT" && (type === "checkbox" || type === "radio")) {
       const label = labelOf(el);
       const id = mark(el, { kind: type, label, checked: el.checked });
@@ -72,30 +133,41 @@
       const shown = type === "password" ? "•".repeat(el.value.length) : el.value;
       const id = mark(el, { kind: "textbox", label, value: shown, type: type || "text" });
       const hint = !shown && el.getAttribute("placeholder") ? ` (placeholder: ${clean(el.getAttribute("placeholder"))})` : "";
-      emit(` 【${id}†${type && type !== "text" ? type + " " : ""}input "${escapeMarker(label)}" = "${escapeMarker(shown)}"${escapeMarker(hint)}】 `);
+      const focused = document.activeElement === el ? " (focused)" : "";
+      const what = tag === "TEXTAREA" ? "textarea" : `${type && type !== "text" ? type + " " : ""}input`;
+      emit(` 【${id}†${what} "${escapeMarker(label)}" = "${escapeMarker(shown)}"${escapeMarker(hint)}${focused}】 `);
+    } else if (tag === "INPUT") {
+      const id = mark(el, { kind: "input", label: labelOf(el), type });
+      emit(` 【${id}†${type} input "${escapeMarker(labelOf(el))}"】 `);
     } else {
-      const id = mark(el, { kind: "control", label: clean(el.innerText) });
-      emit(` 【${id}†${escapeMarker(clean(el.innerText) || tag.toLowerCase())}】 `);
+      const role = roleOf(el);
+      const text = nameOf(el);
+      const id = mark(el, { kind: role || "clickable", label: text });
+      const prefix = role && role !== "button" && role !== "link" ? `${role}: ` : "";
+      emit(` 【${id}†${prefix}${escapeMarker(short(text))}${states(el)}】 `);
     }
   };
 
   const link = (el) => {
     const url = el.href;
-    const text = clean(el.innerText) || clean(el.getAttribute("aria-label") || el.getAttribute("title") || "") || url;
-    let id = urlIds.get(url);
-    if (id === undefined) {
-      id = nextId++;
-      urlIds.set(url, id);
-      links[id] = { url, text };
-    }
-    el.setAttribute("data-harmony-id", String(id));
+    const text = nameOf(el) || url;
+    // A link that only moves within this document, or whose click runs a script, is an element to click.
+    const inPage = url.split("#")[0] === pageDoc && url.includes("#") || listens(el);
     let host = "";
     try { host = new URL(url).host; } catch (e) { host = ""; }
     const domain = host && host !== pageHost ? `†${escapeMarker(host)}` : "";
-    emit(`【${id}†${escapeMarker(text)}${domain}】`);
+    let id;
+    if (inPage) id = mark(el, { kind: "link", label: text, url });
+    else {
+      id = nextId++;
+      el.setAttribute("data-harmony-id", String(id));
+      links[id] = { url, text };
+    }
+    emit(`【${id}†${escapeMarker(short(text))}${domain}】`);
   };
 
-  const walk = (node) => {
+  // `items` is set inside a list whose click listener serves its items (event delegation).
+  const walk = (node, items) => {
     if (node.nodeType === Node.TEXT_NODE) {
       const text = node.textContent.replace(/\s+/g, " ");
       if (text.trim()) emit(escapeText(text));
@@ -105,24 +177,42 @@
     if (node.nodeType !== Node.ELEMENT_NODE) return;
     const el = node;
     const tag = el.tagName.toUpperCase();
-    if (SKIP.has(tag) || !visible(el)) return;
+    if (SKIP.has(tag)) return;
+    if (!visible(el)) { hidden.push(el); return; }
     if (tag === "BR") { emit("\n"); return; }
-    if (tag === "IMG") {
-      const alt = clean(el.getAttribute("alt"));
-      if (alt) emit(` [Image ${images++}: ${escapeText(alt)}] `);
-      return;
-    }
     if (tag === "A" && el.hasAttribute("href") && !el.getAttribute("href").startsWith("javascript:")) { link(el); return; }
-    if (["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(tag)) { control(el); return; }
+    if (NATIVE.has(tag)) { control(el); return; }
     if (tag === "LABEL") {
       const box = el.querySelector("input[type=checkbox], input[type=radio]");
       if (box && visible(box)) { control(box); return; }  // its label is in the marker already
     }
-    const role = el.getAttribute("role");
-    if (role && ["button", "checkbox", "tab", "menuitem", "switch", "option"].includes(role) || (el.hasAttribute("onclick") && tag !== "BODY")) {
-      control(el);
+    if (tag === "IMG" && !clickable(el, tag)) {
+      const alt = clean(el.getAttribute("alt"));
+      if (alt) emit(` [Image ${images++}: ${escapeText(alt)}] `);
       return;
     }
+    const isItem = items && (tag === "LI" || tag === "TR" || tag === "DT" || ROLES.has(roleOf(el)));
+    if (clickable(el, tag) || isItem) {
+      const raw = (el.innerText || "").trim();
+      const text = clean(raw);
+      const single = text.length <= COLLAPSE_CHARS && !raw.includes("\n") && !LISTS.has(tag) && !LIST_ROLES.has(roleOf(el));
+      if (!interactiveInside(el) && (single || !text)) {
+        if (BLOCK.has(tag)) newline();
+        if (tag === "LI") emit("* ");
+        control(el);
+        if (BLOCK.has(tag)) newline();
+        return;
+      }
+      // (Only with a handler of its own: a pointer cursor alone is often just inherited styling of its parts.)
+      if (!isItem && text && text.length <= CONTAINER_CHARS && !LISTS.has(tag) && !LIST_ROLES.has(roleOf(el))
+        && (listens(el) || ROLES.has(roleOf(el)))) {
+        // A clickable card with clickable parts (an inbox row with its star): the card gets a marker of its own.
+        if (BLOCK.has(tag)) newline();
+        const id = mark(el, { kind: "clickable", label: text });
+        emit(`【${id}†${escapeMarker(short(raw.split("\n")[0].trim() || text))}】 `);
+      }
+    }
+    const serves = LISTS.has(tag) || LIST_ROLES.has(roleOf(el)) ? listens(el) || items : items && !isItem;
     const block = BLOCK.has(tag);
     const separated = PARAGRAPH.has(tag);
     if (separated) paragraph(); else if (block) newline();
@@ -132,15 +222,45 @@
       const cells = Array.from(el.children).filter((c) => (c.tagName === "TD" || c.tagName === "TH") && visible(c));
       cells.forEach((cell, index) => {
         if (index) emit(" | ");
-        cell.childNodes.forEach(walk);
+        cell.childNodes.forEach((child) => walk(child, false));
       });
       newline();
       return;
     }
-    el.childNodes.forEach(walk);
+    el.childNodes.forEach((child) => walk(child, serves));
     if (separated) paragraph(); else if (block) newline();
   };
-  walk(document.body || document.documentElement);
-  const hasForms = Object.values(controls).some((c) => c.kind !== "control");
-  return { title: document.title, url: location.href, text: out.join(""), links, controls, hasForms };
+  walk(document.body || document.documentElement, false);
+
+  // An element on top of marked ones (a cover, a modal) is named first: it must be dealt with before them.
+  const covers = new Map();
+  for (const [id, info] of Object.entries(controls)) {
+    const el = document.querySelector(`[data-harmony-id="${id}"]`);
+    if (!el) continue;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || r.bottom < 0 || r.right < 0 || r.top > innerHeight || r.left > innerWidth) continue;
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    if (!hit || el.contains(hit) || hit.contains(el)) continue;
+    const cover = hit.closest("[data-harmony-id]") || hit;
+    const coverId = cover.getAttribute("data-harmony-id");
+    if (coverId !== null && coverId === id) continue;
+    if (coverId !== null) covers.set(coverId, (covers.get(coverId) || 0) + 1);
+    info.coveredBy = coverId !== null ? Number(coverId) : null;
+  }
+  let head = "";
+  for (const [coverId, count] of covers) {
+    const info = controls[coverId] || links[coverId];
+    if (count >= 1 && info) head += `On top of ${count} element(s) below: 【${coverId}†${escapeMarker(short(info.label || info.text || ""))}】\n`;
+  }
+
+  let html = null;
+  if (wantHtml && Object.keys(controls).length === 0) {  // the rendered page less what is hidden, for reader mode
+    hidden.forEach((el) => el.setAttribute("data-harmony-hidden", ""));
+    const copy = document.documentElement.cloneNode(true);
+    hidden.forEach((el) => el.removeAttribute("data-harmony-hidden"));
+    copy.querySelectorAll("[data-harmony-hidden], script, style, template, noscript").forEach((el) => el.remove());
+    html = copy.outerHTML;
+  }
+  return { title: document.title, url: location.href, text: (head ? head + "\n" : "") + out.join(""), links, controls,
+    interactive: Object.keys(controls).length > 0, html };
 }

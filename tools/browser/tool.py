@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -32,9 +33,18 @@ ARTICLE_MIN_CHARS = 400
 _MARKDOWN_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
-def _estimate_tokens(text: str) -> int:
-    """About four characters a token for o200k on English web text; a budget, not a count."""
-    return len(text) // 4 + 1
+_CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L(\d+))?】")
+
+
+def harmony_token_counter() -> Callable[[str], int]:
+    """Exact o200k_harmony token counts, from the tokenizer the project already ships (quicktok-v1).
+
+    Characters/4 is off by 2-2.6x for CJK and marker-heavy text; the view's budget is meant in real tokens.
+    """
+    import quicktok
+
+    encoding = quicktok.get_encoding("o200k_harmony")
+    return lambda text: len(encoding.encode(text))
 
 
 def _action(name: str, description: str, properties: dict[str, Any], required: list[str]) -> ToolDescription:
@@ -55,7 +65,10 @@ ACTIONS = [
     _action("back", "Goes back to the previous page in this tab's history, and shows it.", {}, []),
     _action("scroll", "Scrolls the live page (for pages that load more as you scroll), then shows it again.",
             {"pixels": {"type": "number", "default": 2000}}, []),
+    _action("wait", "Waits `seconds` (at most 10) without acting, then shows the live page as it is now.",
+            {"seconds": {"type": "number", "default": 1}}, []),
 ]
+ELEMENT_ACTIONS = ("click", "type", "select", "check")
 
 
 def _number(arguments: dict[str, Any], name: str, default: int) -> int:
@@ -74,7 +87,10 @@ class BrowserTool(Tool):
     says where the browser may go; the shortcuts ``allow_domains``,
     ``deny_domains`` and ``allow_addresses`` build one. ``screenshots`` is a
     folder where a screenshot of each page view is saved (and reported as the
-    result's images). ``view_tokens`` is the budget of one view.
+    result's images). ``view_tokens`` is the budget of one view, in o200k
+    tokens (``count_tokens`` may count them some other way). With
+    ``actions=False`` the namespace is exactly harmony's trained ``browser``
+    (search, open, find), byte for byte; ``open`` still follows links.
     """
 
     namespace = "browser"
@@ -83,7 +99,8 @@ class BrowserTool(Tool):
                  allow_domains: list[str] | None = None, deny_domains: list[str] | None = None,
                  allow_addresses: list[str] | None = None, screenshots: str | Path | None = None,
                  downloads: str | Path | None = None, page_timeout: float = 15.0, view_tokens: int = 1024,
-                 executable: str | None = None, headless: bool = True, reader_mode: bool = True) -> None:
+                 executable: str | None = None, headless: bool = True, reader_mode: bool = True, actions: bool = True,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.backend = backend
         self.policy = policy or NavigationPolicy(allow_domains=allow_domains or (), deny_domains=deny_domains or (),
                                                  allow_addresses=allow_addresses or ())
@@ -95,6 +112,8 @@ class BrowserTool(Tool):
         self.executable = executable
         self.headless = headless
         self.reader_mode = reader_mode
+        self.actions = actions
+        self.count_tokens = count_tokens or harmony_token_counter()
         self.stack: list[Page] = []
         self.session: BrowserSession | None = None
         self._live: Page | None = None
@@ -103,7 +122,7 @@ class BrowserTool(Tool):
     # -- description -------------------------------------------------------
 
     def descriptions(self) -> list[ToolDescription]:
-        return [*ToolNamespaceConfig.browser().tools, *ACTIONS]
+        return [*ToolNamespaceConfig.browser().tools, *(ACTIONS if self.actions else ())]
 
     def namespace_config(self) -> ToolNamespaceConfig:
         return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=self.descriptions())
@@ -123,7 +142,7 @@ class BrowserTool(Tool):
             if not isinstance(pattern, str) or not pattern:
                 raise ToolError("find needs a non-empty `pattern`")
             return await self._show(find(self._page_at(arguments), pattern), 0, None)
-        if name in {a.name for a in ACTIONS}:
+        if self.actions and name in {a.name for a in ACTIONS}:
             return await self._act(name, arguments)
         raise ToolError(f"the browser has no function {name!r}; it has {', '.join(d.name for d in self.descriptions())}")
 
@@ -179,7 +198,10 @@ class BrowserTool(Tool):
             return await self._show(page, loc, num_lines)
         link_id = _number({"id": target}, "id", -1)  # a link id: a whole number (a URL was a string, above)
         page = self._page_at(arguments)
-        if link_id == -1:  # scroll the page at the cursor
+        if link_id == -1:  # scroll the page at the cursor; on the live page, read it again as it is now
+            if page is self._live and self.session is not None and self.session.page is not None:
+                await self.session.settle()
+                page = self._page_from(await self.session.snapshot(want_html=self.reader_mode))
             return await self._show(page, max(loc, 0), num_lines)
         if page.source == "find" and link_id in page.links and page.parent is not None:
             return await self._show(page.parent, loc if loc >= 0 else page.link_lines[link_id], num_lines)
@@ -187,7 +209,7 @@ class BrowserTool(Tool):
             opened = await self._navigate(page.links[link_id], view_source=bool(arguments.get("view_source")))
             return await self._show(opened, loc, num_lines)
         if link_id in page.controls:  # a button's id: opening it means pressing it
-            return await self._act("click", {**arguments, "id": link_id})
+            return await self._act("click", {**arguments, "id": link_id}, force=True)
         valid = sorted([*page.links, *page.controls])
         shown = ", ".join(map(str, valid[:30])) + (" …" if len(valid) > 30 else "")
         raise ToolError(f"page [{self.stack.index(page)}] has no link {link_id}" + (f"; its ids are {shown}" if valid else "; it has no links"))
@@ -201,17 +223,18 @@ class BrowserTool(Tool):
             html = await session.page.content()
             return Page(url=session.page.url, title=f"Source of {await session.page.title() or session.page.url}",
                         lines=wrap_text(escape_marker_text(html)), source="source")
-        return self._page_from(await session.snapshot())
+        return self._page_from(await session.snapshot(want_html=self.reader_mode))
 
     # -- actions -----------------------------------------------------------
 
-    async def _act(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def _act(self, name: str, arguments: dict[str, Any], force: bool = False) -> ToolResult:
+        """An action on the live page. ``force``: ``open`` of a control's id clicks it even when actions are off."""
         session = await self._session()
         if self._live is None or session.page is None:
             raise ToolError("no live page to act on: open a page first")
         options: dict[str, Any] = {}
         element_id = None
-        if name in ("click", "type", "select", "check"):
+        if name in ELEMENT_ACTIONS:
             element_id = _number(arguments, "id", -1)
             page = self._page_at(arguments) if "cursor" in arguments else self._live
             if page is not self._live and page.generation != self._live.generation:
@@ -236,14 +259,19 @@ class BrowserTool(Tool):
             options = {"key": arguments["key"]}
         elif name == "scroll":
             options = {"pixels": _number(arguments, "pixels", 2000)}
+        elif name == "wait":
+            seconds = arguments.get("seconds", 1)
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 10:
+                raise ToolError("wait takes `seconds`, a number from 0 to 10")
+            options = {"seconds": float(seconds)}
         await session.act(name, element_id, **options)
-        return await self._show(self._page_from(await session.snapshot()), 0, None)
+        return await self._show(self._page_from(await session.snapshot(want_html=self.reader_mode)), 0, None)
 
     # -- pages and views -----------------------------------------------------
 
     def _page_from(self, snapshot: Snapshot) -> Page:
         text, source = snapshot.text, "dom"
-        if self.reader_mode and not snapshot.has_forms:
+        if self.reader_mode and not snapshot.interactive and snapshot.html:
             article = self._article_text(snapshot)
             if article is not None:
                 text, source = article, "article"
@@ -266,7 +294,9 @@ class BrowserTool(Tool):
                                         include_tables=True, include_images=False, include_comments=False)
         if not extracted or len(extracted) < ARTICLE_MIN_CHARS:
             return None
-        ids = {url: link_id for link_id, url in snapshot.links.items()}
+        ids: dict[str, int] = {}
+        for link_id, url in snapshot.links.items():
+            ids.setdefault(url, link_id)
         host = urlsplit(snapshot.url).netloc
 
         def marker(match: re.Match) -> str:
@@ -289,7 +319,7 @@ class BrowserTool(Tool):
     async def _show(self, page: Page, loc: int, num_lines: int | None) -> ToolResult:
         self.stack.append(page)
         cursor = len(self.stack) - 1
-        display = render(page, cursor, max(loc, 0), num_lines, self.view_tokens, _estimate_tokens)
+        display = render(page, cursor, max(loc, 0), num_lines, self.view_tokens, self.count_tokens)
         images: tuple[str, ...] = ()
         notes: list[str] = []
         if self.session is not None:
@@ -302,6 +332,22 @@ class BrowserTool(Tool):
         files = tuple(self.session.downloads) if self.session is not None else ()
         return ToolResult(output=text, images=images, files=files,
                           metadata={"cursor": cursor, "url": page.url, "source": page.source})
+
+    def cite_for_people(self, text: str) -> str:
+        """``text`` with the model's citations ``【cursor†La-Lb】`` turned into Markdown links to the cited page and lines.
+
+        For what a person reads (final answers in the CLI, results, reports); the model's history keeps its tokens.
+        A citation of a cursor this session never showed is left as written.
+        """
+        def link(match: re.Match) -> str:
+            cursor, first, last = int(match.group(1)), int(match.group(2)), match.group(3)
+            if not 0 <= cursor < len(self.stack) or self.stack[cursor].url.startswith("search://"):
+                return match.group(0)
+            page = self.stack[cursor]
+            lines = f"lines {first}-{last}" if last else f"line {first}"
+            return f"[{page.title}, {lines}]({page.url})"
+
+        return _CITATION.sub(link, text)
 
     async def aclose(self) -> None:
         if self.session is not None:

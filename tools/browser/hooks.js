@@ -1,0 +1,49 @@
+// Installed in every frame before the page's own scripts (a context init script).
+// It lets the snapshot see what a person sees but the DOM does not say:
+// - which elements got click-like listeners from JavaScript (addEventListener,
+//   which jQuery and d3 use too), kept in a WeakSet so pages cannot read it;
+// - how many short timers are pending (debounced widgets answer after a delay);
+// - when the DOM last changed (ignoring the snapshot's own data-harmony-* marks).
+// The tool waits on the last two after an action, so a view shows the settled page.
+(() => {
+  if (window.__harmonyHooks) return;
+  const CLICKS = new Set(["click", "mousedown", "mouseup", "pointerdown", "pointerup", "dblclick", "touchstart"]);
+  const SHORT_TIMER_MS = 1000;
+  const state = { clicky: new WeakSet(), pending: 0, changed: performance.now() };
+  Object.defineProperty(window, "__harmonyHooks", { value: state, enumerable: false });
+
+  const add = EventTarget.prototype.addEventListener;
+  const wrappedAdd = function (type, listener, options) {
+    if (CLICKS.has(type) && this instanceof Element) state.clicky.add(this);
+    return add.call(this, type, listener, options);
+  };
+  Object.defineProperty(EventTarget.prototype, "addEventListener", { value: wrappedAdd, writable: true, configurable: true });
+
+  const setT = window.setTimeout, clearT = window.clearTimeout;
+  const live = new Set();
+  window.setTimeout = function (handler, delay, ...rest) {
+    const ms = Number(delay) || 0;
+    if (ms > SHORT_TIMER_MS || typeof handler !== "function") return setT.call(window, handler, delay, ...rest);
+    let id;
+    id = setT.call(window, function () {
+      if (live.delete(id)) state.pending--;
+      return handler.apply(this, arguments);
+    }, delay, ...rest);
+    live.add(id);
+    state.pending++;
+    return id;
+  };
+  window.clearTimeout = function (id) {
+    if (live.delete(id)) state.pending--;
+    return clearT.call(window, id);
+  };
+
+  const observer = new MutationObserver((records) => {
+    if (records.some((r) => r.type !== "attributes" || !String(r.attributeName).startsWith("data-harmony"))) {
+      state.changed = performance.now();
+    }
+  });
+  observer.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+  // Typing and focus change the live page without any mutation.
+  for (const type of ["input", "change", "focusin"]) add.call(document, type, () => { state.changed = performance.now(); }, true);
+})();
