@@ -18,7 +18,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from sandboxes import SandboxError
-from tools.base import Tool, ToolCall
+from tools.base import Tool, ToolCall, ToolError
 from tools.functions import function_tool
 from sandboxes.images import DEFAULT_IMAGE
 from tools.python import PythonTool
@@ -79,7 +79,7 @@ BUILTIN_TOOLS: dict[str, Callable[[dict[str, Any]], Tool]] = {
 }
 
 TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search", "allow",
-                  "apps"}
+                  "apps", "mcp"}
 
 
 class UsageError(Exception):
@@ -94,7 +94,7 @@ def _fail(message: object) -> typer.Exit:
 
 def load_tools(specs: list[str], options: dict[str, Any] | None = None) -> list[Tool]:
     """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
-    tools: list[Tool] = []
+    tools: list[Tool] = mcp_tools(options.get("mcp") or []) if options else []
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # let module:function name the user's own modules, as python -m does
     for spec in (s.strip() for s in specs):
@@ -118,6 +118,34 @@ def load_tools(specs: list[str], options: dict[str, Any] | None = None) -> list[
                 tools.append(function_tool(item))
             else:
                 raise UsageError(f"{spec!r} is neither a Tool nor a function")
+    return tools
+
+
+def mcp_tools(specs: list[Any]) -> list[Tool]:
+    """MCPTools from ``--mcp`` values or a task file's ``mcp:`` entries: ``SPEC``, ``NAMESPACE=SPEC``, or a mapping
+    with ``server`` (the spec) and optional ``namespace``."""
+    import re
+
+    from tools.mcp import MCPTools
+
+    tools: list[Tool] = []
+    for entry in specs:
+        namespace = None
+        if isinstance(entry, dict):
+            spec, namespace = entry.get("server"), entry.get("namespace")
+            if not isinstance(spec, str):
+                raise UsageError(f"an mcp entry needs a 'server' spec string, got {entry!r}")
+        elif isinstance(entry, str):
+            spec = entry
+            named = re.match(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.+)$", entry.strip())
+            if named and not entry.strip().startswith(("stdio:", "http:", "https:", "sse:")):
+                namespace, spec = named.group(1), named.group(2)
+        else:
+            raise UsageError(f"an mcp entry must be a spec string or a mapping, got {entry!r}")
+        try:
+            tools.append(MCPTools(spec, namespace))
+        except (ValueError, ToolError) as exc:
+            raise UsageError(str(exc)) from None
     return tools
 
 
@@ -181,6 +209,10 @@ def _exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
 def _split_tools(values: Optional[list[str]]) -> list[str]:
     return [part for value in values or [] for part in value.split(",") if part.strip()]
 
@@ -201,6 +233,7 @@ def run(
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL]."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1) are allowed although private."),
     app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default)."),
+    mcp: Optional[list[str]] = typer.Option(None, "--mcp", help="An MCP server's tools: stdio:COMMAND ARGS, http(s)://HOST:PORT/mcp, or NAMESPACE=SPEC (repeatable)."),
 ) -> None:
     """Run one task and print the run as it happens."""
     settings: dict[str, Any] = {}
@@ -224,7 +257,8 @@ def run(
         max_tokens or int(settings.get("max_tokens") or 4096),
         transcript, yes,
         {"sandbox": sandbox or settings.get("sandbox"), "search": search or settings.get("search"),
-         "allow": _split_tools(allow) or list(settings.get("allow") or []), "apps": app or list(settings.get("apps") or [])},
+         "allow": _split_tools(allow) or list(settings.get("allow") or []), "apps": app or list(settings.get("apps") or []),
+         "mcp": mcp or _as_list(settings.get("mcp"))},
     )
     view = ConsoleView(console, show_analysis=not hide_analysis)
     _exit_cleanly_on_sigterm()
@@ -262,10 +296,11 @@ def chat(
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
     app: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+    mcp: Optional[list[str]] = typer.Option(None, "--mcp", help="An MCP server's tools (see run --help; repeatable)."),
 ) -> None:
     """Talk to the agent turn by turn (empty line or Ctrl-D to quit)."""
     agent = _build_agent(model, _split_tools(tools), instructions, reasoning, max_steps, max_tokens, transcript, yes,
-                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app or []})
+                         {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app or [], "mcp": mcp or []})
     view = ConsoleView(console)
     _exit_cleanly_on_sigterm()
 
@@ -368,6 +403,43 @@ def sandbox_clean() -> None:
     except SandboxError as exc:
         raise _fail(exc) from None
     console.print(f"removed {len(removed)} orphaned sandbox container(s)")
+
+
+mcp_app = typer.Typer(no_args_is_help=True, help="Serve our tools to MCP clients.")
+app.add_typer(mcp_app, name="mcp")
+
+
+@mcp_app.command("serve")
+def mcp_serve(
+    tools: list[str] = typer.Option(["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at /mcp)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (http)."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
+    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
+    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
+    app_: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+) -> None:
+    """Serve python, browser and computer over MCP; one set of tools per MCP session."""
+    from .mcp_server import kinds_from, serve
+
+    options = {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app_ or []}
+    try:
+        kinds = kinds_from(_split_tools(tools))
+        if transport not in ("stdio", "http"):
+            raise UsageError(f"unknown transport {transport!r}: use stdio or http")
+        factories = {kind: (lambda kind=kind: BUILTIN_TOOLS[kind](options)) for kind in kinds}
+        for factory in factories.values():
+            factory()  # bad options fail here, with their message, before any client connects
+    except (UsageError, ValueError) as exc:
+        raise _fail(exc) from None
+    _exit_cleanly_on_sigterm()
+    if transport == "http":
+        err.print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/mcp[/dim]")
+    try:
+        serve(factories, transport, host, port)
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:  # pragma: no cover - console entry
