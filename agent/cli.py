@@ -419,6 +419,7 @@ def mcp_serve(
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
     app_: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+    browser_actions: bool = typer.Option(True, "--browser-actions/--no-browser-actions", help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser)."),
 ) -> None:
     """Serve python, browser and computer over MCP; one set of tools per MCP session."""
     from .mcp_server import kinds_from, serve
@@ -437,7 +438,7 @@ def mcp_serve(
     if transport == "http":
         err.print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/mcp[/dim]")
     try:
-        serve(factories, transport, host, port)
+        serve(factories, transport, host, port, browser_actions=browser_actions)
     except KeyboardInterrupt:
         pass
 

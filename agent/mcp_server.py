@@ -12,7 +12,8 @@ server's instructions, its functions the listed tools. So a server of one tool
 is named after it (``browser``, ``python``) and its instructions are harmony's
 own description of that namespace; ``tests/test_mcp_server.py`` checks that
 the system prompt built that way renders to the same harmony text as the one
-the model was trained on. Serving several tools in one server works for any
+the model was trained on (with ``browser_actions=False``: only ``search``,
+``open`` and ``find``; with the actions, to what our own agent renders). Serving several tools in one server works for any
 MCP client; it is named ``harmony-agent``.
 
 State is per MCP session: a stdio server's process is one session, and each
@@ -51,7 +52,7 @@ COMPUTER_DESCRIPTION = ("Mouse, keyboard and a text view of a virtual desktop. C
 class ServedTool:
     """One kind of our tools as MCP tools: their listing, and how a call becomes a harmony ToolCall."""
 
-    def __init__(self, kind: str, factory: Callable[[], Tool], prefix: str = "") -> None:
+    def __init__(self, kind: str, factory: Callable[[], Tool], prefix: str = "", browser_actions: bool = True) -> None:
         self.kind = kind
         self.factory = factory
         template = factory()  # constructors start nothing: this only reads descriptions
@@ -62,7 +63,10 @@ class ServedTool:
                       "required": ["code"]}
             self.functions["python"] = ToolDescription.new("python", self.description, parameters=schema)
         else:
+            trained = {d.name for d in ToolNamespaceConfig.browser().tools}
             for description in template.descriptions():
+                if kind == "browser" and not browser_actions and description.name not in trained:
+                    continue
                 self.functions[prefix + description.name] = description
         self.prefix = prefix
 
@@ -117,7 +121,8 @@ class SessionTools:
 class ToolServer:
     """Builds the MCP server for some of our tools, and keeps one :class:`SessionTools` per MCP session."""
 
-    def __init__(self, factories: Mapping[str, Callable[[], Tool]], *, idle_seconds: float = 900.0) -> None:
+    def __init__(self, factories: Mapping[str, Callable[[], Tool]], *, idle_seconds: float = 900.0,
+                 browser_actions: bool = True) -> None:
         unknown = sorted(set(factories) - set(SERVABLE))
         if unknown or not factories:
             raise ValueError(f"cannot serve {unknown or 'no tools'}: choose from {', '.join(SERVABLE)}")
@@ -126,7 +131,7 @@ class ToolServer:
         for kind in kinds:
             # The computer's click and scroll would clash with the browser's: prefix them when both are served.
             prefix = "computer_" if kind == "computer" and "browser" in kinds else ""
-            self.served[kind] = ServedTool(kind, factories[kind], prefix)
+            self.served[kind] = ServedTool(kind, factories[kind], prefix, browser_actions)
         self.by_function = {name: served for served in self.served.values() for name in served.functions}
         self.name = kinds[0] if len(kinds) == 1 else "harmony-agent"
         self.instructions = (self.served[kinds[0]].description if len(kinds) == 1 else
@@ -275,11 +280,11 @@ def _to_mcp(result: ToolResult, note: str = "") -> Any:
 
 
 def serve(factories: Mapping[str, Callable[[], Tool]], transport: str = "stdio", host: str = "127.0.0.1",
-          port: int = 8000) -> None:
+          port: int = 8000, *, browser_actions: bool = True) -> None:
     """Build the server for these tools and serve it (blocking)."""
     import anyio
 
-    server = ToolServer(factories)
+    server = ToolServer(factories, browser_actions=browser_actions)
     anyio.run(lambda: server.serve(transport, host, port))
 
 
