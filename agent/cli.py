@@ -143,9 +143,11 @@ def mcp_tools(specs: list[Any]) -> list[Tool]:
         else:
             raise UsageError(f"an mcp entry must be a spec string or a mapping, got {entry!r}")
         try:
-            tools.append(MCPTools(spec, namespace))
+            tool = MCPTools(spec, namespace)
+            tool.descriptions()  # lists the server's tools now: a server that cannot start is a clear error here
         except (ValueError, ToolError) as exc:
             raise UsageError(str(exc)) from None
+        tools.append(tool)
     return tools
 
 
