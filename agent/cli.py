@@ -414,7 +414,7 @@ app.add_typer(mcp_app, name="mcp")
 @mcp_app.command("serve")
 def mcp_serve(
     tools: list[str] = typer.Option(["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."),
-    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at /mcp)."),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, http (streamable HTTP at /mcp) or sse (at /sse, for vLLM's tool server)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (http)."),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
@@ -429,16 +429,17 @@ def mcp_serve(
     options = {"sandbox": sandbox, "search": search, "allow": _split_tools(allow), "apps": app_ or []}
     try:
         kinds = kinds_from(_split_tools(tools))
-        if transport not in ("stdio", "http"):
-            raise UsageError(f"unknown transport {transport!r}: use stdio or http")
+        if transport not in ("stdio", "http", "sse"):
+            raise UsageError(f"unknown transport {transport!r}: use stdio, http or sse")
         factories = {kind: (lambda kind=kind: BUILTIN_TOOLS[kind](options)) for kind in kinds}
         for factory in factories.values():
             factory()  # bad options fail here, with their message, before any client connects
     except (UsageError, ValueError) as exc:
         raise _fail(exc) from None
     _exit_cleanly_on_sigterm()
-    if transport == "http":
-        err.print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/mcp[/dim]")
+    if transport != "stdio":
+        path = "mcp" if transport == "http" else "sse"
+        err.print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]")
     try:
         serve(factories, transport, host, port, browser_actions=browser_actions)
     except KeyboardInterrupt:

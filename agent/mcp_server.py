@@ -190,11 +190,21 @@ class ToolServer:
         return _to_mcp(result, note)
 
     async def _session_for(self, ctx: Any) -> tuple[SessionTools, str]:
-        """This request's SessionTools: by the client's x-session-id header, else by its connection."""
+        """This request's SessionTools: the process's (stdio), its connection's, or one named by x-session-id."""
         if self._process is not None:
             return self._process, ""
         await self._expire_idle()
         request = getattr(ctx, "request", None)
+        # The SDK gives handlers the connection only through the request's session object; it carries the
+        # connection's scratch state and the exit stack the SDK unwinds when the connection closes.
+        connection = getattr(ctx.session, "_connection", None)
+        single = request is not None and _is_single_exchange(ctx)  # a 2026-protocol HTTP request is its own connection
+        if connection is not None and not single:
+            session = connection.state.get(_STATE_KEY)
+            if session is None:
+                session = connection.state[_STATE_KEY] = SessionTools(self.served)
+                connection.exit_stack.push_async_callback(session.aclose)
+            return session, ""
         headers = getattr(request, "headers", None)
         named = headers.get(SESSION_HEADER) if headers is not None else None
         if named:
@@ -202,20 +212,11 @@ class ToolServer:
             if session is None or session.closed:
                 session = self._named[named] = SessionTools(self.served)
             return session, ""
-        # The SDK gives handlers the connection only through the request's session object; it carries the
-        # connection's scratch state and the exit stack the SDK unwinds when the connection closes.
-        connection = getattr(ctx.session, "_connection", None)
-        if connection is None:
-            return SessionTools(self.served), ""
-        session = connection.state.get(_STATE_KEY)
-        if session is None:
-            session = connection.state[_STATE_KEY] = SessionTools(self.served)
+        session = SessionTools(self.served)
+        if connection is not None:
             connection.exit_stack.push_async_callback(session.aclose)
-        note = ""
-        if request is not None and connection.session_id is None and _is_single_exchange(ctx):
-            note = ("[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
-                    "so nothing it set up (python variables, open pages) is kept for the next call]")
-        return session, note
+        return session, ("[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
+                         "so nothing it set up (python variables, open pages) is kept for the next call]")
 
     async def _expire_idle(self) -> None:
         now = time.monotonic()
@@ -243,16 +244,42 @@ class ToolServer:
                 self._process = SessionTools(self.served)
                 async with stdio_server() as (read_stream, write_stream):
                     await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
-            elif transport == "http":
+            elif transport in ("http", "sse"):
                 import uvicorn
 
-                app = self.server.streamable_http_app(host=host)
+                app = self.server.streamable_http_app(host=host) if transport == "http" else self.sse_app(host)
                 config = uvicorn.Config(app, host=host, port=port, log_level="warning")
                 await uvicorn.Server(config).serve()
             else:
-                raise ValueError(f"unknown transport {transport!r}: use stdio or http")
+                raise ValueError(f"unknown transport {transport!r}: use stdio, http or sse")
         finally:
             await self.aclose()
+
+
+    def sse_app(self, host: str = "127.0.0.1") -> Any:
+        """The SSE transport (``GET /sse``, ``POST /messages/``): what vLLM's tool server and the gpt-oss reference use.
+
+        Each SSE stream is one MCP session, with tools of its own.
+        """
+        from mcp.server.sse import SseServerTransport
+        from mcp.server.transport_security import TransportSecuritySettings
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Mount, Route
+
+        security = None
+        if host in ("127.0.0.1", "localhost", "::1"):  # refuse DNS-rebinding pages, as the SDK's own apps do
+            security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                                 allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+                                                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
+        sse = SseServerTransport("/messages/", security_settings=security)
+
+        async def stream(request: Any) -> Response:
+            async with sse.connect_sse(request.scope, request.receive, request._send) as (read_stream, write_stream):
+                await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
+            return Response()
+
+        return Starlette(routes=[Route("/sse", endpoint=stream, methods=["GET"]), Mount("/messages/", app=sse.handle_post_message)])
 
 
 def _is_single_exchange(ctx: Any) -> bool:

@@ -91,11 +91,11 @@ async def test_stdio_server_lists_tools_keeps_python_state_opens_a_local_page_an
 
 
 @contextlib.contextmanager
-def http_serve(*arguments: str):
+def http_serve(*arguments: str, transport: str = "http"):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen(serve_command(*arguments, "--transport", "http", "--port", str(port)), cwd=ROOT,
+    process = subprocess.Popen(serve_command(*arguments, "--transport", transport, "--port", str(port)), cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -107,7 +107,7 @@ def http_serve(*arguments: str):
             time.sleep(0.2)
         else:
             pytest.fail("mcp serve did not listen within 60 s")
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}/{'mcp' if transport == 'http' else 'sse'}"
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -123,10 +123,43 @@ async def test_http_server_keeps_state_per_mcp_session():
             await second.call_tool("python", {"code": "word = 'other'"})
             assert text(await first.call_tool("python", {"code": "word"})) == "'kept'"
             assert text(await second.call_tool("python", {"code": "word"})) == "'other'"
-        # A sessionless (2026-protocol) client is told plainly that nothing is kept between its calls.
+        # A sessionless (2026-protocol) client is told plainly that nothing is kept between its calls ...
         async with Client(url) as modern:
             answer = await modern.call_tool("python", {"code": "1 + 1"})
             assert text(answer).startswith("2") and "nothing it set up" in text(answer)
+        # ... unless it names its session with x-session-id, as vLLM's tool server does.
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with httpx2.AsyncClient(headers={"x-session-id": "conversation-1"}) as http, \
+                Client(streamable_http_client(url, http_client=http)) as named:
+            await named.call_tool("python", {"code": "n = 5"})
+            answer = await named.call_tool("python", {"code": "n * 2"})
+            assert text(answer) == "10"
+
+
+async def test_sse_server_serves_each_stream_its_own_tools_and_our_sse_client_uses_it():
+    kind = sandbox_kind()
+    with http_serve("--tools", "python", "--sandbox", kind, transport="sse") as url:
+        from agent import Agent, ScriptedModel
+        from conftest import final
+        from tools import MCPTools
+
+        def code(source: str) -> str:
+            return f'<|channel|>commentary to=python.python <|constrain|>json<|message|>{{"code": "{source}"}}<|call|>'
+
+        tool = MCPTools(url, namespace="python")  # the server's namespace, as vLLM's tool server makes it
+        assert tool.spec.kind == "sse" and [d.name for d in tool.descriptions()] == ["python"]
+        agent = Agent(ScriptedModel([code("y = 6"), code("y * 7"), final("42")]), tools=[tool])
+        async with agent:
+            run = await agent.arun("compute")
+        answers = [e.content for e in run.events if e.type == "tool_result"]
+        assert answers[1] == "42", answers
+        from mcp.client.sse import sse_client
+
+        async with Client(sse_client(url), mode="legacy") as other:  # another SSE stream: another kernel
+            missing = await other.call_tool("python", {"code": "y"})
+            assert missing.is_error and "NameError" in text(missing)
 
 
 async def test_closing_an_mcp_session_releases_its_sandbox():
