@@ -107,7 +107,8 @@ def test_agent_calls_stdio_server_tools_text_structured_image_and_error(tmp_path
     assert len(image.images) == 1 and Path(image.images[0]).read_bytes().startswith(b"\x89PNG")
     assert Path(image.images[0]).parent == tmp_path / "images" and "saved to" in image.content
     assert missing.is_error and "no weather station in Atlantis" in missing.content
-    assert bad.is_error and "a" in bad.content  # the server's validation message reaches the model
+    # The server's validation message reaches the model, naming what is wrong.
+    assert bad.is_error and "valid number" in bad.content and "Field required" in bad.content
 
 
 def test_agent_uses_a_streamable_http_server():
@@ -167,3 +168,18 @@ async def test_fresh_copies_connect_separately_and_close():
         await copy.aclose()
         await tool.aclose()
     assert copy._runner is None and tool._runner is None
+
+
+def test_in_the_functions_namespace_a_removed_tool_is_refused_and_a_new_one_announced_for_the_next_session():
+    tool = demo()
+    agent = Agent(ScriptedModel([call("unlock", "{}"), call("count", "{}"), call("secret", "{}"), final("ok")]),
+                  tools=[tool])
+    with agent:
+        run = agent.run("unlock")
+        unlocked, removed, unrouted = results(run)
+        assert unlocked.content == "unlocked"
+        assert removed.is_error and "no tool 'count' any more" in removed.content
+        assert "new tools (offered from the next session on; not callable in this one): functions.secret" in removed.content
+        assert unrouted.is_error and "There is no tool named 'functions.secret'" in unrouted.content
+        # A session made now routes it (its own server process starts over, and says what it has then).
+        assert "functions.secret" in agent.session().router.available()

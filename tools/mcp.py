@@ -17,7 +17,10 @@ too, and the next call starts it again.
 again before the next call answers. The model learns of the change in that
 call's result (tools added, tools removed); a removed tool is refused with the
 list of what the server offers now, and the next conversation's preamble shows
-the new list.
+the new list. A tool added in a namespace of the server's own is callable at
+once (the router hands a built-in namespace every name in it); one added to
+``functions`` is routed only in sessions made after the change, because a
+session's router reads the function names once, when the session is made.
 """
 
 from __future__ import annotations
@@ -313,7 +316,10 @@ class MCPTools(Tool):
         if added:
             names = harmony_names(list(after))
             back = {original: safe for safe, original in names.items()}
-            parts.append("new tools: " + "; ".join(
+            # The session's router learnt the function names when the session was made; a built-in namespace
+            # answers any of its names, the functions namespace only those.
+            when = "" if self.is_builtin else " (offered from the next session on; not callable in this one)"
+            parts.append(f"new tools{when}: " + "; ".join(
                 f"{prefix}{back[name]} ({(after[name].description or '').strip().splitlines()[0] if after[name].description else 'no description'})"
                 for name in added))
         if removed:
