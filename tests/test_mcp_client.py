@@ -135,8 +135,9 @@ def test_a_server_that_crashes_mid_call_is_a_tool_error_then_restarted():
     assert run.stop_reason == "final"
 
 
-def test_tool_list_changes_are_picked_up_between_steps():
-    tool = demo("demo")
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # a notification on the connection / a 2026 listen subscription
+def test_tool_list_changes_are_picked_up_between_steps(mode):
+    tool = demo("demo", mode=mode)
     agent = Agent(ScriptedModel([named("demo", "count"), named("demo", "unlock"), named("demo", "count"),
                                  named("demo", "secret"), final("ok")]), tools=[tool], date="2026-01-01")
     assert "namespace demo" in decode(render_prompt(agent.preamble()))  # a namespace of its own, in the system message

@@ -260,9 +260,15 @@ class MCPTools(Tool):
                 self._set_listing(tools, _server_name(client), client.instructions)
                 self._client = client
                 self._stale = False
-                if not ready.done():
-                    ready.set_result(None)
-                await stop.wait()
+                async with contextlib.AsyncExitStack() as stack:
+                    watcher = await self._listen(client, stack)
+                    if not ready.done():
+                        ready.set_result(None)
+                    try:
+                        await stop.wait()
+                    finally:
+                        if watcher is not None:
+                            watcher.cancel()
         except BaseException as exc:  # noqa: BLE001 - reported through `ready`, or noticed at the next call
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
@@ -270,6 +276,22 @@ class MCPTools(Tool):
                 raise
         finally:
             self._client = None
+
+    async def _listen(self, client: Any, stack: contextlib.AsyncExitStack) -> asyncio.Task | None:
+        """On the 2026 protocol, change notifications come only on a subscription the client opens."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        tools = getattr(client.server_capabilities, "tools", None)
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS or tools is None or not tools.list_changed:
+            return None
+        subscription = await stack.enter_async_context(client.listen(tools_list_changed=True))
+
+        async def watch() -> None:
+            with contextlib.suppress(Exception):
+                async for _event in subscription:
+                    self._stale = True
+
+        return asyncio.create_task(watch())
 
     async def _on_message(self, message: Any) -> None:
         from mcp.types import ToolListChangedNotification
