@@ -32,7 +32,7 @@ from agent.harmony import decode, get_encoding  # noqa: E402
 from agent.mcp_server import ToolServer  # noqa: E402
 from available import KINDS, require, unavailable  # noqa: E402
 from examples.local_site import serve_site  # noqa: E402
-from tools import BrowserTool, PythonTool  # noqa: E402
+from tools import BrowserTool, ComputerTool, PythonTool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "examples" / "site"
@@ -217,3 +217,25 @@ async def test_a_gpt_oss_tool_server_prompt_built_from_our_servers_is_the_traine
     assert "namespace browser" in system_text(plain) and "## python" in system_text(python)
     # With the page actions: the same text our own agent renders for its browser.
     assert system_text(with_actions) == system_text(BrowserTool().namespace_config())
+
+
+async def test_computer_tool_served_beside_the_browser_gets_its_own_display_per_session():
+    require("desktop")
+    made: list[ComputerTool] = []
+
+    def computer() -> ComputerTool:
+        made.append(ComputerTool())
+        return made[-1]
+
+    server = ToolServer({"computer": computer, "browser": BrowserTool})
+    made.clear()
+    async with Client(server.server, mode="legacy") as client:
+        names = [tool.name for tool in (await client.list_tools()).tools]
+        # The browser keeps gpt-oss's names; the computer's click and scroll would clash, so its tools are prefixed.
+        assert {"search", "open", "find", "click", "computer_observe", "computer_click", "computer_type_text"} <= set(names)
+        seen = await client.call_tool("computer_observe", {})
+        assert not seen.is_error and text(seen).startswith("Screen 1280x800.")
+        wrong = await client.call_tool("computer_click", {"x": 100000, "y": 5})
+        assert wrong.is_error and "is outside the screen" in text(wrong)
+        assert len(made) == 1 and made[0].display.started
+    assert not made[0].display.started  # the session closed, and its display with it
