@@ -17,6 +17,8 @@ import os
 import struct
 import zlib
 
+import anyio
+
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -56,6 +58,13 @@ def red_square(size: int = 4) -> Image:
     """A red square, as a PNG image."""
     size = max(1, min(size, 64))
     return Image(data=_png(size), format="png")
+
+
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Answer after `seconds` (to see a client give up on a slow tool)."""
+    await anyio.sleep(seconds)
+    return f"waited {seconds:g} s"
 
 
 @server.tool()

@@ -57,3 +57,16 @@ def test_bad_mcp_input_is_a_clear_error(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_the_example_of_our_agent_using_our_own_mcp_server():
+    import subprocess
+
+    from available import KINDS, require, unavailable
+
+    if all(unavailable(kind) for kind in KINDS):
+        require(KINDS[-1])
+    done = subprocess.run([sys.executable, "-m", "examples.mcp_client_demo"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "functions.python: 90" in done.stdout and "Twice the sum of 0..9 is 90." in done.stdout

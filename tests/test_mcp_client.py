@@ -184,3 +184,16 @@ def test_in_the_functions_namespace_a_removed_tool_is_refused_and_a_new_one_anno
         assert unrouted.is_error and "There is no tool named 'functions.secret'" in unrouted.content
         # A session made now routes it (its own server process starts over, and says what it has then).
         assert "functions.secret" in agent.session().router.available()
+
+
+def test_a_call_that_gets_no_answer_in_time_is_abandoned_and_the_server_kept():
+    tool = demo(call_timeout=2)
+    agent = Agent(ScriptedModel([call("count", "{}"), call("wait", '{"seconds": 30}'), call("count", "{}"), final("ok")]),
+                  tools=[tool])
+    started = time.monotonic()
+    with agent:
+        run = agent.run("wait")
+    first, slow, after = results(run)
+    assert slow.is_error and "no answer within 2 s" in slow.content
+    assert (first.content, after.content) == ("1", "2")  # the same server process answered before and after
+    assert time.monotonic() - started < 25

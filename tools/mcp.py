@@ -358,7 +358,7 @@ class MCPTools(Tool):
 
     async def run(self, call: ToolCall) -> ToolResult:
         from mcp.shared.exceptions import MCPError
-        from mcp.types import CONNECTION_CLOSED
+        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         client = await self._ensure_connected()
         if self._stale:
@@ -378,6 +378,9 @@ class MCPTools(Tool):
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED or self._runner is None or self._runner.done():
                 return await self._crashed(exc)
+            if exc.code == REQUEST_TIMEOUT:
+                raise ToolError(self._with_notes(f"the MCP tool {original!r} gave no answer within {self.call_timeout:g} s; "
+                                                 "the call was abandoned")) from None
             raise ToolError(self._with_notes(f"the MCP server refused the call: {exc.error.message}")) from None
         except (OSError, EOFError) as exc:
             return await self._crashed(exc)
