@@ -31,7 +31,7 @@ from sandboxes.images import DEFAULT_IMAGE
 
 from . import cli_runs
 from .cli_options import (DEFAULTS, AllowOpt, AppOpt, HideAnalysisOpt, InstructionsOpt, JsonFlagGroup, JsonOpt, MaxStepsOpt,
-                          MaxTokensOpt, ModelOpt, QuietOpt, ReasoningOpt, RunOptions, SandboxOpt, SearchOpt, ToolsOpt,
+                          MaxTokensOpt, McpOpt, ModelOpt, QuietOpt, ReasoningOpt, RunOptions, SandboxOpt, SearchOpt, ToolsOpt,
                           TranscriptOpt, UsageError, VerboseOpt, YesOpt, build_agent, given_flags, read_task_file,
                           resolve_options)
 from .cli_turns import ApprovalPrompt, TurnDriver, interrupted
@@ -129,6 +129,7 @@ def run(
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
+    mcp: McpOpt = None,
 ) -> None:
     """Run one task, printing the run as it happens (the answer and tool calls stream token by token).
 
@@ -199,6 +200,7 @@ def chat(
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
+    mcp: McpOpt = None,
 ) -> None:
     """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-D leaves, Ctrl-C interrupts."""
     from .cli_chat import Chat
@@ -298,6 +300,48 @@ def doctor(
         table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.hint))
     make_console().print(table)
     raise typer.Exit(1 if failed_required else 0)
+
+
+mcp_app = typer.Typer(no_args_is_help=True, help="Serve our tools to MCP clients.")
+app.add_typer(mcp_app, name="mcp")
+
+
+@mcp_app.command("serve")
+def mcp_serve(
+    tools: list[str] = typer.Option(["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, http (streamable HTTP at /mcp) or sse (at /sse, for vLLM's tool server)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http, sse)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (http, sse)."),
+    sandbox: SandboxOpt = None,
+    search: SearchOpt = None,
+    allow: AllowOpt = None,
+    apps: AppOpt = None,
+    browser_actions: bool = typer.Option(True, "--browser-actions/--no-browser-actions", help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser)."),
+) -> None:
+    """Serve python, browser and computer over MCP; one set of tools per MCP session."""
+    from .mcp_server import kinds_from, serve
+    from .toolbox import BUILTIN_TOOLS, ToolOptions
+
+    names = [part.strip() for value in tools for part in value.split(",") if part.strip()]
+    allowed = [part.strip() for value in allow or [] for part in value.split(",") if part.strip()]
+    options = ToolOptions(sandbox=sandbox, search=search, allow=allowed, apps=apps or [])
+    try:
+        kinds = kinds_from(names)
+        if transport not in ("stdio", "http", "sse"):
+            raise UsageError(f"unknown transport {transport!r}: use stdio, http or sse")
+        factories = {kind: (lambda kind=kind: BUILTIN_TOOLS[kind](options)) for kind in kinds}
+        for factory in factories.values():
+            factory()  # bad options fail here, with their message, before any client connects
+    except (UsageError, ValueError) as exc:
+        raise _fail(exc) from None
+    _exit_cleanly_on_sigterm()
+    if transport != "stdio":
+        path = "mcp" if transport == "http" else "sse"
+        make_console(stderr=True).print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]")
+    try:
+        serve(factories, transport, host, port, browser_actions=browser_actions)
+    except KeyboardInterrupt:
+        pass
 
 
 app.command("batch")(cli_runs.batch)

@@ -15,12 +15,6 @@ it), add ``x: XOpt = DEFAULTS.x`` to the commands that take it, and use
 
 from __future__ import annotations
 
-import importlib
-import ipaddress
-import shlex
-import shutil
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -30,9 +24,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from tools.base import Tool
-from tools.functions import function_tool
 
 from .config import Config
+from .toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 
 Reasoning = Literal["low", "medium", "high"]
 OutputMode = Literal["human", "quiet", "result", "events"]
@@ -63,6 +57,7 @@ class RunOptions(BaseModel):
     search: Optional[str] = None
     allow: list[str] = []
     apps: list[str] = []
+    mcp: list[Any] = []
 
     @property
     def output(self) -> OutputMode:
@@ -76,7 +71,7 @@ DEFAULTS = RunOptions()
 
 #: Keys a YAML task file may hold (besides ``task``).
 TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search",
-                  "allow", "apps"}
+                  "allow", "apps", "mcp"}
 
 # -- the options, declared once -------------------------------------------------------------------------------------
 
@@ -105,6 +100,9 @@ AllowOpt = Annotated[Optional[list[str]], typer.Option(
     show_default=False)]
 AppOpt = Annotated[Optional[list[str]], typer.Option(
     "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default).", show_default=False)]
+McpOpt = Annotated[Optional[list[str]], typer.Option(
+    "--mcp", help="An MCP server's tools: stdio:COMMAND ARGS, http(s)://HOST:PORT/mcp, sse:URL, or NAMESPACE=SPEC "
+                  "(repeatable).", show_default=False)]
 
 
 class JsonFlagGroup(typer.core.TyperGroup):
@@ -149,8 +147,9 @@ def resolve_options(ctx: click.Context, config: Config, task_file: dict[str, Any
     layered.update({k: v for k, v in flags.items() if k in RunOptions.model_fields})
     for key in ("tools", "allow"):
         layered[key] = _split(layered.get(key))
-    if isinstance(layered.get("apps"), str):
-        layered["apps"] = [layered["apps"]]
+    for key in ("apps", "mcp"):
+        if isinstance(layered.get(key), (str, dict)):
+            layered[key] = [layered[key]]
     mode = layered.get("json_mode")
     if mode is not None and mode not in ("result", "events"):
         raise UsageError(f"--json takes no value or =events, got {mode!r} (write --json=events, with '=')")
@@ -212,85 +211,21 @@ def read_task_file(path: Path) -> dict[str, Any]:
 
 # -- tools ---------------------------------------------------------------------------------------------------------------
 
-def _screenshots(options: RunOptions) -> Path | None:
-    """Tools that take screenshots keep them beside the transcript: runs/x.jsonl -> runs/x.screenshots/."""
-    return options.transcript.with_suffix(".screenshots") if options.transcript else None
-
-
-def _python_tool(options: RunOptions) -> Tool:
-    from tools.python import PythonTool
-
-    return PythonTool(sandbox=options.sandbox)
-
-
-def _browser_tool(options: RunOptions) -> Tool:
-    from tools.browser import BrowserTool, backend_from_spec
-
-    addresses, domains = [], []
-    for entry in options.allow:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-            addresses.append(entry)
-        except ValueError:
-            domains.append(entry)
-    try:
-        backend = backend_from_spec(options.search) if options.search else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return BrowserTool(backend, allow_domains=domains, allow_addresses=addresses, screenshots=_screenshots(options))
-
-
-def _computer_tool(options: RunOptions) -> Tool:
-    from tools.computer import ComputerTool
-
-    apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
-    for entry in options.apps:
-        name, _, command = entry.partition("=")
-        if not name.strip() or not command.strip():
-            raise UsageError(f"--app takes NAME=COMMAND, got {entry!r}")
-        apps[name.strip()] = shlex.split(command)
-    return ComputerTool(apps=apps, screenshots=_screenshots(options))
-
-
-#: Built-in tools by name; each factory gets the run's options.
-BUILTIN_TOOLS: dict[str, Callable[[RunOptions], Tool]] = {
-    "python": _python_tool,
-    "browser": _browser_tool,
-    "computer": _computer_tool,
-}
-
 ToolsOpt = Annotated[Optional[list[str]], typer.Option(
     "--tools", "-t", show_default=False,
     help=f"Tools: built-in names ({', '.join(BUILTIN_TOOLS)}) or module:function; comma-separated or repeated.")]
 
 
 def load_tools(specs: list[str], options: RunOptions | None = None) -> list[Tool]:
-    """Tools from names (built-ins) or ``module:attribute`` (a Tool, a function, or a list of them)."""
+    """Tools from names (built-ins) or ``module:attribute``, and the MCP servers of the options (see agent.toolbox)."""
     options = options or DEFAULTS
-    tools: list[Tool] = []
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # let module:function name the user's own modules, as python -m does
-    for spec in (s.strip() for s in specs):
-        if not spec:
-            continue
-        if spec in BUILTIN_TOOLS:
-            tools.append(BUILTIN_TOOLS[spec](options))
-            continue
-        module_name, _, attr = spec.rpartition(":")
-        if not module_name:
-            raise UsageError(f"unknown tool {spec!r}: name a built-in tool ({', '.join(sorted(BUILTIN_TOOLS))}) or module:function")
-        try:
-            value = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UsageError(f"cannot import tool {spec!r}: {exc}") from None
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, Tool):
-                tools.append(item)
-            elif callable(item):
-                tools.append(function_tool(item))
-            else:
-                raise UsageError(f"{spec!r} is neither a Tool nor a function")
-    return tools
+    tool_options = ToolOptions(sandbox=options.sandbox, search=options.search, allow=options.allow, apps=options.apps,
+                               mcp=options.mcp, screenshots=options.transcript.with_suffix(".screenshots")
+                               if options.transcript else None)
+    try:
+        return build_tools(specs, tool_options, search_path=Path.cwd())
+    except ToolSpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_agent(options: RunOptions, approve: Any = None):

@@ -94,7 +94,7 @@ class TaskSpec(BaseModel):
     allow: list[str] = []
     deny: list[str] = []
     apps: list[str] = []
-    mcp: list[str] = []
+    mcp: list[str | dict[str, str]] = []
     timeout: PositiveFloat | None = None
     checks: list[Check] = []
     #: The folder of the file the task came from: ``module:function`` names are looked up there too.

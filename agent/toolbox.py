@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import re
 import shlex
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tools.base import Tool
 from tools.functions import function_tool
@@ -40,7 +42,8 @@ class ToolOptions:
     allow: list[str] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
     apps: list[str] = field(default_factory=list)
-    mcp: list[str] = field(default_factory=list)
+    #: MCP servers: ``SPEC``, ``NAMESPACE=SPEC``, or ``{"server": SPEC, "namespace": NAME}``.
+    mcp: list[Any] = field(default_factory=list)
     #: Screenshots go here (a transcript's ``x.screenshots/`` folder), or nowhere.
     screenshots: Path | None = None
 
@@ -112,10 +115,37 @@ def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_
                 tools.append(function_tool(item))
             else:
                 raise ToolSpecError(f"{spec!r} is neither a Tool nor a function")
-    if options.mcp:
-        from tools import mcp as mcp_tools  # the MCP client, when installed
+    return mcp_tools(options.mcp) + tools
 
-        tools += [mcp_tools.MCPTools(spec) for spec in options.mcp]
+
+def mcp_tools(entries: list[Any]) -> list[Tool]:
+    """MCPTools for ``--mcp`` values or a task file's ``mcp:`` entries; each server is asked for its tools now,
+    so a server that cannot start is a clear error before any run."""
+    if not entries:
+        return []
+    from tools.base import ToolError
+    from tools.mcp import MCPTools
+
+    tools: list[Tool] = []
+    for entry in entries:
+        namespace = None
+        if isinstance(entry, dict):
+            spec, namespace = entry.get("server"), entry.get("namespace")
+            if not isinstance(spec, str):
+                raise ToolSpecError(f"an mcp entry needs a 'server' spec string, got {entry!r}")
+        elif isinstance(entry, str):
+            spec = entry.strip()
+            named = re.match(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.+)$", spec)
+            if named and not spec.startswith(("stdio:", "http:", "https:", "sse:")):
+                namespace, spec = named.group(1), named.group(2)
+        else:
+            raise ToolSpecError(f"an mcp entry must be a spec string or a mapping, got {entry!r}")
+        try:
+            tool = MCPTools(spec, namespace)
+            tool.descriptions()
+        except (ValueError, ToolError) as exc:
+            raise ToolSpecError(str(exc)) from None
+        tools.append(tool)
     return tools
 
 
