@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from .console import make_console
 from .batch import BatchProgress, TaskResult, run_batch, summary
 from .report import write_report
 from .tasks import TaskFileError, TaskSpec, load_tasks
 from .toolbox import TaskAgentFactory
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _fail(message: object) -> typer.Exit:
@@ -162,7 +162,7 @@ def demo(
 def is_batch(path: Path) -> bool:
     """Whether ``run`` was given several tasks: a folder, or a task file with a ``tasks:`` list."""
     if path.is_dir():
-        return True
+        return path.suffix not in (".yaml", ".yml")  # a folder named like a file is a mistake, said as such by run
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     import yaml

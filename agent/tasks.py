@@ -147,7 +147,7 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
     """The tasks of a file (one task, or ``tasks:`` with shared defaults), validated, with paths made absolute."""
     path = Path(path)
     if path.is_dir():
-        raise TaskFileError(f"{path} is a folder, not a task file (give the file, or use load_tasks for a folder)")
+        raise TaskFileError(f"{path} is a directory, not a task file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -198,9 +198,9 @@ def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | 
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
             if not files:
-                raise TaskFileError(f"{path} holds no .yaml task files")
+                raise TaskFileError(f"{path} is a directory holding no .yaml task files")
             for file in files:
                 specs += load_task_file(file, variables)
         elif not path.exists():

@@ -58,7 +58,7 @@ def test_a_bad_task_file_is_one_clear_error(tmp_path, body, message):
 
 
 def test_a_folder_is_not_a_task_file_but_load_tasks_reads_it(tmp_path):
-    with pytest.raises(TaskFileError, match="is a folder"):
+    with pytest.raises(TaskFileError, match="is a directory"):
         load_task_file(HERE / "tasks")
     (tmp_path / "a.yaml").write_text("task: one\n")
     (tmp_path / "b.yml").write_text("task: two\n")
