@@ -198,15 +198,15 @@ class Session:
         history.add_tool_messages(replies)
         if task:
             history.add_user(task)
-        end: ev.RunEndEvent | None = None
         pending: list[PendingCall] = []
         async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings(), pending):
             if isinstance(event, ev.RunEndEvent):
-                end = event
+                # The result is ready before its last event is seen: a listener may stop reading there.
+                collected.append(event)
+                self.last_result = RunResult(event.final_text, event.stop_reason, event.steps, event.usage,
+                                             history.messages, collected, event.error, pending, self, history.copy())
+                collected.pop()
             yield emit(event)
-        assert end is not None
-        self.last_result = RunResult(end.final_text, end.stop_reason, end.steps, end.usage, history.messages,
-                                     collected, end.error, pending, self, history.copy())
 
     # -- closing -----------------------------------------------------------------
 

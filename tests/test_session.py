@@ -226,3 +226,28 @@ def test_each_session_gets_a_display_of_its_own():
     with pytest.raises(Exception, match="attached by name"):
         ComputerTool(VirtualDisplay(display=":99")).fresh()
     agent.close()
+
+
+def test_each_session_gets_a_browser_cursor_stack_of_its_own():
+    from tools.browser import BrowserTool, NavigationPolicy
+
+    policy = NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
+    tool = BrowserTool(policy=policy, view_tokens=512, actions=False)
+    copy = tool.fresh()
+    assert copy is not tool and copy.stack is not tool.stack and copy.session is None
+    assert (copy.policy, copy.view_tokens, copy.actions) == (policy, 512, False)
+    assert copy.recipients() == tool.recipients()
+
+
+def test_the_result_is_there_when_a_listener_stops_at_run_end():
+    agent = Agent(ScriptedModel([final("ok")]))
+
+    async def listen():
+        async for event in agent.stream("x"):
+            if event.type == "run_end":
+                return  # as the command line does
+
+    asyncio.run(listen())
+    assert agent.last_result is not None and agent.last_result.final_text == "ok"
+    assert agent.last_result.events[-1].type == "run_end"
+    agent.close()

@@ -119,6 +119,13 @@ class BrowserTool(Tool):
         self._live: Page | None = None
         self._searches = 0
 
+    def fresh(self) -> "BrowserTool":
+        """A new BrowserTool for another session: the same backend, policy and settings; its own context and cursor stack."""
+        return BrowserTool(self.backend, policy=self.policy, screenshots=self.screenshots, downloads=self.downloads,
+                           page_timeout=self.page_timeout, view_tokens=self.view_tokens, executable=self.executable,
+                           headless=self.headless, reader_mode=self.reader_mode, actions=self.actions,
+                           count_tokens=self.count_tokens)
+
     # -- description -------------------------------------------------------
 
     def descriptions(self) -> list[ToolDescription]:
