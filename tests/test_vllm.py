@@ -123,20 +123,22 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 def _run(agent: Agent, task: str, caplog):
-    """Run like the CLI does (stream until run_end, then close); return the result and asyncio's error reports."""
+    """Run like the CLI does (stream until run_end, then close); return the events and asyncio's error reports."""
 
     async def main():
+        events = []
         try:
             async for event in agent.stream(task):
+                events.append(event)
                 if event.type == "run_end":
                     break
         finally:
             await agent.aclose()
-        return agent.last_result
+        return events
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
-        result = asyncio.run(main())
-    return result, [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+        events = asyncio.run(main())
+    return events, [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
 
 def test_agent_runs_tool_call_then_answer_on_vllm(vllm_url, caplog):
@@ -147,19 +149,20 @@ def test_agent_runs_tool_call_then_answer_on_vllm(vllm_url, caplog):
     # max_tokens=None: each generation may use the rest of the window, which must not be
     # asked of the server as 131072 - prompt (HTTP 400 from vLLM).
     agent = Agent(model, tools=[get_weather], max_tokens=None)
-    result, reports = _run(agent, "What is the weather in Paris?", caplog)
+    events, reports = _run(agent, "What is the weather in Paris?", caplog)
+    end = events[-1]
     assert agent.context_window == MAX_MODEL_LEN
     assert reports == [], reports
-    assert result.stop_reason == "final", [e for e in result.events if e.type == "error"]
-    generations = [e for e in result.events if e.type == "generation"]
+    assert end.type == "run_end" and end.stop_reason == "final", [e for e in events if e.type == "error"]
+    generations = [e for e in events if e.type == "generation"]
     # Sampled at the default temperature 1, the server's tokens are exactly the model's two scripts.
     assert [g.token_ids for g in generations] == [script_tokens(CALL_SCRIPT), script_tokens(ANSWER_SCRIPT)]
     assert [g.stop_token for g in generations] == [CALL, RETURN]
-    call = next(e for e in result.events if e.type == "tool_call")
+    call = next(e for e in events if e.type == "tool_call")
     assert call.recipient == "functions.get_weather" and call.content == '{"city":"Paris"}'
-    tool_result = next(e for e in result.events if e.type == "tool_result")
+    tool_result = next(e for e in events if e.type == "tool_result")
     assert not tool_result.is_error and '"temperature": 21' in tool_result.content
-    assert result.final_text == "It is 21 degrees in Paris."
+    assert end.final_text == "It is 21 degrees in Paris."
 
     # Usage from the server: the second prompt extends the first, so vLLM's prefix cache
     # serves its leading whole blocks and only the rest is prefilled.
@@ -168,7 +171,7 @@ def test_agent_runs_tool_call_then_answer_on_vllm(vllm_url, caplog):
     assert cached > 0 and cached % BLOCK == 0 and cached <= first.prompt_tokens + len(first.token_ids)
     assert second.cached_tokens == model.last_stats.cached_tokens == cached
     assert model.last_stats.completion_tokens == len(second.token_ids)
-    assert result.usage.prefilled_tokens < result.usage.prompt_tokens
+    assert end.usage.prefilled_tokens < end.usage.prompt_tokens
 
 
 def test_same_prompt_again_is_served_from_the_prefix_cache(vllm_url):
