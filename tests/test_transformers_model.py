@@ -309,3 +309,21 @@ def test_bad_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="has no config.json"):
         TransformersModel(str(tmp_path / "empty"))
+
+
+def test_reset_during_a_generation_applies_before_the_next_one(tiny_model):
+    model = TransformersModel(tiny_model)
+    sampling = SamplingParams(max_tokens=3, temperature=0)
+    prompt = list(range(100, 130))
+
+    async def go():
+        stream = model.generate(prompt, stop=[], sampling=sampling)
+        out = [await stream.__anext__()]
+        model.reset_cache()  # the generation above is suspended on this loop: must not deadlock
+        out += [t async for t in stream]
+        again = [t async for t in model.generate(prompt + out, stop=[], sampling=sampling)]
+        return out, again
+
+    out, again = asyncio.run(asyncio.wait_for(go(), 60))
+    assert len(out) == 3 and len(again) == 3
+    assert model.last_stats.cached_tokens == 0  # the reset was honoured: the whole prompt was prefilled

@@ -82,6 +82,7 @@ class TransformersModel(Model):
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._cache: Any = None
         self._cached_tokens: list[int] = []
+        self._reset_pending = False
         # A thread lock, not an asyncio one: sessions on different threads and event loops may share
         # this model, and an asyncio.Lock belongs to one loop. Only one generation runs at a time;
         # the next one finds the cache holding the other's tokens and crops it to the common prefix.
@@ -127,9 +128,20 @@ class TransformersModel(Model):
         return model
 
     def reset_cache(self) -> None:
-        with self._lock:
-            self._cache = None
-            self._cached_tokens = []
+        """Forget the KV cache: now when no generation runs, else before the next one starts.
+
+        Never waits for the lock, so calling it while a generation is suspended on this
+        thread's event loop cannot deadlock.
+        """
+        self._reset_pending = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop_cache()
+            finally:
+                self._lock.release()
+
+    def _drop_cache(self) -> None:
+        self._cache, self._cached_tokens, self._reset_pending = None, [], False
 
     async def _acquire(self) -> None:
         """Take the generation lock without blocking this event loop (and without leaking it on cancel)."""
@@ -197,6 +209,8 @@ class TransformersModel(Model):
             raise ModelError("empty prompt")
         await self._acquire()
         try:
+            if self._reset_pending:
+                self._drop_cache()
             generator = None
             if sampling.seed is not None:
                 generator = self.torch.Generator(device="cpu").manual_seed(sampling.seed)
