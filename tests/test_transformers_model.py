@@ -265,6 +265,10 @@ def test_missing_default_model_with_hf_hub_offline_fails_at_once(empty_hub_cache
     message = str(info.value)
     assert "\n" not in message and "openai/gpt-oss-20b is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
     assert "hf download openai/gpt-oss-20b" in message and "--model http://HOST:PORT/v1" in message
+    from agent.models import checkpoints
+
+    if checkpoints.available_memory(cuda=False)[0] < 44e9 and not torch.cuda.is_available():
+        assert "would also need about 44.5 GB of memory" in message  # 20b as bf16 on this CPU
 
 
 def test_missing_model_with_a_silent_hub_fails_within_seconds(empty_hub_cache, hub_online, monkeypatch):
