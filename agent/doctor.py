@@ -77,7 +77,8 @@ def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
             fits = estimate.total_bytes <= available
             fit = "; " + checkpoints.describe(estimate, available, where)
     if folder is None:
-        return Check("model files", False, f"{model_id} is not in the Hugging Face cache{fit}", checkpoints.how_to_get(model_id))
+        hint = checkpoints.how_to_get(model_id) if fits else checkpoints.SUGGESTION
+        return Check("model files", False, f"{model_id} is not in the Hugging Face cache{fit}", hint)
     if not fits:
         return Check("model files", False, f"{model_id} at {folder}{fit}", checkpoints.SUGGESTION)
     return Check("model files", True, f"{model_id} at {folder}{fit}")

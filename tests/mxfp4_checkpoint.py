@@ -209,3 +209,39 @@ def write_sparse_layout(folder: str | Path, config: dict[str, Any], shards: int 
             f.truncate(8 + len(raw) + offset)
         total += 8 + len(raw) + offset
     return total
+
+
+def write_random_layout(folder: str | Path, config: dict[str, Any], shards: int = 3, seed: int = 0) -> int:
+    """A loadable checkpoint of ``config``'s size with random weights, written a shard at a time.
+
+    For benchmarks at full size: expert matrices are random codes with scales near 2**-7 (values of
+    about the released weights' magnitude), other matrices N(0, 0.02), norms 1, biases and sinks 0.
+    Returns the bytes written.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    tensors = layout(config)
+    generator = torch.Generator().manual_seed(seed)
+    width = {"BF16": 2, "U8": 1}
+    sizes = {n: width[d] * int(torch.tensor(s).prod()) for n, (d, s) in tensors.items()}
+    shard_names = _shards(sorted(tensors), shards)
+    for file, group in zip(_write_index(folder, shard_names, sizes), shard_names):
+        data: dict[str, torch.Tensor] = {}
+        for name in group:
+            dtype, shape = tensors[name]
+            if name.endswith("_blocks"):
+                data[name] = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+            elif name.endswith("_scales"):
+                data[name] = torch.randint(119, 122, shape, dtype=torch.uint8, generator=generator)
+            elif name.endswith("norm.weight"):
+                data[name] = torch.ones(shape, dtype=torch.bfloat16)
+            elif name.endswith(("bias", "sinks")):
+                data[name] = torch.zeros(shape, dtype=torch.bfloat16)
+            else:
+                data[name] = (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+        save_file(data, str(folder / file), metadata={"format": "pt"})
+        del data
+    return sum(sizes.values())

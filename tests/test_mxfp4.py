@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mxfp4_checkpoint import (  # noqa: E402
-    EXPERT_MATRICES, dequantize, layout, quantize, released_config, tiny_config, write_checkpoint, write_sparse_layout,
+    EXPERT_MATRICES, dequantize, layout, quantize, released_config, write_checkpoint, write_sparse_layout,
 )
 
 from agent.models import ModelError, TransformersModel, load_model  # noqa: E402

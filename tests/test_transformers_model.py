@@ -203,11 +203,9 @@ fp32 = GptOssForCausalLM(tiny_gpt_oss_config()).eval()
 ids = list(range(1000, 1064))
 with torch.inference_mode():
     want = fp32(input_ids=torch.tensor([ids])).logits[0, -1].float()
-model = TransformersModel(GptOssForCausalLM(tiny_gpt_oss_config()).eval())
-model.model.load_state_dict(fp32.state_dict())
-model.model.to(torch.bfloat16)
+model = TransformersModel(fp32.to(torch.bfloat16))
 worst = 0.0
-for _ in range(5):
+for _ in range(3):
     junk = [torch.full((n,), float("nan")) for n in (4096, 65536, 1 << 20)]
     del junk
     model.reset_cache()
@@ -265,6 +263,10 @@ def test_missing_default_model_with_hf_hub_offline_fails_at_once(empty_hub_cache
     message = str(info.value)
     assert "\n" not in message and "openai/gpt-oss-20b is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
     assert "hf download openai/gpt-oss-20b" in message and "--model http://HOST:PORT/v1" in message
+    from agent.models import checkpoints
+
+    if checkpoints.available_memory(cuda=False)[0] < 44e9 and not torch.cuda.is_available():
+        assert "would also need about 44.5 GB of memory" in message  # 20b as bf16 on this CPU
 
 
 def test_missing_model_with_a_silent_hub_fails_within_seconds(empty_hub_cache, hub_online, monkeypatch):
@@ -309,3 +311,21 @@ def test_bad_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="has no config.json"):
         TransformersModel(str(tmp_path / "empty"))
+
+
+def test_reset_during_a_generation_applies_before_the_next_one(tiny_model):
+    model = TransformersModel(tiny_model)
+    sampling = SamplingParams(max_tokens=3, temperature=0)
+    prompt = list(range(100, 130))
+
+    async def go():
+        stream = model.generate(prompt, stop=[], sampling=sampling)
+        out = [await stream.__anext__()]
+        model.reset_cache()  # the generation above is suspended on this loop: must not deadlock
+        out += [t async for t in stream]
+        again = [t async for t in model.generate(prompt + out, stop=[], sampling=sampling)]
+        return out, again
+
+    out, again = asyncio.run(asyncio.wait_for(go(), 60))
+    assert len(out) == 3 and len(again) == 3
+    assert model.last_stats.cached_tokens == 0  # the reset was honoured: the whole prompt was prefilled

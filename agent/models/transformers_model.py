@@ -24,13 +24,17 @@ DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 
 
 def _import_torch() -> Any:
+    import importlib.util
+
+    # transformers is only looked for here: importing it takes seconds, which a model that
+    # cannot be found or cannot fit should not cost.
+    hint = "the local model backend needs torch and transformers: pip install 'harmony-agent[local]'"
     try:
         import torch
-        import transformers  # noqa: F401  (checked here so the error names both)
     except ImportError as exc:
-        raise ModelError(
-            "the local model backend needs torch and transformers: pip install 'harmony-agent[local]'"
-        ) from exc
+        raise ModelError(hint) from exc
+    if importlib.util.find_spec("transformers") is None:
+        raise ModelError(hint)
     return torch
 
 
@@ -63,12 +67,14 @@ class TransformersModel(Model):
         prefill_chunk: int = 2048, check_memory: bool = True,
     ) -> None:
         super().__init__()
+        # Find the files before importing torch (seconds): a model that cannot be had fails at once.
+        location = _locate(str(model), dtype, check_memory) if isinstance(model, (str, os.PathLike)) else None
         self.torch = _import_torch()
         self.prefill_chunk = prefill_chunk
         self.memory_estimate: checkpoints.MemoryEstimate | None = None
-        if isinstance(model, (str, os.PathLike)):
+        if location is not None:
             self.name = str(model)
-            self.model = self._load(str(model), device, dtype, check_memory)
+            self.model = self._load(str(model), location, device, dtype, check_memory)
         else:
             self.model = model
             self.name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
@@ -82,25 +88,23 @@ class TransformersModel(Model):
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._cache: Any = None
         self._cached_tokens: list[int] = []
+        self._reset_pending = False
         # A thread lock, not an asyncio one: sessions on different threads and event loops may share
         # this model, and an asyncio.Lock belongs to one loop. Only one generation runs at a time;
         # the next one finds the cache holding the other's tokens and crops it to the common prefix.
         self._lock = threading.Lock()
 
-    def _load(self, model_id: str, device: str | None, dtype: Any, check_memory: bool) -> Any:
-        from transformers import AutoModelForCausalLM
-
+    def _load(self, model_id: str, location: checkpoints.Location, device: str | None, dtype: Any, check_memory: bool) -> Any:
         torch = self.torch
         cuda = torch.cuda.is_available() and device in (None, "cuda", "auto")
-        location = checkpoints.locate(model_id)  # fails in a second when the files cannot be had
+        load_dtype = dtype or ("auto" if cuda else torch.bfloat16)
+        width = None if load_dtype == "auto" else torch.empty((), dtype=load_dtype).element_size()
         config = checkpoints.read_config(model_id, location) or {}
         mxfp4 = str((config.get("quantization_config") or {}).get("quant_method", "")).lower() == "mxfp4"
         # The CPU has no MXFP4 matmul: expand the experts to the load dtype. A GPU keeps them packed
         # when the triton kernels are installed (transformers falls back to dequantizing otherwise).
         dequantize = mxfp4 and not (cuda and _mxfp4_kernels_installed())
-        load_dtype = dtype or ("auto" if cuda else torch.bfloat16)
         if check_memory:
-            width = None if load_dtype == "auto" else torch.empty((), dtype=load_dtype).element_size()
             tensors = checkpoints.checkpoint_tensors(model_id, location)
             self.memory_estimate = checkpoints.estimate_memory(config, tensors, dtype_bytes=width, dequantize=dequantize)
             if self.memory_estimate is not None:
@@ -117,6 +121,8 @@ class TransformersModel(Model):
             from transformers import Mxfp4Config
 
             kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+        from transformers import AutoModelForCausalLM  # seconds to import: only once the files are known good
+
         try:
             model = AutoModelForCausalLM.from_pretrained(location.source, **kwargs)
         except (OSError, ValueError) as exc:
@@ -127,9 +133,20 @@ class TransformersModel(Model):
         return model
 
     def reset_cache(self) -> None:
-        with self._lock:
-            self._cache = None
-            self._cached_tokens = []
+        """Forget the KV cache: now when no generation runs, else before the next one starts.
+
+        Never waits for the lock, so calling it while a generation is suspended on this
+        thread's event loop cannot deadlock.
+        """
+        self._reset_pending = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop_cache()
+            finally:
+                self._lock.release()
+
+    def _drop_cache(self) -> None:
+        self._cache, self._cached_tokens, self._reset_pending = None, [], False
 
     async def _acquire(self) -> None:
         """Take the generation lock without blocking this event loop (and without leaking it on cancel)."""
@@ -197,6 +214,8 @@ class TransformersModel(Model):
             raise ModelError("empty prompt")
         await self._acquire()
         try:
+            if self._reset_pending:
+                self._drop_cache()
             generator = None
             if sampling.seed is not None:
                 generator = self.torch.Generator(device="cpu").manual_seed(sampling.seed)
@@ -217,6 +236,25 @@ class TransformersModel(Model):
                 logits = await asyncio.to_thread(self._forward, [token])
         finally:
             self._lock.release()
+
+
+def _locate(model_id: str, dtype: Any, check_memory: bool) -> checkpoints.Location:
+    """``checkpoints.locate``, adding to its refusal when a released model could not fit here anyway.
+
+    Runs before torch is imported, so a machine without an NVIDIA driver is taken as CPU-only.
+    """
+    try:
+        return checkpoints.locate(model_id)
+    except ModelError as exc:
+        known = checkpoints.RELEASED.get(model_id)
+        if not check_memory or known is None or os.path.exists("/proc/driver/nvidia/version"):
+            raise
+        estimate = checkpoints.estimate_memory(known, None, dtype_bytes=getattr(dtype, "itemsize", 2), dequantize=True)
+        available, where = checkpoints.available_memory(False)
+        if estimate is None or estimate.total_bytes <= available:
+            raise
+        raise ModelError(f"{exc} (it would also need about {estimate.total_bytes / checkpoints.GB:.1f} GB of memory "
+                         f"where {where} has {available / checkpoints.GB:.1f} GB: a server is the way here)") from None
 
 
 def _match_omp_thread_limit(torch: Any) -> None:
