@@ -78,6 +78,13 @@ if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/python:la
   if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
 fi
 
+# The desktop image for VirtualDisplay(sandbox="docker"): Xvfb, openbox, AT-SPI and a few apps, from Debian packages.
+if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/desktop:latest >/dev/null 2>&1 \
+   && [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then
+  echo "== building the desktop image (about three minutes)"
+  .venv/bin/python -m sandboxes.images.desktop
+fi
+
 if [ "$run_demo" = 1 ]; then
   echo "== demo: a scripted gpt-oss run with a function tool"
   .venv/bin/harmony-agent run examples/weather_task.yaml --yes

@@ -40,6 +40,12 @@ def _progress(messages: list[Message]) -> tuple[list[str], list[str]]:
     return [m.author.name or "" for m in tools], [m.content[0].text for m in tools]
 
 
+def _start(messages: list[Message], app: str) -> tuple[list[str], list[str], str | None]:
+    """The steps so far, their outputs, and the next opening step (launch, wait, observe) if still opening."""
+    done, outputs = _progress(messages)
+    return done, outputs, _opening(done, app)
+
+
 def _opening(done: list[str], app: str) -> str | None:
     """Launch the app, wait for it, observe: the first three steps of every policy here."""
     if not done:
@@ -52,8 +58,7 @@ def _opening(done: list[str], app: str) -> str | None:
 
 
 def calculator(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "calculator")
+    done, outputs, opening = _start(messages, "calculator")
     if opening:
         return opening
     clicks = done.count("functions.click")
@@ -68,8 +73,7 @@ def calculator(messages: list[Message]) -> str:
 
 
 def editor(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "editor")
+    done, outputs, opening = _start(messages, "editor")
     if opening:
         return opening
     if "functions.type_text" not in done:
@@ -94,8 +98,7 @@ def editor(messages: list[Message]) -> str:
 
 
 def xcalc(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "xcalc")
+    done, outputs, opening = _start(messages, "xcalc")
     if opening:
         return opening
     clicks = done.count("functions.click")
