@@ -274,7 +274,7 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
     monkeypatch.setenv("TAVILY_API_KEY", SECRET)
     greeter = ROOT / "examples" / "desktop" / "greeter.py"
     display = VirtualDisplay(1024, 700, sandbox="docker", read_only=[greeter.parent])
-    probe = "env > env.txt; cat /proc/net/dev > net.txt; ls / > root.txt; touch done"
+    probe = f"env > env.txt; cat /proc/net/dev > net.txt; ls {ROOT} > root.txt; ls /root > home.txt 2>&1; touch done"
     tool = ComputerTool(display, apps={"greeter": ["python3", str(greeter), "state.json"], "probe": ["sh", "-c", probe]})
     try:
         await tool.start()
@@ -285,7 +285,8 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
         assert wait_for((home / "done").exists)
         assert SECRET not in (home / "env.txt").read_text()
         assert [line.split(":")[0].strip() for line in (home / "net.txt").read_text().splitlines()[2:]] == ["lo"]
-        assert "work" not in (home / "root.txt").read_text().split()  # no project files but those named
+        assert (home / "root.txt").read_text().split() == ["examples"]  # of the project, only the folder named
+        assert "harmony" not in (home / "home.txt").read_text()  # nothing of the host's home
         # The Tk greeter in the container, driven through the same observe and actions.
         await call(tool, "launch", app="greeter")
         seen = ""
