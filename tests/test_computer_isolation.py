@@ -3,7 +3,6 @@ apps that cannot see the agent's secrets (or, sandboxed, its network and files),
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -18,17 +17,13 @@ from pathlib import Path
 import pytest
 
 from available import require
+from computer_helpers import call, observe_until
 from sandboxes.display import VirtualDisplay, reap_stale_displays
-from tools import ToolCall
 from tools.computer import ComputerTool
 
 ROOT = Path(__file__).resolve().parent.parent
 GTK_GREETER = ROOT / "examples" / "desktop" / "gtk_greeter.py"
 SECRET = "s3cret-9f1c-do-not-leak"
-
-
-async def call(tool: ComputerTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
 
 
 def pointer(display: VirtualDisplay) -> tuple[int, int]:
@@ -163,24 +158,14 @@ async def test_a_gtk_app_in_the_bubblewrap_sandbox_is_still_seen_and_driven(tmp_
     try:
         await tool.start()
         await call(tool, "launch", app="gtk")
-        seen = ""
-        for _ in range(60):
-            seen = (await call(tool, "observe")).text()
-            if 'push button "Greet"' in seen:
-                break
-            await asyncio.sleep(0.2)
+        seen = await observe_until(tool, 'push button "Greet"')
         assert 'push button "Greet"' in seen  # its accessibility tree crossed the sandbox on the display's bus
         field = [line for line in seen.splitlines() if line.strip().startswith("- text")][0]
         x, y = (int(v) for v in field.split("at (")[1].rstrip(")").split(", "))
         await call(tool, "click", x=x, y=y)
         await call(tool, "type_text", text="Ñandú")
         await call(tool, "click", text="Greet")
-        after = ""
-        for _ in range(10):
-            after = (await call(tool, "observe")).text()
-            if "Hello" in after:
-                break
-            await asyncio.sleep(0.2)
+        after = await observe_until(tool, "Hello")
         assert 'label "Hello, Ñandú!"' in after, after
     finally:
         await tool.aclose()
@@ -289,12 +274,7 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
         assert "harmony" not in (home / "home.txt").read_text()  # nothing of the host's home
         # The Tk greeter in the container, driven through the same observe and actions.
         await call(tool, "launch", app="greeter")
-        seen = ""
-        for _ in range(100):
-            seen = (await call(tool, "observe")).text()
-            if "Say hello" in seen:
-                break
-            await asyncio.sleep(0.2)
+        seen = await observe_until(tool, "Say hello")
         field = re.search(r'"type your name[^"]*" at \((\d+), (\d+)\)', seen)
         assert field, seen
         await call(tool, "click", x=int(field.group(1)), y=int(field.group(2)))
