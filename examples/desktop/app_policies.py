@@ -63,8 +63,10 @@ def calculator(messages: list[Message]) -> str:
         return opening
     clicks = done.count("functions.click")
     if clicks < len(EXPRESSION):
+        if clicks == 0 and done[-1] == "functions.wait":
+            return _call("observe", {})
         if "toggle button" not in outputs[-1] and clicks == 0 and done[-1] == "functions.observe":
-            return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 5 else _final("The calculator never showed.")
+            return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("The calculator never showed.")
         return _call("click", {"text": EXPRESSION[clicks]})
     if done[-1] == "functions.click":
         return _call("observe", {})
@@ -80,7 +82,7 @@ def editor(messages: list[Message]) -> str:
         if done[-1] == "functions.observe":
             area = re.search(r"^\s*- text(?: = \"[^\"]*\")?(?: \[focused\])? at \((\d+), (\d+)\)", outputs[-1], flags=re.M)
             if not area:
-                return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 5 else _final("No text area found.")
+                return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("No text area found.")
             return _call("click", {"x": int(area.group(1)), "y": int(area.group(2))})
         if done[-1] == "functions.wait":
             return _call("observe", {})
@@ -102,6 +104,10 @@ def xcalc(messages: list[Message]) -> str:
     if opening:
         return opening
     clicks = done.count("functions.click")
+    if clicks == 0 and done[-1] == "functions.observe" and '"Calculator"' not in outputs[-1]:
+        return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("xcalc never showed.")
+    if clicks == 0 and done[-1] == "functions.wait":
+        return _call("observe", {})
     if clicks < 2:  # the digits 1 and 2, found by OCR
         return _call("click", {"text": "12"[clicks]})
     if "functions.key" not in done:
