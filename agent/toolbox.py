@@ -76,7 +76,7 @@ def _computer(options: ToolOptions) -> Tool:
     for entry in options.apps:
         name, _, command = entry.partition("=")
         if not name.strip() or not command.strip():
-            raise ToolSpecError(f"an app is NAME=COMMAND, got {entry!r}")
+            raise ToolSpecError(f"--app takes NAME=COMMAND, got {entry!r}")
         apps[name.strip()] = shlex.split(command)
     return ComputerTool(apps=apps, screenshots=options.screenshots)
 

@@ -40,6 +40,7 @@ from typing import Literal
 
 from ._owner import owner_is_gone, owner_tag
 from .base import SandboxError
+from .display_docker import DockerDesktop
 
 _PR_SET_PDEATHSIG = 1
 FOLDER_PREFIX = "harmony-display-"
@@ -51,7 +52,7 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_PATHS = ("/usr", "/etc/fonts", "/etc/ld.so.cache", "/etc/alternatives", "/etc/passwd", "/etc/group",
                 "/etc/localtime", "/etc/machine-id", "/etc/X11", "/etc/xdg", "/etc/gtk-3.0", "/etc/mime.types",
                 "/etc/ssl", "/etc/ca-certificates", "/var/lib/dbus/machine-id")
-Sandbox = Literal["none", "bubblewrap"]
+Sandbox = Literal["none", "bubblewrap", "docker"]
 
 
 def reap_stale_displays(tmp: str | Path | None = None) -> list[str]:
@@ -125,12 +126,16 @@ class VirtualDisplay:
 
     def __init__(self, width: int = 1280, height: int = 800, *, depth: int = 24, window_manager: bool = True,
                  accessibility: bool = True, display: str | None = None, sandbox: Sandbox = "none",
-                 network: bool = False, read_only: Sequence[str | Path] = (), env: Mapping[str, str] | None = None) -> None:
+                 network: bool = False, read_only: Sequence[str | Path] = (), env: Mapping[str, str] | None = None,
+                 image: str = "harmony-agent/desktop:latest") -> None:
         """``sandbox="bubblewrap"`` runs each launched app in its own namespaces (see the module's docstring);
-        ``network`` gives those apps the host's network; ``read_only`` lists host paths they may read;
-        ``env`` is added to every app's minimal environment."""
-        if sandbox not in ("none", "bubblewrap"):
-            raise SandboxError(f"unknown display sandbox {sandbox!r}; use 'none' or 'bubblewrap'")
+        ``sandbox="docker"`` runs the whole desktop (X server, window manager, bus, apps) in a container of
+        ``image`` (``display_docker.py``); ``network`` gives the apps the host's network; ``read_only`` lists
+        host paths they may read; ``env`` is added to every app's minimal environment."""
+        if sandbox not in ("none", "bubblewrap", "docker"):
+            raise SandboxError(f"unknown display sandbox {sandbox!r}; use 'none', 'bubblewrap' or 'docker'")
+        self.image = image
+        self._docker: DockerDesktop | None = None
         self.sandbox = sandbox
         self.network = network
         self.read_only = [str(Path(p).resolve()) for p in read_only]
@@ -163,16 +168,12 @@ class VirtualDisplay:
         if self.attached:
             self.started = True
             return self
+        if self.sandbox == "docker":
+            return self._start_in_docker()
         for tool in ("Xvfb", "xauth", "xhost") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
             if shutil.which(tool) is None:
                 raise SandboxError(f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap")
-        reap_stale_displays()
-        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
-        self._write_owner(None)
-        for sub in ("home", "runtime"):
-            (self._folder / sub).mkdir(mode=0o700)
-        self.authority = str(self._folder / "Xauthority")
-        Path(self.authority).touch(mode=0o600)
+        self._make_folder()
         cookie = secrets.token_hex(16)
         read_end, write_end = os.pipe()
         try:
@@ -202,6 +203,33 @@ class VirtualDisplay:
             self._wait_for_window_manager()
         if self.accessibility:
             self._start_accessibility_bus()
+        return self
+
+    def _make_folder(self) -> None:
+        """The display's folder: owner record, authority file, the apps' home and runtime folders.
+        Folders left by killed agents are reaped first."""
+        reap_stale_displays()
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        self._write_owner(None)
+        for sub in ("home", "runtime"):
+            (self._folder / sub).mkdir(mode=0o700)
+        self.authority = str(self._folder / "Xauthority")
+        Path(self.authority).touch(mode=0o600)
+
+    def _start_in_docker(self) -> "VirtualDisplay":
+        self._make_folder()
+        self._docker = DockerDesktop(self._folder, self.width, self.height, self.depth, image=self.image,
+                                     network=self.network, read_only=self.read_only,
+                                     window_manager=self.window_manager, accessibility=self.accessibility)
+        try:
+            self.display = self._docker.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._write_owner(self._docker.number)
+        if self.accessibility:
+            self.session_bus = f"unix:path={self._folder / 'runtime' / 'bus'}"
+        self.started = True
         return self
 
     def _write_owner(self, number: int | None) -> None:
@@ -322,6 +350,10 @@ class VirtualDisplay:
         """Start a program on this display (in its sandbox, with the minimal environment); it is stopped with the display."""
         if not command:
             raise SandboxError("no command to launch")
+        if self._docker is not None:
+            process = self._docker.launch(command, self.env(env))
+            self._processes.append(process)
+            return process
         return self._spawn(self.sandboxed(command), env=env, cwd=cwd)
 
     def _spawn(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
@@ -352,6 +384,9 @@ class VirtualDisplay:
                     pass
                 process.wait(timeout=3)
         self._processes.clear()
+        if self._docker is not None:
+            self._docker.stop()
+            self._docker = None
         self.session_bus = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

@@ -89,6 +89,13 @@ if [ "${HARMONY_AGENT_VLLM:-1}" != 0 ]; then
   bash scripts/install-vllm.sh
 fi
 
+# The desktop image for VirtualDisplay(sandbox="docker"): Xvfb, openbox, AT-SPI and a few apps, from Debian packages.
+if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/desktop:latest >/dev/null 2>&1 \
+   && [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then
+  echo "== building the desktop image (about three minutes)"
+  .venv/bin/python -m sandboxes.images.desktop
+fi
+
 if [ "$run_demo" = 1 ]; then
   echo "== demo: checked episodes through the real python, browser and desktop tools (stand-in models play gpt-oss)"
   .venv/bin/harmony-agent demo --output runs/demo

@@ -55,7 +55,7 @@ def primary_selection(display_name: str, timeout: float = 3.0) -> str | None:
 async def test_galculator_computes_an_expression_clicked_by_button_names(tmp_path):
     need("galculator")
     tool = ComputerTool(VirtualDisplay(1024, 700), apps={"calculator": ["galculator"]})
-    async with Agent(PolicyModel(app_policies.calculator), tools=[tool], max_steps=30) as agent:
+    async with Agent(PolicyModel(app_policies.calculator), tools=[tool], max_steps=40) as agent:
         result = await agent.arun("Compute 12*(3+4) in the calculator and tell me the result.")
         assert result.final_text == "12*(3+4) = 84", result.final_text
         # The app's own state, read afresh from its accessibility tree: the display holds 84.
@@ -71,7 +71,7 @@ async def test_mousepad_saves_unicode_text_typed_into_it(tmp_path):
     need("mousepad")
     note = tmp_path / "note.txt"
     tool = ComputerTool(VirtualDisplay(1024, 700), apps={"editor": ["mousepad", str(note)]})
-    async with Agent(PolicyModel(app_policies.editor), tools=[tool], max_steps=20) as agent:
+    async with Agent(PolicyModel(app_policies.editor), tools=[tool], max_steps=40) as agent:
         result = await agent.arun("Write the note and save it.")
     assert result.final_text.startswith("Saved: "), result.final_text
     assert note.read_bytes() in (app_policies.TEXT.encode(), app_policies.TEXT.encode() + b"\n"), note.read_bytes()
@@ -80,7 +80,7 @@ async def test_mousepad_saves_unicode_text_typed_into_it(tmp_path):
 async def test_xcalc_multiplies_with_buttons_found_by_ocr_alone(tmp_path):
     need("xcalc")
     tool = ComputerTool(VirtualDisplay(1024, 700, accessibility=False), apps={"xcalc": ["xcalc"]})
-    async with Agent(PolicyModel(app_policies.xcalc), tools=[tool], max_steps=20) as agent:
+    async with Agent(PolicyModel(app_policies.xcalc), tools=[tool], max_steps=40) as agent:
         result = await agent.arun("Multiply 12 by 7 in xcalc.")
         assert result.final_text == "12*7 = 84", result.final_text
         assert tool.display.session_bus is None  # no accessibility bus at all: the screen's pixels only

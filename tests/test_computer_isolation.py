@@ -3,9 +3,9 @@ apps that cannot see the agent's secrets (or, sandboxed, its network and files),
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,17 +17,13 @@ from pathlib import Path
 import pytest
 
 from available import require
+from computer_helpers import call, observe_until
 from sandboxes.display import VirtualDisplay, reap_stale_displays
-from tools import ToolCall
 from tools.computer import ComputerTool
 
 ROOT = Path(__file__).resolve().parent.parent
 GTK_GREETER = ROOT / "examples" / "desktop" / "gtk_greeter.py"
 SECRET = "s3cret-9f1c-do-not-leak"
-
-
-async def call(tool: ComputerTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
 
 
 def pointer(display: VirtualDisplay) -> tuple[int, int]:
@@ -162,24 +158,14 @@ async def test_a_gtk_app_in_the_bubblewrap_sandbox_is_still_seen_and_driven(tmp_
     try:
         await tool.start()
         await call(tool, "launch", app="gtk")
-        seen = ""
-        for _ in range(60):
-            seen = (await call(tool, "observe")).text()
-            if 'push button "Greet"' in seen:
-                break
-            await asyncio.sleep(0.2)
+        seen = await observe_until(tool, 'push button "Greet"')
         assert 'push button "Greet"' in seen  # its accessibility tree crossed the sandbox on the display's bus
         field = [line for line in seen.splitlines() if line.strip().startswith("- text")][0]
         x, y = (int(v) for v in field.split("at (")[1].rstrip(")").split(", "))
         await call(tool, "click", x=x, y=y)
         await call(tool, "type_text", text="Ñandú")
         await call(tool, "click", text="Greet")
-        after = ""
-        for _ in range(10):
-            after = (await call(tool, "observe")).text()
-            if "Hello" in after:
-                break
-            await asyncio.sleep(0.2)
+        after = await observe_until(tool, "Hello")
         assert 'label "Hello, Ñandú!"' in after, after
     finally:
         await tool.aclose()
@@ -249,3 +235,78 @@ def test_reaping_spares_live_owners_and_folders_it_cannot_judge(tmp_path):
 def test_an_unknown_sandbox_is_refused():
     with pytest.raises(Exception, match="unknown display sandbox"):
         VirtualDisplay(sandbox="chroot")  # type: ignore[arg-type]
+
+
+def require_desktop_image() -> None:
+    """The desktop image is built by scripts/setup.sh (python -m sandboxes.images.desktop); CI requires it."""
+    require("desktop")
+    require("docker")
+    from sandboxes.docker import docker_client
+    from sandboxes.images.desktop import DESKTOP_IMAGE
+
+    try:
+        docker_client(timeout=5).images.get(DESKTOP_IMAGE)
+    except Exception:
+        required = {k.strip() for k in os.environ.get("HARMONY_AGENT_REQUIRE", "").split(",")}
+        message = f"the image {DESKTOP_IMAGE} is missing: python -m sandboxes.images.desktop"
+        if "docker" in required and "desktop" in required:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tmp_path, monkeypatch):
+    require_desktop_image()
+    monkeypatch.setenv("TAVILY_API_KEY", SECRET)
+    greeter = ROOT / "examples" / "desktop" / "greeter.py"
+    display = VirtualDisplay(1024, 700, sandbox="docker", read_only=[greeter.parent])
+    probe = f"env > env.txt; cat /proc/net/dev > net.txt; ls {ROOT} > root.txt; ls /root > home.txt 2>&1; touch done"
+    tool = ComputerTool(display, apps={"greeter": ["python3", str(greeter), "state.json"], "probe": ["sh", "-c", probe]})
+    try:
+        await tool.start()
+        home = Path(display.env()["HOME"])
+        container = display._docker.container  # type: ignore[union-attr]
+        assert container is not None and container.attrs["HostConfig"]["NetworkMode"] == "none"
+        await call(tool, "launch", app="probe")
+        assert wait_for((home / "done").exists)
+        assert SECRET not in (home / "env.txt").read_text()
+        assert [line.split(":")[0].strip() for line in (home / "net.txt").read_text().splitlines()[2:]] == ["lo"]
+        assert (home / "root.txt").read_text().split() == ["examples"]  # of the project, only the folder named
+        assert "harmony" not in (home / "home.txt").read_text()  # nothing of the host's home
+        # The Tk greeter in the container, driven through the same observe and actions.
+        await call(tool, "launch", app="greeter")
+        seen = await observe_until(tool, "Say hello")
+        field = re.search(r'"type your name[^"]*" at \((\d+), (\d+)\)', seen)
+        assert field, seen
+        await call(tool, "click", x=int(field.group(1)), y=int(field.group(2)))
+        await call(tool, "type_text", text="Zoë Ørsted")
+        await call(tool, "click", text="Say hello")
+        state = home / "state.json"
+        assert wait_for(lambda: state.exists() and json.loads(state.read_text()).get("greeting") == "Hello, Zoë Ørsted!")
+        number = display.display.lstrip(":")
+    finally:
+        await tool.aclose()
+    assert not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists()
+    from sandboxes.docker import docker_client
+
+    assert not docker_client().containers.list(all=True, filters={"id": container.id})
+
+
+def test_a_desktop_container_left_by_a_killed_agent_is_removed_at_the_next_start():
+    require_desktop_image()
+    from sandboxes.docker import OWNER_LABEL, SANDBOX_LABEL, docker_client
+    from sandboxes.images.desktop import DESKTOP_IMAGE
+
+    client = docker_client()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = client.containers.run(DESKTOP_IMAGE, ["sleep", "600"], detach=True, network_mode="none",
+                                   labels={SANDBOX_LABEL: "desktop", OWNER_LABEL: f"{socket.gethostname()}:{gone.pid}:1"})
+    try:
+        display = VirtualDisplay(320, 240, sandbox="docker", window_manager=False, accessibility=False).start()
+        display.stop()
+        assert not client.containers.list(all=True, filters={"id": orphan.id})
+    finally:
+        try:
+            orphan.remove(force=True)
+        except Exception:
+            pass

@@ -15,29 +15,13 @@ from openai_harmony import Message, Role
 
 from agent import Agent, PolicyModel
 from available import require
+from computer_helpers import call, observe_until
 from sandboxes.display import VirtualDisplay
-from tools import ToolCall
 from tools.computer import ComputerTool
 from tools.computer.screen import merge_words
 
 ROOT = Path(__file__).resolve().parent.parent
 DESKTOP = ROOT / "examples" / "desktop"
-
-
-async def call(tool: ComputerTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
-
-
-async def observe_until(tool: ComputerTool, needle: str, timeout: float = 30.0) -> str:
-    """Observe until ``needle`` shows (apps start slowly on a loaded machine)."""
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = (await call(tool, "observe")).text()
-        if needle in seen:
-            return seen
-        await asyncio.sleep(0.2)
-    return seen
 
 
 def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
@@ -136,6 +120,8 @@ def blank_form_policy(messages: list[Message]) -> str:
         return call_("observe", {})
     if step == "functions.observe":
         field = re.search(r"- field \d+x\d+ \(no text\) at \((\d+), (\d+)\)", last)
+        if not field and done.count("functions.wait") < 10:  # the app is still starting: look again
+            return call_("wait", {"seconds": 1})
         if not field:
             return "<|channel|>final<|message|>I see no empty field.<|return|>"
         return call_("click", {"x": int(field.group(1)), "y": int(field.group(2))})
@@ -150,7 +136,7 @@ async def test_a_model_finds_and_fills_an_empty_field_from_observe_alone(tmp_pat
     require("desktop")
     state = tmp_path / "form.json"
     tool = ComputerTool(VirtualDisplay(800, 600), apps={"form": [sys.executable, str(DESKTOP / "blank_form.py"), str(state)]})
-    async with Agent(PolicyModel(blank_form_policy), tools=[tool], max_steps=10) as agent:
+    async with Agent(PolicyModel(blank_form_policy), tools=[tool], max_steps=30) as agent:
         result = await agent.arun("Type Łódź into the form's field and submit it.")
     assert result.final_text == "Submitted.", result.final_text
     assert wait_for_file(state, 5) and json.loads(state.read_text()) == {"submitted": "Łódź"}

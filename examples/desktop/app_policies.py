@@ -40,6 +40,12 @@ def _progress(messages: list[Message]) -> tuple[list[str], list[str]]:
     return [m.author.name or "" for m in tools], [m.content[0].text for m in tools]
 
 
+def _start(messages: list[Message], app: str) -> tuple[list[str], list[str], str | None]:
+    """The steps so far, their outputs, and the next opening step (launch, wait, observe) if still opening."""
+    done, outputs = _progress(messages)
+    return done, outputs, _opening(done, app)
+
+
 def _opening(done: list[str], app: str) -> str | None:
     """Launch the app, wait for it, observe: the first three steps of every policy here."""
     if not done:
@@ -52,14 +58,15 @@ def _opening(done: list[str], app: str) -> str | None:
 
 
 def calculator(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "calculator")
+    done, outputs, opening = _start(messages, "calculator")
     if opening:
         return opening
     clicks = done.count("functions.click")
     if clicks < len(EXPRESSION):
+        if clicks == 0 and done[-1] == "functions.wait":
+            return _call("observe", {})
         if "toggle button" not in outputs[-1] and clicks == 0 and done[-1] == "functions.observe":
-            return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 5 else _final("The calculator never showed.")
+            return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("The calculator never showed.")
         return _call("click", {"text": EXPRESSION[clicks]})
     if done[-1] == "functions.click":
         return _call("observe", {})
@@ -68,15 +75,14 @@ def calculator(messages: list[Message]) -> str:
 
 
 def editor(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "editor")
+    done, outputs, opening = _start(messages, "editor")
     if opening:
         return opening
     if "functions.type_text" not in done:
         if done[-1] == "functions.observe":
             area = re.search(r"^\s*- text(?: = \"[^\"]*\")?(?: \[focused\])? at \((\d+), (\d+)\)", outputs[-1], flags=re.M)
             if not area:
-                return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 5 else _final("No text area found.")
+                return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("No text area found.")
             return _call("click", {"x": int(area.group(1)), "y": int(area.group(2))})
         if done[-1] == "functions.wait":
             return _call("observe", {})
@@ -94,11 +100,14 @@ def editor(messages: list[Message]) -> str:
 
 
 def xcalc(messages: list[Message]) -> str:
-    done, outputs = _progress(messages)
-    opening = _opening(done, "xcalc")
+    done, outputs, opening = _start(messages, "xcalc")
     if opening:
         return opening
     clicks = done.count("functions.click")
+    if clicks == 0 and done[-1] == "functions.observe" and '"Calculator"' not in outputs[-1]:
+        return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("xcalc never showed.")
+    if clicks == 0 and done[-1] == "functions.wait":
+        return _call("observe", {})
     if clicks < 2:  # the digits 1 and 2, found by OCR
         return _call("click", {"text": "12"[clicks]})
     if "functions.key" not in done:

@@ -31,6 +31,7 @@ from sandboxes.display import VirtualDisplay
 from ..base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
 from ..functions import FunctionTool
 from .accessibility import AccessibilityReader, AccessibleNode
+from .ocr import OcrEngine
 from .screen import Screen, TextLine
 from .xinput import XInput, key_symbols
 
@@ -61,17 +62,18 @@ class ComputerTool(Tool):
 
     ``display`` is a :class:`VirtualDisplay` (started here if it is not yet);
     ``apps`` maps names the model may launch to command lines;
-    ``screenshots`` is a folder for a screenshot after each action.
+    ``screenshots`` is a folder for a screenshot after each action;
+    ``ocr`` an OCR engine (``ocr.Tesseract()`` by default, ``ocr.RapidOcr()`` is the alternative measured).
     """
 
     namespace = FUNCTIONS_NAMESPACE
 
     def __init__(self, display: VirtualDisplay | None = None, *, apps: Mapping[str, Sequence[str]] | None = None,
-                 screenshots: str | Path | None = None, ocr_scale: int = 2) -> None:
+                 screenshots: str | Path | None = None, ocr_scale: int = 2, ocr: OcrEngine | None = None) -> None:
         self.display = display or VirtualDisplay()
         self.apps = {name: list(command) for name, command in (apps or {}).items()}
         self.screenshots = Path(screenshots) if screenshots else None
-        self.screen = Screen(self.display, scale=ocr_scale)
+        self.screen = Screen(self.display, scale=ocr_scale, ocr=ocr)
         self._last_lines: list[TextLine] = []
         self._last_nodes: list[AccessibleNode] = []
         self._previous: list[str] | None = None  # the last observation's lines, for observe(changes=True)
