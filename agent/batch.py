@@ -86,6 +86,65 @@ def read_results(path: str | os.PathLike[str]) -> list[TaskResult]:
     return results
 
 
+class Ledger:
+    """A batch's bookkeeping, shared by the local and the Ray runner: the jobs, what a resumed batch
+    already has, the results file (appended as each result is known), the progress counts."""
+
+    def __init__(self, specs: list[TaskSpec], *, results: str | os.PathLike[str], transcripts: str | os.PathLike[str] | None,
+                 repeat: int, resume: bool, progress: Callable[[BatchProgress], None] | None) -> None:
+        if repeat < 1:
+            raise ValueError("repeat must be at least 1")
+        self.path = Path(results)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.transcripts = Path(transcripts) if transcripts is not None else None
+        if self.transcripts is not None:
+            self.transcripts.mkdir(parents=True, exist_ok=True)
+        self.done = {r.key: r for r in read_results(self.path)} if resume else {}
+        if not resume and self.path.exists():
+            self.path.unlink()  # a fresh batch starts a fresh file; resume keeps it
+        self.repeat = repeat
+        self.jobs = [(spec, n) for spec in specs for n in range(1, repeat + 1)]
+        self.state = BatchProgress(total=len(self.jobs))
+        self.finished: dict[tuple[str, int], TaskResult] = {}
+        self._progress = progress
+
+    def report(self) -> None:
+        if self._progress is not None:
+            self._progress(self.state)
+
+    def resumed(self, spec: TaskSpec, number: int) -> bool:
+        """Whether this job's result is already known (then it is counted, not run again)."""
+        key = (spec.id or "", number)
+        if key not in self.done:
+            return False
+        self._count(self.done[key])
+        self.state.skipped += 1
+        self.report()
+        return True
+
+    def transcript(self, spec: TaskSpec, number: int) -> Path | None:
+        suffix = f"-{number}" if self.repeat > 1 else ""
+        return self.transcripts / f"{spec.id}{suffix}.jsonl" if self.transcripts is not None else None
+
+    def record(self, outcome: TaskResult) -> None:
+        """A finished job: appended to the results file at once, then counted."""
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(outcome.model_dump_json() + "\n")
+            file.flush()
+        self.state.running -= 1
+        self.state.last = outcome
+        self._count(outcome)
+        self.report()
+
+    def _count(self, outcome: TaskResult) -> None:
+        self.finished[outcome.key] = outcome
+        self.state.passed += outcome.passed
+        self.state.failed += not outcome.passed
+
+    def ordered(self) -> list[TaskResult]:
+        return [self.finished[(spec.id or "", n)] for spec, n in self.jobs]
+
+
 async def run_batch(
     specs: list[TaskSpec],
     make_agent: AgentFactory,
@@ -98,54 +157,21 @@ async def run_batch(
     progress: Callable[[BatchProgress], None] | None = None,
 ) -> list[TaskResult]:
     """Run every task ``repeat`` times, ``concurrency`` at a time; returns this batch's results in task order."""
-    if concurrency < 1 or repeat < 1:
-        raise ValueError("concurrency and repeat must be at least 1")
-    results_path = Path(results)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    transcripts_dir = Path(transcripts) if transcripts is not None else None
-    if transcripts_dir is not None:
-        transcripts_dir.mkdir(parents=True, exist_ok=True)
-    done = {r.key: r for r in read_results(results_path)} if resume else {}
-    if not resume and results_path.exists():
-        results_path.unlink()  # a fresh batch starts a fresh file; --resume keeps it
-    jobs = [(spec, n) for spec in specs for n in range(1, repeat + 1)]
-    state = BatchProgress(total=len(jobs))
-    finished: dict[tuple[str, int], TaskResult] = {}
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    ledger = Ledger(specs, results=results, transcripts=transcripts, repeat=repeat, resume=resume, progress=progress)
     gate = asyncio.Semaphore(concurrency)
-    writer = asyncio.Lock()
-
-    def report() -> None:
-        if progress is not None:
-            progress(state)
 
     async def one(spec: TaskSpec, number: int) -> None:
-        key = (spec.id or "", number)
-        if key in done:
-            finished[key] = done[key]
-            state.skipped += 1
-            state.passed += done[key].passed
-            state.failed += not done[key].passed
-            report()
+        if ledger.resumed(spec, number):
             return
         async with gate:
-            state.running += 1
-            report()
-            suffix = f"-{number}" if repeat > 1 else ""
-            transcript = transcripts_dir / f"{spec.id}{suffix}.jsonl" if transcripts_dir is not None else None
-            outcome = await run_task(spec, make_agent, transcript, number)
-            async with writer:
-                with results_path.open("a", encoding="utf-8") as file:
-                    file.write(outcome.model_dump_json() + "\n")
-                    file.flush()
-            finished[key] = outcome
-            state.running -= 1
-            state.passed += outcome.passed
-            state.failed += not outcome.passed
-            state.last = outcome
-            report()
+            ledger.state.running += 1
+            ledger.report()
+            ledger.record(await run_task(spec, make_agent, ledger.transcript(spec, number), number))
 
-    await asyncio.gather(*(one(spec, n) for spec, n in jobs))
-    return [finished[(spec.id or "", n)] for spec, n in jobs]
+    await asyncio.gather(*(one(spec, n) for spec, n in ledger.jobs))
+    return ledger.ordered()
 
 
 async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | None, number: int = 1) -> TaskResult:

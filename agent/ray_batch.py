@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .batch import AgentFactory, BatchProgress, TaskResult, read_results, run_task
+from .batch import AgentFactory, BatchProgress, Ledger, TaskResult, run_task
 from .tasks import TaskSpec
 
 RESOURCE_PREFIX = "harmony_"
@@ -58,36 +58,20 @@ def run_batch_on_ray(
         else:
             ray.init(resources=local_resources or {f"{RESOURCE_PREFIX}{t}": 64 for t in ("python", "browser", "computer")},
                      include_dashboard=False, log_to_driver=False)
-    results_path = Path(results)
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    transcripts_dir = Path(transcripts) if transcripts is not None else None
-    if transcripts_dir is not None:
-        transcripts_dir.mkdir(parents=True, exist_ok=True)
-    done = {r.key: r for r in read_results(results_path)} if resume else {}
-    if not resume and results_path.exists():
-        results_path.unlink()
-    jobs = [(spec, n) for spec in specs for n in range(1, repeat + 1)]
-    state = BatchProgress(total=len(jobs))
-    finished: dict[tuple[str, int], TaskResult] = {}
+    ledger = Ledger(specs, results=results, transcripts=transcripts, repeat=repeat, resume=resume, progress=progress)
     remote = ray.remote(_run_remote)
     pending: dict[Any, tuple[str, int]] = {}
     try:
-        for spec, number in jobs:
-            key = (spec.id or "", number)
-            if key in done:
-                finished[key] = done[key]
-                state.skipped += 1
-                state.passed += done[key].passed
-                state.failed += not done[key].passed
+        for spec, number in ledger.jobs:
+            if ledger.resumed(spec, number):
                 continue
-            suffix = f"-{number}" if repeat > 1 else ""
-            transcript = str(transcripts_dir / f"{spec.id}{suffix}.jsonl") if transcripts_dir is not None else None
+            transcript = ledger.transcript(spec, number)
             ref = remote.options(resources=task_resources(spec), num_cpus=0.5).remote(
-                spec.model_dump_json(), str(spec.folder) if spec.folder else None, make_agent, transcript, number)
-            pending[ref] = key
-        state.running = len(pending)
-        if progress is not None:
-            progress(state)
+                spec.model_dump_json(), str(spec.folder) if spec.folder else None, make_agent,
+                str(transcript) if transcript else None, number)
+            pending[ref] = (spec.id or "", number)
+        ledger.state.running = len(pending)
+        ledger.report()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             key = pending.pop(ready[0])
@@ -95,18 +79,10 @@ def run_batch_on_ray(
                 outcome = TaskResult.model_validate(ray.get(ready[0]))
             except Exception as exc:  # the worker died: the task failed, the batch goes on
                 outcome = TaskResult(id=key[0], repeat=key[1], passed=False, error=f"the Ray task failed: {exc}")
-            with results_path.open("a", encoding="utf-8") as file:
-                file.write(outcome.model_dump_json() + "\n")
-            finished[key] = outcome
-            state.running -= 1
-            state.passed += outcome.passed
-            state.failed += not outcome.passed
-            state.last = outcome
-            if progress is not None:
-                progress(state)
+            ledger.record(outcome)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
-    return [finished[(spec.id or "", n)] for spec, n in jobs]
+    return ledger.ordered()
