@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from .transformers_model import TransformersModel
 
         return TransformersModel
+    if name == "LlamaCppModel":  # lazily too: llama-cpp-python is an optional extra
+        from .llamacpp import LlamaCppModel
+
+        return LlamaCppModel
     raise AttributeError(name)
 
 
@@ -28,7 +32,10 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     * ``policy:module:function`` - a Python policy callable;
     * ``http://…`` / ``https://…`` - a raw-completions server (vLLM, llama.cpp);
       ``ollama+http://…`` for Ollama's native API;
-    * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model.
+    * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model;
+    * ``llamacpp:PATH.gguf`` or ``llamacpp:REPO_ID[:FILE]`` (from the Hugging Face
+      cache) - a GGUF run in-process by llama.cpp; options follow ``?``, e.g.
+      ``llamacpp:model.gguf?n_ctx=8192&n_threads=4``.
     """
     if isinstance(spec, Model):
         return spec
@@ -52,12 +59,16 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     if spec.startswith(("http://", "https://")):
         base, _, model = spec.partition("#")
         return OpenAICompatibleModel(base, model=model or None, api_key=os.environ.get("HARMONY_AGENT_API_KEY"), **kwargs)
+    if spec.startswith("llamacpp:") or (spec.endswith(".gguf") and Path(spec).is_file()):
+        from .llamacpp import load_llamacpp
+
+        return load_llamacpp(spec.removeprefix("llamacpp:"), **kwargs)
     if spec.startswith("transformers:"):
         spec = spec[len("transformers:") :]
     elif not (Path(spec).exists() or "/" in spec):
         raise ModelError(
             f"unknown model spec {spec!r}: use scripted:FILE, policy:module:fn, http(s)://server, "
-            "transformers:ID_OR_PATH, or a hub id like openai/gpt-oss-20b"
+            "transformers:ID_OR_PATH, llamacpp:PATH.gguf, or a hub id like openai/gpt-oss-20b"
         )
     from .transformers_model import TransformersModel
 
@@ -66,6 +77,7 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
 
 __all__ = [
     "GenerationStats",
+    "LlamaCppModel",
     "Model",
     "ModelError",
     "OpenAICompatibleModel",
