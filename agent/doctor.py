@@ -64,7 +64,7 @@ def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
         from .models.llamacpp import INSTALL_HINT
 
         return Check("llama.cpp backend", False, "llama-cpp-python not installed", INSTALL_HINT)
-    import importlib.metadata
+    from importlib.metadata import version
 
     import llama_cpp
 
@@ -73,7 +73,7 @@ def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
 
     gpu = "GPU offload" if llama_cpp.llama_supports_gpu_offload() else "CPU only"
     total, available = machine_memory()
-    detail = f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}, {gpu}"
+    detail = f"llama-cpp-python {version('llama-cpp-python')}, {gpu}"
     try:
         path = resolve_gguf(repo)
     except ModelError:

@@ -310,3 +310,20 @@ def test_repo_ids_resolve_from_the_hugging_face_cache(scripted_gguf, tmp_path):
     (snapshot / "tiny-q8.gguf").symlink_to(scripted_gguf)
     with pytest.raises(ModelError, match="several GGUF files"):
         resolve_gguf("tiny/gpt-oss-GGUF", cache_dir=hub)
+
+
+def test_memory_estimate_reads_the_gguf_header_and_doctor_reports_the_backend(scripted_gguf):
+    from agent.doctor import _llamacpp
+    from agent.models.llamacpp import LlamaCppModel, memory_needed
+
+    weights = memory_needed(scripted_gguf, n_ctx=0)
+    assert 0.8 * scripted_gguf.stat().st_size < weights < scripted_gguf.stat().st_size  # the rest is the vocabulary
+    # Two layers, two KV heads of 64, keys and values in f16, per token.
+    assert memory_needed(scripted_gguf, n_ctx=1000) - weights == 2 * 2 * 64 * 2 * 2 * 1000
+    check = _llamacpp("nobody/not-cached-GGUF")
+    assert check.ok and "llama-cpp-python 0.3.36" in check.detail and "not cached" in check.detail
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        with pytest.raises(ModelError, match="no GPU support"):
+            LlamaCppModel(scripted_gguf, n_gpu_layers=-1)

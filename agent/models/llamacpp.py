@@ -159,7 +159,7 @@ class LlamaCppModel(Model):
             raise ModelError(f"llama.cpp could not evaluate {len(tokens)} tokens: {exc}") from exc
         self._cached.extend(tokens)
         pointer = self._llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+        return np.array(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), dtype=np.float32)  # a copy: the next decode reuses the buffer
 
     def _prefill(self, prompt: list[int]) -> tuple[int, Any]:
         with self._thread_lock:
@@ -230,7 +230,7 @@ def _sample(logits: Any, sampling: SamplingParams, rng: Any) -> int:
 
     if sampling.temperature == 0:
         return int(np.argmax(logits))
-    scaled = logits / sampling.temperature
+    scaled = logits.astype(np.float64) / sampling.temperature
     probs = np.exp(scaled - scaled.max())
     if sampling.top_p < 1.0:
         order = np.argsort(-probs, kind="stable")
