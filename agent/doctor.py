@@ -84,6 +84,35 @@ def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
     return Check("model files", True, f"{model_id} at {folder}{fit}")
 
 
+def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
+    """The in-process llama.cpp backend: installed?, GPU offload?, and the cached GGUF's memory against this machine's."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        from .models.llamacpp import INSTALL_HINT
+
+        return Check("llama.cpp backend", False, "llama-cpp-python not installed", INSTALL_HINT)
+    from importlib.metadata import version
+
+    import llama_cpp
+
+    from .models.base import ModelError
+    from .models.llamacpp import machine_memory, memory_needed, resolve_gguf
+
+    gpu = "GPU offload" if llama_cpp.llama_supports_gpu_offload() else "CPU only"
+    total, available = machine_memory()
+    detail = f"llama-cpp-python {version('llama-cpp-python')}, {gpu}"
+    try:
+        path = resolve_gguf(repo)
+    except ModelError:
+        return Check("llama.cpp backend", True, f"{detail}; {repo} not cached (about 13 GB to run; this machine has {total / 2**30:.0f} GiB)")
+    try:
+        need = memory_needed(path)
+    except Exception as exc:  # an unreadable header is reported, never fatal
+        return Check("llama.cpp backend", False, f"{detail}; cannot read {path}: {exc}", f"hf download {repo} again")
+    fits = need <= available
+    summary = f"{path.name} needs {need / 2**30:.1f} GiB with a 16k context; {available / 2**30:.1f} of {total / 2**30:.0f} GiB free"
+    return Check("llama.cpp backend", fits, f"{detail}; {summary}", "" if fits else "close other programs, or lower n_ctx (llamacpp:FILE?n_ctx=4096)")
+
+
 def _docker() -> Check:
     from sandboxes import SandboxError
     from sandboxes.docker import docker_client
@@ -145,6 +174,7 @@ CHECKS: list[Callable[[], Check]] = [
     _torch,
     _transformers,
     _model_files,
+    _llamacpp,
     _docker,
     _sandbox_image,
     _binary("bubblewrap", ["bwrap"], "apt-get install bubblewrap (the python tool's sandbox when Docker is absent)"),

@@ -51,6 +51,41 @@ fi
 echo "== installing harmony-agent with all extras"
 "${PIP[@]}" -e ".[all,dev,ray]"
 
+# The in-process llama.cpp backend (llama-cpp-python, extra "llamacpp") compiles llama.cpp from source:
+# 8-11 minutes on 2 cores. The built wheel and the source distribution (it carries llama.cpp's GGUF
+# converter, which the tests use) are cached in $HARMONY_AGENT_CACHE (default /var/cache/harmony-agent)
+# and reused, so this compiles once per machine. CMAKE_ARGS=-DGGML_CUDA=on builds a CUDA wheel instead.
+LLAMA_CPP_VERSION=0.3.36
+if [ -z "${HARMONY_AGENT_CACHE:-}" ]; then
+  if mkdir -p /var/cache/harmony-agent 2>/dev/null && [ -w /var/cache/harmony-agent ]; then HARMONY_AGENT_CACHE=/var/cache/harmony-agent
+  else HARMONY_AGENT_CACHE="$HOME/.cache/harmony-agent"; fi
+fi
+llama_sdist="$HARMONY_AGENT_CACHE/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
+if [ ! -f "$llama_sdist" ]; then
+  echo "== downloading llama-cpp-python $LLAMA_CPP_VERSION (source)"
+  mkdir -p "$HARMONY_AGENT_CACHE/sdist"
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$HARMONY_AGENT_CACHE/sdist"
+fi
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null)" != "$LLAMA_CPP_VERSION" ]; then
+  wheel_dir="$HARMONY_AGENT_CACHE/wheels/$(case "${CMAKE_ARGS:-}" in *CUDA=on*|*CUDA=ON*) echo cuda;; *) echo cpu;; esac)"
+  wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    echo "== compiling llama.cpp for llama-cpp-python $LLAMA_CPP_VERSION (about 10 minutes on 2 cores; cached in $wheel_dir)"
+    mkdir -p "$wheel_dir"
+    CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" .venv/bin/python -m pip wheel -q \
+      --disable-pip-version-check --no-deps "$llama_sdist" -w "$wheel_dir"
+    wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -n1)
+  fi
+  echo "== installing $(basename "$wheel")"
+  "${PIP[@]}" "$wheel" "gguf>=0.17"
+fi
+if [ ! -f "$HARMONY_AGENT_CACHE/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" ]; then
+  echo "== unpacking llama.cpp's GGUF converter into $HARMONY_AGENT_CACHE"
+  src="llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp"
+  tar xzf "$llama_sdist" -C "$HARMONY_AGENT_CACHE" "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py"
+fi
+
 echo "== resolving the harmony vocabulary (offline)"
 .venv/bin/python -c "from agent.vocab import resolve_vocabulary; from agent.harmony import get_encoding; s = resolve_vocabulary(); get_encoding(); print('vocabulary:', s.kind, s.folder)"
 

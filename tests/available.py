@@ -67,6 +67,16 @@ def unavailable(kind: str) -> str | None:
             if importlib.util.find_spec(module) is None:
                 missing.append(module)
         return f"missing: {', '.join(missing)}" if missing else None
+    if kind == "llamacpp":
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "llama-cpp-python is not installed (scripts/setup.sh builds and caches it)"
+        from tiny_gguf import find_converter
+
+        try:
+            find_converter()
+        except FileNotFoundError as exc:
+            return str(exc)
+        return None
     if kind == "chromium":
         from tools.browser.engine import find_chromium
 

@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from .transformers_model import TransformersModel
 
         return TransformersModel
+    if name == "LlamaCppModel":  # lazily too: llama-cpp-python is an optional extra
+        from .llamacpp import LlamaCppModel
+
+        return LlamaCppModel
     raise AttributeError(name)
 
 
@@ -33,7 +37,8 @@ SHORTCUTS = {
 #: Every form of spec load_model accepts, for error messages and help.
 SPEC_FORMS = ("gpt-oss:20b or gpt-oss:120b (Ollama at 127.0.0.1:11434), 20b or 120b (openai/gpt-oss-*), "
               "http(s)://server[#model], ollama+http://server#model, transformers:ID_OR_PATH, a hub id "
-              "(openai/gpt-oss-20b) or local folder, scripted:FILE, or policy:module:function")
+              "(openai/gpt-oss-20b) or local folder, llamacpp:PATH.gguf or llamacpp:REPO_ID[:FILE], scripted:FILE, "
+              "or policy:module:function")
 
 
 def load_model(spec: str | Model, **kwargs: Any) -> Model:
@@ -46,6 +51,9 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model;
     * the shortcuts in :data:`SHORTCUTS`: ``gpt-oss:20b`` / ``gpt-oss:120b`` (Ollama
       at its default local address), ``20b`` / ``120b`` (the hub ids).
+    * ``llamacpp:PATH.gguf`` or ``llamacpp:REPO_ID[:FILE]`` (from the Hugging Face
+      cache) - a GGUF run in-process by llama.cpp; options follow ``?``, e.g.
+      ``llamacpp:model.gguf?n_ctx=8192&n_threads=4``.
     """
     if isinstance(spec, Model):
         return spec
@@ -70,6 +78,10 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     if spec.startswith(("http://", "https://")):
         base, _, model = spec.partition("#")
         return OpenAICompatibleModel(base, model=model or None, api_key=os.environ.get("HARMONY_AGENT_API_KEY"), **kwargs)
+    if spec.startswith("llamacpp:") or (spec.endswith(".gguf") and Path(spec).is_file()):
+        from .llamacpp import load_llamacpp
+
+        return load_llamacpp(spec.removeprefix("llamacpp:"), **kwargs)
     if spec.startswith("transformers:"):
         spec = spec[len("transformers:") :]
     elif not (Path(spec).exists() or "/" in spec):
@@ -81,6 +93,7 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
 
 __all__ = [
     "GenerationStats",
+    "LlamaCppModel",
     "Model",
     "ModelError",
     "OpenAICompatibleModel",

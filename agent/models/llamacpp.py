@@ -1,0 +1,348 @@
+"""gpt-oss in-process through llama.cpp (``llama-cpp-python``), with its KV cache kept between steps.
+
+This is the backend for an ordinary PC: llama.cpp runs gpt-oss's GGUF (MXFP4
+experts) on a CPU in about 13 GB for gpt-oss-20b, where transformers needs
+about 42 GB in bf16. It works on harmony's token ids only: the loop renders
+prompts with openai-harmony and this backend never runs llama.cpp's own
+tokenizer on them (that tokenizer treats some harmony specials inside plain
+text as special tokens and others not), and the stop set comes from the loop
+(llama.cpp counts ``<|return|>`` and ``<|call|>`` as end of generation, but not
+``<|end|>``).
+
+Cache reuse follows :class:`~agent.models.transformers_model.TransformersModel`:
+the context keeps the longest common prefix of what it holds and the new
+prompt, and only the rest is evaluated; a prompt that is entirely cached still
+re-evaluates its last token, which is where next-token logits come from. The
+sliding-window layers keep a full-size cache (``swa_full``), so rewinding to
+any prefix is exact; with a window-sized cache a long rewind would silently
+give wrong logits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import GenerationStats, Model, ModelError, SamplingParams
+
+#: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+INSTALL_HINT = (
+    f"pip install 'llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}' (it compiles llama.cpp: several minutes), "
+    "or run scripts/setup.sh, which caches the built wheel"
+)
+#: The context size used when none is given: gpt-oss's KV cache for 16k tokens is under 1 GB.
+DEFAULT_N_CTX = 16384
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelError(f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}") from exc
+    return llama_cpp
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LlamaCppModel(Model):
+    """A GGUF model run in-process by llama.cpp.
+
+    ``n_ctx`` is the context size (it becomes :attr:`context_window`);
+    ``n_threads`` the CPU threads (llama-cpp-python's default when None);
+    ``n_gpu_layers`` how many layers go to the GPU (-1 all), refused when the
+    build has no GPU support; ``use_mmap`` maps the file instead of reading it
+    (the weights then stay in the page cache and load instantly the second time).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        use_mmap: bool = True,
+        n_batch: int = 512,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        llama_cpp = _import_llama_cpp()
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ModelError(f"no GGUF file at {path}")
+        if n_ctx < 16:
+            raise ModelError("n_ctx must be at least 16")
+        if n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+            raise ModelError(
+                "n_gpu_layers was set but this llama-cpp-python build has no GPU support: "
+                "rebuild it with CMAKE_ARGS=-DGGML_CUDA=on (see scripts/setup.sh)"
+            )
+        self.path = path
+        self.name = name or f"llamacpp:{path}"
+        self._llama_cpp = llama_cpp
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_threads=n_threads,
+                n_gpu_layers=n_gpu_layers,
+                use_mmap=use_mmap,
+                swa_full=True,  # exact rewinds: see the module docstring
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.context_window = int(self._llama.n_ctx())
+        self.n_vocab = int(self._llama.n_vocab())
+        #: The tokens whose keys and values the context holds, position by position.
+        self._cached: list[int] = []
+        self._closed = False
+        self._lock = asyncio.Lock()
+        # Worker threads outlive a cancelled generation; this keeps them off the context in turn.
+        self._thread_lock = threading.Lock()
+
+    # -- cache -------------------------------------------------------------------
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        """The tokens the context holds now (a copy)."""
+        return list(self._cached)
+
+    def reset_cache(self) -> None:
+        """Forget the context: the next prompt is evaluated from the start."""
+        with self._thread_lock:
+            self._drop_from(0)
+
+    def _drop_from(self, position: int) -> bool:
+        """Remove the cache from ``position`` on; False when llama.cpp cannot cut there."""
+        memory = self._llama_cpp.llama_get_memory(self._llama.ctx)
+        ok = bool(self._llama_cpp.llama_memory_seq_rm(memory, 0, position, -1))
+        if not ok:
+            self._llama_cpp.llama_memory_clear(memory, True)
+            position = 0
+        del self._cached[position:]
+        self._llama.n_tokens = position
+        return ok
+
+    def _reuse(self, prompt: list[int]) -> int:
+        """Make the context hold a prefix of ``prompt``; return that prefix's length."""
+        common = _common_prefix(self._cached, prompt)
+        if common == len(prompt):
+            common -= 1  # the last prompt token must be fed to get next-token logits
+        if common < len(self._cached) and not self._drop_from(common):
+            return 0
+        return common
+
+    def _eval(self, tokens: list[int]) -> Any:
+        """Evaluate ``tokens`` after what the context holds; return the last position's logits."""
+        import numpy as np
+
+        try:
+            self._llama.eval(tokens)
+        except Exception as exc:  # a failed decode leaves the context in an unknown state
+            self._drop_from(0)
+            raise ModelError(f"llama.cpp could not evaluate {len(tokens)} tokens: {exc}") from exc
+        self._cached.extend(tokens)
+        pointer = self._llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
+        return np.array(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), dtype=np.float32)  # a copy: the next decode reuses the buffer
+
+    def _prefill(self, prompt: list[int]) -> tuple[int, Any]:
+        with self._thread_lock:
+            cached = self._reuse(prompt)
+            return cached, self._eval(prompt[cached:])
+
+    def _step(self, token: int) -> Any:
+        with self._thread_lock:
+            return self._eval([token])
+
+    def logits(self, prompt: Sequence[int]) -> Any:
+        """Next-token logits after ``prompt``, reusing the cache like :meth:`generate` (for tests and benchmarks)."""
+        prompt = self._check_prompt(prompt)
+        return self._prefill(prompt)[1]
+
+    def _check_prompt(self, prompt: Sequence[int]) -> list[int]:
+        if self._closed:
+            raise ModelError("the model was closed")
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ModelError("empty prompt")
+        bad = next((t for t in prompt if not 0 <= t < self.n_vocab), None)
+        if bad is not None:  # llama.cpp would refuse the batch (older builds abort)
+            raise ModelError(f"token id {bad} is outside this model's vocabulary of {self.n_vocab}")
+        if len(prompt) >= self.context_window:
+            raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context window ({self.context_window})")
+        return prompt
+
+    # -- generation ----------------------------------------------------------------
+
+    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+        import numpy as np
+
+        async with self._lock:
+            prompt = self._check_prompt(prompt)
+            rng = np.random.default_rng(sampling.seed)
+            started = time.perf_counter()
+            cached, logits = await asyncio.to_thread(self._prefill, prompt)
+            self.last_stats = GenerationStats(
+                prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached,
+                prefill_seconds=time.perf_counter() - started,
+            )
+            stop_set = set(stop)
+            limit = sampling.max_tokens
+            while True:
+                token = self._sample(logits, sampling, rng)
+                self.last_stats.completion_tokens += 1
+                yield token
+                if token in stop_set or (limit is not None and self.last_stats.completion_tokens >= limit):
+                    return
+                if len(self._cached) + 1 >= self.context_window:
+                    return  # prompt and completion fill the context: the loop reports context_window
+                logits = await asyncio.to_thread(self._step, token)
+
+    def _sample(self, logits: Any, sampling: SamplingParams, rng: Any) -> int:
+        return _sample(logits, sampling, rng)
+
+    async def aclose(self) -> None:
+        with self._thread_lock:
+            if not self._closed:
+                self._closed = True
+                self._llama.close()
+
+
+def _sample(logits: Any, sampling: SamplingParams, rng: Any) -> int:
+    """Greedy at temperature 0, else nucleus sampling from ``rng`` (so a seed reproduces a run)."""
+    import numpy as np
+
+    if sampling.temperature == 0:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / sampling.temperature
+    probs = np.exp(scaled - scaled.max())
+    if sampling.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        sorted_probs = probs[order] / probs.sum()
+        keep = np.cumsum(sorted_probs) - sorted_probs < sampling.top_p
+        kept = sorted_probs * keep
+        index = int(np.searchsorted(np.cumsum(kept), rng.random() * kept.sum(), side="right"))
+        return int(order[min(index, len(order) - 1)])
+    cumulative = np.cumsum(probs)
+    index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return min(index, len(probs) - 1)
+
+
+def resolve_gguf(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The GGUF file a ``llamacpp:`` spec names: a local path, or ``REPO_ID[:FILE]`` in the Hugging Face cache.
+
+    Without ``FILE`` the repository's only ``.gguf`` file in the cache is used.
+    Nothing is downloaded here (a 13 GB surprise is no way to start a run): a
+    missing file is an error that says how to get it.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    repo, _, filename = spec.partition(":")
+    if repo.count("/") != 1 or repo.startswith(("/", ".", "~")) or repo.endswith(".gguf"):
+        raise ModelError(f"no GGUF file at {path} (and {spec!r} is not a Hugging Face repo id like owner/name[:file.gguf])")
+    if cache_dir is None:
+        try:
+            from huggingface_hub.constants import HF_HUB_CACHE
+        except ImportError as exc:
+            raise ModelError("resolving a repo id needs huggingface_hub: pip install huggingface_hub") from exc
+        cache_dir = HF_HUB_CACHE
+    fetch = f"hf download {repo}" + (f" {filename}" if filename else " --include '*.gguf'")
+    folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
+    snapshots = sorted((folder / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    ref = folder / "refs" / "main"
+    if ref.is_file():  # the revision the hub client calls current comes first
+        current = folder / "snapshots" / ref.read_text().strip()
+        snapshots.sort(key=lambda p: p != current)
+    if filename:
+        for snapshot in snapshots:
+            if (snapshot / filename).is_file():
+                return snapshot / filename
+        raise ModelError(f"{filename} of {repo} is not in the local Hugging Face cache ({cache_dir}); get it with: {fetch}")
+    files = sorted(snapshots[0].rglob("*.gguf")) if snapshots else []
+    # A model split in shards (name-00001-of-00003.gguf) is loaded from its first shard.
+    files = [f for f in files if not re.search(r"-\d{5}-of-\d{5}\.gguf$", f.name) or "-00001-of-" in f.name]
+    if not files:
+        raise ModelError(f"no .gguf file of {repo} is in the local Hugging Face cache ({cache_dir}); get one with: {fetch}")
+    if len(files) > 1:
+        names = ", ".join(str(f.relative_to(snapshots[0])) for f in files)
+        raise ModelError(f"{repo} has several GGUF files in the cache ({names}): name one as llamacpp:{repo}:FILE")
+    return files[0]
+
+
+def parse_spec(rest: str) -> tuple[str, dict[str, Any]]:
+    """Split ``PATH_OR_REPO?n_ctx=8192&n_threads=4&n_gpu_layers=-1&use_mmap=0`` into the target and options."""
+    target, _, query = rest.partition("?")
+    options: dict[str, Any] = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if key in ("n_ctx", "n_threads", "n_gpu_layers", "n_batch") and sep:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ModelError(f"llamacpp option {key} needs an integer, not {value!r}") from None
+        elif key == "use_mmap" and value in ("0", "1", "true", "false"):
+            options[key] = value in ("1", "true")
+        else:
+            raise ModelError(f"unknown llamacpp option {item!r}: use n_ctx, n_threads, n_gpu_layers, n_batch or use_mmap")
+    return target, options
+
+
+def load_llamacpp(rest: str, **kwargs: Any) -> LlamaCppModel:
+    """Build a :class:`LlamaCppModel` from what follows ``llamacpp:`` in a model spec."""
+    target, options = parse_spec(rest)
+    return LlamaCppModel(resolve_gguf(target), name=f"llamacpp:{target}", **{**options, **kwargs})
+
+
+def memory_needed(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX) -> int:
+    """Bytes a GGUF needs to run: its weights plus an f16 KV cache of ``n_ctx`` tokens, read from its header.
+
+    The sliding-window layers are counted at full size too, since this backend keeps them so (``swa_full``).
+    """
+    try:
+        import gguf
+    except ImportError as exc:
+        raise ModelError("reading a GGUF header needs the gguf package: pip install gguf") from exc
+    reader = gguf.GGUFReader(str(path))
+    fields = reader.fields
+
+    def value(key: str) -> Any:
+        field = fields.get(key)
+        return None if field is None else field.contents()
+
+    arch = value("general.architecture")
+    layers = int(value(f"{arch}.block_count") or 0)
+    kv_heads = int(value(f"{arch}.attention.head_count_kv") or 1)
+    heads = int(value(f"{arch}.attention.head_count") or 1)
+    head_dim = int(value(f"{arch}.attention.key_length") or (value(f"{arch}.embedding_length") or 0) // heads)
+    weights = sum(int(t.n_bytes) for t in reader.tensors)
+    return weights + layers * kv_heads * head_dim * 2 * 2 * n_ctx  # keys and values, 2 bytes each
+
+
+def machine_memory() -> tuple[int, int]:
+    """(total, available) bytes of memory on this machine, from /proc/meminfo where there is one."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    available = total
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return total, available
