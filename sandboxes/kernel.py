@@ -92,6 +92,19 @@ def read_capture(file, limit: int) -> tuple[str, int]:
     return f"{kept_head}\n[... about {cut_bytes} bytes cut ...]\n{kept_tail}", cut_bytes
 
 
+def oom_kills() -> int | None:
+    """How many processes the sandbox's memory cgroup has killed so far (cgroup v2, then v1); None where unseen."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as file:
+                for line in file:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def snapshot(folder: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for root, _dirs, files in os.walk(folder):
@@ -378,7 +391,7 @@ class Kernel:
         return {
             "status": status, "stdout": stdout, "stderr": stderr, "result": result, "error": error,
             "files": files[:MAX_FILES_LISTED], "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
-            "images": images, "duration_s": round(time.perf_counter() - started, 6),
+            "images": images, "duration_s": round(time.perf_counter() - started, 6), "oom_kills": oom_kills(),
         }
 
     def _save_figures(self) -> list[str]:
@@ -439,7 +452,7 @@ class Kernel:
                 self.respond(self._protocol_error(None, request["error"]))
             elif op == "ping":
                 self.respond({"id": rid, "status": "ok", "pid": os.getpid(), "kernel": self.cells.name,
-                              "fallback_reason": self.fallback_reason})
+                              "fallback_reason": self.fallback_reason, "oom_kills": oom_kills()})
             elif op == "execute":
                 reply = self._interruptible(busy, state, request)
                 reply["id"] = rid
