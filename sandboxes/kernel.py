@@ -435,7 +435,9 @@ class Kernel:
                     with busy:
                         if state["running"]:
                             os.kill(KERNEL_PID, signal.SIGINT)
-                    kill_forked_copies()
+                    for _ in range(3):  # a copy forked while /proc was being listed can escape one sweep
+                        if not kill_forked_copies():
+                            break
                     continue
                 inbox.put(request)
             inbox.put({"op": "shutdown", "id": None, "_eof": True})
@@ -520,7 +522,7 @@ def _forked_copies(own_cmdline: bytes) -> list[int]:
     return found
 
 
-def kill_forked_copies(time_limit: float = 5.0) -> None:
+def kill_forked_copies(time_limit: float = 5.0) -> int:
     """On interrupt, kill the kernel's forked copies (multiprocessing workers, fork bombs).
 
     A fork bomb that catches its errors never returns to the kernel, so the
@@ -529,12 +531,13 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
     left alone, as a notebook's interrupt would. Copies are stopped first,
     round after round, because a stopped process cannot fork; once a round
     finds none still running, all are killed and our own children reaped.
+    Returns how many were killed.
     """
     try:
         with open("/proc/self/cmdline", "rb") as file:
             own = file.read()
     except OSError:
-        return  # no /proc: nothing to sweep with
+        return 0  # no /proc: nothing to sweep with
     deadline = time.monotonic() + time_limit
     stopped: set[int] = set()
     while time.monotonic() < deadline:
@@ -557,6 +560,7 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
             os.waitpid(pid, 0)  # our own children would stay zombies and hold process slots
         except ChildProcessError:
             pass  # a grandchild: its parent's death hands it to PID 1, which reaps it
+    return len(stopped)
 
 
 def init_main() -> None:
