@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,35 @@ Status = Literal["ok", "error", "timeout", "crashed"]
 #: standard-library runner ("standard", what "auto" falls back to).
 KernelMode = Literal["auto", "ipython", "standard"]
 KERNEL_MODES = ("auto", "ipython", "standard")
+
+
+SESSION_UIDS = range(20_000, 60_000)  # above login users, below nobody and the ids user namespaces may not map
+
+
+def session_uid() -> int:
+    """A user id no running process and no account on this machine has, for one sandbox session.
+
+    The process limit (RLIMIT_NPROC) counts per user, so sessions sharing one
+    user (nobody) share one budget: a fork bomb in one would leave the others
+    unable to start anything. A user of its own gives each session its own.
+    """
+    import pwd
+    import random
+
+    in_use = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    in_use.add(entry.stat().st_uid)
+    while True:
+        uid = random.choice(SESSION_UIDS)
+        if uid in in_use:
+            continue
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
 
 
 class SandboxError(RuntimeError):
@@ -67,8 +97,12 @@ class Execution:
     notes: tuple[str, ...] = ()
 
 
-def describe_exit(code: int | None, stderr: str = "", *, memory_mb: int | None = None) -> str:
-    """Why a kernel ended, from its exit status (negative: a signal; 128+n: signal n, as shells and runtimes report)."""
+def describe_exit(code: int | None, stderr: str = "", *, memory_mb: int | None = None, oom_checked: bool = False) -> str:
+    """Why a kernel ended, from its exit status (negative: a signal; 128+n: signal n, as shells and runtimes report).
+
+    ``memory_mb`` blames a SIGKILL on the memory limit; ``oom_checked`` says the
+    sandbox's memory cgroup was asked and killed nothing, so the kill came from inside.
+    """
     signal_number = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
     detail = f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else ""
     if signal_number is None:
@@ -81,6 +115,8 @@ def describe_exit(code: int | None, stderr: str = "", *, memory_mb: int | None =
         name = f"signal {signal_number}"
     if name == "SIGKILL" and memory_mb is not None:
         return f"killed by SIGKILL, most likely for going over the sandbox's {memory_mb} MB memory limit"
+    if name == "SIGKILL" and memory_mb is None and oom_checked:
+        return "killed by SIGKILL, not for memory (the memory limit was not reached): the code or a process in the sandbox sent it"
     return f"killed by {name}{detail}"
 
 
@@ -171,6 +207,7 @@ class Sandbox(ABC):
         self._closed = False
         self._replaced = False  # set by a subclass that had to replace the whole sandbox (files lost too)
         self._pending_notes: tuple[str, ...] = ()  # for the next execution: what happened since the last one
+        self._oom_seen: int | None = None  # the memory cgroup's kill count at the last reply, where the kernel sees it
 
     # -- what subclasses provide -------------------------------------------
 
@@ -251,7 +288,9 @@ class Sandbox(ABC):
         try:
             await channel.send({"id": request_id, "op": "execute", "code": code, "max_output": self.max_output})
             try:
-                return self._execution(await asyncio.wait_for(channel.reply(request_id), limit))
+                reply = await asyncio.wait_for(channel.reply(request_id), limit)
+                self._oom_seen = reply.get("oom_kills")
+                return self._execution(reply)
             except asyncio.TimeoutError:
                 return await self._stop_overrun(channel, request_id, limit, started)
         except KernelDied:
@@ -329,6 +368,7 @@ class Sandbox(ABC):
             reply = await asyncio.wait_for(self._channel.reply(request_id), 30)
         except (KernelDied, asyncio.TimeoutError) as exc:
             raise SandboxError(f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}") from exc
+        self._oom_seen = reply.get("oom_kills")
         self.kernel_name = str(reply.get("kernel") or "standard library")
         self.kernel_fallback_reason = str(reply.get("fallback_reason") or "")
 

@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
 from .images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
 OWNER_LABEL = "org.harmony-agent.owner"
-SANDBOX_USER = "65534:65534"  # nobody
 KERNEL_ENV = {
     "HOME": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.matplotlib", "PYTHONUNBUFFERED": "1",
     "HARMONY_KERNEL_DATA": DATA_DIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -88,7 +87,7 @@ async def _exec_lines(reader: asyncio.StreamReader, stderr_tail: bytearray) -> A
 
 
 class DockerSandbox(Sandbox):
-    """A Python session in a container: no network, limited memory, processes and CPU, read-only root, user nobody."""
+    """A Python session in a container: no network, limited memory, processes and CPU, read-only root, a user of its own."""
 
     kind = "docker"
 
@@ -104,12 +103,18 @@ class DockerSandbox(Sandbox):
         self._exec_id: str | None = None
         self._exec_socket: Any = None
         self._stderr_tail = bytearray()
+        self._oom_seen: int | None = None
+        self.uid = session_uid()  # the session's own user: its own process budget, unable to touch other sessions
+
+    @property
+    def _user(self) -> str:
+        return f"{self.uid}:{self.uid}"
 
     def describe(self) -> str:
         name = self.container.name if self.container is not None else "not started"
         limits = self.limits
         return (f"Docker container {name} from {self.image}: no network, {limits.memory_mb} MB memory, "
-                f"{limits.processes} processes, {limits.cpus:g} CPUs, read-only root, user nobody")
+                f"{limits.processes} processes, {limits.cpus:g} CPUs, read-only root, uid {self.uid} (its own)")
 
     async def _boot(self) -> None:
         self.client = await asyncio.to_thread(docker_client)
@@ -129,11 +134,11 @@ class DockerSandbox(Sandbox):
         try:
             return self.client.containers.run(
                 self.image, ["python3", "-c", KERNEL_SOURCE, "init"], detach=True,
-                network_mode="none", read_only=True, user=SANDBOX_USER, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                network_mode="none", read_only=True, user=self._user, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes,
                 nano_cpus=int(limits.cpus * 1e9), runtime=self.runtime, hostname="sandbox", working_dir=DATA_DIR,
                 shm_size=f"{limits.shm_mb}m",
-                tmpfs={DATA_DIR: f"size={limits.data_mb}m,uid=65534,gid=65534,mode=0700",
+                tmpfs={DATA_DIR: f"size={limits.data_mb}m,uid={self.uid},gid={self.uid},mode=0700",
                        "/tmp": f"size={limits.tmp_mb}m,mode=1777"},
                 environment=KERNEL_ENV, labels={SANDBOX_LABEL: "python", OWNER_LABEL: owner_tag()},
             )
@@ -144,7 +149,7 @@ class DockerSandbox(Sandbox):
         api = self.client.api
         try:
             created = await asyncio.to_thread(api.exec_create, self.container.id, ["python3", "-c", KERNEL_SOURCE], stdin=True,
-                                              stdout=True, stderr=True, user=SANDBOX_USER, workdir=DATA_DIR,
+                                              stdout=True, stderr=True, user=self._user, workdir=DATA_DIR,
                                               environment={**KERNEL_ENV, **self.kernel_environment})
             self._exec_socket = await asyncio.to_thread(api.exec_start, created["Id"], socket=True)
         except Exception as exc:
@@ -205,7 +210,22 @@ class DockerSandbox(Sandbox):
             if not info.get("Running"):
                 break
             await asyncio.sleep(0.05)
-        return describe_exit(code, self._stderr_tail.decode("utf-8", "replace"), memory_mb=self.limits.memory_mb)
+        before, now = self._oom_seen, await asyncio.to_thread(self._oom_kills)
+        oom_checked = before is not None and now is not None and now == before  # the cgroup killed nothing since
+        return describe_exit(code, self._stderr_tail.decode("utf-8", "replace"),
+                             memory_mb=None if oom_checked else self.limits.memory_mb, oom_checked=oom_checked)
+
+    def _oom_kills(self) -> int | None:
+        """The container's memory cgroup kill count, read from inside it (the engine may be on another host)."""
+        try:
+            result = self.container.exec_run(["sh", "-c", "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"],
+                                             user=self._user)
+        except Exception:
+            return None
+        for line in result.output.decode(errors="replace").splitlines():
+            if line.startswith("oom_kill ") and line.split()[1].isdigit():
+                return int(line.split()[1])
+        return None
 
     async def _shutdown(self) -> None:
         container, self.container = self.container, None

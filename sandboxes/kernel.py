@@ -92,6 +92,19 @@ def read_capture(file, limit: int) -> tuple[str, int]:
     return f"{kept_head}\n[... about {cut_bytes} bytes cut ...]\n{kept_tail}", cut_bytes
 
 
+def oom_kills() -> int | None:
+    """How many processes the sandbox's memory cgroup has killed so far (cgroup v2, then v1); None where unseen."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as file:
+                for line in file:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def snapshot(folder: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for root, _dirs, files in os.walk(folder):
@@ -378,7 +391,7 @@ class Kernel:
         return {
             "status": status, "stdout": stdout, "stderr": stderr, "result": result, "error": error,
             "files": files[:MAX_FILES_LISTED], "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
-            "images": images, "duration_s": round(time.perf_counter() - started, 6),
+            "images": images, "duration_s": round(time.perf_counter() - started, 6), "oom_kills": oom_kills(),
         }
 
     def _save_figures(self) -> list[str]:
@@ -422,7 +435,9 @@ class Kernel:
                     with busy:
                         if state["running"]:
                             os.kill(KERNEL_PID, signal.SIGINT)
-                    kill_forked_copies()
+                    for _ in range(3):  # a copy forked while /proc was being listed can escape one sweep
+                        if not kill_forked_copies():
+                            break
                     continue
                 inbox.put(request)
             inbox.put({"op": "shutdown", "id": None, "_eof": True})
@@ -439,7 +454,7 @@ class Kernel:
                 self.respond(self._protocol_error(None, request["error"]))
             elif op == "ping":
                 self.respond({"id": rid, "status": "ok", "pid": os.getpid(), "kernel": self.cells.name,
-                              "fallback_reason": self.fallback_reason})
+                              "fallback_reason": self.fallback_reason, "oom_kills": oom_kills()})
             elif op == "execute":
                 reply = self._interruptible(busy, state, request)
                 reply["id"] = rid
@@ -507,7 +522,7 @@ def _forked_copies(own_cmdline: bytes) -> list[int]:
     return found
 
 
-def kill_forked_copies(time_limit: float = 5.0) -> None:
+def kill_forked_copies(time_limit: float = 5.0) -> int:
     """On interrupt, kill the kernel's forked copies (multiprocessing workers, fork bombs).
 
     A fork bomb that catches its errors never returns to the kernel, so the
@@ -516,12 +531,13 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
     left alone, as a notebook's interrupt would. Copies are stopped first,
     round after round, because a stopped process cannot fork; once a round
     finds none still running, all are killed and our own children reaped.
+    Returns how many were killed.
     """
     try:
         with open("/proc/self/cmdline", "rb") as file:
             own = file.read()
     except OSError:
-        return  # no /proc: nothing to sweep with
+        return 0  # no /proc: nothing to sweep with
     deadline = time.monotonic() + time_limit
     stopped: set[int] = set()
     while time.monotonic() < deadline:
@@ -544,6 +560,7 @@ def kill_forked_copies(time_limit: float = 5.0) -> None:
             os.waitpid(pid, 0)  # our own children would stay zombies and hold process slots
         except ChildProcessError:
             pass  # a grandchild: its parent's death hands it to PID 1, which reaps it
+    return len(stopped)
 
 
 def init_main() -> None:

@@ -1,6 +1,6 @@
 """LocalSandbox: the same kernel without Docker, isolated by bubblewrap.
 
-The kernel runs as user nobody (when we are root) inside fresh user, PID,
+The kernel runs as a user of its own (when we are root) inside fresh user, PID,
 network, IPC and UTS namespaces: it sees a read-only system, a private
 ``/tmp``, and a per-session data folder mounted at ``/mnt/data``; the host's
 home folders and network are not there. Resource limits are rlimits set just
@@ -9,8 +9,9 @@ MemoryError, not a dead kernel), processes, and file size.
 
 Why not bubblewrap as root with ``--uid``: that stays host root with its
 capabilities dropped, and root-owned files such as ``/root`` remain readable.
-So when we are root we drop to nobody first and let bubblewrap make an
-unprivileged user namespace.
+So when we are root we drop to an unused user id first (one per session, so
+each has its own process budget) and let bubblewrap make an unprivileged user
+namespace.
 
 ``isolation="unsandboxed"`` runs the kernel as a plain subprocess of this
 user, with the same limits but no isolation; it exists for machines where
@@ -36,9 +37,8 @@ from pathlib import Path
 from typing import Literal
 
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit
+from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
 
-NOBODY = 65534
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 KERNEL_ENV = {
     "HOME": "/tmp", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -123,13 +123,14 @@ class LocalSandbox(Sandbox):
         self.data_dir: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stderr_tail = bytearray()
-        self._drop_to_nobody = os.geteuid() == 0 and isolation == "bubblewrap"
+        # As root, drop to a user of the session's own; otherwise stay this user (bubblewrap cannot switch).
+        self.uid = session_uid() if os.geteuid() == 0 and isolation == "bubblewrap" else None
 
     def describe(self) -> str:
         limits = f"{self.limits.memory_mb} MB address space, {self.limits.processes} processes"
         if self.kind == "unsandboxed":
             return f"unsandboxed subprocess ({self.python}) with {limits}: NO isolation from this machine"
-        user = "nobody" if self._drop_to_nobody else f"uid {os.geteuid()}"
+        user = f"uid {self.uid} (its own)" if self.uid is not None else f"uid {os.geteuid()}"
         return f"bubblewrap as {user}: no network, read-only system, private /tmp, {limits}"
 
     async def _boot(self) -> None:
@@ -143,8 +144,8 @@ class LocalSandbox(Sandbox):
         reap_orphaned_data()
         _host, pid, started = owner_tag().rsplit(":", 2)
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
-        if self._drop_to_nobody:
-            os.chown(self.data_dir, NOBODY, NOBODY)
+        if self.uid is not None:
+            os.chown(self.data_dir, self.uid, self.uid)
 
     def _command(self, seccomp_fd: int | None = None) -> list[str]:
         assert self.data_dir is not None
@@ -169,7 +170,7 @@ class LocalSandbox(Sandbox):
                "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
         if self.kind == "unsandboxed":
             env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
-        identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if self._drop_to_nobody else {}
+        identity = {"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}
         limits = self.limits
         program = no_ptrace_program() if self.kind == "bubblewrap" else None
         seccomp_fd = None

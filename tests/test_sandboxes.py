@@ -256,6 +256,9 @@ async def test_a_dead_kernel_is_reported_and_restarted(sandbox):
     await sandbox.execute("open('survives.txt', 'w').write('yes')")
     died = await sandbox.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert died.status == "crashed" and died.state_lost and "SIGKILL" in died.error.evalue
+    assert "most likely" not in died.error.evalue  # it killed itself: the memory limit is not to blame
+    if sandbox.kind == "docker":  # the container's memory cgroup was asked
+        assert "not for memory" in died.error.evalue
     assert "restarted" in died.notes[0]
     assert (await sandbox.execute("open('survives.txt').read()")).result == "'yes'"
 
@@ -359,3 +362,22 @@ async def test_a_cell_writing_thousands_of_files_gets_a_count_not_a_page_of_name
     from tools.python import render_execution
 
     assert render_execution(many).output.endswith("/mnt/data/many/0049.txt and 1,950 more]")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_fork_bomb_in_one_session_leaves_the_others_working(kind):
+    async with make(kind, timeout=60) as bombed, make(kind, timeout=60) as neighbour:
+        hold = ("import os, time\nchildren = 0\ntry:\n    for _ in range(400):\n        if os.fork() == 0:\n"
+                "            time.sleep(120)\n            os._exit(0)\n        children += 1\nexcept OSError:\n    pass\nchildren")
+        held = await bombed.execute(hold)  # every process its budget allows, left running
+        assert held.status == "ok" and 0 < int(held.result) < 400, held
+        started = await neighbour.execute("import subprocess\nsubprocess.run(['true']).returncode")
+        assert (started.status, started.result) == ("ok", "0"), started
+
+
+async def test_sessions_run_as_users_of_their_own():
+    require("bubblewrap")
+    async with LocalSandbox() as first, LocalSandbox() as second:
+        ids = [(await box.execute("import os; os.getuid()")).result for box in (first, second)]
+        if os.geteuid() == 0:
+            assert ids[0] != ids[1] and "0" not in ids and "65534" not in ids
