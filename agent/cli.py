@@ -21,7 +21,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -102,7 +101,7 @@ def _start(agent: Any, err: Any, show: bool) -> None:
             err.print(f"[dim]{escape(line)}[/dim]")
 
 
-def _prepare(ctx: click.Context, task_file: dict[str, Any] | None = None) -> RunOptions:
+def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> RunOptions:
     try:
         return resolve_options(ctx, load_config(), task_file)
     except (UsageError, ConfigError) as exc:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-import click
 import typer
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -105,12 +104,18 @@ McpOpt = Annotated[Optional[list[str]], typer.Option(
                   "(repeatable).", show_default=False)]
 
 
+#: Commands whose ``--json`` may stand alone or take ``=events``.
+JSON_COMMANDS = {"run"}
+
+
 class JsonFlagGroup(typer.core.TyperGroup):
     """Lets ``--json`` stand alone or take ``=events`` (click options cannot have an optional value)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        end = args.index("--") if "--" in args else len(args)
-        args = ["--json=result" if i < end and arg == "--json" else arg for i, arg in enumerate(args)]
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        if command in JSON_COMMANDS:
+            end = args.index("--") if "--" in args else len(args)
+            args = ["--json=result" if i < end and arg == "--json" else arg for i, arg in enumerate(args)]
         return super().parse_args(ctx, args)
 
 
@@ -125,7 +130,7 @@ def _split(values: Any) -> list[str]:
     return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
 
 
-def given_flags(ctx: click.Context) -> dict[str, Any]:
+def given_flags(ctx: typer.Context) -> dict[str, Any]:
     """The options the person actually typed (or set through the environment), not their defaults."""
     given = {}
     for name, value in ctx.params.items():
@@ -135,7 +140,7 @@ def given_flags(ctx: click.Context) -> dict[str, Any]:
     return given
 
 
-def resolve_options(ctx: click.Context, config: Config, task_file: dict[str, Any] | None = None) -> RunOptions:
+def resolve_options(ctx: typer.Context, config: Config, task_file: dict[str, Any] | None = None) -> RunOptions:
     """Defaults < config file < task file < flags; each value checked, with a one-line error."""
     layered: dict[str, Any] = {}
     from_config = config.model_dump(exclude_none=True, exclude={"approve"})

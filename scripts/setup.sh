@@ -8,6 +8,25 @@ cd "$(dirname "$0")/.."
 run_demo=1
 [ "${1:-}" = "--no-demo" ] && run_demo=0
 
+# Where torch comes from on a machine without a GPU: PyTorch's own CPU wheel index when it answers
+# (a plain 'torch' from the default index is the multi-GB CUDA build), else the default index.
+TORCH_VERSION=2.13.0
+TORCH_CPU_INDEX="${HARMONY_AGENT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+torch_cpu_index_answers() {
+  "${PYTHON:-python3}" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)' "$TORCH_CPU_INDEX/torch/" \
+    >/dev/null 2>&1
+}
+# The Debian mirror for the offline sandbox image: the one this system's apt uses (apt reads its own sources).
+debian_mirror() {
+  command -v apt-get >/dev/null || return 0
+  apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' 2>/dev/null | grep -v -- '-security' | head -n 1
+}
+if [ "${1:-}" = "--plan" ]; then  # say where torch and the image's packages would come from, and stop
+  if torch_cpu_index_answers; then echo "torch: PyTorch's CPU index $TORCH_CPU_INDEX"; else echo "torch: the default index ($TORCH_CPU_INDEX does not answer)"; fi
+  echo "debian mirror: $(debian_mirror)"
+  exit 0
+fi
+
 # System packages the project needs (each tool adds its own as it ships):
 # the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
 # the system Python's IPython/numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
@@ -42,9 +61,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
     echo "== GPU found: installing torch"
     "${PIP[@]}" torch
+  elif torch_cpu_index_answers; then
+    echo "== no GPU: installing torch==$TORCH_VERSION, the CPU build, from PyTorch's CPU index $TORCH_CPU_INDEX"
+    "${PIP[@]}" --index-url "$TORCH_CPU_INDEX" --extra-index-url https://pypi.org/simple "torch==$TORCH_VERSION"
   else
-    echo "== no GPU: installing torch==2.13.0 (CPU)"
-    "${PIP[@]}" torch==2.13.0
+    echo "== no GPU: PyTorch's CPU index ($TORCH_CPU_INDEX) does not answer; installing torch==$TORCH_VERSION from the default index"
+    "${PIP[@]}" "torch==$TORCH_VERSION"
   fi
 fi
 
@@ -114,7 +136,13 @@ if docker info >/dev/null 2>&1; then
       if [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then build=offline; else build=dockerfile; fi
     fi
     echo "== building the sandbox image ($build, about two minutes): $outdated"
-    if [ "$build" = offline ]; then .venv/bin/harmony-agent sandbox build --offline; else .venv/bin/harmony-agent sandbox build; fi
+    if [ "$build" = offline ]; then
+      mirror="$(debian_mirror)"
+      echo "== Debian mirror (from apt's sources): ${mirror:-none found, the sandbox reads /etc/apt itself}"
+      .venv/bin/harmony-agent sandbox build --offline ${mirror:+--mirror "$mirror"}
+    else
+      .venv/bin/harmony-agent sandbox build
+    fi
   fi
 fi
 

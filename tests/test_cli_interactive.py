@@ -10,8 +10,11 @@ import json
 import time
 from pathlib import Path
 
+import subprocess
+
 import pytest
 
+from available import require
 from cli_support import PtySession, cli_env
 
 CALL = "<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
@@ -209,3 +212,40 @@ def test_chat_reset_starts_the_conversation_over(workdir):
     prompts = [e["prompt_tokens"] for e in _events(workdir / "chat.jsonl") if e["type"] == "generation"]
     assert prompts[1] > prompts[0]  # the second turn continues the first
     assert prompts[2] < prompts[1] and abs(prompts[2] - prompts[0]) <= 3  # after /reset: a fresh conversation
+
+
+def test_ctrl_c_while_a_tool_runs_exits_130(workdir):
+    model = _script(workdir, [CALL.format(name="slow_add", args='{"a": 2, "b": 3}'), FINAL.format(text="It is 5.")])
+    session = PtySession(["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir))
+    try:
+        session.expect(r"running…")
+        pressed = time.monotonic()
+        session.send("\x03")
+        assert session.wait(timeout=30) == 130
+        assert time.monotonic() - pressed < 10
+    finally:
+        session.close()
+    assert "interrupted" in session.text and "It is 5." not in session.text and "Traceback" not in session.text
+
+
+def _containers_of(pid: int) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-a", "--format", "{{.ID}} {{.Labels}}"], capture_output=True, text=True, timeout=30).stdout
+    return [line.split()[0] for line in out.splitlines() if f":{pid}:" in line and "org.harmony-agent.owner=" in line]
+
+
+def test_ctrl_c_during_python_in_docker_exits_130_and_removes_the_container(workdir):
+    require("docker")
+    model = _script(workdir, ["<|channel|>analysis to=python code<|message|>import time\ntime.sleep(60)<|call|>",
+                              FINAL.format(text="slept")])
+    session = PtySession(["run", "Sleep", "-m", model, "-t", "python", "--sandbox", "docker", "--yes"], workdir, cli_env(workdir))
+    try:
+        session.expect(r"python running…")
+        assert len(_containers_of(session.proc.pid)) == 1
+        pressed = time.monotonic()
+        session.send("\x03")
+        assert session.wait(timeout=60) == 130
+        assert time.monotonic() - pressed < 15
+    finally:
+        session.close()
+    assert "interrupted" in session.text and "slept" not in session.text and "Traceback" not in session.text
+    assert _containers_of(session.proc.pid) == []
