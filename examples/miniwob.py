@@ -84,11 +84,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closes a connection mid-transfer (a finished episode) is not an error worth printing."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve_miniwob(seconds: int = EPISODE_SECONDS) -> Iterator[str]:
     """Serve MiniWoB's pages on 127.0.0.1; yields the base URL (task pages are ``{base}/miniwob/{task}.html``)."""
     handler = type("Handler", (_Handler,), {"seconds": seconds})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(miniwob_html())))
+    server = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(miniwob_html())))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -7,6 +7,7 @@ log nothing.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -76,7 +77,8 @@ def forbidden() -> Iterator[_Forbidden]:
     logger.close()
 
 
-def _serve(pages: dict[str, str]) -> tuple[http.server.ThreadingHTTPServer, str]:
+@contextlib.contextmanager
+def _serve(pages: dict[str, str]) -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -91,7 +93,11 @@ def _serve(pages: dict[str, str]) -> tuple[http.server.ThreadingHTTPServer, str]
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_loopback_names_and_unresolvable_names_are_refused():
@@ -113,20 +119,16 @@ async def test_chromium_never_reaches_a_refused_local_port_through_localhost_nam
     page = (f'<title>Lures</title><img src="http://localhost.:{port}/img"><img src="http://x.localhost:{port}/img2">'
             f'<iframe src="http://anything.localhost:{port}/frame"></iframe>'
             f'<script>fetch("http://localhost.:{port}/fetch").catch(() => {{}});</script><p>lures set</p>')
-    server, base = _serve({"/lures": page})
     tool = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
-    try:
+    with _serve({"/lures": page}) as base:
         for url in (f"http://localhost.:{port}/open", f"http://anything.localhost:{port}/open", f"http://x.localhost.:{port}/"):
             refused = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
             assert refused.is_error and "loopback" in refused.text(), refused.text()
         lured = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/lures"})))
         assert "lures set" in lured.text()
         time.sleep(0.5)
-        assert forbidden.connections == []
-    finally:
         await tool.aclose()
-        server.shutdown()
-        server.server_close()
+    assert forbidden.connections == []
 
 
 async def test_webrtc_sends_no_datagrams_under_any_constructor_name(forbidden):
@@ -146,33 +148,25 @@ for (const name of names) {
 }
 document.getElementById("out").textContent = report.join("; ");
 </script>""" % forbidden.udp_port
-    server, base = _serve({"/rtc": page})
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
-    try:
+    with _serve({"/rtc": page}) as base:
         view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
         assert "RTCPeerConnection: none" in view.text() and "webkitRTCPeerConnection: none" in view.text(), view.text()
         time.sleep(2)  # ICE gathering would have sent its STUN requests by now
-        assert forbidden.datagrams == []
-    finally:
         await tool.aclose()
-        server.shutdown()
-        server.server_close()
+    assert forbidden.datagrams == []
 
 
 async def test_a_sessions_own_downloads_folder_is_removed_on_close_and_a_given_one_kept(tmp_path):
     require("chromium")
-    server, base = _serve({"/": "<title>x</title><p>hello</p>"})
     policy = NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
     own, given = BrowserTool(policy=policy), BrowserTool(policy=policy, downloads=tmp_path / "mine")
-    try:
+    with _serve({"/": "<title>x</title><p>hello</p>"}) as base:
         for tool in (own, given):
             await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/"})))
         folders = (own.session.downloads_dir, given.session.downloads_dir)
         (folders[1]).mkdir(parents=True, exist_ok=True)
         assert folders[0].is_dir()
-    finally:
         await own.aclose()
         await given.aclose()
-        server.shutdown()
-        server.server_close()
     assert not folders[0].exists() and folders[1].is_dir()

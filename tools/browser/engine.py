@@ -303,7 +303,7 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # keep the tab on the page the model last saw
             self._raise_if_refused(f"navigation to {url}")
-        await self.settle()
+        await self.settle(quiet=0.02)  # a request the page's script just started may not be reported yet
 
     def _raise_if_refused(self, what: str) -> None:
         if self.refused:
