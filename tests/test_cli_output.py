@@ -243,12 +243,14 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, extra, message):
 
 
 def test_a_task_file_path_that_is_a_directory(tmp_path):
+    """A folder is a batch of task files (see batch); one without any is bad input, said in one line."""
     folder = tmp_path / "tasks.yaml"
     folder.mkdir()
     for path in (folder, tmp_path):
-        result = runner.invoke(app, ["run", str(path)])
-        assert result.exit_code == 2 and "is a directory" in result.output
-        assert len(result.output.strip().splitlines()) == 1
+        result = runner.invoke(app, ["run", str(path)], env={"COLUMNS": "400"})
+        assert result.exit_code == 2, result.output
+        assert any(m in result.output for m in ("is a folder", "is a directory", "holds no .yaml task files")), result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_error_text_with_brackets_prints_as_it_is(tmp_path):
