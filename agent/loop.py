@@ -308,6 +308,9 @@ async def _ask_approval(settings: TurnSettings, call: ToolCall) -> bool | str:
         return True
     try:
         verdict = await asyncio.wait_for(call_maybe_async(settings.approve, call), settings.approval_timeout)
+        task = asyncio.current_task()
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            raise asyncio.CancelledError  # the answer came with a cancellation: the cancellation wins
     except asyncio.TimeoutError:
         return f"no approval came within {settings.approval_timeout:g} s"
     except asyncio.CancelledError:

@@ -12,7 +12,6 @@ lives as long as the session, whichever thread or loop the caller is on:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -105,17 +104,26 @@ class LoopThread:
             return
         caller = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        ended = threading.Event()
+
+        def hand_over(item: Any) -> None:
+            try:
+                caller.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
+                pass
 
         async def pump() -> None:
             try:
                 async for item in produce():
-                    caller.call_soon_threadsafe(queue.put_nowait, (item, None))
+                    hand_over((item, None))
             except BaseException as exc:  # handed to the consumer, who re-raises it there
-                caller.call_soon_threadsafe(queue.put_nowait, (_DONE, exc))
+                hand_over((_DONE, exc))
                 if not isinstance(exc, Exception):
                     raise
             else:
-                caller.call_soon_threadsafe(queue.put_nowait, (_DONE, None))
+                hand_over((_DONE, None))
+            finally:
+                ended.set()
 
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:
@@ -127,9 +135,10 @@ class LoopThread:
                     return
                 yield item
         finally:
-            if not future.done():
+            if not ended.is_set():
                 future.cancel()
-                await asyncio.wrap_future(_quiet(future))
+                # Wait for the producer's real end (its clean-up), not just for the cancel to be asked.
+                await asyncio.to_thread(ended.wait, 30)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop and its thread (after the caller has closed what runs on it)."""
@@ -143,13 +152,6 @@ class LoopThread:
             thread.join(timeout)
             if not thread.is_alive():
                 loop.close()
-
-
-def _quiet(future: concurrent.futures.Future[Any]) -> concurrent.futures.Future[None]:
-    """A future that completes when ``future`` does, whatever its outcome."""
-    done: concurrent.futures.Future[None] = concurrent.futures.Future()
-    future.add_done_callback(lambda _: done.set_result(None))
-    return done
 
 
 async def call_maybe_async(function: Callable[..., Any], *args: Any) -> Any:

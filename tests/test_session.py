@@ -251,3 +251,24 @@ def test_the_result_is_there_when_a_listener_stops_at_run_end():
     assert agent.last_result is not None and agent.last_result.final_text == "ok"
     assert agent.last_result.events[-1].type == "run_end"
     agent.close()
+
+
+def test_leaving_a_stream_early_waits_for_the_turn_to_end_cleanly(caplog):
+    """A listener that stops reading cancels the turn and waits for it; nothing is left to hit its closed loop."""
+    import logging
+
+    gate = Gate()
+    agent = Agent(ScriptedModel([GATE, final("never")]), tools=[gate])
+
+    async def first_event_only():
+        async for event in agent.stream("go"):
+            return event.type
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(first_event_only()) == "run_start"
+        gate.release.set()
+        again = agent.run("again")  # the cancelled turn released the session: no SessionBusyError
+        assert again.stop_reason in ("final", "tool_call", "model_error")
+    assert not [r for r in caplog.records if "Event loop is closed" in r.getMessage()
+                or "never retrieved" in r.getMessage()]
+    agent.close()
