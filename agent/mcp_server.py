@@ -279,7 +279,8 @@ class ToolServer:
                 await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
             return Response()
 
-        return Starlette(routes=[Route("/sse", endpoint=stream, methods=["GET"]), Mount("/messages/", app=sse.handle_post_message)])
+        routes = [Route("/sse", endpoint=stream, methods=["GET"]), Mount("/messages/", app=sse.handle_post_message)]
+        return Starlette(routes=routes)
 
 
 def _is_single_exchange(ctx: Any) -> bool:

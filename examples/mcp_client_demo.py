@@ -9,6 +9,7 @@ session, so the second call sees the first one's variable.
 
 from __future__ import annotations
 
+import json
 import sys
 
 from agent import Agent, ScriptedModel
@@ -16,7 +17,8 @@ from tools import MCPTools
 
 
 def call(code: str) -> str:
-    return f'<|channel|>commentary to=functions.python <|constrain|>json<|message|>{{"code": {code!r}}}<|call|>'.replace("'", '"')
+    arguments = json.dumps({"code": code})
+    return f"<|channel|>commentary to=functions.python <|constrain|>json<|message|>{arguments}<|call|>"
 
 
 def main() -> None:

@@ -162,20 +162,33 @@ async def test_sse_server_serves_each_stream_its_own_tools_and_our_sse_client_us
             assert missing.is_error and "NameError" in text(missing)
 
 
-async def test_closing_an_mcp_session_releases_its_sandbox():
+async def test_closing_an_mcp_session_releases_its_sandbox_and_browser_context():
     kind = sandbox_kind()
-    made: list[PythonTool] = []
+    require("chromium")
+    from tools.browser import NavigationPolicy
+
+    made: list = []
 
     def python() -> PythonTool:
         made.append(PythonTool(kind))
         return made[-1]
 
-    server = ToolServer({"python": python})
-    made.clear()  # the template the listing was read from starts nothing
-    async with Client(server.server, mode="legacy") as client:
-        assert text(await client.call_tool("python", {"code": "print('hi')"})) == "hi"
-        assert len(made) == 1 and made[0].sandbox is not None and made[0].sandbox.started
-    assert not made[0].sandbox.started  # the connection closed, and with it the session's tools
+    def browser() -> BrowserTool:
+        made.append(BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])))
+        return made[-1]
+
+    server = ToolServer({"python": python, "browser": browser})
+    made.clear()  # the templates the listing was read from start nothing
+    with serve_site() as (base, _hits):
+        async with Client(server.server, mode="legacy") as client:
+            assert text(await client.call_tool("python", {"code": "print('hi')"})) == "hi"
+            assert not (await client.call_tool("open", {"id": f"{base}/about.html"})).is_error
+            sandbox_tool, browser_tool = made
+            assert sandbox_tool.sandbox.started and browser_tool.session is not None
+            session = browser_tool.session
+            assert session.context is not None
+    # The connection closed, and with it the session's tools: the kernel and the browser context are gone.
+    assert not sandbox_tool.sandbox.started and browser_tool.session is None and session.context is None
 
 
 def reference_namespace(server_name: str, instructions: str | None, tools: list) -> ToolNamespaceConfig:

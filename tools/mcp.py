@@ -248,7 +248,8 @@ class MCPTools(Tool):
                                 f"{self._stderr_tail()}") from None
             except Exception as exc:
                 await self._disconnect()
-                raise ToolError(f"cannot connect to MCP server {self.spec.label}: {_describe(exc)}{self._stderr_tail()}") from None
+                raise ToolError(f"cannot connect to MCP server {self.spec.label}: {_describe(exc)}"
+                                f"{self._stderr_tail()}") from None
             return self._client
 
     async def _hold(self, ready: asyncio.Future, stop: asyncio.Event) -> None:
@@ -342,8 +343,7 @@ class MCPTools(Tool):
             # answers any of its names, the functions namespace only those.
             when = "" if self.is_builtin else " (offered from the next session on; not callable in this one)"
             parts.append(f"new tools{when}: " + "; ".join(
-                f"{prefix}{back[name]} ({(after[name].description or '').strip().splitlines()[0] if after[name].description else 'no description'})"
-                for name in added))
+                f"{prefix}{back[name]} ({_first_line(after[name].description)})" for name in added))
         if removed:
             parts.append("removed: " + ", ".join(prefix + _NAME_UNSAFE.sub("_", name) for name in removed))
         self._notes.append(f"[note: MCP server {self.server_name or self.spec.label} changed its tools: {'; '.join(parts)}]")
@@ -421,7 +421,8 @@ class MCPTools(Tool):
                     path = self._save(resource.blob, resource.mime_type or "application/octet-stream", "resource")
                     parts.append(f"[resource {resource.uri} saved to {path}]")
             elif kind == "resource_link":
-                parts.append(f"[resource link {block.uri}: {block.name}{' - ' + block.description if block.description else ''}]")
+                about = f" - {block.description}" if block.description else ""
+                parts.append(f"[resource link {block.uri}: {block.name}{about}]")
             else:
                 parts.append(f"[{kind or 'unknown'} content]")
         structured = result.structured_content
@@ -461,6 +462,11 @@ class MCPTools(Tool):
         except (OSError, ValueError):
             return ""
         return f"\nThe server's last words (stderr):\n{tail}" if tail else ""
+
+
+def _first_line(description: str | None) -> str:
+    lines = (description or "").strip().splitlines()
+    return lines[0] if lines else "no description"
 
 
 def _server_name(client: Any) -> str:
