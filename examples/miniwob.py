@@ -350,7 +350,8 @@ async def run_text_episode(base: str, task: str, seed: int, *, max_steps: int = 
         result = await agent.arun(f"Solve the web task on this page: {url}")
         done, reward, utterance = False, None, ""
         if browser.session is not None and browser.session.page is not None:
+            # The page lives on the session's own event loop: read MiniWoB's verdict there.
             with contextlib.suppress(Exception):
-                done, reward, utterance = await browser.session.page.evaluate(REWARD_SCRIPT)
+                done, reward, utterance = await agent.default_session.perform(browser.session.page.evaluate(REWARD_SCRIPT))
     return {"task": task, "seed": seed, "done": bool(done), "reward": reward, "solved": bool(done) and reward == 1,
             "utterance": utterance, "steps": len(latencies), "latencies": latencies, "stop": result.stop_reason}
