@@ -137,8 +137,9 @@ class LoopThread:
         finally:
             if not ended.is_set():
                 future.cancel()
-                # Wait for the producer's real end (its clean-up), not just for the cancel to be asked.
-                await asyncio.to_thread(ended.wait, 30)
+                # Give the producer a moment to finish its clean-up (not just the cancel being asked), but never
+                # hold up a caller that is leaving, say on Ctrl-C: late items are dropped by hand_over.
+                await asyncio.to_thread(ended.wait, 2)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop and its thread (after the caller has closed what runs on it)."""
