@@ -136,9 +136,10 @@ class LoopThread:
                 yield item
         finally:
             if not ended.is_set():
-                # The producer is cancelled on its own loop; items it hands over after this are dropped by
-                # hand_over, so the caller may leave at once (on Ctrl-C it must) and even close its loop.
                 future.cancel()
+                # Give the producer a moment to finish its clean-up (not just the cancel being asked), but never
+                # hold up a caller that is leaving, say on Ctrl-C: late items are dropped by hand_over.
+                await asyncio.to_thread(ended.wait, 2)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop and its thread (after the caller has closed what runs on it)."""
