@@ -9,7 +9,6 @@ tools, so every entry point offers the same ones with the same options.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import re
 import shlex
 import shutil
@@ -56,14 +55,9 @@ def _python(options: ToolOptions) -> Tool:
 
 def _browser(options: ToolOptions) -> Tool:
     from tools.browser import BrowserTool, backend_from_spec
+    from tools.browser.policy import split_allow_list
 
-    addresses, domains = [], []
-    for entry in options.allow:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-            addresses.append(entry)
-        except ValueError:
-            domains.append(entry)
+    addresses, domains = split_allow_list(options.allow)
     backend = backend_from_spec(options.search) if options.search else None
     return BrowserTool(backend, allow_domains=domains, deny_domains=list(options.deny), allow_addresses=addresses,
                        screenshots=options.screenshots)

@@ -7,6 +7,7 @@ log nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -84,9 +85,17 @@ def _serve(pages: dict[str, str]) -> Iterator[str]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            data = pages.get(self.path, "").encode()
+            page = pages.get(self.path, "")
+            if page.startswith("REDIRECT "):
+                self.send_response(302)
+                self.send_header("Location", page.split(" ", 1)[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = page.encode()
             self.send_response(200 if data else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            kind = "text/javascript" if self.path.endswith(".js") else "text/html; charset=utf-8"
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -170,3 +179,126 @@ async def test_a_sessions_own_downloads_folder_is_removed_on_close_and_a_given_o
         await own.aclose()
         await given.aclose()
     assert not folders[0].exists() and folders[1].is_dir()
+
+
+def _only(base: str) -> NavigationPolicy:
+    """A policy that allows the test's page server, and no other port on 127.0.0.1."""
+    return NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}"])
+
+
+async def _open_and_wait(tool: BrowserTool, url: str, seconds: float = 2.0) -> str:
+    view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+    time.sleep(seconds)  # let timers, workers and speculative work run
+    return view.text()
+
+
+def test_a_port_can_be_allowed_alone():
+    policy = NavigationPolicy(allow_addresses=["127.0.0.1:8000", "[::1]:8000"])
+    assert policy.check("http://127.0.0.1:8000/") is None and policy.check("http://[::1]:8000/x") is None
+    assert "loopback address (127.0.0.1)" in policy.check("http://127.0.0.1:8001/")
+    assert "loopback" in policy.check("http://127.0.0.1/") and "loopback" in policy.check("http://[::1]:8001/")
+    with pytest.raises(ValueError, match="allow_addresses"):
+        NavigationPolicy(allow_addresses=["127.0.0.1:http"])
+
+
+async def test_popups_of_every_kind_never_reach_a_refused_port(forbidden):
+    require("chromium")
+    target = f"http://127.0.0.1:{forbidden.port}"
+    page = f"""<title>Popups</title>
+<a id="link" target="_blank" href="{target}/link">link</a>
+<form id="form" target="_blank" action="{target}/form"><input name="q" value="1"></form>
+<script>
+window.open("{target}/open");
+const blank = window.open("about:blank"); if (blank) setTimeout(() => {{ blank.location = "{target}/later"; }}, 100);
+window.open("/bounce");
+document.getElementById("link").click();
+document.getElementById("form").submit();
+</script><p>popups tried</p>"""
+    with _serve({"/popups": page, "/bounce": f"REDIRECT {target}/redirected"}) as base:
+        tool = BrowserTool(policy=_only(base))
+        text = await _open_and_wait(tool, f"{base}/popups")
+        assert "popups tried" in text or "popup" in text, text
+        await tool.aclose()
+    assert forbidden.connections == []
+
+
+async def test_workers_sockets_fetches_and_speculation_never_reach_a_refused_port(forbidden):
+    require("chromium")
+    target = f"127.0.0.1:{forbidden.port}"
+    worker = f"""try {{ new WebSocket("ws://{target}/worker-ws"); }} catch (e) {{}}
+fetch("http://{target}/worker-fetch").catch(() => {{}});
+onconnect = (e) => {{ fetch("http://{target}/shared-fetch").catch(() => {{}}); try {{ new WebSocket("ws://{target}/shared-ws"); }} catch (e) {{}} }};"""
+    page = f"""<title>Around</title>
+<link rel="preconnect" href="http://{target}"><link rel="dns-prefetch" href="http://{target}">
+<link rel="prefetch" href="http://{target}/prefetch"><link rel="preload" as="image" href="http://{target}/preload">
+<script type="speculationrules">{{"prefetch": [{{"source": "list", "urls": ["http://{target}/spec-prefetch"]}}],
+ "prerender": [{{"source": "list", "urls": ["http://{target}/spec-prerender"]}}]}}</script>
+<iframe src="http://{target}/frame"></iframe>
+<script>
+new Worker("/worker.js");
+try {{ new SharedWorker("/worker.js").port.start(); }} catch (e) {{}}
+navigator.sendBeacon && navigator.sendBeacon("http://{target}/beacon", "x");
+</script><p>all tried</p>"""
+    with _serve({"/around": page, "/worker.js": worker}) as base:
+        tool = BrowserTool(policy=_only(base))
+        assert "all tried" in await _open_and_wait(tool, f"{base}/around", 3.0)
+        await tool.aclose()
+    assert forbidden.connections == []
+
+
+async def test_connections_go_to_the_address_the_policy_checked():
+    """Chromium never resolves a name itself: `site.test` exists only in the policy's resolver, and the page loads."""
+    require("chromium")
+    with _serve({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
+        port = base.rsplit(":", 1)[1]
+        policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{port}"],
+                                  resolver=lambda host: ["127.0.0.1"] if host == "site.test" else [])
+        tool = BrowserTool(policy=policy)
+        view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"http://site.test:{port}/"})))
+        await tool.aclose()
+    assert "reached through the checked address" in view.text(), view.text()
+
+
+async def test_the_proxy_connects_only_to_what_it_checked_when_dns_changes_its_answer(forbidden):
+    """DNS rebinding: the first answer is public, every later one loopback. Tunnels go to the first answer (whether
+    or not it answers here), never to the forbidden loopback port; the name is resolved once."""
+    from tools.browser.proxy import PolicyProxy
+
+    asked: list[str] = []
+
+    def rebinding(host: str) -> list[str]:
+        asked.append(host)
+        return ["93.184.216.34"] if len(asked) == 1 else ["127.0.0.1"]
+
+    proxy = await PolicyProxy(NavigationPolicy(resolver=rebinding), connect_timeout=1.0).start()
+    port = int(proxy.url.rsplit(":", 1)[1])
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"CONNECT rebind.test:{forbidden.port} HTTP/1.1\r\nHost: rebind.test\r\n\r\n".encode())
+        await writer.drain()
+        await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+    await proxy.close()
+    time.sleep(0.3)
+    assert asked == ["rebind.test"]
+    assert forbidden.connections == []
+
+
+async def test_the_proxy_refuses_what_the_policy_refuses_and_says_so(forbidden):
+    from tools.browser.proxy import PolicyProxy
+
+    proxy = await PolicyProxy(NavigationPolicy()).start()
+    port = int(proxy.url.rsplit(":", 1)[1])
+    replies = []
+    for request in (f"CONNECT 127.0.0.1:{forbidden.port} HTTP/1.1\r\nHost: x\r\n\r\n",
+                    f"GET http://127.0.0.1:{forbidden.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                    "GET /relative HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "nonsense\r\n\r\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request.encode())
+        await writer.drain()
+        replies.append((await asyncio.wait_for(reader.readline(), 5)).decode())
+        writer.close()
+    await proxy.close()
+    assert " 403 " in replies[0] and " 403 " in replies[1] and " 400 " in replies[2], replies
+    assert replies[3] == ""  # spoken nonsense: the connection is closed, and the proxy keeps serving others
+    assert proxy.refused == 2 and forbidden.connections == []

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..base import ToolError
 from .policy import NavigationPolicy
+from .proxy import PolicyProxy
 
 CHROMIUM_ARGS = [
     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -188,6 +189,7 @@ class BrowserSession:
         self._saving: list[asyncio.Future] = []
         self._crashed = False
         self._engine_held = False
+        self._proxy: PolicyProxy | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -201,8 +203,12 @@ class BrowserSession:
             self.context = self.page = None
             self.notes.append("The browser had stopped and was restarted; pages opened before are gone, but earlier cursors still show what you saw.")
         if self.context is None:
+            if self._proxy is None:
+                self._proxy = await PolicyProxy(self.policy, on_refused=self._refused_by_proxy).start()
+            # `<-loopback>` sends loopback through the proxy too, which Chromium would otherwise connect to directly.
             self.context = await browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
-                                                     accept_downloads=True, service_workers="block")
+                                                     accept_downloads=True, service_workers="block",
+                                                     proxy={"server": self._proxy.url, "bypass": "<-loopback>"})
             await self.context.add_init_script(HOOKS_SCRIPT)
             if not self.allow_sockets:
                 await self.context.add_init_script(NO_SOCKETS_SCRIPT)
@@ -266,6 +272,10 @@ class BrowserSession:
         else:
             self.notes.append(f"The page tried to open a popup{f' to {url}' if url != 'about:blank' else ''}; popups are closed (open the URL yourself if you need it).")
 
+    def _refused_by_proxy(self, target: str, reason: str) -> None:
+        """A connection that went around request interception (a popup, a worker, a preconnect) was refused."""
+        self.blocked_subresources += 1
+
     async def _save_download(self, download: Any) -> None:
         target = self.downloads_dir / Path(download.suggested_filename).name
         try:
@@ -283,6 +293,9 @@ class BrowserSession:
         if self._engine_held:
             self._engine_held = False
             await self.engine.release()
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            await proxy.close()
         if self._own_downloads:
             shutil.rmtree(self.downloads_dir, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 Resolver = Callable[[str], list[str]]
 
 NETWORK_SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 ALWAYS_ALLOWED = ("about:blank",)
 #: Schemes that never touch the network; fine inside a page, refused as a top-level navigation.
 INLINE_SCHEMES = ("data", "blob")
@@ -42,6 +43,33 @@ def _is_loopback_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
+def _allowance(entry: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
+    """An ``allow_addresses`` entry: an address or network, optionally with one port (``127.0.0.1:8000``, ``[::1]:8000``)."""
+    text = entry.strip()
+    port: int | None = None
+    if text.startswith("["):
+        address, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+        text = address
+    elif text.count(":") == 1:
+        text, port_text = text.split(":")
+        port = int(port_text)
+    return ipaddress.ip_network(text, strict=False), port
+
+
+def split_allow_list(entries: Sequence[str]) -> tuple[list[str], list[str]]:
+    """One allow list as people write it (``--allow``), split into (addresses, domains)."""
+    addresses, domains = [], []
+    for entry in entries:
+        try:
+            _allowance(entry)
+            addresses.append(entry)
+        except ValueError:
+            domains.append(entry)
+    return addresses, domains
+
+
 @dataclass
 class NavigationPolicy:
     """Allow and deny lists for domains, allowed schemes, and whether private addresses may be reached.
@@ -49,8 +77,10 @@ class NavigationPolicy:
     ``allow_domains`` empty means any domain (less those denied). Private,
     loopback, link-local and other non-public addresses are refused unless
     ``allow_private`` is set or the address is within ``allow_addresses``
-    (for example ``["127.0.0.1"]`` for a local test site). Host names are
-    resolved to check the addresses they lead to.
+    (for example ``["127.0.0.1"]`` for a local test site, or
+    ``["127.0.0.1:8000"]`` for that one port only). Host names are resolved
+    to check the addresses they lead to, and the browser's connections go
+    only to the addresses checked (see :mod:`tools.browser.proxy`).
     """
 
     allow_domains: Sequence[str] = ()
@@ -61,36 +91,50 @@ class NavigationPolicy:
     resolver: Resolver = field(default=system_resolver, repr=False)
 
     def __post_init__(self) -> None:
-        self._networks = [ipaddress.ip_network(a, strict=False) for a in self.allow_addresses]
+        try:
+            self._allowed = [_allowance(entry) for entry in self.allow_addresses]
+        except ValueError as exc:
+            raise ValueError(f"allow_addresses: {exc} (write an address, a network or ADDRESS:PORT)") from None
         self._cache: dict[str, list[str]] = {}
 
     def check(self, url: str, *, top_level: bool = True) -> str | None:
         """None when ``url`` may be loaded; otherwise why not."""
+        return self.vet(url, top_level=top_level)[0]
+
+    def vet(self, url: str, *, top_level: bool = True) -> tuple[str | None, list[str]]:
+        """Why ``url`` is refused (None when it is not), and the addresses a connection to it may use.
+
+        The addresses are the ones checked, so a connection made to them cannot
+        be redirected by a later, different answer from DNS. An empty list with
+        no reason means the name is not pinned (private addresses are allowed,
+        or the name is allowed without resolving), and the connection resolves it.
+        """
         if url in ALWAYS_ALLOWED:
-            return None
+            return None, []
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower().rstrip(".")  # `localhost.` is `localhost`
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
         except ValueError as exc:
-            return f"malformed URL ({exc})"
+            return f"malformed URL ({exc})", []
         scheme = parts.scheme.lower()
         if scheme in INLINE_SCHEMES:
             if top_level and scheme not in self.allow_schemes:
-                return f"{scheme}: URLs are not opened as pages"
-            return None
+                return f"{scheme}: URLs are not opened as pages", []
+            return None, []
         if scheme not in self.allow_schemes:
-            return f"the {scheme or 'missing'} scheme is not allowed (allowed: {', '.join(self.allow_schemes)})"
+            return f"the {scheme or 'missing'} scheme is not allowed (allowed: {', '.join(self.allow_schemes)})", []
         if not host:
-            return "the URL has no host"
+            return "the URL has no host", []
         if _host_matches(host, self.deny_domains):
-            return f"{host} is on the deny list"
+            return f"{host} is on the deny list", []
         if self.allow_domains and not _host_matches(host, self.allow_domains):
-            return f"{host} is not on the allow list"
-        return self._check_addresses(host)
+            return f"{host} is not on the allow list", []
+        return self._check_addresses(host, port)
 
-    def _check_addresses(self, host: str) -> str | None:
+    def _check_addresses(self, host: str, port: int | None) -> tuple[str | None, list[str]]:
         if self.allow_private:
-            return None
+            return None, []
         try:
             addresses = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
@@ -103,13 +147,13 @@ class NavigationPolicy:
             if not addresses:
                 # What we cannot resolve, Chromium might (its own rules, another resolver): refuse unless allowed by name.
                 if self.allow_domains and _host_matches(host, self.allow_domains):
-                    return None
-                return f"{host} does not resolve, so where it leads cannot be checked"
+                    return None, []
+                return f"{host} does not resolve, so where it leads cannot be checked", []
         for text in addresses:
             address = ipaddress.ip_address(text)
-            if any(address in network for network in self._networks):
+            if any(address in network and allowed_port in (None, port) for network, allowed_port in self._allowed):
                 continue
             if not address.is_global or address.is_multicast:
                 kind = "loopback" if address.is_loopback else "private or reserved"
-                return f"{host} leads to a {kind} address ({address}), which is not allowed"
-        return None
+                return f"{host} leads to a {kind} address ({address}), which is not allowed", []
+        return None, list(addresses)
