@@ -8,105 +8,23 @@ log nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.server
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from available import require
+from logging_servers import ForbiddenServer, serve
 from tools import ToolCall
 from tools.browser import BrowserTool, NavigationPolicy
 
 
-class _Forbidden:
-    """A TCP port that logs every connection (and the request line, if any), and a UDP port that logs datagrams."""
-
-    def __init__(self) -> None:
-        self.connections: list[str] = []
-        self.datagrams: list[bytes] = []
-        self.tcp = socket.socket()
-        self.tcp.bind(("127.0.0.1", 0))
-        self.tcp.listen(16)
-        self.tcp.settimeout(0.2)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.udp.settimeout(0.2)
-        self.port, self.udp_port = self.tcp.getsockname()[1], self.udp.getsockname()[1]
-        self._stop = False
-        self._threads = [threading.Thread(target=self._accept, daemon=True), threading.Thread(target=self._receive, daemon=True)]
-        for thread in self._threads:
-            thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                conn, _ = self.tcp.accept()
-            except OSError:
-                continue
-            conn.settimeout(0.5)
-            try:
-                first = conn.recv(200).split(b"\r\n")[0].decode(errors="replace")
-            except OSError:
-                first = ""
-            self.connections.append(first or "(bare connection)")
-            conn.close()
-
-    def _receive(self) -> None:
-        while not self._stop:
-            try:
-                self.datagrams.append(self.udp.recvfrom(2048)[0])
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop = True
-        for thread in self._threads:
-            thread.join(2)
-        self.tcp.close()
-        self.udp.close()
-
-
 @pytest.fixture
-def forbidden() -> Iterator[_Forbidden]:
-    logger = _Forbidden()
+def forbidden() -> Iterator[ForbiddenServer]:
+    logger = ForbiddenServer()
     yield logger
     logger.close()
-
-
-@contextlib.contextmanager
-def _serve(pages: dict[str, str]) -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            page = pages.get(self.path, "")
-            if page.startswith("REDIRECT "):
-                self.send_response(302)
-                self.send_header("Location", page.split(" ", 1)[1])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = page.encode()
-            self.send_response(200 if data else 404)
-            kind = "text/javascript" if self.path.endswith(".js") else "text/html; charset=utf-8"
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_loopback_names_and_unresolvable_names_are_refused():
@@ -129,7 +47,7 @@ async def test_chromium_never_reaches_a_refused_local_port_through_localhost_nam
             f'<iframe src="http://anything.localhost:{port}/frame"></iframe>'
             f'<script>fetch("http://localhost.:{port}/fetch").catch(() => {{}});</script><p>lures set</p>')
     tool = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
-    with _serve({"/lures": page}) as base:
+    with serve({"/lures": page}) as base:
         for url in (f"http://localhost.:{port}/open", f"http://anything.localhost:{port}/open", f"http://x.localhost.:{port}/"):
             refused = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
             assert refused.is_error and "loopback" in refused.text(), refused.text()
@@ -158,7 +76,7 @@ for (const name of names) {
 document.getElementById("out").textContent = report.join("; ");
 </script>""" % forbidden.udp_port
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
-    with _serve({"/rtc": page}) as base:
+    with serve({"/rtc": page}) as base:
         view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
         assert "RTCPeerConnection: none" in view.text() and "webkitRTCPeerConnection: none" in view.text(), view.text()
         time.sleep(2)  # ICE gathering would have sent its STUN requests by now
@@ -170,7 +88,7 @@ async def test_a_sessions_own_downloads_folder_is_removed_on_close_and_a_given_o
     require("chromium")
     policy = NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
     own, given = BrowserTool(policy=policy), BrowserTool(policy=policy, downloads=tmp_path / "mine")
-    with _serve({"/": "<title>x</title><p>hello</p>"}) as base:
+    with serve({"/": "<title>x</title><p>hello</p>"}) as base:
         for tool in (own, given):
             await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/"})))
         folders = (own.session.downloads_dir, given.session.downloads_dir)
@@ -214,7 +132,7 @@ window.open("/bounce");
 document.getElementById("link").click();
 document.getElementById("form").submit();
 </script><p>popups tried</p>"""
-    with _serve({"/popups": page, "/bounce": f"REDIRECT {target}/redirected"}) as base:
+    with serve({"/popups": page, "/bounce": f"REDIRECT {target}/redirected"}) as base:
         tool = BrowserTool(policy=_only(base))
         text = await _open_and_wait(tool, f"{base}/popups")
         assert "popups tried" in text or "popup" in text, text
@@ -239,7 +157,7 @@ new Worker("/worker.js");
 try {{ new SharedWorker("/worker.js").port.start(); }} catch (e) {{}}
 navigator.sendBeacon && navigator.sendBeacon("http://{target}/beacon", "x");
 </script><p>all tried</p>"""
-    with _serve({"/around": page, "/worker.js": worker}) as base:
+    with serve({"/around": page, "/worker.js": worker}) as base:
         tool = BrowserTool(policy=_only(base))
         assert "all tried" in await _open_and_wait(tool, f"{base}/around", 3.0)
         await tool.aclose()
@@ -249,7 +167,7 @@ navigator.sendBeacon && navigator.sendBeacon("http://{target}/beacon", "x");
 async def test_connections_go_to_the_address_the_policy_checked():
     """Chromium never resolves a name itself: `site.test` exists only in the policy's resolver, and the page loads."""
     require("chromium")
-    with _serve({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
+    with serve({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
         port = base.rsplit(":", 1)[1]
         policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{port}"],
                                   resolver=lambda host: ["127.0.0.1"] if host == "site.test" else [])
