@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ pytest.importorskip("mcp")
 from agent import Agent, ScriptedModel  # noqa: E402
 from agent.harmony import decode, render_prompt  # noqa: E402
 from conftest import call, final  # noqa: E402
+from processes import free_port, listening  # noqa: E402
 from tools import MCPTools, ToolCall  # noqa: E402
 from tools.mcp import harmony_names, parse_spec  # noqa: E402
 
@@ -42,31 +41,13 @@ def named(namespace: str, name: str, args: str = "{}") -> str:
     return f"<|channel|>commentary to={namespace}.{name} <|constrain|>json<|message|>{args}<|call|>"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def http_server():
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "examples.mcp_demo_server", "--http", str(port)], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert process.poll() is None, "the demo MCP server exited at start"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the demo MCP server did not listen within 60 s")
+    command = [sys.executable, "-m", "examples.mcp_demo_server", "--http", str(port)]
+    with listening(command, port, name="the demo MCP server", cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                   stop_timeout=10):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_specs_are_parsed_and_bad_ones_refused_clearly():

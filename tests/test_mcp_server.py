@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from openai_harmony import (  # noqa: E402
 from agent.harmony import decode, get_encoding  # noqa: E402
 from agent.mcp_server import ToolServer  # noqa: E402
 from available import KINDS, require, unavailable  # noqa: E402
+from processes import free_port, listening  # noqa: E402
 from examples.local_site import serve_site  # noqa: E402
 from tools import BrowserTool, ComputerTool, PythonTool  # noqa: E402
 
@@ -92,25 +90,10 @@ async def test_stdio_server_lists_tools_keeps_python_state_opens_a_local_page_an
 
 @contextlib.contextmanager
 def http_serve(*arguments: str, transport: str = "http"):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(serve_command(*arguments, "--transport", transport, "--port", str(port)), cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert process.poll() is None, "mcp serve exited at start"
-            time.sleep(0.2)
-        else:
-            pytest.fail("mcp serve did not listen within 60 s")
+    port = free_port()
+    command = serve_command(*arguments, "--transport", transport, "--port", str(port))
+    with listening(command, port, name="mcp serve", cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}):
         yield f"http://127.0.0.1:{port}/{'mcp' if transport == 'http' else 'sse'}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def test_http_server_keeps_state_per_mcp_session():

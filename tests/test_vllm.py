@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from agent import Agent, OpenAICompatibleModel
 from agent.harmony import CALL, RETURN, get_encoding, stop_tokens
 from agent.models import ModelError, SamplingParams
 from available import require, vllm_python
+from processes import free_port
 from conftest import get_weather
 from tiny_gpt_oss import ANSWER_SCRIPT, CALL_SCRIPT, cached_tiny_gpt_oss, script_tokens
 
@@ -40,12 +40,6 @@ MAX_MODEL_LEN = 4096
 #: How long the server may take to answer (1-2 minutes alone on 2 cores; more on a machine shared with other work).
 STARTUP_TIMEOUT_S = float(os.environ.get("HARMONY_AGENT_VLLM_STARTUP_S", "240"))
 BLOCK = 128  # vLLM's CPU KV-cache block: prefix-cache hits come in whole blocks
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _server_env() -> dict[str, str]:
@@ -70,7 +64,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 def vllm_url(tmp_path_factory):
     require("vllm")
     folder = cached_tiny_gpt_oss()
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     command = [
         str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server",
