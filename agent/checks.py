@@ -25,13 +25,13 @@ from pydantic import BaseModel
 
 from tools.base import ToolCall
 
+from .citations import browser_views
 from .tasks import Check
 
 if TYPE_CHECKING:
     from .loop import RunResult
     from .session import Session
 
-_VIEW_HEADER = re.compile(r"^\[(\d+)\] .*\((\S+)\)$", re.MULTILINE)
 
 
 class CheckOutcome(BaseModel):
@@ -93,18 +93,8 @@ async def _file_check(check: Check, session: "Session") -> tuple[bool, str]:
     return digest == check.value.lower(), f"/mnt/data/{path} has sha256 {digest}"
 
 
-def browser_views(result: "RunResult") -> list[tuple[int, str, str]]:
-    """(cursor, url, view text) of every browser view the model was shown in the run."""
-    views = []
-    for event in result.events:
-        if getattr(event, "type", None) == "tool_result" and event.recipient.startswith("browser") and not event.is_error:
-            for match in _VIEW_HEADER.finditer(event.content):
-                views.append((int(match.group(1)), match.group(2), event.content))
-    return views
-
-
 def _page_check(kind: str, value: str, result: "RunResult") -> tuple[bool, str]:
-    views = browser_views(result)
+    views = browser_views(result.events)
     if not views:
         return False, "the browser showed no page in this run"
     if kind == "page_url":

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from . import events as ev
+from .citations import PagesSeen, Source
 
 #: Characters of a tool result shown on screen unless --verbose (the transcript keeps it whole).
 RESULT_PREVIEW = 600
@@ -61,6 +62,7 @@ class ConsoleView:
         self._streamed_final: dict[int, str] = {}
         self._running: tuple[str, float] | None = None
         self._status: Status | None = None
+        self._pages = PagesSeen()
 
     # -- streaming -------------------------------------------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class ConsoleView:
                 c.print(f"[yellow]→ {escape(event.recipient)}[/yellow] {escape(shorten(event.content, 400))}")
             self._running = (event.recipient, time.perf_counter())
         elif isinstance(event, ev.ToolResultEvent):
+            self._pages.see(event)
             self._running = None
             colour = "red" if event.is_error else "green"
             tag = "refused" if event.refused else format_duration(event.duration_s)
@@ -164,6 +167,7 @@ class ConsoleView:
         elif isinstance(event, ev.FinalEvent):
             if self._streamed_final.get(event.step, "").strip() != event.text.strip():
                 c.print(f"[bold]{escape(event.text)}[/bold]")
+            self._print_sources(event.text)
         elif isinstance(event, ev.ErrorEvent):
             colour = "yellow" if event.recovered else "red"
             c.print(f"[{colour}]! {event.kind}: {escape(event.message)}[/{colour}]")
@@ -173,6 +177,16 @@ class ConsoleView:
                 f"[dim]stop: {event.stop_reason} · steps {event.steps} · prompt {u.prompt_tokens} "
                 f"(prefilled {u.prefilled_tokens}) · generated {u.completion_tokens} tokens[/dim]"
             )
+
+
+    def _print_sources(self, answer: str) -> None:
+        """The pages the answer cites, under it, so a person can follow each 【cursor†lines】 mark."""
+        cited = self._pages.sources(answer)
+        if cited:
+            self.console.print("[dim]sources:[/dim]")
+        for source in cited:
+            where = escape(source.url) if source.url else "[dim](a page not shown in this conversation)[/dim]"
+            self.console.print(f"  [dim]【{source.cursor}†{escape(source.lines)}】[/dim] {where}")
 
 
 class QuietView:
@@ -213,10 +227,12 @@ class SilentView(QuietView):
         pass
 
 
-def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str | None = None) -> dict[str, Any]:
-    """What ``--json`` prints: the outcome of a run, in one object."""
+def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str | None = None,
+                  sources: list[Source] | None = None) -> dict[str, Any]:
+    """What ``--json`` prints: the outcome of a run, in one object (``sources``: the pages the answer cites)."""
     if end is None:
         return {"final_text": None, "stop_reason": "interrupted" if error is None else "error", "steps": 0,
-                "usage": ev.Usage().model_dump(), "error": error, "transcript": transcript}
+                "usage": ev.Usage().model_dump(), "error": error, "transcript": transcript, "sources": []}
     return {"final_text": end.final_text, "stop_reason": end.stop_reason, "steps": end.steps,
-            "usage": end.usage.model_dump(), "error": end.error, "transcript": transcript}
+            "usage": end.usage.model_dump(), "error": end.error, "transcript": transcript,
+            "sources": [source.as_dict() for source in sources or []]}

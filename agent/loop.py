@@ -25,6 +25,7 @@ from openai_harmony import Message, TextContent
 from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
+from .citations import Source, pages_seen, sources
 from .harmony import VOCAB_SIZE, stop_tokens
 from .history import History
 from .models import Model, ModelError, SamplingParams
@@ -78,6 +79,11 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.stop_reason == "final"
+
+    @property
+    def sources(self) -> list[Source]:
+        """The pages the final answer cites (its ``【cursor†Lx-Ly】`` marks), with their URLs, for people to follow."""
+        return sources(self.final_text or "", pages_seen(self.events))
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,12 @@ import base64
 import html
 import mimetypes
 import os
-import re
 from pathlib import Path
 
 from . import events as ev
 from .batch import TaskResult, read_results
-from .checks import browser_views
-from .loop import RunResult
+from .citations import cite_html, pages_seen
 from .transcript import read_transcript
-
-_CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L(\d+))?】")
 
 _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; color: #1d2330; max-width: 62rem; margin: 1.5rem auto; padding: 0 1rem; }
@@ -61,24 +57,9 @@ def _image(path: str, base: Path) -> str:
     return f"<img alt=\"screenshot {html.escape(file.name)}\" src=\"data:{kind};base64,{data}\">"
 
 
-def cite_for_people(text: str, pages: dict[int, str]) -> str:
-    """HTML of ``text`` with the model's ``【cursor†Lx-Ly】`` citations as links to the cited pages."""
-    out, last = [], 0
-    for match in _CITATION.finditer(text):
-        out.append(html.escape(text[last:match.start()]))
-        cursor, first, end = match.group(1), match.group(2), match.group(3)
-        lines = f"L{first}" + (f"–L{end}" if end else "")
-        url = pages.get(int(cursor))
-        label = f"[{cursor}, {lines}]"
-        out.append(f"<a href=\"{html.escape(url)}\" title=\"{html.escape(url)}\">{label}</a>" if url else html.escape(label))
-        last = match.end()
-    out.append(html.escape(text[last:]))
-    return "".join(out)
-
-
 def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) -> str:
     """The HTML of one run's report from its events (a transcript, or ``RunResult.events``)."""
-    pages = {cursor: url for cursor, url, _ in browser_views(RunResult(None, "", 0, ev.Usage(), [], list(events)))}
+    pages = pages_seen(events)
     start = next((e for e in events if isinstance(e, ev.RunStartEvent)), None)
     end = next((e for e in reversed(events) if isinstance(e, ev.RunEndEvent)), None)
     heading = title or (start.task if start else "run")
@@ -123,7 +104,7 @@ def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) 
             if step_open is not None:
                 parts.append("</div>")
                 step_open = None
-            parts.append(f"<h2>Answer</h2><div class=\"final\">{cite_for_people(event.text, pages)}</div>")
+            parts.append(f"<h2>Answer</h2><div class=\"final\">{cite_html(event.text, pages)}</div>")
     if step_open is not None:
         parts.append("</div>")
     return _page(heading, "".join(parts))

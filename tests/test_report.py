@@ -10,7 +10,8 @@ import pytest
 
 from agent import Agent, ScriptedModel
 from agent.batch import run_batch
-from agent.report import cite_for_people, write_report
+from agent.citations import cite_html
+from agent.report import write_report
 from agent.tasks import TaskSpec
 from available import require
 from conftest import final
@@ -32,7 +33,7 @@ def open_in_chromium(path: Path, shot: str):
 
 
 def test_citations_become_links_to_the_cited_pages():
-    html = cite_for_people("See 【2†L4-L9】 and 【7†L1】 <b>", {2: "http://a.example/x"})
+    html = cite_html("See 【2†L4-L9】 and 【7†L1】 <b>", {2: "http://a.example/x"})
     assert '<a href="http://a.example/x" title="http://a.example/x">[2, L4–L9]</a>' in html
     assert "[7, L1]" in html and "&lt;b&gt;" in html
 

@@ -3,7 +3,7 @@
 from .policy import NavigationPolicy
 from .search import (DuckDuckGoSearch, ExaSearch, LocalSearch, SearchBackend, SearchResult, SearxngSearch,
                      TavilySearch, YouSearch, backend_from_spec)
-from .tool import BrowserTool
+from .tool import CITATION, BrowserTool
 
-__all__ = ["BrowserTool", "DuckDuckGoSearch", "ExaSearch", "LocalSearch", "NavigationPolicy", "SearchBackend",
+__all__ = ["CITATION", "BrowserTool", "DuckDuckGoSearch", "ExaSearch", "LocalSearch", "NavigationPolicy", "SearchBackend",
            "SearchResult", "SearxngSearch", "TavilySearch", "YouSearch", "backend_from_spec"]

@@ -33,7 +33,8 @@ ARTICLE_MIN_CHARS = 400
 _MARKDOWN_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
-_CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L(\d+))?】")
+#: How gpt-oss cites what the browser showed it: 【cursor†Lfirst-Llast】 (the last line optional).
+CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L(\d+))?】")
 
 
 def harmony_token_counter() -> Callable[[str], int]:
@@ -354,7 +355,7 @@ class BrowserTool(Tool):
             lines = f"lines {first}-{last}" if last else f"line {first}"
             return f"[{page.title}, {lines}]({page.url})"
 
-        return _CITATION.sub(link, text)
+        return CITATION.sub(link, text)
 
     async def aclose(self) -> None:
         if self.session is not None:
