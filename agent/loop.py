@@ -147,7 +147,7 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
 
         last = generation.parsed[-1] if generation.parsed else None
         if last is not None and last.is_call:
-            resolved = router.resolve(last.recipient or "")
+            resolved = await router.resolve_or_relist(last.recipient or "")
             if resolved is not None and resolved[0].answered_by_caller:
                 call_id = f"call_{next(_call_ids)}"
                 yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=resolved[1], channel=last.channel,
@@ -251,7 +251,7 @@ async def _route(parsed: ParsedMessage, step: int, router: Router, history: Hist
     recipient = parsed.recipient or ""
     call_id = f"call_{next(_call_ids)}"
     yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=recipient, channel=parsed.channel, content=parsed.text)
-    resolved = router.resolve(recipient)
+    resolved = await router.resolve_or_relist(recipient)
     refused = False
     waited = 0.0
     started = time.perf_counter()

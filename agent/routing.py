@@ -33,6 +33,26 @@ class Router:
                                      f"{self._namespaces[tool.namespace]!r} and {tool!r}")
                 self._namespaces[tool.namespace] = tool
 
+    async def relist(self) -> bool:
+        """Ask every tool whether its functions changed, and learn the new names; True when any did.
+
+        A name a tool gained mid-session that another tool already answers stays with the first tool.
+        """
+        changed = False
+        for tool in self.tools:
+            if await tool.relist():
+                changed = True
+                for recipient in tool.recipients():
+                    self._exact.setdefault(recipient, tool)
+        return changed
+
+    async def resolve_or_relist(self, recipient: str) -> tuple[Tool, str] | None:
+        """:meth:`resolve`, and if nothing answers, once more after :meth:`relist` found changes."""
+        resolved = self.resolve(recipient)
+        if resolved is None and await self.relist():
+            resolved = self.resolve(recipient)
+        return resolved
+
     def available(self) -> list[str]:
         return sorted(self._exact)
 

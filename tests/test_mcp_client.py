@@ -152,18 +152,18 @@ async def test_fresh_copies_connect_separately_and_close():
     assert copy._runner is None and tool._runner is None
 
 
-def test_in_the_functions_namespace_a_removed_tool_is_refused_and_a_new_one_announced_for_the_next_session():
+def test_in_the_functions_namespace_a_new_tool_is_callable_at_once_and_a_removed_one_refused():
     tool = demo()
-    agent = Agent(ScriptedModel([call("unlock", "{}"), call("count", "{}"), call("secret", "{}"), final("ok")]),
+    agent = Agent(ScriptedModel([call("unlock", "{}"), call("secret", "{}"), call("count", "{}"), final("ok")]),
                   tools=[tool])
     with agent:
         run = agent.run("unlock")
-        unlocked, removed, unrouted = results(run)
+        unlocked, secret, removed = results(run)
         assert unlocked.content == "unlocked"
+        # The router did not know `functions.secret`: it asked the tools to list again, and routed it.
+        assert not secret.is_error and "swordfish" in secret.content, secret.content
+        assert "changed its tools" in secret.content and "new tools: functions.secret" in secret.content
         assert removed.is_error and "no tool 'count' any more" in removed.content
-        assert "new tools (offered from the next session on; not callable in this one): functions.secret" in removed.content
-        assert unrouted.is_error and "There is no tool named 'functions.secret'" in unrouted.content
-        # A session made now routes it (its own server process starts over, and says what it has then).
         assert "functions.secret" in agent.session().router.available()
 
 

@@ -165,6 +165,15 @@ class Tool(ABC):
         """
         return self
 
+    async def relist(self) -> bool:
+        """Fetch this tool's functions again if they may have changed while the session runs; True if they did.
+
+        The router asks when the model calls a name it does not know, so a
+        function a server added mid-session (an MCP server's ``list_changed``)
+        is callable at once. Tools with a fixed set of functions keep the default.
+        """
+        return False
+
     async def start(self) -> str | None:
         """Acquire resources now rather than at the first call; may return a line telling the user what was set up."""
         return None

@@ -18,9 +18,9 @@ again before the next call answers. The model learns of the change in that
 call's result (tools added, tools removed); a removed tool is refused with the
 list of what the server offers now, and the next conversation's preamble shows
 the new list. A tool added in a namespace of the server's own is callable at
-once (the router hands a built-in namespace every name in it); one added to
-``functions`` is routed only in sessions made after the change, because a
-session's router reads the function names once, when the session is made.
+once (the router hands a built-in namespace every name in it), and so is one
+added to ``functions``: a name the router does not know makes it ask the
+tools to :meth:`relist`, which fetches a stale listing then and there.
 """
 
 from __future__ import annotations
@@ -339,10 +339,7 @@ class MCPTools(Tool):
         if added:
             names = harmony_names(list(after))
             back = {original: safe for safe, original in names.items()}
-            # The session's router learnt the function names when the session was made; a built-in namespace
-            # answers any of its names, the functions namespace only those.
-            when = "" if self.is_builtin else " (offered from the next session on; not callable in this one)"
-            parts.append(f"new tools{when}: " + "; ".join(
+            parts.append("new tools: " + "; ".join(
                 f"{prefix}{back[name]} ({_first_line(after[name].description)})" for name in added))
         if removed:
             parts.append("removed: " + ", ".join(prefix + _NAME_UNSAFE.sub("_", name) for name in removed))
@@ -353,6 +350,17 @@ class MCPTools(Tool):
         self._note_changes(tools)
         self._set_listing(tools, self.server_name, self.namespace_description or None)
         self._stale = False
+
+    async def relist(self) -> bool:
+        """After a ``list_changed`` notification, fetch the listing now (the router met a name it did not know)."""
+        if not self._stale or self._client is None:
+            return False
+        before = dict(self._names)
+        try:
+            await self._refresh(await self._ensure_connected())
+        except Exception:  # the listing stays as it was; the call is refused as unknown, and the next one retries
+            return False
+        return self._names != before
 
     # -- calls -----------------------------------------------------------------
 
