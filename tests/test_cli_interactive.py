@@ -7,10 +7,10 @@ Ctrl-C (\\x03) becomes SIGINT for the CLI, Ctrl-D (\\x04) an end of input.
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
-
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -117,16 +117,23 @@ def test_ctrl_d_at_the_approval_prompt_refuses_with_a_reason(workdir):
     assert result["refused"] and "Ctrl-D" in result["content"]
 
 
-def test_ctrl_c_at_the_approval_prompt_exits_130_at_once(workdir):
-    session = PtySession(_weather_run(workdir, calls=1), workdir, cli_env(workdir))
+def _interrupt(session: PtySession, when: str, *, within: float = 10, before: Callable[[], None] | None = None) -> None:
+    """Press Ctrl-C once ``when`` shows: the CLI must exit 130 within ``within`` seconds. Closes the session."""
     try:
-        session.expect(r"allow\?")
+        session.expect(when)
+        if before is not None:
+            before()
         pressed = time.monotonic()
         session.send("\x03")
-        assert session.wait(timeout=30) == 130
-        assert time.monotonic() - pressed < 10
+        assert session.wait(timeout=max(30, 4 * within)) == 130
+        assert time.monotonic() - pressed < within
     finally:
         session.close()
+
+
+def test_ctrl_c_at_the_approval_prompt_exits_130_at_once(workdir):
+    session = PtySession(_weather_run(workdir, calls=1), workdir, cli_env(workdir))
+    _interrupt(session, r"allow\?")
     assert "interrupted" in session.text and "Traceback" not in session.text
     events = [e["type"] for e in _events(workdir / "t.jsonl")]
     assert "final" not in events and "tool_result" not in events
@@ -217,14 +224,7 @@ def test_chat_reset_starts_the_conversation_over(workdir):
 def test_ctrl_c_while_a_tool_runs_exits_130(workdir):
     model = _script(workdir, [CALL.format(name="slow_add", args='{"a": 2, "b": 3}'), FINAL.format(text="It is 5.")])
     session = PtySession(["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir))
-    try:
-        session.expect(r"running…")
-        pressed = time.monotonic()
-        session.send("\x03")
-        assert session.wait(timeout=30) == 130
-        assert time.monotonic() - pressed < 10
-    finally:
-        session.close()
+    _interrupt(session, r"running…")
     assert "interrupted" in session.text and "It is 5." not in session.text and "Traceback" not in session.text
 
 
@@ -238,14 +238,10 @@ def test_ctrl_c_during_python_in_docker_exits_130_and_removes_the_container(work
     model = _script(workdir, ["<|channel|>analysis to=python code<|message|>import time\ntime.sleep(60)<|call|>",
                               FINAL.format(text="slept")])
     session = PtySession(["run", "Sleep", "-m", model, "-t", "python", "--sandbox", "docker", "--yes"], workdir, cli_env(workdir))
-    try:
-        session.expect(r"python running…")
+
+    def one_container() -> None:
         assert len(_containers_of(session.proc.pid)) == 1
-        pressed = time.monotonic()
-        session.send("\x03")
-        assert session.wait(timeout=60) == 130
-        assert time.monotonic() - pressed < 15
-    finally:
-        session.close()
+
+    _interrupt(session, r"python running…", within=15, before=one_container)
     assert "interrupted" in session.text and "slept" not in session.text and "Traceback" not in session.text
     assert _containers_of(session.proc.pid) == []
