@@ -118,6 +118,11 @@ class SessionTools:
         self.tools.clear()
 
 
+#: Told to a client whose call has no session to live in; its tools are closed when the call ends.
+ONE_CALL_NOTE = ("[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
+                 "so nothing it set up (python variables, open pages) is kept for the next call]")
+
+
 class ToolServer:
     """Builds the MCP server for some of our tools, and keeps one :class:`SessionTools` per MCP session."""
 
@@ -187,6 +192,8 @@ class ToolServer:
             result = ToolResult(error=f"the {served.kind} tool is unavailable: {exc}")
         finally:
             session.last_used = time.monotonic()
+            if note == ONE_CALL_NOTE:  # a session for this call alone ends with the call, not with the exchange
+                await session.aclose()
         return _to_mcp(result, note)
 
     async def _session_for(self, ctx: Any) -> tuple[SessionTools, str]:
@@ -212,11 +219,7 @@ class ToolServer:
             if session is None or session.closed:
                 session = self._named[named] = SessionTools(self.served)
             return session, ""
-        session = SessionTools(self.served)
-        if connection is not None:
-            connection.exit_stack.push_async_callback(session.aclose)
-        return session, ("[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
-                         "so nothing it set up (python variables, open pages) is kept for the next call]")
+        return SessionTools(self.served), ONE_CALL_NOTE
 
     async def _expire_idle(self) -> None:
         now = time.monotonic()

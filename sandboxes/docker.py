@@ -33,7 +33,9 @@ _live: dict[str, Any] = {}  # container id -> docker client, for removal at inte
 def reap_orphans(client) -> list[str]:
     """Remove sandbox containers whose owning process on this host has died; returns their ids."""
     removed = []
-    for container in client.containers.list(all=True, filters={"label": SANDBOX_LABEL}):
+    # Other sandboxes are removed all the time (sessions closing, other processes reaping): a container
+    # listed but gone by the time it is inspected is skipped, never an error for the sandbox starting now.
+    for container in client.containers.list(all=True, filters={"label": SANDBOX_LABEL}, ignore_removed=True):
         if owner_is_gone(container.labels.get(OWNER_LABEL, "")):
             try:
                 container.remove(force=True)
