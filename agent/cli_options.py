@@ -95,7 +95,8 @@ SandboxOpt = Annotated[Optional[str], typer.Option(
 SearchOpt = Annotated[Optional[str], typer.Option(
     "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL].")]
 AllowOpt = Annotated[Optional[list[str]], typer.Option(
-    "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1) are allowed although private.",
+    "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1, or 127.0.0.1:8000 for "
+                    "one port) are allowed although private.",
     show_default=False)]
 AppOpt = Annotated[Optional[list[str]], typer.Option(
     "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default).", show_default=False)]
