@@ -8,7 +8,11 @@ log nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -220,3 +224,89 @@ async def test_the_proxy_refuses_what_the_policy_refuses_and_says_so(forbidden):
     assert " 403 " in replies[0] and " 403 " in replies[1] and " 400 " in replies[2], replies
     assert replies[3] == ""  # spoken nonsense: the connection is closed, and the proxy keeps serving others
     assert proxy.refused == 2 and forbidden.connections == []
+
+
+def _websocket_server() -> tuple[socket.socket, list[str]]:
+    """A WebSocket endpoint on 127.0.0.1 that answers the handshake and sends one text frame, "hello"."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    seen: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            lines = head.decode(errors="replace").split("\r\n")
+            seen.append(lines[0])
+            key = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("sec-websocket-key:")), "")
+            accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 5]) + b"hello")
+            time.sleep(1)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, seen
+
+
+async def test_sockets_a_session_allows_go_through_the_proxy_to_the_checked_address():
+    """`allow_sockets=True`: a page's WebSocket to an allowed port is tunnelled (CONNECT) and works end to end."""
+    require("chromium")
+    server, seen = _websocket_server()
+    ws_port = server.getsockname()[1]
+    page = f"""<title>Socket</title><p id="out">waiting</p><script>
+const ws = new WebSocket("ws://127.0.0.1:{ws_port}/chat");
+ws.onmessage = (event) => {{ document.getElementById("out").textContent = "got " + event.data; }};
+ws.onerror = () => {{ document.getElementById("out").textContent = "socket failed"; }};
+</script>"""
+    try:
+        with serve({"/socket": page}) as base:
+            policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}", f"127.0.0.1:{ws_port}"])
+            tool = BrowserTool(policy=policy, allow_sockets=True)
+            await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/socket"})))
+            time.sleep(1)
+            view = await tool.execute(ToolCall("browser.open", "analysis", "{}"))
+            await tool.aclose()
+    finally:
+        server.close()
+    assert "got hello" in view.text(), view.text()
+    assert seen == ["GET /chat HTTP/1.1"]
+
+
+async def test_a_tunnel_to_an_allowed_port_carries_bytes_both_ways():
+    from tools.browser.proxy import PolicyProxy
+
+    echo = await asyncio.start_server(lambda r, w: _echo(r, w), "127.0.0.1", 0)
+    port = echo.sockets[0].getsockname()[1]
+    proxy = await PolicyProxy(NavigationPolicy(allow_addresses=[f"127.0.0.1:{port}"])).start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))
+    writer.write(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\nearly bytes|".encode())
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 5)
+    while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b""):
+        pass
+    writer.write(b"and later")
+    await writer.drain()
+    echoed = b""
+    while len(echoed) < len(b"early bytes|and later"):
+        echoed += await asyncio.wait_for(reader.read(100), 5)
+    writer.close()
+    await proxy.close()
+    echo.close()
+    assert b" 200 " in status and echoed == b"early bytes|and later"
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(100):
+        writer.write(data)
+        await writer.drain()
+    writer.close()

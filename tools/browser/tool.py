@@ -92,6 +92,8 @@ class BrowserTool(Tool):
     tokens (``count_tokens`` may count them some other way). With
     ``actions=False`` the namespace is exactly harmony's trained ``browser``
     (search, open, find), byte for byte; ``open`` still follows links.
+    Pages get no WebSocket or WebRTC unless ``allow_sockets`` is set; either
+    way, every connection goes only where the policy allows.
     """
 
     namespace = "browser"
@@ -101,8 +103,9 @@ class BrowserTool(Tool):
                  allow_addresses: list[str] | None = None, screenshots: str | Path | None = None,
                  downloads: str | Path | None = None, page_timeout: float = 15.0, view_tokens: int = 1024,
                  executable: str | None = None, headless: bool = True, reader_mode: bool = True, actions: bool = True,
-                 count_tokens: Callable[[str], int] | None = None) -> None:
+                 count_tokens: Callable[[str], int] | None = None, allow_sockets: bool = False) -> None:
         self.backend = backend
+        self.allow_sockets = allow_sockets
         self.policy = policy or NavigationPolicy(allow_domains=allow_domains or (), deny_domains=deny_domains or (),
                                                  allow_addresses=allow_addresses or ())
         self.namespace_description = ToolNamespaceConfig.browser().description
@@ -125,7 +128,7 @@ class BrowserTool(Tool):
         return BrowserTool(self.backend, policy=self.policy, screenshots=self.screenshots, downloads=self.downloads,
                            page_timeout=self.page_timeout, view_tokens=self.view_tokens, executable=self.executable,
                            headless=self.headless, reader_mode=self.reader_mode, actions=self.actions,
-                           count_tokens=self.count_tokens)
+                           count_tokens=self.count_tokens, allow_sockets=self.allow_sockets)
 
     # -- description -------------------------------------------------------
 
@@ -167,7 +170,8 @@ class BrowserTool(Tool):
     async def _session(self) -> BrowserSession:
         if self.session is None:
             self.session = BrowserSession(BrowserEngine.shared(self.executable, headless=self.headless), self.policy,
-                                          page_timeout=self.page_timeout, downloads_dir=self.downloads)
+                                          page_timeout=self.page_timeout, downloads_dir=self.downloads,
+                                          allow_sockets=self.allow_sockets)
         return self.session
 
     # -- the three harmony functions -----------------------------------------
