@@ -310,3 +310,37 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.write(data)
         await writer.drain()
     writer.close()
+
+
+async def test_policy_lookups_run_off_the_event_loop_and_expire():
+    """A slow resolver must not stall the loop (pages, other sessions); a name is looked up again after its TTL."""
+    import tools.browser.policy as policy_module
+
+    calls: list[float] = []
+
+    def slow(host: str) -> list[str]:
+        calls.append(time.monotonic())
+        time.sleep(0.5)
+        return ["93.184.216.34"]
+
+    policy = NavigationPolicy(resolver=slow)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    running = asyncio.ensure_future(ticker())
+    assert await policy.check_async("http://slow.example/") is None
+    assert await policy.check_async("http://slow.example/again") is None  # cached: no second lookup
+    running.cancel()
+    assert ticks >= 20 and len(calls) == 1  # the loop kept ticking through the 0.5 s lookup
+    original = policy_module.RESOLVE_TTL_S
+    policy_module.RESOLVE_TTL_S = 0.0
+    try:
+        assert await policy.check_async("http://slow.example/") is None
+    finally:
+        policy_module.RESOLVE_TTL_S = original
+    assert len(calls) == 2

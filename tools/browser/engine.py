@@ -240,7 +240,7 @@ class BrowserSession:
         async def paused(event: dict) -> None:
             url = event["request"]["url"]
             top_level = event.get("resourceType") == "Document" and event.get("frameId") == main_frame
-            reason = self.policy.check(url, top_level=top_level)
+            reason = await self.policy.check_async(url, top_level=top_level)
             with contextlib.suppress(Exception):  # the page may be gone by now
                 if reason is None:
                     await cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
@@ -266,7 +266,7 @@ class BrowserSession:
         url = page.url
         with contextlib.suppress(Exception):
             await page.close()
-        reason = self.policy.check(url) if url and url != "about:blank" else None
+        reason = await self.policy.check_async(url) if url and url != "about:blank" else None
         if reason:
             self.notes.append(f"The page tried to open a popup to {url}; refused: {reason}.")
         else:
@@ -302,7 +302,7 @@ class BrowserSession:
     # -- navigation --------------------------------------------------------
 
     async def goto(self, url: str) -> None:
-        reason = self.policy.check(url, top_level=True)
+        reason = await self.policy.check_async(url, top_level=True)
         if reason:
             raise ToolError(f"navigation to {url} refused: {reason}")
         page = await self.ensure()
@@ -369,7 +369,7 @@ class BrowserSession:
     async def _check_landing(self) -> None:
         """A page may navigate itself to a scheme the policy refuses at the top (blob:, data:); leave it."""
         url = self.page.url
-        reason = self.policy.check(url, top_level=True)
+        reason = await self.policy.check_async(url, top_level=True)
         if reason:
             with contextlib.suppress(Exception):
                 await self.page.goto("about:blank")

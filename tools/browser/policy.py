@@ -8,13 +8,18 @@ is what the model is told.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str], list[str]]
+#: How long a name's addresses are kept. Each connection goes to the addresses of the very check that allowed
+#: it, so this is not what stops DNS rebinding; it only spares lookups, and lets a site that moves be followed.
+RESOLVE_TTL_S = 60.0
 
 NETWORK_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -95,7 +100,7 @@ class NavigationPolicy:
             self._allowed = [_allowance(entry) for entry in self.allow_addresses]
         except ValueError as exc:
             raise ValueError(f"allow_addresses: {exc} (write an address, a network or ADDRESS:PORT)") from None
-        self._cache: dict[str, list[str]] = {}
+        self._cache: dict[str, tuple[float, list[str]]] = {}
 
     def check(self, url: str, *, top_level: bool = True) -> str | None:
         """None when ``url`` may be loaded; otherwise why not."""
@@ -132,6 +137,35 @@ class NavigationPolicy:
             return f"{host} is not on the allow list", []
         return self._check_addresses(host, port)
 
+    def _lookup(self, host: str) -> list[str]:
+        cached = self._cache.get(host)
+        if cached is not None and time.monotonic() - cached[0] < RESOLVE_TTL_S:
+            return cached[1]
+        addresses = self.resolver(host)
+        self._cache[host] = (time.monotonic(), addresses)
+        return addresses
+
+    def resolves_without_lookup(self, url: str) -> bool:
+        """Whether :meth:`check` can answer ``url`` at once (no DNS lookup that would block an event loop)."""
+        try:
+            host = (urlsplit(url).hostname or "").lower().rstrip(".")
+            ipaddress.ip_address(host.strip("[]"))
+            return True
+        except ValueError:
+            cached = self._cache.get(host)
+            return (self.allow_private or _is_loopback_name(host) or not host
+                    or (cached is not None and time.monotonic() - cached[0] < RESOLVE_TTL_S))
+
+    async def vet_async(self, url: str, *, top_level: bool = True) -> tuple[str | None, list[str]]:
+        """:meth:`vet` for an event loop: a name to look up is looked up on a worker thread."""
+        if self.resolves_without_lookup(url):
+            return self.vet(url, top_level=top_level)
+        return await asyncio.to_thread(self.vet, url, top_level=top_level)
+
+    async def check_async(self, url: str, *, top_level: bool = True) -> str | None:
+        """:meth:`check` for an event loop (see :meth:`vet_async`)."""
+        return (await self.vet_async(url, top_level=top_level))[0]
+
     def _check_addresses(self, host: str, port: int | None) -> tuple[str | None, list[str]]:
         if self.allow_private:
             return None, []
@@ -141,9 +175,7 @@ class NavigationPolicy:
             if _is_loopback_name(host):
                 addresses = LOOPBACK_ADDRESSES
             else:
-                if host not in self._cache:
-                    self._cache[host] = self.resolver(host)
-                addresses = self._cache[host]
+                addresses = self._lookup(host)
             if not addresses:
                 # What we cannot resolve, Chromium might (its own rules, another resolver): refuse unless allowed by name.
                 if self.allow_domains and _host_matches(host, self.allow_domains):

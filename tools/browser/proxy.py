@@ -38,7 +38,7 @@ class Refused(Exception):
 
 async def _open(policy: NavigationPolicy, url: str, host: str, port: int, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to ``host:port`` at an address the policy checked for ``url`` (resolving off the event loop)."""
-    reason, addresses = await asyncio.to_thread(policy.vet, url, top_level=False)
+    reason, addresses = await policy.vet_async(url, top_level=False)
     if reason is not None:
         raise Refused(reason)
     last: Exception | None = None
