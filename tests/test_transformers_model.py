@@ -90,13 +90,13 @@ def test_diverging_prompt_crops_to_common_prefix_within_sliding_window(lm):
     assert torch.allclose(logits, fresh_logits(lm, diverged), atol=1e-4)
 
 
-def test_divergence_past_the_sliding_window_recomputes(lm):
+def test_divergence_past_the_sliding_window_crops_exactly(lm):
     model = TransformersModel(lm)
-    prompt = list(range(100, 400))  # longer than the 128-token window: the sliding layer forgot the start
+    prompt = list(range(100, 400))  # longer than the 128-token window: the sliding layers keep every position
     generate(model, prompt, max_tokens=1, temperature=0)
     diverged = prompt[:50] + [7, 8, 9]
-    assert model._reuse(diverged) == 0
-    logits = model._forward(diverged)
+    assert model._reuse(diverged) == 50
+    logits = model._forward(diverged[50:])
     assert torch.allclose(logits, fresh_logits(lm, diverged), atol=1e-4)
 
 

@@ -3,8 +3,12 @@
 An agent step's prompt is the previous prompt plus what the model generated
 plus a tool result, so almost every prompt extends the cached tokens and only
 the new tokens need a forward pass. When a prompt diverges (a new user turn
-drops old analysis), the cache is cropped to the common prefix when its
-sliding-window layers still hold that state, and rebuilt otherwise.
+drops old analysis), the cache is cropped to the common prefix and only the
+rest is prefilled. That crop is exact at any length because the sliding-window
+layers keep every position too (the attention mask, built from the config's
+``sliding_window``, still limits what they see): a cache that kept only the
+last ``sliding_window`` positions of those layers could not be cut back past
+them, and every new user turn of a long chat would refill the whole prompt.
 """
 
 from __future__ import annotations
@@ -60,17 +64,26 @@ class TransformersModel(Model):
 
     One object may serve several sessions on different threads or event
     loops: generations take turns, each holding the model for its duration.
+
+    ``full_sliding_cache`` (default on) keeps every position in the
+    sliding-window layers' KV cache, so a rewind to any common prefix is exact
+    and prefills only the new suffix. It costs what the full-attention layers
+    cost (for gpt-oss-20b in bfloat16: 12 sliding layers x 8 KV heads x 64 x
+    2 x 2 bytes = 24 KiB per token, 3 GiB at 128k tokens, the same again as the
+    full layers). Off, those layers keep only their window: less memory, but a
+    rewind past the window refills the whole prompt.
     """
 
     def __init__(
         self, model: Any = DEFAULT_MODEL_ID, *, device: str | None = None, dtype: Any = None,
-        prefill_chunk: int = 2048, check_memory: bool = True,
+        prefill_chunk: int = 2048, check_memory: bool = True, full_sliding_cache: bool = True,
     ) -> None:
         super().__init__()
         # Find the files before importing torch (seconds): a model that cannot be had fails at once.
         location = _locate(str(model), dtype, check_memory) if isinstance(model, (str, os.PathLike)) else None
         self.torch = _import_torch()
         self.prefill_chunk = prefill_chunk
+        self.full_sliding_cache = full_sliding_cache
         self.memory_estimate: checkpoints.MemoryEstimate | None = None
         if location is not None:
             self.name = str(model)
@@ -158,6 +171,11 @@ class TransformersModel(Model):
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
+        if self.full_sliding_cache:
+            # Without a config every layer is a full-length DynamicLayer; the model still builds the
+            # sliding-window mask for its sliding layers from config.sliding_window, so the result is
+            # the same as with the windowed cache, and crop() can go back to any position.
+            return DynamicCache()
         return DynamicCache(config=self.model.config)
 
     def _reuse(self, prompt: list[int]) -> int:
@@ -173,7 +191,7 @@ class TransformersModel(Model):
             try:
                 self._cache.crop(-drop)
                 ok = self._cache.get_seq_length() == common
-            except Exception:  # a sliding-window layer that already forgot that state
+            except Exception:  # a windowed sliding layer (full_sliding_cache off) that already forgot that state
                 ok = False
             if not ok:
                 self._cache, self._cached_tokens = self._new_cache(), []
