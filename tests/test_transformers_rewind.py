@@ -18,7 +18,8 @@ torch = pytest.importorskip("torch")
 
 from agent import Agent, SamplingParams
 from agent.harmony import get_encoding, stop_tokens
-from agent.models.transformers_model import TransformersModel, _common_prefix
+from agent.models.base import common_prefix
+from agent.models.transformers_model import TransformersModel
 from conftest import get_weather
 from tiny_gpt_oss import ANSWER_SCRIPT, hand_set_weights, script_tokens, tiny_config
 
@@ -151,7 +152,7 @@ def test_multi_turn_episode_prefills_only_the_new_tokens_each_turn(scripted_lm):
     for turn in (1, 2):
         (last_prompt, last_out), (prompt, _) = model.calls[2 * turn - 1], model.calls[2 * turn]
         held = last_prompt + last_out[:-1]  # the cache after the previous turn
-        common = _common_prefix(held, prompt)
+        common = common_prefix(held, prompt)
         # The analysis call was dropped: the prompt leaves the cached tokens, past the sliding window.
         assert contains(held, call) and not contains(prompt, call)
         assert common < len(held) and common > WINDOW

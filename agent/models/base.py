@@ -96,6 +96,15 @@ class Model(ABC):
         """Release resources (HTTP clients, GPU memory)."""
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share: what a backend's KV cache can keep of a new prompt."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def infer_stop_token(tokens: Sequence[int]) -> int:
     """Which stop token ended a completion whose backend did not say.
 

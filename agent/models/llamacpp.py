@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import GenerationStats, Model, ModelError, SamplingParams
+from .base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
 
 #: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -47,14 +47,6 @@ def _import_llama_cpp() -> Any:
     except ImportError as exc:
         raise ModelError(f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}") from exc
     return llama_cpp
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class LlamaCppModel(Model):
@@ -141,7 +133,7 @@ class LlamaCppModel(Model):
 
     def _reuse(self, prompt: list[int]) -> int:
         """Make the context hold a prefix of ``prompt``; return that prefix's length."""
-        common = _common_prefix(self._cached, prompt)
+        common = common_prefix(self._cached, prompt)
         if common == len(prompt):
             common -= 1  # the last prompt token must be fed to get next-token logits
         if common < len(self._cached) and not self._drop_from(common):

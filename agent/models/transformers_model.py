@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import checkpoints
-from .base import GenerationStats, Model, ModelError, SamplingParams
+from .base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
 
 DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 
@@ -40,14 +40,6 @@ def _import_torch() -> Any:
     if importlib.util.find_spec("transformers") is None:
         raise ModelError(hint)
     return torch
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class TransformersModel(Model):
@@ -180,7 +172,7 @@ class TransformersModel(Model):
 
     def _reuse(self, prompt: list[int]) -> int:
         """Make the cache hold a prefix of ``prompt``; return that prefix's length."""
-        common = _common_prefix(self._cached_tokens, prompt)
+        common = common_prefix(self._cached_tokens, prompt)
         if common == len(prompt):
             common -= 1  # the last prompt token must be fed to get next-token logits
         if self._cache is None or common <= 0:
