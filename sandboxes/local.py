@@ -29,6 +29,7 @@ import resource
 import shutil
 import signal
 import struct
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -56,9 +57,28 @@ def reap_orphaned_data() -> list[Path]:
     for folder in Path(tempfile.gettempdir()).glob(DATA_PREFIX + "*"):
         pid, started = (folder.name[len(DATA_PREFIX):].split("_") + ["", ""])[:2]
         if pid.isdigit() and process_is_gone(int(pid), started):
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_data_folder(folder)
             removed.append(folder)
     return removed
+
+
+def _mount_bounded(folder: Path, size_mb: int, uid: int) -> None:
+    """A tmpfs of ``size_mb`` on the session's data folder, so all its files together are bounded (needs root).
+
+    It lives on the host, not in the sandbox's namespaces, because a kernel that dies (or is restarted) takes
+    bubblewrap's namespaces with it, and the files in /mnt/data must outlive the kernel.
+    """
+    options = f"size={size_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "harmony-sandbox-data", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SandboxError(f"could not bound the sandbox's data folder ({done.stderr.strip() or done.returncode})")
+
+
+def _remove_data_folder(folder: Path) -> None:
+    if os.path.ismount(folder):
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # A seccomp program (classic BPF) that makes ptrace fail with EPERM, so code in the sandbox cannot
@@ -130,8 +150,10 @@ class LocalSandbox(Sandbox):
         limits = f"{self.limits.memory_mb} MB address space, {self.limits.processes} processes"
         if self.kind == "unsandboxed":
             return f"unsandboxed subprocess ({self.python}) with {limits}: NO isolation from this machine"
-        user = f"uid {self.uid} (its own)" if self.uid is not None else f"uid {os.geteuid()}"
-        return f"bubblewrap as {user}: no network, read-only system, private /tmp, {limits}"
+        if self.uid is not None:
+            return (f"bubblewrap as uid {self.uid} (its own): no network, read-only system, private /tmp, "
+                    f"/mnt/data bounded at {self.limits.data_mb} MB, {limits}")
+        return f"bubblewrap as uid {os.geteuid()}: no network, read-only system, private /tmp, {limits}"
 
     async def _boot(self) -> None:
         if self.kind == "bubblewrap" and bubblewrap_path() is None:
@@ -146,6 +168,12 @@ class LocalSandbox(Sandbox):
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
         if self.uid is not None:
             os.chown(self.data_dir, self.uid, self.uid)
+            try:
+                await asyncio.to_thread(_mount_bounded, self.data_dir, self.limits.data_mb, self.uid)
+            except SandboxError:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self.data_dir = None
+                raise
 
     def _command(self, seccomp_fd: int | None = None) -> list[str]:
         assert self.data_dir is not None
@@ -229,5 +257,5 @@ class LocalSandbox(Sandbox):
     async def _shutdown(self) -> None:
         await self._kill_all()
         if self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            await asyncio.to_thread(_remove_data_folder, self.data_dir)
             self.data_dir = None
