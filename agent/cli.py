@@ -238,6 +238,7 @@ def serve(
     search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
     allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
     app_spec: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+    approve: bool = typer.Option(False, "--approve", help="Each built-in tool call waits for approval on the chat page."),
 ) -> None:
     """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
     from .models import load_model
@@ -260,9 +261,10 @@ def serve(
     err = make_console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
     err.print(f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
-              f"{'; bearer token required' if api_key else ''}")
+              f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}")
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
-    run_server(ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps), host=host, port=port)
+    config = ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve)
+    run_server(config, host=host, port=port)
 
 
 @app.command()

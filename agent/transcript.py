@@ -26,6 +26,13 @@ class TranscriptError(ValueError):
     """A transcript line that is not a known event."""
 
 
+def transcript_line(event: Event, *, deltas: bool = False) -> str | None:
+    """The JSON line a transcript keeps for ``event`` (token deltas only when asked: replay rebuilds them)."""
+    if isinstance(event, TokenDeltaEvent) and not deltas:
+        return None
+    return event.model_dump_json() + "\n"
+
+
 class Transcript:
     """Append-only event log. Use as a context manager or call :meth:`close`."""
 
@@ -37,9 +44,9 @@ class Transcript:
         self._file: IO[str] | None = None
 
     def write(self, event: Event) -> None:
-        if isinstance(event, TokenDeltaEvent) and not self.deltas:
+        line = transcript_line(event, deltas=self.deltas)
+        if line is None:
             return
-        line = event.model_dump_json() + "\n"
         with self._lock:
             if self._file is None:
                 self._file = open(self.path, "a", encoding="utf-8")

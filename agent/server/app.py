@@ -12,6 +12,7 @@ go on with it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -37,6 +38,9 @@ from ..agent import Agent
 from ..loop import RunResult
 from ..models import Model
 from ..session import Session, SessionBusyError
+from ..report import run_report
+from ..transcript import transcript_line
+from .approvals import ApprovalGate, Approvals
 from .protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id
 
 log = logging.getLogger("harmony_agent.server")
@@ -70,6 +74,8 @@ class ServerConfig:
     api_key: str | None = None
     max_steps: int = 20
     max_conversations: int = 64
+    #: Every built-in tool call waits for a person's approval on the chat page (see ``approvals.py``).
+    approve: bool = False
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Conversation:
     client_functions: set[str]
     #: The call ids the client saw, mapped to the loop's own.
     call_ids: dict[str, str] = field(default_factory=dict)
+    gate: ApprovalGate | None = None
 
 
 class ConversationStore:
@@ -131,6 +138,7 @@ def create_app(config: ServerConfig) -> Starlette:
     """The ASGI app: ``POST /v1/responses``, ``GET /v1/models``, ``GET /`` (the chat page), ``GET /info``."""
     store = ConversationStore(config.max_conversations)
     screenshots = Screenshots()
+    approvals = Approvals()
 
     def unauthorized(request: Request) -> Response | None:
         if config.api_key is None:
@@ -155,7 +163,7 @@ def create_app(config: ServerConfig) -> Starlette:
             return _error(400, "the request body is not JSON")
         try:
             req = ResponsesRequest.parse(body)
-            conversation, previous, text, outputs = _prepare(config, store, req)
+            conversation, previous, text, outputs = _prepare(config, store, req, approvals)
         except RequestError as exc:
             return _error(400, str(exc))
         except LookupError as exc:
@@ -175,6 +183,39 @@ def create_app(config: ServerConfig) -> Starlette:
         await _finish(store, conversation, builder, req)
         return JSONResponse(builder.response())
 
+    async def approval(request: Request) -> Response:
+        """``POST /v1/approvals/{id}`` with ``{"approve": true}`` or ``{"approve": false, "reason": "..."}``."""
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+            approve, reason = body["approve"], body.get("reason")
+            if not isinstance(approve, bool) or not (reason is None or isinstance(reason, str)):
+                raise TypeError
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            return _error(400, 'send {"approve": true} or {"approve": false, "reason": "why"}')
+        if not approvals.resolve(request.path_params["approval_id"], approve, (reason or "").strip()[:2000] or None):
+            return _error(404, "no such approval request is waiting (answered already, or its run ended)", "not_found")
+        return JSONResponse({"approval_id": request.path_params["approval_id"], "approved": approve})
+
+    async def download(request: Request) -> Response:
+        """A stored response's run as its HTML report or its transcript (JSON lines of the run's events)."""
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        response_id, kind = request.path_params["response_id"], request.path_params["kind"]
+        try:
+            _, result = store.get(response_id)
+        except LookupError as exc:
+            return _error(404, str(exc), "not_found")
+        if kind == "report.html":
+            html = run_report(result.events, base=Path.cwd(), title=f"harmony-agent {response_id}")
+            return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{response_id}.html"'})
+        if kind == "transcript.jsonl":
+            lines = "".join(line for event in result.events if (line := transcript_line(event)) is not None)
+            return Response(lines, media_type="application/x-ndjson",
+                            headers={"Content-Disposition": f'attachment; filename="{response_id}.jsonl"'})
+        return _error(404, "ask for report.html or transcript.jsonl", "not_found")
+
     async def page(request: Request) -> Response:
         html = resources.files("agent.server").joinpath("page.html").read_text(encoding="utf-8")
         return HTMLResponse(html)
@@ -182,7 +223,7 @@ def create_app(config: ServerConfig) -> Starlette:
     async def info(request: Request) -> Response:
         """What the page needs to know: the model, the tools it may offer, whether a key is required."""
         return JSONResponse({"model": config.model.name, "tools": sorted(config.builtin_tools),
-                             "auth": config.api_key is not None})
+                             "auth": config.api_key is not None, "approve": config.approve})
 
     async def file(request: Request) -> Response:
         path = screenshots.get(request.path_params["token"])
@@ -198,6 +239,8 @@ def create_app(config: ServerConfig) -> Starlette:
     app = Starlette(routes=[
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/approvals/{approval_id}", approval, methods=["POST"]),
+        Route("/v1/responses/{response_id}/{kind}", download, methods=["GET"]),
         Route("/", page, methods=["GET"]),
         Route("/info", info, methods=["GET"]),
         Route("/files/{token}", file, methods=["GET"]),
@@ -206,7 +249,7 @@ def create_app(config: ServerConfig) -> Starlette:
     return app
 
 
-def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesRequest
+def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals
              ) -> tuple[Conversation, RunResult | None, str | None, dict[str, str]]:
     text, outputs, extra = req.conversation_input()
     if req.previous_response_id:
@@ -238,13 +281,14 @@ def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesReque
     instructions = "\n\n".join(part for part in (req.instructions, extra) if part) or None
     tools: list[Tool] = [config.builtin_tools[name].fresh() for name in names]
     tools += [ClientFunction(spec) for spec in functions]
+    gate = approvals.gate() if config.approve else None
     try:
         agent = Agent(config.model, tools=tools, instructions=instructions,
                       reasoning=(req.reasoning.effort if req.reasoning and req.reasoning.effort else "medium"),
-                      max_steps=config.max_steps, max_tokens=req.max_output_tokens)
+                      max_steps=config.max_steps, max_tokens=req.max_output_tokens, approve=gate)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    return Conversation(agent, agent.default_session, {spec.name for spec in functions}), None, text, {}
+    return Conversation(agent, agent.default_session, {spec.name for spec in functions}, gate=gate), None, text, {}
 
 
 async def _first(events: AsyncIterator[Any]) -> Any:
@@ -273,16 +317,41 @@ async def _finish(store: ConversationStore, conversation: Conversation, builder:
 async def _sse(config: ServerConfig, store: ConversationStore, conversation: Conversation, builder: ResponseBuilder,
                first: Any, events: AsyncIterator[Any], req: ResponsesRequest) -> AsyncIterator[dict[str, str]]:
     finished = False
+    # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    async def pump() -> None:
+        try:
+            async for out in _drive(builder, first, events):
+                await queue.put(("out", out))
+            await queue.put(("end", None))
+        except Exception as exc:  # handed to the stream, which raises it
+            await queue.put(("error", exc))
+
+    if conversation.gate is not None:
+        conversation.gate.attach(lambda event: loop.call_soon_threadsafe(queue.put_nowait, ("out", event)))
+    running = asyncio.ensure_future(pump())
     try:
         for out in builder.created():
             yield {"event": out["type"], "data": json.dumps(out)}
-        async for out in _drive(builder, first, events):
-            yield {"event": out["type"], "data": json.dumps(out)}
+        while True:
+            kind, item = await queue.get()
+            if kind == "end":
+                break
+            if kind == "error":
+                raise item
+            yield {"event": item["type"], "data": json.dumps(item)}
         await _finish(store, conversation, builder, req)
         finished = True
     finally:
+        if conversation.gate is not None:
+            conversation.gate.detach()  # nobody is left to ask: what is pending is denied
         if not finished:
             # The client went away mid-stream: its run is cancelled and its session released.
+            running.cancel()
+            with contextlib.suppress(BaseException):
+                await running
             await events.aclose()
             await conversation.session.aclose()
 
