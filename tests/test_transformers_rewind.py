@@ -10,34 +10,21 @@ tests/tiny_gpt_oss.py, with its tool call on the analysis channel, runs real
 multi-turn episodes through the Agent.
 """
 
-import asyncio
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from agent import Agent, SamplingParams
-from agent.harmony import get_encoding, stop_tokens
+from agent.harmony import get_encoding
 from agent.models.base import common_prefix
 from agent.models.transformers_model import TransformersModel
 from conftest import get_weather
+from test_transformers_model import fresh_logits, generate
 from tiny_gpt_oss import ANSWER_SCRIPT, hand_set_weights, script_tokens, tiny_config
 
 WINDOW = 128
 PROMPT = list(range(1000, 1300))  # 300 tokens: past the window
 TIGHT = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def generate(model, prompt, **sampling):
-    async def go():
-        return [t async for t in model.generate(prompt, stop=stop_tokens(), sampling=SamplingParams(**sampling))]
-
-    return asyncio.run(go())
-
-
-def fresh_logits(lm, tokens):
-    with torch.inference_mode():
-        return lm(input_ids=torch.tensor([tokens])).logits[0, -1].float()
 
 
 def test_resending_the_cached_prompt_prefills_one_token(tiny_model):
