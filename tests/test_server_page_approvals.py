@@ -176,3 +176,27 @@ def test_the_page_asks_for_approval_and_downloads_the_run(tmp_path):
     assert "print(6 * 7)" in saved["report.html"] and "It is 42." in saved["report.html"]
     assert [event_from_json(line).type for line in saved["transcript.jsonl"].splitlines()][-1] == "run_end"
     assert Path(ARTIFACTS / "server-page-approval.png").stat().st_size > 0
+
+
+async def test_a_request_made_before_the_stream_opens_waits_for_it():
+    """The run may ask before the page's stream has attached: the request is held for the stream, not refused."""
+    import asyncio
+
+    from agent.server.approvals import Approvals
+    from tools import ToolCall
+
+    approvals = Approvals()
+    gate = approvals.gate()
+    unstreamed = await gate(ToolCall("python", "analysis", CODE))
+    assert isinstance(unstreamed, str) and "was not streamed" in unstreamed
+    gate.expect()
+    asked = asyncio.ensure_future(gate(ToolCall("python", "analysis", CODE)))
+    await asyncio.sleep(0.05)
+    assert not asked.done()  # held, not refused
+    seen: list[dict] = []
+    gate.attach(seen.append)
+    assert [event["recipient"] for event in seen] == ["python"]
+    assert approvals.resolve(seen[0]["approval_id"], True)
+    assert await asyncio.wait_for(asked, 5) is True
+    gate.detach()
+    assert "was not streamed" in await gate(ToolCall("python", "analysis", CODE))

@@ -170,11 +170,18 @@ def create_app(config: ServerConfig) -> Starlette:
             return _error(404, str(exc), "not_found")
         builder = ResponseBuilder(response_id=new_id("resp"), model=config.model.name, request=req,
                                   client_functions=conversation.client_functions, publish=screenshots.publish)
+        gate = conversation.gate if req.stream else None
+        if gate is not None:
+            gate.expect()  # the run may ask before the stream is open: hold those requests for it
         try:
             events = conversation.session.stream(text, previous=previous, tool_outputs=outputs or None)
             first = await _first(events)
-        except SessionBusyError:
+        except SessionBusyError:  # another request's stream owns the gate: leave it be
             return _error(409, "this conversation is answering another request; wait for it to finish", "conflict")
+        except BaseException:
+            if gate is not None:
+                gate.detach()
+            raise
         if req.stream:
             return EventSourceResponse(_sse(config, store, conversation, builder, first, events, req),
                                        ping=15)

@@ -74,23 +74,42 @@ class ApprovalGate:
     def __init__(self, approvals: Approvals) -> None:
         self.approvals = approvals
         self.listener: Listener | None = None
+        # Between a streamed request's start and its stream's first byte, the run may already ask:
+        # those requests wait here for the stream instead of being refused.
+        self._expecting = False
+        self._early: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
 
     async def __call__(self, call: ToolCall) -> Verdict:
-        listener = self.listener
-        if listener is None:
-            return ("not approved: this server asks a person to approve each tool call on its chat page, "
-                    "and this request was not streamed to one")
-        approval_id, answer = self.approvals.open(self)
-        listener({"type": "response.approval_requested", "approval_id": approval_id, "recipient": call.recipient,
-                  "arguments": call.content})
+        with self._lock:
+            listener, expecting = self.listener, self._expecting
+            if listener is None and not expecting:
+                return ("not approved: this server asks a person to approve each tool call on its chat page, "
+                        "and this request was not streamed to one")
+            approval_id, answer = self.approvals.open(self)
+            event = {"type": "response.approval_requested", "approval_id": approval_id, "recipient": call.recipient,
+                     "arguments": call.content}
+            if listener is None:
+                self._early.append(event)
+        if listener is not None:
+            listener(event)
         try:
             return await asyncio.wrap_future(answer)
         finally:
             self.approvals.forget(approval_id)
 
+    def expect(self) -> None:
+        """A streamed request is starting: hold approval requests until its stream attaches."""
+        with self._lock:
+            self._expecting = True
+
     def attach(self, listener: Listener) -> None:
-        self.listener = listener
+        with self._lock:
+            self.listener, early, self._early = listener, self._early, []
+        for event in early:
+            listener(event)
 
     def detach(self, reason: str = "not approved: the page that was asked went away") -> None:
-        self.listener = None
+        with self._lock:
+            self.listener, self._expecting, self._early = None, False, []
         self.approvals.deny_all(self, reason)
