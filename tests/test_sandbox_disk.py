@@ -9,6 +9,8 @@ model is told what to do, and the session carries on.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -73,3 +75,19 @@ async def test_writing_past_the_data_limit_fails_with_enospc_and_the_session_car
             data_dir = box.data_dir
     if kind == "bubblewrap":
         assert not Path(data_dir).exists() and not os.path.ismount(data_dir)  # unmounted and removed at close
+
+
+def test_a_user_who_may_not_mount_gets_the_reason_and_a_plain_folder():
+    """Not root, the tmpfs cannot be mounted: the caller learns why, and nothing is mounted."""
+    folder = Path(tempfile.mkdtemp(prefix="harmony-disk-test-"))  # in /tmp, where the user nobody can reach it
+    os.chmod(folder, 0o777)
+    # The module's own source, run by the system Python as nobody (who may read neither this checkout nor its venv).
+    source = (Path(__file__).resolve().parent.parent / "sandboxes" / "datafs.py").read_text()
+    probe = source + "\nimport sys\nprint(mount_bounded(Path(sys.argv[1]), 8)); print(is_mounted(Path(sys.argv[1])))"
+    python = "/usr/bin/python3" if os.geteuid() == 0 else sys.executable
+    run = subprocess.run([python, "-c", probe, str(folder)], capture_output=True, text=True, timeout=60, cwd="/",
+                         **({"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}))
+    folder.rmdir()
+    assert run.returncode == 0, run.stderr
+    reason, mounted = run.stdout.splitlines()
+    assert reason == "cannot mount a tmpfs: Operation not permitted" and mounted == "False"
