@@ -1,6 +1,6 @@
 """The Sandbox interface, and the kernel session logic every sandbox shares.
 
-A sandbox runs one long-lived kernel (``kernel.py``) and talks to it with one
+A sandbox runs one long-lived kernel (the ``kernel`` package) and talks to it with one
 JSON line per request and reply. What differs between sandboxes is only how
 the kernel process is started and how everything in the sandbox is killed;
 subclasses provide those two things, and this module does the rest the same
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text()
 DATA_DIR = "/mnt/data"
 
 Status = Literal["ok", "error", "timeout", "crashed"]

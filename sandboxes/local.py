@@ -39,7 +39,8 @@ from typing import Literal
 
 from . import datafs
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .kernel import KERNEL_SOURCE
 
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 KERNEL_ENV = {

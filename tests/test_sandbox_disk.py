@@ -20,13 +20,13 @@ from available import KINDS, make
 from sandboxes import Limits
 
 LIMIT_MB = 48
-FILL = f"""
+FILL = """
 import errno, os
 os.makedirs('fill', exist_ok=True)
 written, failure = 0, None
 try:
     for i in range(40):                      # 40 files of 4 MB: 160 MB, over three times the limit
-        with open(f'fill/{{i:02}}.bin', 'wb') as f:
+        with open(f'fill/{i:02}.bin', 'wb') as f:
             for _ in range(4):
                 f.write(b'x' * (1 << 20)); f.flush(); written += 1 << 20
 except OSError as exc:
