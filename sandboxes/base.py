@@ -1,6 +1,6 @@
 """The Sandbox interface, and the kernel session logic every sandbox shares.
 
-A sandbox runs one long-lived kernel (``kernel.py``) and talks to it with one
+A sandbox runs one long-lived kernel (the ``kernel`` package) and talks to it with one
 JSON line per request and reply. What differs between sandboxes is only how
 the kernel process is started and how everything in the sandbox is killed;
 subclasses provide those two things, and this module does the rest the same
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-KERNEL_SOURCE = (Path(__file__).parent / "kernel.py").read_text()
 DATA_DIR = "/mnt/data"
 
 Status = Literal["ok", "error", "timeout", "crashed"]
@@ -290,7 +289,7 @@ class Sandbox(ABC):
             try:
                 reply = await asyncio.wait_for(channel.reply(request_id), limit)
                 self._oom_seen = reply.get("oom_kills")
-                return self._execution(reply)
+                return self._explain_full_disk(self._execution(reply))
             except asyncio.TimeoutError:
                 return await self._stop_overrun(channel, request_id, limit, started)
         except KernelDied:
@@ -411,6 +410,18 @@ class Sandbox(ABC):
             raise SandboxError(f"{request['op']} of {request.get('path')!r} failed: {error.get('ename')}: {error.get('evalue')}")
         return reply
 
+    def _explain_full_disk(self, execution: Execution) -> Execution:
+        """Add a note when the code ran out of space, so the model learns it hit a limit it can free, not a fault."""
+        error = execution.error
+        text = f"{error.evalue}\n{error.traceback}\n" if error else ""
+        if "No space left on device" not in text + execution.stderr:
+            return execution
+        limits = getattr(self, "limits", None)
+        sizes = f" ({DATA_DIR} {limits.data_mb} MB, /tmp {limits.tmp_mb} MB)" if isinstance(limits, Limits) else ""
+        note = (f"A folder in the sandbox is full: {DATA_DIR} and /tmp are size-limited{sizes}. Delete files that are "
+                "no longer needed (os.remove) to free space; the session itself is unharmed.")
+        return dataclasses.replace(execution, notes=execution.notes + (note,))
+
     @staticmethod
     def _execution(reply: dict) -> Execution:
         error = reply.get("error")
@@ -431,6 +442,6 @@ class Limits:
     memory_mb: int = 1024
     processes: int = 256
     cpus: float = 1.0
-    data_mb: int = 512
+    data_mb: int = 512  # /mnt/data in total (a tmpfs, so memory); bubblewrap bounds the total only as root
     tmp_mb: int = 256
     shm_mb: int = 64  # /dev/shm, which is memory: bounded as Docker's default is

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .kernel import KERNEL_SOURCE
 from .images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"

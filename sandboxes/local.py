@@ -5,7 +5,8 @@ network, IPC and UTS namespaces: it sees a read-only system, a private
 ``/tmp``, and a per-session data folder mounted at ``/mnt/data``; the host's
 home folders and network are not there. Resource limits are rlimits set just
 before bubblewrap starts: address space (so an oversized allocation is a
-MemoryError, not a dead kernel), processes, and file size.
+MemoryError, not a dead kernel), processes, and file size. The data folder's
+total size is bounded by a tmpfs mounted on it (``datafs``) where we are root.
 
 Why not bubblewrap as root with ``--uid``: that stays host root with its
 capabilities dropped, and root-owned files such as ``/root`` remain readable.
@@ -29,7 +30,6 @@ import resource
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -37,8 +37,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from . import datafs
 from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KERNEL_SOURCE, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from .kernel import KERNEL_SOURCE
 
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 KERNEL_ENV = {
@@ -57,28 +59,9 @@ def reap_orphaned_data() -> list[Path]:
     for folder in Path(tempfile.gettempdir()).glob(DATA_PREFIX + "*"):
         pid, started = (folder.name[len(DATA_PREFIX):].split("_") + ["", ""])[:2]
         if pid.isdigit() and process_is_gone(int(pid), started):
-            _remove_data_folder(folder)
+            datafs.remove(folder)
             removed.append(folder)
     return removed
-
-
-def _mount_bounded(folder: Path, size_mb: int, uid: int) -> None:
-    """A tmpfs of ``size_mb`` on the session's data folder, so all its files together are bounded (needs root).
-
-    It lives on the host, not in the sandbox's namespaces, because a kernel that dies (or is restarted) takes
-    bubblewrap's namespaces with it, and the files in /mnt/data must outlive the kernel.
-    """
-    options = f"size={size_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "harmony-sandbox-data", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SandboxError(f"could not bound the sandbox's data folder ({done.stderr.strip() or done.returncode})")
-
-
-def _remove_data_folder(folder: Path) -> None:
-    if os.path.ismount(folder):
-        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 # A seccomp program (classic BPF) that makes ptrace fail with EPERM, so code in the sandbox cannot
@@ -145,15 +128,23 @@ class LocalSandbox(Sandbox):
         self._stderr_tail = bytearray()
         # As root, drop to a user of the session's own; otherwise stay this user (bubblewrap cannot switch).
         self.uid = session_uid() if os.geteuid() == 0 and isolation == "bubblewrap" else None
+        #: Why the data folder's total size is not bounded ("" when it is): only root can mount its tmpfs.
+        self.data_unbounded_reason = ""
 
     def describe(self) -> str:
         limits = f"{self.limits.memory_mb} MB address space, {self.limits.processes} processes"
         if self.kind == "unsandboxed":
             return f"unsandboxed subprocess ({self.python}) with {limits}: NO isolation from this machine"
-        if self.uid is not None:
-            return (f"bubblewrap as uid {self.uid} (its own): no network, read-only system, private /tmp, "
-                    f"/mnt/data bounded at {self.limits.data_mb} MB, {limits}")
-        return f"bubblewrap as uid {os.geteuid()}: no network, read-only system, private /tmp, {limits}"
+        user = f"uid {self.uid} (its own)" if self.uid is not None else f"uid {os.geteuid()}"
+        return f"bubblewrap as {user}: no network, read-only system, private /tmp, {limits}, {self.describe_data()}"
+
+    def describe_data(self) -> str:
+        """What bounds the data folder, in words: its total size, or only each file's and why."""
+        if self.data_dir is None:
+            return f"{DATA_DIR} of up to {self.limits.data_mb} MB"
+        if not self.data_unbounded_reason:
+            return f"{DATA_DIR} bounded to {self.limits.data_mb} MB"
+        return f"{DATA_DIR} files bounded to {self.limits.data_mb} MB each, not in total ({self.data_unbounded_reason})"
 
     async def _boot(self) -> None:
         if self.kind == "bubblewrap" and bubblewrap_path() is None:
@@ -166,14 +157,10 @@ class LocalSandbox(Sandbox):
         reap_orphaned_data()
         _host, pid, started = owner_tag().rsplit(":", 2)
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
-        if self.uid is not None:
+        failed = datafs.mount_bounded(self.data_dir, self.limits.data_mb, self.uid)
+        self.data_unbounded_reason = failed or ""
+        if failed and self.uid is not None:
             os.chown(self.data_dir, self.uid, self.uid)
-            try:
-                await asyncio.to_thread(_mount_bounded, self.data_dir, self.limits.data_mb, self.uid)
-            except SandboxError:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-                self.data_dir = None
-                raise
 
     def _command(self, seccomp_fd: int | None = None) -> list[str]:
         assert self.data_dir is not None
@@ -257,5 +244,5 @@ class LocalSandbox(Sandbox):
     async def _shutdown(self) -> None:
         await self._kill_all()
         if self.data_dir is not None:
-            await asyncio.to_thread(_remove_data_folder, self.data_dir)
+            datafs.remove(self.data_dir)
             self.data_dir = None

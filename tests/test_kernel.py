@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-KERNEL = Path(__file__).resolve().parent.parent / "sandboxes" / "kernel.py"
+from sandboxes.kernel import KERNEL_SOURCE
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -42,7 +43,7 @@ class KernelProcess:
     def __init__(self, data_dir: Path, mode: str = "standard") -> None:
         env = {**os.environ, "HARMONY_KERNEL_DATA": str(data_dir), "HARMONY_KERNEL_MODE": mode, "HOME": str(data_dir.parent)}
         self.mode = mode
-        self.proc = subprocess.Popen([kernel_python(mode), "-u", str(KERNEL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([kernel_python(mode), "-u", "-c", KERNEL_SOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.count = 0
 
@@ -89,7 +90,7 @@ def test_exceptions_come_back_as_tracebacks_and_the_kernel_survives(kernel):
     assert reply["status"] == "error" and reply["error"]["ename"] == "ZeroDivisionError"
     where = "Cell In [1], line 2, in f()" if kernel.mode == "ipython" else 'File "<cell>", line 2, in f'
     assert where in reply["error"]["traceback"]
-    assert "kernel.py" not in reply["error"]["traceback"]
+    assert "harmony_kernel" not in reply["error"]["traceback"]
     assert kernel.run("exit(3)")["error"]["ename"] == "SystemExit"
     assert kernel.run("1 + 1")["result"] == "2"
     assert kernel.run("def (")["error"]["ename"] == "SyntaxError"
@@ -172,15 +173,16 @@ def test_a_forked_child_never_answers_requests(kernel):
 @pytest.mark.parametrize("mode", ["ipython", "standard"])
 def test_the_kernel_runs_from_its_source_text(tmp_path, mode):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": mode, "HOME": str(tmp_path)}
-    proc = subprocess.run([kernel_python(mode), "-c", KERNEL.read_text()], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
+    proc = subprocess.run([kernel_python(mode), "-c", KERNEL_SOURCE], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
                           text=True, env=env, timeout=20)
     reply = json.loads(proc.stdout)
     assert reply["error"]["ename"] == "ZeroDivisionError" and "<string>" not in reply["error"]["traceback"]
+    assert "harmony_kernel" not in reply["error"]["traceback"]
 
 
 def test_ipython_asked_for_but_missing_fails_with_a_clear_message(tmp_path):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": "ipython"}
-    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL.read_text()], input='{"id": "1", "op": "ping"}\n',
+    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL_SOURCE], input='{"id": "1", "op": "ping"}\n',
                           capture_output=True, text=True, env=env, timeout=20)  # -S: no site-packages, so no IPython
     assert proc.returncode == 1 and proc.stdout == ""
     assert "the IPython kernel cannot start: ModuleNotFoundError" in proc.stderr
@@ -188,7 +190,7 @@ def test_ipython_asked_for_but_missing_fails_with_a_clear_message(tmp_path):
 
 def test_auto_falls_back_and_says_why_where_ipython_is_missing(tmp_path):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL.read_text()], input='{"id": "1", "op": "ping"}\n{"id": "2", "code": "display(1); 2;"}\n',
+    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL_SOURCE], input='{"id": "1", "op": "ping"}\n{"id": "2", "code": "display(1); 2;"}\n',
                           capture_output=True, text=True, env=env, timeout=20)
     pong, reply = (json.loads(line) for line in proc.stdout.splitlines())
     assert (pong["kernel"], pong["fallback_reason"]) == ("standard library", "IPython is not installed")

@@ -52,7 +52,7 @@ async def test_state_last_expression_and_tracebacks(sandbox):
     failed = await sandbox.execute("def f():\n    return 1 / 0\nf()")
     assert failed.status == "error" and failed.error.ename == "ZeroDivisionError"
     where = ", line 2, in f" if sandbox.notebook else 'File "<cell>", line 2, in f'
-    assert where in failed.error.traceback and "kernel.py" not in failed.error.traceback
+    assert where in failed.error.traceback and "harmony_kernel" not in failed.error.traceback
     assert (await sandbox.execute("x")).result == "20"  # an exception loses nothing
 
 

@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 DEFAULT_IMAGE = "harmony-agent/python:latest"
@@ -100,8 +100,14 @@ def _purge_build_only(root: Path, progress: Progress) -> None:
         _stream(["chroot", str(root), "dpkg", "--purge", "--force-depends", *doomed], progress)
 
 
-def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None, progress: Progress = print) -> str:
-    """Build the image from Debian packages (debootstrap + ``docker import``); returns the image id."""
+def build_debian_image(client, tag: str, packages: Sequence[str], changes: Sequence[str], *, mirror: str | None = None,
+                       prepare: Callable[[Path], None] | None = None, progress: Progress = print) -> str:
+    """Debootstrap a minimal Debian root with ``packages``, let ``prepare`` trim it, ``docker import`` it; returns the image id.
+
+    The one offline path every image takes (python, desktop): it needs only
+    the host's Debian mirror, never a registry. ``changes`` are Dockerfile
+    lines (LABEL, ENV, USER...) applied at import.
+    """
     if shutil.which("debootstrap") is None:
         raise ImageBuildError("debootstrap is not installed: apt-get install debootstrap")
     if os.geteuid() != 0:
@@ -109,29 +115,38 @@ def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None
     mirror = mirror or debian_mirror()
     with tempfile.TemporaryDirectory(prefix="harmony-rootfs-") as work:
         root = Path(work) / "root"
-        progress(f"debootstrap {DEBIAN_SUITE} from {mirror} (about a minute)")
-        _stream(["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}", DEBIAN_SUITE, str(root), mirror], progress)
+        progress(f"debootstrap {DEBIAN_SUITE} with {len(packages)} packages from {mirror} (a minute or more)")
+        _stream(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", DEBIAN_SUITE, str(root), mirror], progress)
         for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / leftovers).glob("*"):
                 if item.is_file():
                     item.unlink()
-        _purge_build_only(root, progress)
-        for folder in PRUNED:
-            shutil.rmtree(root / folder, ignore_errors=True)
-        (root / "mnt/data").mkdir(parents=True, exist_ok=True)
-        os.chown(root / "mnt/data", 65534, 65534)
+        if prepare is not None:
+            prepare(root)
         archive = Path(work) / "root.tar"
         progress("packing the root filesystem")
         _stream(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], progress)
         progress(f"importing it as {tag}")
         repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
-        changes = ["ENV MPLBACKEND=Agg", "ENV PYTHONUNBUFFERED=1", "ENV HOME=/tmp", f"LABEL {IMAGE_LABEL}",
-                   f"LABEL {VERSION_LABEL}={IMAGE_VERSION}", "USER 65534:65534", "WORKDIR /mnt/data"]
-        reply = client.api.import_image_from_file(str(archive), repository=repository, tag=version, changes=changes)
+        client.api.import_image_from_file(str(archive), repository=repository, tag=version, changes=list(changes))
     image = client.images.get(tag)
     progress(f"built {tag} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
-    del reply
     return image.id
+
+
+def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None, progress: Progress = print) -> str:
+    """Build the python image from Debian packages (debootstrap + ``docker import``); returns the image id."""
+
+    def prepare(root: Path) -> None:
+        _purge_build_only(root, progress)
+        for folder in PRUNED:
+            shutil.rmtree(root / folder, ignore_errors=True)
+        (root / "mnt/data").mkdir(parents=True, exist_ok=True)
+        os.chown(root / "mnt/data", 65534, 65534)
+
+    changes = ["ENV MPLBACKEND=Agg", "ENV PYTHONUNBUFFERED=1", "ENV HOME=/tmp", f"LABEL {IMAGE_LABEL}",
+               f"LABEL {VERSION_LABEL}={IMAGE_VERSION}", "USER 65534:65534", "WORKDIR /mnt/data"]
+    return build_debian_image(client, tag, DEBIAN_PACKAGES, changes, mirror=mirror, prepare=prepare, progress=progress)
 
 
 def build_dockerfile(client, tag: str = DEFAULT_IMAGE, *, progress: Progress = print) -> str:
