@@ -12,25 +12,13 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from tools.browser import CITATION
 
 from . import events as ev
+from .events import Source
 
 _VIEW_HEADER = re.compile(r"^\[(\d+)\] .*\((\S+)\)$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One page an answer cites: its cursor, its URL (None if this run never showed it) and the lines, as written."""
-
-    cursor: int
-    url: str | None
-    lines: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"cursor": self.cursor, "url": self.url, "lines": self.lines}
 
 
 def browser_views(events: Iterable[ev.Event]) -> list[tuple[int, str, str]]:
@@ -58,7 +46,7 @@ def sources(text: str, pages: dict[int, str]) -> list[Source]:
     found: dict[tuple[int, str], Source] = {}
     for match in CITATION.finditer(text):
         cursor, lines = int(match.group(1)), _lines(match)
-        found.setdefault((cursor, lines), Source(cursor, pages.get(cursor), lines))
+        found.setdefault((cursor, lines), Source(cursor=cursor, url=pages.get(cursor), lines=lines))
     return list(found.values())
 
 

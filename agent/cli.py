@@ -176,8 +176,7 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
         agent.close()
         driver.close()
     if mode == "result":
-        sources = driver.pages.sources(end.final_text if end is not None else None)
-        print(json.dumps(result_object(end, transcript, sources=sources), ensure_ascii=False), flush=True)
+        print(json.dumps(result_object(end, transcript), ensure_ascii=False), flush=True)
     elif mode == "quiet" and end is not None and end.stop_reason != "final":
         err.print(f"[red]stop: {escape(end.stop_reason)}[/red] {escape(end.error or '')}")
     return 0 if end is not None and end.stop_reason == "final" else 1

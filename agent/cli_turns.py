@@ -25,7 +25,6 @@ from rich.markup import escape
 from tools.base import ToolCall
 
 from . import events as ev
-from .citations import PagesSeen
 from .console import shorten
 from .loop import RunResult
 from .runtime import LoopThread
@@ -101,7 +100,6 @@ class TurnDriver:
         self.view = view
         self.prompt = prompt
         self.interactive = interactive
-        self.pages = PagesSeen()  # every page shown in this conversation, for the sources of an answer
         self.agent: Any = None
         self._worker = LoopThread("harmony-agent-cli")
         self._queue: queue.Queue[tuple[str, Any]] | None = None
@@ -155,7 +153,6 @@ class TurnDriver:
                     continue
                 if kind == "event":
                     self.view.handle(item)
-                    self.pages.see(item)
                     if isinstance(item, ev.ToolCallEvent):
                         shown[item.call_id] = item.content
                     elif isinstance(item, ev.ToolResultEvent):

@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.status import Status
 
 from . import events as ev
-from .citations import PagesSeen, Source
 
 #: Characters of a tool result shown on screen unless --verbose (the transcript keeps it whole).
 RESULT_PREVIEW = 600
@@ -62,7 +61,6 @@ class ConsoleView:
         self._streamed_final: dict[int, str] = {}
         self._running: tuple[str, float] | None = None
         self._status: Status | None = None
-        self._pages = PagesSeen()
 
     # -- streaming -------------------------------------------------------------------------------------------------
 
@@ -158,7 +156,6 @@ class ConsoleView:
                 c.print(f"[yellow]→ {escape(event.recipient)}[/yellow] {escape(shorten(event.content, 400))}")
             self._running = (event.recipient, time.perf_counter())
         elif isinstance(event, ev.ToolResultEvent):
-            self._pages.see(event)
             self._running = None
             colour = "red" if event.is_error else "green"
             tag = "refused" if event.refused else format_duration(event.duration_s)
@@ -167,11 +164,11 @@ class ConsoleView:
         elif isinstance(event, ev.FinalEvent):
             if self._streamed_final.get(event.step, "").strip() != event.text.strip():
                 c.print(f"[bold]{escape(event.text)}[/bold]")
-            self._print_sources(event.text)
         elif isinstance(event, ev.ErrorEvent):
             colour = "yellow" if event.recovered else "red"
             c.print(f"[{colour}]! {event.kind}: {escape(event.message)}[/{colour}]")
         elif isinstance(event, ev.RunEndEvent):
+            self._print_sources(event.sources)
             u = event.usage
             c.print(
                 f"[dim]stop: {event.stop_reason} · steps {event.steps} · prompt {u.prompt_tokens} "
@@ -179,9 +176,8 @@ class ConsoleView:
             )
 
 
-    def _print_sources(self, answer: str) -> None:
+    def _print_sources(self, cited: list[ev.Source]) -> None:
         """The pages the answer cites, under it, so a person can follow each 【cursor†lines】 mark."""
-        cited = self._pages.sources(answer)
         if cited:
             self.console.print("[dim]sources:[/dim]")
         for source in cited:
@@ -227,12 +223,11 @@ class SilentView(QuietView):
         pass
 
 
-def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str | None = None,
-                  sources: list[Source] | None = None) -> dict[str, Any]:
+def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str | None = None) -> dict[str, Any]:
     """What ``--json`` prints: the outcome of a run, in one object (``sources``: the pages the answer cites)."""
     if end is None:
         return {"final_text": None, "stop_reason": "interrupted" if error is None else "error", "steps": 0,
                 "usage": ev.Usage().model_dump(), "error": error, "transcript": transcript, "sources": []}
     return {"final_text": end.final_text, "stop_reason": end.stop_reason, "steps": end.steps,
             "usage": end.usage.model_dump(), "error": end.error, "transcript": transcript,
-            "sources": [source.as_dict() for source in sources or []]}
+            "sources": [source.model_dump() for source in end.sources]}

@@ -23,6 +23,15 @@ class Usage(BaseModel):
     generations: int = 0
 
 
+class Source(BaseModel):
+    """A page an answer cites: the browser cursor, its URL (None if this conversation never showed it), the lines."""
+
+    model_config = ConfigDict(frozen=True)
+    cursor: int
+    url: str | None
+    lines: str
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
     time: float = Field(default_factory=time.time)
@@ -113,6 +122,8 @@ class RunEndEvent(_Event):
     usage: Usage
     final_text: str | None = None
     error: str | None = None
+    #: The pages the final answer cites (its 【cursor†lines】 marks), from what the conversation's browser showed.
+    sources: list[Source] = Field(default_factory=list)
 
 
 Event = Annotated[

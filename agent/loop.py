@@ -25,7 +25,6 @@ from openai_harmony import Message, TextContent
 from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
-from .citations import Source, pages_seen, sources
 from .harmony import VOCAB_SIZE, stop_tokens
 from .history import History
 from .models import Model, ModelError, SamplingParams
@@ -81,9 +80,10 @@ class RunResult:
         return self.stop_reason == "final"
 
     @property
-    def sources(self) -> list[Source]:
+    def sources(self) -> list[ev.Source]:
         """The pages the final answer cites (its ``【cursor†Lx-Ly】`` marks), with their URLs, for people to follow."""
-        return sources(self.final_text or "", pages_seen(self.events))
+        end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
+        return list(end.sources) if end is not None else []
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tools.base import Tool, ToolCall, ToolResult, result_message
 
 from . import events as ev
+from .citations import PagesSeen
 from .history import History
 from .loop import PendingCall, RunResult, run_turn
 from .routing import Router
@@ -61,6 +62,7 @@ class Session:
         self.tools = list(tools)
         self.router = Router(self.tools)
         self.last_result: RunResult | None = None
+        self.pages = PagesSeen()  # what the browser showed in this conversation: the sources answers cite
         #: Lines the tools said when they started (which sandbox, which display).
         self.start_notes: list[str] = []
         self._runtime = LoopThread(f"harmony-agent-session-{self.number}")
@@ -169,6 +171,7 @@ class Session:
         collected: list[ev.Event] = []
 
         def emit(event: ev.Event) -> ev.Event:
+            self.pages.see(event)
             collected.append(event)
             if self.agent.transcript is not None:
                 self.agent.transcript.write(event)
@@ -201,6 +204,7 @@ class Session:
         pending: list[PendingCall] = []
         async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings(), pending):
             if isinstance(event, ev.RunEndEvent):
+                event = event.model_copy(update={"sources": self.pages.sources(event.final_text)})
                 # The result is ready before its last event is seen: a listener may stop reading there.
                 collected.append(event)
                 self.last_result = RunResult(event.final_text, event.stop_reason, event.steps, event.usage,

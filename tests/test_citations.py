@@ -7,7 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from agent import Agent, ScriptedModel
-from agent.citations import Source, cite_html, sources
+from agent.citations import cite_html, sources
+from agent.events import Source
 from agent.cli import app
 from available import require
 from logging_servers import serve
@@ -17,6 +18,10 @@ from tools.browser import NavigationPolicy
 PAGE = "<title>Opening hours</title><p>The library opens at nine.</p><p>It closes at six.</p>"
 
 
+def _source(cursor: int, url: str | None, lines: str) -> Source:
+    return Source(cursor=cursor, url=url, lines=lines)
+
+
 def _completions(url: str) -> list[str]:
     return [f'<|channel|>analysis to=browser.open <|constrain|>json<|message|>{{"id": "{url}"}}<|call|>',
             "<|channel|>final<|message|>It opens at nine【0†L0-L1】 and closes at six【0†L1】; see also【5†L2】.<|return|>"]
@@ -24,8 +29,8 @@ def _completions(url: str) -> list[str]:
 
 def test_sources_are_listed_once_each_in_order_and_unknown_pages_say_so():
     text = "a【2†L4-L9】 b【7†L1】 c【2†L4-L9】 d【2†L10】 not a citation【x†L1】"
-    assert sources(text, {2: "http://a.example/x"}) == [Source(2, "http://a.example/x", "L4-L9"), Source(7, None, "L1"),
-                                                         Source(2, "http://a.example/x", "L10")]
+    assert sources(text, {2: "http://a.example/x"}) == [_source(2, "http://a.example/x", "L4-L9"), _source(7, None, "L1"),
+                                                         _source(2, "http://a.example/x", "L10")]
     assert sources("", {}) == []
     assert 'href="http://a.example/x"' in cite_html(text, {2: "http://a.example/x"})
 
@@ -40,7 +45,22 @@ async def test_a_run_result_names_the_pages_its_answer_cites():
         finally:
             await agent.aclose()
     assert result.ok, result.error
-    assert result.sources == [Source(0, f"{base}/hours", "L0-L1"), Source(0, f"{base}/hours", "L1"), Source(5, None, "L2")]
+    assert result.sources == [_source(0, f"{base}/hours", "L0-L1"), _source(0, f"{base}/hours", "L1"),
+                              _source(5, None, "L2")]
+
+
+async def test_a_later_turn_can_cite_a_page_an_earlier_turn_showed():
+    require("chromium")
+    with serve({"/hours": PAGE}) as base:
+        browser = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
+        script = _completions(f"{base}/hours") + ["<|channel|>final<|message|>As I read before: six【0†L1】.<|return|>"]
+        agent = Agent(ScriptedModel(script), tools=[browser])
+        try:
+            first = await agent.arun("When is the library open?")
+            second = await agent.arun("When does it close?", previous=first)
+        finally:
+            await agent.aclose()
+    assert second.ok and second.sources == [_source(0, f"{base}/hours", "L1")]
 
 
 def test_the_cli_prints_the_sources_under_the_answer_and_in_json(tmp_path, monkeypatch):
