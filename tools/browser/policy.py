@@ -137,24 +137,31 @@ class NavigationPolicy:
             return f"{host} is not on the allow list", []
         return self._check_addresses(host, port)
 
-    def _lookup(self, host: str) -> list[str]:
+    def _remembered(self, host: str) -> list[str] | None:
+        """The addresses ``host`` resolved to within the last :data:`RESOLVE_TTL_S` seconds, if any."""
         cached = self._cache.get(host)
-        if cached is not None and time.monotonic() - cached[0] < RESOLVE_TTL_S:
-            return cached[1]
-        addresses = self.resolver(host)
-        self._cache[host] = (time.monotonic(), addresses)
+        return cached[1] if cached is not None and time.monotonic() - cached[0] < RESOLVE_TTL_S else None
+
+    def _lookup(self, host: str) -> list[str]:
+        addresses = self._remembered(host)
+        if addresses is None:
+            addresses = self.resolver(host)
+            self._cache[host] = (time.monotonic(), addresses)
         return addresses
 
     def resolves_without_lookup(self, url: str) -> bool:
-        """Whether :meth:`check` can answer ``url`` at once (no DNS lookup that would block an event loop)."""
+        """Whether :meth:`vet` can answer ``url`` at once (no DNS lookup that would block an event loop)."""
         try:
             host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        except ValueError:
+            return True  # malformed: refused without a lookup
+        if self.allow_private or not host or _is_loopback_name(host) or self._remembered(host) is not None:
+            return True
+        try:
             ipaddress.ip_address(host.strip("[]"))
             return True
         except ValueError:
-            cached = self._cache.get(host)
-            return (self.allow_private or _is_loopback_name(host) or not host
-                    or (cached is not None and time.monotonic() - cached[0] < RESOLVE_TTL_S))
+            return False
 
     async def vet_async(self, url: str, *, top_level: bool = True) -> tuple[str | None, list[str]]:
         """:meth:`vet` for an event loop: a name to look up is looked up on a worker thread."""
