@@ -184,7 +184,7 @@ class ToolServer:
         if served is None:
             return CallToolResult(content=[TextContent(type="text", text=f"no tool {params.name!r}; this server has "
                                                        f"{', '.join(self.by_function)}")], is_error=True)
-        session, note = await self._session_for(ctx)
+        session, for_this_call = await self._session_for(ctx)
         try:
             tool = await session.get(served.kind)
             result = await tool.execute(served.call_for(params.name, params.arguments or {}))
@@ -192,14 +192,15 @@ class ToolServer:
             result = ToolResult(error=f"the {served.kind} tool is unavailable: {exc}")
         finally:
             session.last_used = time.monotonic()
-            if note == ONE_CALL_NOTE:  # a session for this call alone ends with the call, not with the exchange
+            if for_this_call:  # a session for this call alone ends with the call, not with the exchange
                 await session.aclose()
-        return _to_mcp(result, note)
+        return _to_mcp(result, ONE_CALL_NOTE if for_this_call else "")
 
-    async def _session_for(self, ctx: Any) -> tuple[SessionTools, str]:
-        """This request's SessionTools: the process's (stdio), its connection's, or one named by x-session-id."""
+    async def _session_for(self, ctx: Any) -> tuple[SessionTools, bool]:
+        """This request's SessionTools: the process's (stdio), its connection's, one named by x-session-id, or
+        (True) one for this call alone."""
         if self._process is not None:
-            return self._process, ""
+            return self._process, False
         await self._expire_idle()
         request = getattr(ctx, "request", None)
         # The SDK gives handlers the connection only through the request's session object; it carries the
@@ -211,15 +212,15 @@ class ToolServer:
             if session is None:
                 session = connection.state[_STATE_KEY] = SessionTools(self.served)
                 connection.exit_stack.push_async_callback(session.aclose)
-            return session, ""
+            return session, False
         headers = getattr(request, "headers", None)
         named = headers.get(SESSION_HEADER) if headers is not None else None
         if named:
             session = self._named.get(named)
             if session is None or session.closed:
                 session = self._named[named] = SessionTools(self.served)
-            return session, ""
-        return SessionTools(self.served), ONE_CALL_NOTE
+            return session, False
+        return SessionTools(self.served), True
 
     async def _expire_idle(self) -> None:
         now = time.monotonic()

@@ -118,8 +118,7 @@ class PolicyProxy:
         self.refused += 1
         if self.on_refused is not None:
             self.on_refused(target, reason)
-        return h11.Response(status_code=403, headers=[(b"content-type", b"text/plain"), (b"content-length", b"0")],
-                            reason=b"Refused by policy")
+        return _error(403, "Refused by policy")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests from one browser connection, in turn, until either side closes it."""
