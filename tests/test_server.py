@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -17,12 +16,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from agent import ScriptedModel
 from agent.server import ServerConfig, create_app
 from conftest import RecordingModel, call, final
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from processes import free_port
 
 
 @contextmanager
