@@ -17,16 +17,16 @@ from typing import Any
 
 from openai_harmony import Message
 
-from tools.base import Tool
+from harmony_agent.tools.base import Tool
 
-from . import events as ev
-from .harmony import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, system_message
-from .loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
-from .models import Model, SamplingParams, load_model
-from .routing import Router
-from .schema import normalize_description
-from .session import Session
-from .transcript import Transcript
+from harmony_agent import events as ev
+from harmony_agent.harmony.encoding import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, system_message
+from harmony_agent.loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
+from harmony_agent.models import Model, SamplingParams, load_model
+from harmony_agent.routing import Router
+from harmony_agent.harmony.schema import normalize_description
+from harmony_agent.session import Session
+from harmony_agent.transcript import Transcript
 
 #: Seconds an approval hook (a person at a prompt) may take before the call is refused.
 DEFAULT_APPROVAL_TIMEOUT = 600.0

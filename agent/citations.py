@@ -13,10 +13,10 @@ import html
 import re
 from collections.abc import Iterable
 
-from tools.browser import CITATION
+from harmony_agent.tools.browser import CITATION
 
-from . import events as ev
-from .events import Source
+from harmony_agent import events as ev
+from harmony_agent.events import Source
 
 _VIEW_HEADER = re.compile(r"^\[(\d+)\] .*\((\S+)\)$", re.MULTILINE)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from openai_harmony import Conversation, Message
 
-from .harmony import CALL, END, RETURN, assistant_prefix, clean_message, get_encoding, render_message, user_message
-from .parsing import ParsedMessage
+from harmony_agent.harmony.encoding import CALL, END, RETURN, assistant_prefix, clean_message, get_encoding, render_message, user_message
+from harmony_agent.harmony.parsing import ParsedMessage
 
 
 @dataclass

@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, Union
 
 from openai_harmony import Message, TextContent
 
-from tools.base import Tool, ToolCall, ToolResult, result_message
+from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 
-from . import events as ev
-from .harmony import VOCAB_SIZE, stop_tokens
-from .history import History
-from .models import Model, ModelError, SamplingParams
-from .parsing import CompletionParser, ParsedMessage
-from .routing import Router
-from .runtime import call_maybe_async
+from harmony_agent import events as ev
+from harmony_agent.harmony.encoding import VOCAB_SIZE, stop_tokens
+from harmony_agent.history import History
+from harmony_agent.models import Model, ModelError, SamplingParams
+from harmony_agent.harmony.parsing import CompletionParser, ParsedMessage
+from harmony_agent.routing import Router
+from harmony_agent.runtime import call_maybe_async
 
 if TYPE_CHECKING:
-    from .session import Session
+    from harmony_agent.session import Session
 
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.
 Approver = Callable[[ToolCall], Union[bool, str, Awaitable[Union[bool, str]]]]

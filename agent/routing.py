@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tools.base import FUNCTIONS_NAMESPACE, Tool
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool
 
 
 class Router:

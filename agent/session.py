@@ -20,17 +20,17 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tools.base import Tool, ToolCall, ToolResult, result_message
+from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 
-from . import events as ev
-from .citations import PagesSeen
-from .history import History
-from .loop import PendingCall, RunResult, run_turn
-from .routing import Router
-from .runtime import LoopThread
+from harmony_agent import events as ev
+from harmony_agent.citations import PagesSeen
+from harmony_agent.history import History
+from harmony_agent.loop import PendingCall, RunResult, run_turn
+from harmony_agent.routing import Router
+from harmony_agent.runtime import LoopThread
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from harmony_agent.agent import Agent
 
 log = logging.getLogger("harmony_agent.session")
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.base import Tool
-from tools.functions import function_tool
+from harmony_agent.tools.base import Tool
+from harmony_agent.tools.functions import function_tool
 
-from .agent import Agent
-from .models import load_model
-from .tasks import TaskSpec
+from harmony_agent.agent import Agent
+from harmony_agent.models import load_model
+from harmony_agent.runs.tasks import TaskSpec
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 
@@ -48,14 +48,14 @@ class ToolOptions:
 
 
 def _python(options: ToolOptions) -> Tool:
-    from tools.python import PythonTool
+    from harmony_agent.tools.python import PythonTool
 
     return PythonTool(sandbox=options.sandbox)
 
 
 def _browser(options: ToolOptions) -> Tool:
-    from tools.browser import BrowserTool, backend_from_spec
-    from tools.browser.policy import split_allow_list
+    from harmony_agent.tools.browser import BrowserTool, backend_from_spec
+    from harmony_agent.tools.browser.policy import split_allow_list
 
     addresses, domains = split_allow_list(options.allow)
     backend = backend_from_spec(options.search) if options.search else None
@@ -64,7 +64,7 @@ def _browser(options: ToolOptions) -> Tool:
 
 
 def _computer(options: ToolOptions) -> Tool:
-    from tools.computer import ComputerTool
+    from harmony_agent.tools.computer import ComputerTool
 
     apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
     for entry in options.apps:
@@ -117,8 +117,8 @@ def mcp_tools(entries: list[Any]) -> list[Tool]:
     so a server that cannot start is a clear error before any run."""
     if not entries:
         return []
-    from tools.base import ToolError
-    from tools.mcp import MCPTools
+    from harmony_agent.tools.base import ToolError
+    from harmony_agent.tools.mcp import MCPTools
 
     tools: list[Tool] = []
     for entry in entries:

@@ -19,7 +19,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from .events import Event, TokenDeltaEvent, event_from_json
+from harmony_agent.events import Event, TokenDeltaEvent, event_from_json
 
 
 class TranscriptError(ValueError):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent import Agent, PolicyModel  # noqa: E402
-from agent.batch import run_batch  # noqa: E402
-from agent.tasks import TaskSpec  # noqa: E402
+from harmony_agent import Agent, PolicyModel  # noqa: E402
+from harmony_agent.runs.batch import run_batch  # noqa: E402
+from harmony_agent.runs.tasks import TaskSpec  # noqa: E402
 
 
 def python_policy(messages):
@@ -38,10 +38,10 @@ class Factory:
 
     def __call__(self, spec, transcript):
         if self.tool == "python":
-            from tools import PythonTool
+            from harmony_agent.tools import PythonTool
 
             return Agent(PolicyModel(python_policy), tools=[PythonTool(sandbox="bubblewrap")], transcript=transcript)
-        from tools.browser import BrowserTool, NavigationPolicy
+        from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 
         site = self.site
 
@@ -82,7 +82,7 @@ def main() -> None:
                     concurrency=concurrency)))
                 rows.append((f"{tool}, local", concurrency, rate, passed))
         if not args.no_ray:
-            from agent.ray_batch import run_batch_on_ray
+            from harmony_agent.runs.ray import run_batch_on_ray
 
             rate, passed = timed(lambda: run_batch_on_ray(specs(args.tasks, "45"), Factory("python"),
                                                           results=out / "ray.jsonl"))

@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.local_site import serve_site  # noqa: E402
-from tools import ToolCall  # noqa: E402
-from tools.browser import BrowserTool, NavigationPolicy  # noqa: E402
-from tools.browser.engine import BrowserEngine  # noqa: E402
+from harmony_agent.tools import ToolCall  # noqa: E402
+from harmony_agent.tools.browser import BrowserTool, NavigationPolicy  # noqa: E402
+from harmony_agent.tools.browser.engine import BrowserEngine  # noqa: E402
 
 PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
 

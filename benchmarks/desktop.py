@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools import ToolCall  # noqa: E402
-from tools.computer import ComputerTool  # noqa: E402
-from tools.computer.accessibility import AccessibilityReader  # noqa: E402
+from harmony_agent.tools import ToolCall  # noqa: E402
+from harmony_agent.tools.computer import ComputerTool  # noqa: E402
+from harmony_agent.tools.computer.accessibility import AccessibilityReader  # noqa: E402
 
 GREETER = Path(__file__).resolve().parent.parent / "examples" / "desktop" / "greeter.py"
 GTK_GREETER = GREETER.with_name("gtk_greeter.py")

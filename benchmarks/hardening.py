@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import page_lures  # noqa: E402
-from tools.browser import NavigationPolicy  # noqa: E402
+from harmony_agent.tools.browser import NavigationPolicy  # noqa: E402
 
 
 def _lures(lines: list[str]) -> set[str]:

@@ -39,7 +39,7 @@ RUNS = [("llamacpp", True), ("llamacpp", False), ("transformers", True), ("trans
 
 def forced_llamacpp(path: str, completions: list[list[int]], reuse: bool):
     """A LlamaCppModel that emits the script's tokens (after really evaluating each) instead of sampling."""
-    from agent.models.llamacpp import LlamaCppModel
+    from harmony_agent.models.llamacpp import LlamaCppModel
 
     class Forced(LlamaCppModel):
         def __init__(self) -> None:
@@ -74,7 +74,7 @@ def forced_transformers(checkpoint: str, completions: list[list[int]], reuse: bo
 
 def worker(backend: str, reuse: bool, gguf: str, checkpoint: str) -> dict:
     """One episode in this process; returns its figures."""
-    from agent import Agent
+    from harmony_agent import Agent
     from prefill_reuse import STEPS, fetch_rows, script
 
     completions = script()

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from openai_harmony import Author, Conversation, Message, Role  # noqa: E402
 
-from agent import Agent  # noqa: E402
-from agent.harmony import encode_completion, get_encoding  # noqa: E402
-from agent.models.base import GenerationStats, Model  # noqa: E402
-from tools import function_tool  # noqa: E402
+from harmony_agent import Agent  # noqa: E402
+from harmony_agent.harmony.encoding import encode_completion, get_encoding  # noqa: E402
+from harmony_agent.models.base import GenerationStats, Model  # noqa: E402
+from harmony_agent.tools import function_tool  # noqa: E402
 
 CHECKPOINTS = (10, 50, 200)  # conversation sizes in messages
 COMPLETION = (

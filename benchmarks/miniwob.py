@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.miniwob import (EPISODE_SECONDS, REWARD_SCRIPT, SKIPPED, TASKS, episode_url,  # noqa: E402
                               run_text_episode, serve_miniwob)
-from tools.browser.engine import BrowserEngine  # noqa: E402
+from harmony_agent.tools.browser.engine import BrowserEngine  # noqa: E402
 
 
 async def _query(page: Any) -> str:

@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from mxfp4_checkpoint import released_config, tiny_config, write_random_layout  # noqa: E402
 from prefill_reuse import episode  # noqa: E402
 
-from agent.models import SamplingParams, checkpoints  # noqa: E402
-from agent.models.transformers_model import TransformersModel  # noqa: E402
+from harmony_agent.models import SamplingParams, checkpoints  # noqa: E402
+from harmony_agent.models.transformers_model import TransformersModel  # noqa: E402
 
 
 def rss() -> int:

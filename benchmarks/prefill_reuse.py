@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from transformers import GptOssConfig, GptOssForCausalLM  # noqa: E402
 
-from agent import Agent  # noqa: E402
-from agent.harmony import encode_completion  # noqa: E402
-from agent.models.transformers_model import TransformersModel  # noqa: E402
-from tools import function_tool  # noqa: E402
+from harmony_agent import Agent  # noqa: E402
+from harmony_agent.harmony.encoding import encode_completion  # noqa: E402
+from harmony_agent.models.transformers_model import TransformersModel  # noqa: E402
+from harmony_agent.tools import function_tool  # noqa: E402
 
 STEPS = 10
 TOOL_OUTPUT = " ".join(f"row{i}=value{i}" for i in range(60))  # about 200 tokens

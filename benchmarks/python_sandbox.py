@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandboxes import DockerSandbox, LocalSandbox, SandboxError  # noqa: E402
-from sandboxes.docker import docker_client  # noqa: E402
-from sandboxes.images import DEFAULT_IMAGE  # noqa: E402
+from harmony_agent.sandboxes import DockerSandbox, LocalSandbox, SandboxError  # noqa: E402
+from harmony_agent.sandboxes.docker import docker_client  # noqa: E402
+from harmony_agent.sandboxes.images import DEFAULT_IMAGE  # noqa: E402
 
 KERNELS = ("ipython", "standard")
-from tools import PythonTool, ToolCall  # noqa: E402
+from harmony_agent.tools import PythonTool, ToolCall  # noqa: E402
 
 CALL = ToolCall("python", "analysis", "print(1)")
 

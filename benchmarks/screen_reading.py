@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandboxes.display import VirtualDisplay  # noqa: E402
-from tools.computer.ocr import OcrEngine, engine  # noqa: E402
-from tools.computer.screen import Screen, merge_words  # noqa: E402
+from harmony_agent.sandboxes.display import VirtualDisplay  # noqa: E402
+from harmony_agent.tools.computer.ocr import OcrEngine, engine  # noqa: E402
+from harmony_agent.tools.computer.screen import Screen, merge_words  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "desktop" / "ui_corpus.py"
 NO_INVERT = {"tessedit_do_invert": "0"}

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import openai  # noqa: E402
 import uvicorn  # noqa: E402
 
-from agent import Agent, PolicyModel  # noqa: E402
-from agent.server import ServerConfig, create_app  # noqa: E402
+from harmony_agent import Agent, PolicyModel  # noqa: E402
+from harmony_agent.server import ServerConfig, create_app  # noqa: E402
 
 ANSWER = "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
 CONCURRENCY = (1, 8, 32)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from rich.console import Console
 
-from agent import Agent
-from agent.console import ConsoleView
+from harmony_agent import Agent
+from harmony_agent.cli.console import ConsoleView
 
 
 def demo_arguments(description: str, default_transcript: str) -> argparse.Namespace:

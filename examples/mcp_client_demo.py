@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from agent import Agent, ScriptedModel
-from tools import MCPTools
+from harmony_agent import Agent, ScriptedModel
+from harmony_agent.tools import MCPTools
 
 
 def call(code: str) -> str:
@@ -22,7 +22,7 @@ def call(code: str) -> str:
 
 
 def main() -> None:
-    server = MCPTools(f"stdio:{sys.executable} -m agent.cli mcp serve --tools python")
+    server = MCPTools(f"stdio:{sys.executable} -m harmony_agent.cli mcp serve --tools python")
     model = ScriptedModel([call("total = sum(range(10))"), call("print(total * 2)"),
                            "<|channel|>final<|message|>Twice the sum of 0..9 is 90.<|return|>"])
     with Agent(model, tools=[server]) as agent:

@@ -328,8 +328,8 @@ async def run_text_episode(base: str, task: str, seed: int, *, max_steps: int = 
     """One episode through Agent + PolicyModel(text_policy) + BrowserTool; MiniWoB's verdict and the tool calls' latency."""
     import time
 
-    from agent import Agent, PolicyModel
-    from tools.browser import BrowserTool, NavigationPolicy
+    from harmony_agent import Agent, PolicyModel
+    from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 
     browser = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
                           **browser_options)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent import Agent, PolicyModel
+from harmony_agent import Agent, PolicyModel
 from examples.demo_run import demo_arguments, screenshots_beside, stream_run
 from examples.local_site import SITE, serve_site
 from examples.research_policy import policy
-from tools.browser import BrowserTool, LocalSearch, NavigationPolicy
+from harmony_agent.tools.browser import BrowserTool, LocalSearch, NavigationPolicy
 
 
 async def research(model: object, base_url: str, transcript: Path | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tools import function_tool
+from harmony_agent.tools import function_tool
 
 _FORECASTS = {"paris": 18, "tokyo": 23, "oslo": 4, "lima": 19}
 

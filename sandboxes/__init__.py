@@ -6,10 +6,10 @@ locked-down container) or :class:`LocalSandbox` (bubblewrap). A
 nothing of tools or agents.
 """
 
-from .base import Execution, ExecutionError, Limits, Sandbox, SandboxError
-from .display import VirtualDisplay
-from .docker import DockerSandbox
-from .local import LocalSandbox
+from harmony_agent.sandboxes.base import Execution, ExecutionError, Limits, Sandbox, SandboxError
+from harmony_agent.sandboxes.display import VirtualDisplay
+from harmony_agent.sandboxes.docker import DockerSandbox
+from harmony_agent.sandboxes.local import LocalSandbox
 
 __all__ = ["DockerSandbox", "Execution", "ExecutionError", "Limits", "LocalSandbox", "Sandbox", "SandboxError",
            "VirtualDisplay"]

@@ -38,9 +38,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from ._owner import owner_is_gone, owner_tag
-from .base import SandboxError
-from .display_docker import DockerDesktop
+from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
+from harmony_agent.sandboxes.base import SandboxError
+from harmony_agent.sandboxes.display_docker import DockerDesktop
 
 _PR_SET_PDEATHSIG = 1
 FOLDER_PREFIX = "harmony-display-"

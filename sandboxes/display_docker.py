@@ -22,8 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._owner import owner_tag
-from .base import SandboxError
+from harmony_agent.sandboxes._owner import owner_tag
+from harmony_agent.sandboxes.base import SandboxError
 
 INSIDE_DISPLAY = ":0"
 INSIDE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -63,14 +63,14 @@ class DockerDesktop:
         """Start the container and claim a display number on the host; returns the display name."""
         from docker.errors import DockerException, ImageNotFound
 
-        from .docker import OWNER_LABEL, SANDBOX_LABEL, docker_client, reap_orphans
+        from harmony_agent.sandboxes.docker import OWNER_LABEL, SANDBOX_LABEL, docker_client, reap_orphans
 
         client = docker_client()
         reap_orphans(client)  # containers of killed agents, desktops included (they carry the same labels)
         try:
             client.images.get(self.image)
         except ImageNotFound:
-            raise SandboxError(f"the desktop image {self.image} is missing: python -m sandboxes.images.desktop") from None
+            raise SandboxError(f"the desktop image {self.image} is missing: python -m harmony_agent.sandboxes.images.desktop") from None
         x11 = self.folder / "x11"
         x11.mkdir(mode=0o1777)
         os.chmod(x11, 0o1777)

@@ -16,10 +16,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._owner import owner_is_gone, owner_tag
-from .base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
-from .kernel import KERNEL_SOURCE
-from .images import DEFAULT_IMAGE
+from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
+from harmony_agent.sandboxes.base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
+from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
 OWNER_LABEL = "org.harmony-agent.owner"

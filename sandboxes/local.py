@@ -37,10 +37,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from . import datafs
-from ._owner import owner_tag, process_is_gone
-from .base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
-from .kernel import KERNEL_SOURCE
+from harmony_agent.sandboxes import datafs
+from harmony_agent.sandboxes._owner import owner_tag, process_is_gone
+from harmony_agent.sandboxes.base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
 
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 KERNEL_ENV = {

@@ -109,7 +109,7 @@ if [ ! -f "$HARMONY_AGENT_CACHE/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama
 fi
 
 echo "== resolving the harmony vocabulary (offline)"
-.venv/bin/python -c "from agent.vocab import resolve_vocabulary; from agent.harmony import get_encoding; s = resolve_vocabulary(); get_encoding(); print('vocabulary:', s.kind, s.folder)"
+.venv/bin/python -c "from harmony_agent.harmony.vocab import resolve_vocabulary; from harmony_agent.harmony.encoding import get_encoding; s = resolve_vocabulary(); get_encoding(); print('vocabulary:', s.kind, s.folder)"
 
 # The python tool's Docker engine: start one if none answers. Its flags leave the host's
 # network alone (no bridge, no iptables rules); sandboxes run with networking off anyway.
@@ -129,7 +129,7 @@ fi
 # An image built for an older version of the project (its version label, e.g. one without
 # IPython) is rebuilt too.
 if docker info >/dev/null 2>&1; then
-  outdated=$(.venv/bin/python -c "from sandboxes.docker import docker_client; from sandboxes.images import image_outdated; print(image_outdated(docker_client()) or '')")
+  outdated=$(.venv/bin/python -c "from harmony_agent.sandboxes.docker import docker_client; from harmony_agent.sandboxes.images import image_outdated; print(image_outdated(docker_client()) or '')")
   if [ -n "$outdated" ]; then
     build="${HARMONY_AGENT_IMAGE_BUILD:-}"
     if [ -z "$build" ]; then
@@ -156,7 +156,7 @@ fi
 if docker info >/dev/null 2>&1 && ! docker image inspect harmony-agent/desktop:latest >/dev/null 2>&1 \
    && [ "$(id -u)" = "0" ] && command -v debootstrap >/dev/null; then
   echo "== building the desktop image (about three minutes)"
-  .venv/bin/python -m sandboxes.images.desktop
+  .venv/bin/python -m harmony_agent.sandboxes.images.desktop
 fi
 
 if [ "$run_demo" = 1 ]; then

@@ -1,12 +1,14 @@
-"""Shared fixtures: a tiny random-weight gpt-oss, scripted agents, a weather tool."""
+"""Shared fixtures: the vocabulary, a tiny random-weight gpt-oss, a weather tool.
+
+Plain helpers live in the ``helpers`` package (tests/helpers/), imported by name.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from agent import ScriptedModel
-from agent.harmony import decode, get_encoding
-from tools import function_tool
+from harmony_agent.harmony.encoding import get_encoding
+from helpers.completions import get_weather, tiny_gpt_oss_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -15,59 +17,9 @@ def _encoding():
     return get_encoding()
 
 
-@function_tool
-def get_weather(city: str, unit: str = "celsius") -> dict:
-    """Current temperature in a city.
-
-    Args:
-        city: The city.
-        unit: celsius or fahrenheit.
-    """
-    if city == "Atlantis":
-        raise ValueError("no such city")
-    return {"city": city, "temperature": 21, "unit": unit}
-
-
 @pytest.fixture
 def weather_tool():
     return get_weather
-
-
-def call(name: str, args: str, channel: str = "commentary") -> str:
-    """Harmony text of a function call as gpt-oss writes it."""
-    return f"<|channel|>{channel} to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
-
-
-def final(text: str) -> str:
-    return f"<|channel|>final<|message|>{text}<|return|>"
-
-
-class RecordingModel(ScriptedModel):
-    """A ScriptedModel that records every prompt it is given (as token ids, or as text)."""
-
-    def __init__(self, completions, *, as_text: bool = False):
-        super().__init__(completions)
-        self.as_text = as_text
-        self.prompts: list = []
-
-    async def generate(self, prompt, *, stop, sampling):
-        self.prompts.append(decode(prompt) if self.as_text else list(prompt))
-        async for token in super().generate(prompt, stop=stop, sampling=sampling):
-            yield token
-
-
-def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int = 128):
-    from transformers import GptOssConfig
-
-    config = GptOssConfig(
-        num_hidden_layers=layers, hidden_size=hidden, intermediate_size=hidden, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=hidden // 4, num_local_experts=4, num_experts_per_tok=2,
-        vocab_size=201088, sliding_window=sliding_window,
-        layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
-        max_position_embeddings=8192,
-    )
-    config._attn_implementation = "eager"
-    return config
 
 
 @pytest.fixture(scope="session")

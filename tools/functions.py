@@ -19,7 +19,7 @@ import docstring_parser
 import pydantic
 from openai_harmony import ToolDescription
 
-from .base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult, parse_arguments
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult, parse_arguments
 
 #: Seconds a function tool may run before the model is told it was abandoned.
 DEFAULT_TIMEOUT = 120.0

@@ -42,7 +42,7 @@ from typing import Any
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
-from .base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult, parse_arguments
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult, parse_arguments
 
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

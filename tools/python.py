@@ -22,12 +22,12 @@ import re
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
-from sandboxes import DockerSandbox, Execution, LocalSandbox, Sandbox, SandboxError
-from sandboxes.docker import docker_client
-from sandboxes.images import DEFAULT_IMAGE
-from sandboxes.local import bubblewrap_path
+from harmony_agent.sandboxes import DockerSandbox, Execution, LocalSandbox, Sandbox, SandboxError
+from harmony_agent.sandboxes.docker import docker_client
+from harmony_agent.sandboxes.images import DEFAULT_IMAGE
+from harmony_agent.sandboxes.local import bubblewrap_path
 
-from .base import Tool, ToolCall, ToolError, ToolResult
+from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult
 
 log = logging.getLogger("harmony_agent.python")
 

@@ -7,19 +7,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import GenerationStats, Model, ModelError, Retry, SamplingParams
-from .http import OpenAICompatibleModel
-from .scripted import PolicyModel, ScriptedModel
+from harmony_agent.models.base import GenerationStats, Model, ModelError, Retry, SamplingParams
+from harmony_agent.models.http import OpenAICompatibleModel
+from harmony_agent.models.scripted import PolicyModel, ScriptedModel
 
 
 def __getattr__(name: str) -> Any:
     # TransformersModel is imported lazily so that the package works without torch.
     if name == "TransformersModel":
-        from .transformers_model import TransformersModel
+        from harmony_agent.models.transformers_model import TransformersModel
 
         return TransformersModel
     if name == "LlamaCppModel":  # lazily too: llama-cpp-python is an optional extra
-        from .llamacpp import LlamaCppModel
+        from harmony_agent.models.llamacpp import LlamaCppModel
 
         return LlamaCppModel
     raise AttributeError(name)
@@ -79,14 +79,14 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
         base, _, model = spec.partition("#")
         return OpenAICompatibleModel(base, model=model or None, api_key=os.environ.get("HARMONY_AGENT_API_KEY"), **kwargs)
     if spec.startswith("llamacpp:") or (spec.endswith(".gguf") and Path(spec).is_file()):
-        from .llamacpp import load_llamacpp
+        from harmony_agent.models.llamacpp import load_llamacpp
 
         return load_llamacpp(spec.removeprefix("llamacpp:"), **kwargs)
     if spec.startswith("transformers:"):
         spec = spec[len("transformers:") :]
     elif not (Path(spec).exists() or "/" in spec):
         raise ModelError(f"unknown model spec {spec!r}: use {SPEC_FORMS}")
-    from .transformers_model import TransformersModel
+    from harmony_agent.models.transformers_model import TransformersModel
 
     return TransformersModel(spec, **kwargs)
 

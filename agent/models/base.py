@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..harmony import CALL, GPT_OSS_CONTEXT_WINDOW, MESSAGE, RETURN, START, decode_lossy
+from harmony_agent.harmony.encoding import CALL, GPT_OSS_CONTEXT_WINDOW, MESSAGE, RETURN, START, decode_lossy
 
 
 class ModelError(RuntimeError):

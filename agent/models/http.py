@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx
 
-from ..harmony import decode, encode_completion, get_encoding
-from .base import GenerationStats, Model, ModelError, Retry, SamplingParams, infer_stop_token
+from harmony_agent.harmony.encoding import decode, encode_completion, get_encoding
+from harmony_agent.models.base import GenerationStats, Model, ModelError, Retry, SamplingParams, infer_stop_token
 
 #: HTTP statuses that mean "try again later" rather than "this request is wrong".
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

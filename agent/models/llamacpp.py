@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
+from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
 
 #: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"

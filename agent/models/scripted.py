@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from openai_harmony import Message
 
-from ..harmony import encode_completion
-from ..parsing import parse_conversation
-from .base import GenerationStats, Model, ModelError, SamplingParams, infer_stop_token
+from harmony_agent.harmony.encoding import encode_completion
+from harmony_agent.harmony.parsing import parse_conversation
+from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, infer_stop_token
 
 Policy = Callable[[list[Message]], Any]
 

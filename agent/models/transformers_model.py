@@ -21,8 +21,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from . import checkpoints
-from .base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
+from harmony_agent.models import checkpoints
+from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
 
 DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 

@@ -32,16 +32,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolResult
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolResult
 
-from ..agent import Agent
-from ..loop import RunResult
-from ..models import Model
-from ..session import Session, SessionBusyError
-from ..report import run_report
-from ..transcript import transcript_line
-from .approvals import ApprovalGate, Approvals
-from .protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id
+from harmony_agent.agent import Agent
+from harmony_agent.loop import RunResult
+from harmony_agent.models import Model
+from harmony_agent.session import Session, SessionBusyError
+from harmony_agent.runs.report import run_report
+from harmony_agent.transcript import transcript_line
+from harmony_agent.server.approvals import ApprovalGate, Approvals
+from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id
 
 log = logging.getLogger("harmony_agent.server")
 
@@ -224,7 +224,7 @@ def create_app(config: ServerConfig) -> Starlette:
         return _error(404, "ask for report.html or transcript.jsonl", "not_found")
 
     async def page(request: Request) -> Response:
-        html = resources.files("agent.server").joinpath("page.html").read_text(encoding="utf-8")
+        html = resources.files("harmony_agent.server").joinpath("page.html").read_text(encoding="utf-8")
         return HTMLResponse(html)
 
     async def info(request: Request) -> Response:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tools.base import ToolCall
+from harmony_agent.tools.base import ToolCall
 
 Verdict = bool | str
 #: Given an event for the client's stream; called from the session's thread.

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import events as ev
+from harmony_agent import events as ev
 
 #: Built-in tool types a client may ask for, and the server-side tool each maps to.
 BUILTIN_TYPES = {"code_interpreter": "python", "web_search_preview": "browser", "web_search": "browser",

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..base import ToolError
-from .policy import NavigationPolicy
-from .proxy import PolicyProxy
+from harmony_agent.tools.base import ToolError
+from harmony_agent.tools.browser.policy import NavigationPolicy
+from harmony_agent.tools.browser.proxy import PolicyProxy
 
 CHROMIUM_ARGS = [
     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -23,7 +23,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import h11
 
-from .policy import NavigationPolicy
+from harmony_agent.tools.browser.policy import NavigationPolicy
 
 #: Headers that describe one hop, not the message: never forwarded.
 HOP_HEADERS = {b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from ..base import ToolError
+from harmony_agent.tools.base import ToolError
 
 
 @dataclass(frozen=True)

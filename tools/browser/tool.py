@@ -21,11 +21,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
-from ..base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
-from .engine import BrowserEngine, BrowserSession, Snapshot
-from .policy import NavigationPolicy
-from .search import SearchBackend
-from .view import Page, escape_marker_text, escape_text, find, render, wrap_text
+from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
+from harmony_agent.tools.browser.engine import BrowserEngine, BrowserSession, Snapshot
+from harmony_agent.tools.browser.policy import NavigationPolicy
+from harmony_agent.tools.browser.search import SearchBackend
+from harmony_agent.tools.browser.view import Page, escape_marker_text, escape_text, find, render, wrap_text
 
 log = logging.getLogger("harmony_agent.browser")
 _warned_about_reader_mode: list[bool] = []

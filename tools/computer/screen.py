@@ -19,10 +19,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from sandboxes.display import VirtualDisplay
+from harmony_agent.sandboxes.display import VirtualDisplay
 
-from .elements import Element, from_pixels, from_window_tree
-from .ocr import OcrEngine, Tesseract
+from harmony_agent.tools.computer.elements import Element, from_pixels, from_window_tree
+from harmony_agent.tools.computer.ocr import OcrEngine, Tesseract
 
 #: Glyphs OCR reads off widget borders and separators; a "word" made only of these is not text.
 BORDERS = "|¦│"

@@ -25,15 +25,15 @@ from openai_harmony import ToolDescription
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-from sandboxes import SandboxError
-from sandboxes.display import VirtualDisplay
+from harmony_agent.sandboxes import SandboxError
+from harmony_agent.sandboxes.display import VirtualDisplay
 
-from ..base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
-from ..functions import FunctionTool
-from .accessibility import AccessibilityReader, AccessibleNode
-from .ocr import OcrEngine
-from .screen import Screen, TextLine
-from .xinput import XInput, key_symbols
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
+from harmony_agent.tools.functions import FunctionTool
+from harmony_agent.tools.computer.accessibility import AccessibilityReader, AccessibleNode
+from harmony_agent.tools.computer.ocr import OcrEngine
+from harmony_agent.tools.computer.screen import Screen, TextLine
+from harmony_agent.tools.computer.xinput import XInput, key_symbols
 
 MAX_WAIT_SECONDS = 10.0
 

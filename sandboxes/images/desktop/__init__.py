@@ -3,7 +3,7 @@
 Built offline like the python image (debootstrap from the host's Debian
 mirror, then ``docker import``), so no registry is needed:
 
-    python -m sandboxes.images.desktop          # about three minutes
+    python -m harmony_agent.sandboxes.images.desktop          # about three minutes
 
 Apps you want inside must be in the image: add their Debian packages to
 ``DESKTOP_PACKAGES`` (or pass ``packages=``) and rebuild.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import Progress, build_debian_image
+from harmony_agent.sandboxes.images import Progress, build_debian_image
 
 DESKTOP_IMAGE = "harmony-agent/desktop:latest"
 DESKTOP_LABEL = "org.harmony-agent.image=desktop"
@@ -29,7 +29,7 @@ def build_desktop_image(client, tag: str = DESKTOP_IMAGE, *, packages: Sequence[
 
 
 def main() -> None:
-    from ...docker import docker_client
+    from harmony_agent.sandboxes.docker import docker_client
 
     build_desktop_image(docker_client(timeout=600))
 

@@ -1,5 +1,5 @@
-"""``python -m sandboxes.images.desktop``: build the desktop image (see the package's docstring)."""
+"""``python -m harmony_agent.sandboxes.images.desktop``: build the desktop image (see the package's docstring)."""
 
-from . import main
+from harmony_agent.sandboxes.images.desktop import main
 
 main()

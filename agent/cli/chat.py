@@ -1,0 +1,151 @@
+"""``harmony-agent chat``: a conversation at the terminal, with line editing, history and slash commands.
+
+Line editing and history come from the standard library's ``readline`` (when
+it is present and the input is a terminal); the history file is
+``~/.local/state/harmony-agent/chat_history`` (``$XDG_STATE_HOME`` honoured).
+Ctrl-D (or ``/quit``) leaves; Ctrl-C interrupts at once (exit code 130).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from harmony_agent import events as ev
+from harmony_agent.cli.turns import TurnDriver
+from harmony_agent.loop import RunResult
+
+HELP = """\
+/reset        start the conversation over (the tools keep their state: python variables, browser pages)
+/save FILE    write the conversation so far as a transcript (harmony-agent replay FILE prints it)
+/tools        list the tools and what they do
+/help         this list
+/quit         leave (as Ctrl-D does); Ctrl-C interrupts at once"""
+
+PROMPT = "you> "
+
+
+def history_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "harmony-agent" / "chat_history"
+
+
+class LineEditor:
+    """``input()`` with readline's editing and a history file, when stdin is a terminal."""
+
+    def __init__(self) -> None:
+        self.readline: Any = None
+        if not sys.stdin.isatty():
+            return
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - Python built without readline
+            return
+        self.readline = readline
+        self.path = history_path()
+        try:
+            readline.read_history_file(self.path)
+        except OSError:
+            pass
+        readline.set_history_length(1000)
+
+    def read(self, prompt: str) -> str:
+        return input(prompt)
+
+    def save(self) -> None:
+        if self.readline is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.readline.write_history_file(self.path)
+        except OSError:
+            pass
+
+
+class Chat:
+    """The loop of a chat: read a line, run a turn or a command, repeat."""
+
+    def __init__(self, agent: Any, driver: TurnDriver, console: Console, err: Console) -> None:
+        self.agent = agent
+        self.driver = driver
+        self.console = console
+        self.err = err
+        self.previous: RunResult | None = None
+        self.events: list[ev.Event] = []
+
+    def loop(self) -> None:
+        editor = LineEditor()
+        self.err.print("[dim]/help lists the commands; Ctrl-D leaves[/dim]")
+        try:
+            while True:
+                try:
+                    line = editor.read(PROMPT)
+                except EOFError:
+                    self.console.print()
+                    return
+                if not line.strip():
+                    continue
+                if line.lstrip().startswith("/"):
+                    if not self.command(line.strip()):
+                        return
+                    continue
+                self.driver.turn(line, self.previous)
+                result = self.agent.last_result
+                if result is not None:
+                    self.previous = result
+                    self.events.extend(e for e in result.events if not isinstance(e, ev.TokenDeltaEvent))
+        finally:
+            editor.save()
+
+    def command(self, line: str) -> bool:
+        """Do a slash command; False means leave."""
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in ("/quit", "/exit"):
+            return False
+        if name == "/help":
+            self.console.print(escape(HELP))
+        elif name == "/reset":
+            self.previous = None
+            self.console.print("[dim]the conversation starts over[/dim]")
+        elif name == "/save":
+            self.save(argument)
+        elif name == "/tools":
+            self.list_tools()
+        else:
+            self.err.print(f"[red]unknown command {escape(name)}[/red]: /help lists them")
+        return True
+
+    def save(self, argument: str) -> None:
+        if not argument:
+            self.err.print("[red]/save needs a file name[/red], e.g. /save runs/chat.jsonl")
+            return
+        path = Path(argument).expanduser()
+        if path.is_dir():
+            self.err.print(f"[red]{escape(str(path))} is a directory[/red]: name a file")
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as file:
+                for event in self.events:
+                    file.write(event.model_dump_json() + "\n")
+        except OSError as exc:
+            self.err.print(f"[red]cannot write {escape(str(path))}[/red]: {escape(exc.strerror or str(exc))}")
+            return
+        self.console.print(f"[dim]saved {len(self.events)} events to {escape(str(path))}[/dim]")
+
+    def list_tools(self) -> None:
+        if not self.agent.tools:
+            self.console.print("[dim]no tools (add some with --tools)[/dim]")
+        for tool in self.agent.tools:
+            for description in tool.descriptions() or []:
+                recipient = f"{tool.namespace}.{description.name}" if description.name else tool.namespace
+                summary = (description.description or "").strip().splitlines()
+                self.console.print(f"[yellow]{escape(recipient)}[/yellow] {escape(summary[0] if summary else '')}")
+            if not tool.descriptions():
+                self.console.print(f"[yellow]{escape(tool.namespace)}[/yellow] {escape(tool.namespace_description)}")

@@ -1,0 +1,174 @@
+"""The command line of runs people check: batches of task files, reports, and the demo.
+
+``harmony-agent batch tasks.yaml [more.yaml | folder] --concurrency 4`` runs
+every task with its checks, shows live progress, writes one transcript per
+task, a results file and, with ``--report``, an HTML report; the exit code
+is 0 only when every task passed. ``harmony-agent report FILE`` writes the
+report of a transcript or a results file. ``harmony-agent demo`` runs the
+example tasks through the real tools with stand-in models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from harmony_agent.cli.console import make_console
+from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
+from harmony_agent.runs.report import write_report
+from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks
+from harmony_agent.toolbox import TaskAgentFactory
+
+console = make_console()
+err = make_console(stderr=True)
+
+
+def _fail(message: object) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(str(message))}")
+    return typer.Exit(2)
+
+
+def _status(progress: BatchProgress) -> str:
+    last = ""
+    if progress.last is not None:
+        mark = "[green]passed[/green]" if progress.last.passed else "[red]failed[/red]"
+        last = f" · last: {escape(progress.last.id)} {mark}"
+    return (f"[bold]{progress.done}/{progress.total}[/bold] done · {progress.running} running · "
+            f"[green]{progress.passed} passed[/green] · [red]{progress.failed} failed[/red]"
+            f"{f' · {progress.skipped} resumed' if progress.skipped else ''} · {progress.elapsed_s:.0f} s{last}")
+
+
+def results_table(results: list[TaskResult]) -> Table:
+    table = Table(title="tasks", show_lines=False)
+    for column in ("task", "result", "checks", "stop", "steps", "tokens", "time"):
+        table.add_column(column)
+    for r in results:
+        checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)}" if r.checks else "—"
+        verdict = "[green]pass[/green]" if r.passed else "[red]fail[/red]"
+        name = r.id + (f" #{r.repeat}" if r.repeat > 1 else "")
+        detail = f"{checks}" + (f" · {escape(r.error[:80])}" if r.error else "")
+        table.add_row(escape(name), verdict, detail, r.stop_reason or "—", str(r.steps),
+                      str(r.prompt_tokens + r.completion_tokens), f"{r.wall_s:.1f} s")
+    return table
+
+
+def batch(
+    paths: list[Path] = typer.Argument(..., help="Task files or folders of them."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for tasks that name none."),
+    concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Tasks run at once."),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Run each task this many times and report its pass rate."),
+    output: Path = typer.Option(Path("runs/batch"), "--output", "-o", help="Folder for results.jsonl, transcripts and the report."),
+    resume: bool = typer.Option(False, "--resume", help="Skip tasks already in the output's results.jsonl."),
+    report: bool = typer.Option(False, "--report", help="Write output/report.html at the end."),
+    ray: bool = typer.Option(False, "--ray", help="Run each task as a Ray task (a local Ray instance unless --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Address of a Ray cluster (implies --ray)."),
+) -> None:
+    """Run task files as a batch: checks, live progress, a results file, a summary; exit 0 only if all passed."""
+    raise typer.Exit(run_batch_command(paths, model=model, concurrency=concurrency, repeat=repeat, output=output,
+                                       resume=resume, report=report, ray=ray or bool(ray_address), ray_address=ray_address))
+
+
+def run_batch_command(paths: list[Path], *, model: str | None = None, concurrency: int = 1, repeat: int = 1,
+                      output: Path = Path("runs/batch"), resume: bool = False, report: bool = False, ray: bool = False,
+                      ray_address: str | None = None) -> int:
+    """The batch command's work (``run`` hands task lists and folders here too); returns the exit code."""
+    try:
+        specs = load_tasks(paths)
+    except TaskFileError as exc:
+        _fail(exc)
+        return 2
+    if output.exists() and not output.is_dir():
+        _fail(f"--output {output} is a file, not a folder")
+        return 2
+    factory = TaskAgentFactory(defaults=TaskSpec(task="-", model=model) if model else None)
+    results_path = output / "results.jsonl"
+    started = time.monotonic()
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        def show(progress: BatchProgress) -> None:
+            live.update(_status(progress))
+
+        try:
+            if ray:
+                from harmony_agent.runs.ray import run_batch_on_ray
+
+                results = run_batch_on_ray(specs, factory, results=results_path, transcripts=output / "runs",
+                                           repeat=repeat, resume=resume, address=ray_address, progress=show)
+            else:
+                results = asyncio.run(run_batch(specs, factory, results=results_path, transcripts=output / "runs",
+                                                concurrency=concurrency, repeat=repeat, resume=resume, progress=show))
+        except KeyboardInterrupt:
+            err.print(f"[yellow]interrupted[/yellow]: finished results are in {results_path}; --resume goes on")
+            return 130
+    console.print(results_table(results))
+    totals = summary(results)
+    console.print(f"{totals['passed']} of {totals['runs']} passed in {time.monotonic() - started:.1f} s · results: {results_path}")
+    if repeat > 1:
+        for task, row in totals["tasks"].items():  # type: ignore[union-attr]
+            console.print(f"  {escape(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
+    if report:
+        console.print(f"report: {write_report(results_path, output / 'report.html')}")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def report(
+    source: Path = typer.Argument(..., help="A transcript (--transcript) or a batch's results.jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the HTML (default: beside it)."),
+) -> None:
+    """Write a self-contained HTML report of a run or a batch."""
+    if not source.is_file():
+        raise _fail(f"{source} is not a file")
+    try:
+        path = write_report(source, output)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise _fail(f"{source}: {exc}") from None
+    console.print(f"report: {path}")
+
+
+def demo(
+    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the results, transcripts and report."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run the demo tasks with this model instead of the stand-ins."),
+    tools: Optional[str] = typer.Option(None, "--tools", help="Comma-separated subset of python,browser,computer."),
+) -> None:
+    """Short checked episodes through the real python, browser and desktop tools, then a report."""
+    from harmony_agent.runs.demo import DEMO_TOOLS, run_demo
+
+    chosen = tuple(t.strip() for t in tools.split(",")) if tools else DEMO_TOOLS
+    unknown = [t for t in chosen if t not in DEMO_TOOLS]
+    if unknown:
+        raise _fail(f"unknown demo tool(s) {', '.join(unknown)}; choose from {', '.join(DEMO_TOOLS)}")
+    if model is None:
+        console.print("[bold]A stand-in policy plays gpt-oss in these episodes[/bold] (no weights needed); "
+                      "the python sandbox, Chromium and the virtual desktop are real.")
+    try:
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+            results, page = run_demo(output, tools=chosen, model=model, progress=lambda p: live.update(_status(p)))
+    except FileNotFoundError as exc:
+        raise _fail(exc) from None
+    console.print(results_table(results))
+    console.print(f"report: {page}")
+    console.print("With real gpt-oss: [bold]harmony-agent batch examples/tasks --model http://localhost:8000/v1[/bold] "
+                  "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. The browser task "
+                  "needs the local site: SITE=http://127.0.0.1:PORT after `python -m examples.local_site`.")
+    raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+def is_batch(path: Path) -> bool:
+    """Whether ``run`` was given several tasks: a folder, or a task file with a ``tasks:`` list."""
+    if path.is_dir():
+        return path.suffix not in (".yaml", ".yml")  # a folder named like a file is a mistake, said as such by run
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(data, dict) and "tasks" in data

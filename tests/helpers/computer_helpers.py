@@ -1,0 +1,26 @@
+"""Helpers shared by the computer tool's tests: calling its functions, and waiting for a slow desktop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from harmony_agent.tools import ToolCall
+from harmony_agent.tools.computer import ComputerTool
+
+
+async def call(tool: ComputerTool, name: str, **arguments):
+    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
+
+
+async def observe_until(tool: ComputerTool, needle: str, timeout: float = 30.0) -> str:
+    """Observe until ``needle`` shows (apps start and redraw slowly on a loaded machine)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = (await call(tool, "observe")).text()
+        if needle in seen:
+            break
+        await asyncio.sleep(0.2)
+    return seen
