@@ -43,11 +43,38 @@ _EXPORTS = {
     "MCPTools": "harmony_agent.tools",
 }
 
-__all__ = sorted([*_EXPORTS, "events"])
+__all__ = [
+    "Agent",
+    "BrowserTool",
+    "ComputerTool",
+    "FunctionTool",
+    "MCPTools",
+    "Model",
+    "ModelError",
+    "OpenAICompatibleModel",
+    "PolicyModel",
+    "PythonTool",
+    "RunResult",
+    "SamplingParams",
+    "ScriptedModel",
+    "Session",
+    "SessionBusyError",
+    "SessionClosedError",
+    "Tool",
+    "ToolCall",
+    "ToolError",
+    "ToolResult",
+    "Transcript",
+    "events",
+    "function_tool",
+    "load_model",
+    "read_transcript",
+]
 
 if TYPE_CHECKING:
     from harmony_agent import events
     from harmony_agent.agent import Agent
+    from harmony_agent.loop import RunResult
     from harmony_agent.models import (
         Model,
         ModelError,
@@ -57,7 +84,6 @@ if TYPE_CHECKING:
         ScriptedModel,
         load_model,
     )
-    from harmony_agent.loop import RunResult
     from harmony_agent.session import Session, SessionBusyError, SessionClosedError
     from harmony_agent.tools import (
         BrowserTool,

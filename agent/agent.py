@@ -17,15 +17,14 @@ from typing import Any
 
 from openai_harmony import Message
 
-from harmony_agent.tools.base import Tool
-
 from harmony_agent import events as ev
 from harmony_agent.harmony.encoding import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, system_message
+from harmony_agent.harmony.schema import normalize_description
 from harmony_agent.loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
 from harmony_agent.models import Model, SamplingParams, load_model
 from harmony_agent.routing import Router
-from harmony_agent.harmony.schema import normalize_description
 from harmony_agent.session import Session
+from harmony_agent.tools.base import Tool
 from harmony_agent.transcript import Transcript
 
 #: Seconds an approval hook (a person at a prompt) may take before the call is refused.
@@ -80,7 +79,9 @@ class Agent:
         self.approval_timeout = approval_timeout
         self.max_result_chars = max_result_chars
         self.date = date
-        self.transcript = transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
+        self.transcript = (
+            transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
+        )
         self._default: Session | None = None
         self._guard = threading.Lock()
         self._sessions: list[Session] = []
@@ -103,7 +104,9 @@ class Agent:
             if config is not None:
                 config = config.model_copy(update={"tools": [normalize_description(d) for d in config.tools]})
                 builtins.append(config)
-        functions = [normalize_description(d) for tool in self.tools if not tool.is_builtin for d in tool.descriptions()]
+        functions = [
+            normalize_description(d) for tool in self.tools if not tool.is_builtin for d in tool.descriptions()
+        ]
         messages = [system_message(reasoning=self.reasoning, date=self.date, builtin_tools=builtins)]
         developer = developer_message(self.instructions, functions)
         if developer is not None:
@@ -111,9 +114,15 @@ class Agent:
         return messages
 
     def turn_settings(self) -> TurnSettings:
-        return TurnSettings(max_steps=self.max_steps, max_tokens=self.max_tokens, context_window=self.context_window,
-                            sampling=self.sampling, approve=self.approve, approval_timeout=self.approval_timeout,
-                            max_result_chars=self.max_result_chars)
+        return TurnSettings(
+            max_steps=self.max_steps,
+            max_tokens=self.max_tokens,
+            context_window=self.context_window,
+            sampling=self.sampling,
+            approve=self.approve,
+            approval_timeout=self.approval_timeout,
+            max_result_chars=self.max_result_chars,
+        )
 
     # -- sessions ----------------------------------------------------------------
 
@@ -148,19 +157,22 @@ class Agent:
 
     # -- running -----------------------------------------------------------------
 
-    def run(self, task: str | None, *, previous: RunResult | None = None,
-            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+    def run(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> RunResult:
         """Run a task to completion (blocking). ``previous=`` continues that conversation, in its session;
         ``tool_outputs=`` answers the calls it paused on."""
         return self._session_for(previous).run(task, previous=previous, tool_outputs=tool_outputs)
 
-    async def arun(self, task: str | None, *, previous: RunResult | None = None,
-                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+    async def arun(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> RunResult:
         """Run a task to completion from async code; the same session as :meth:`run`, so the two mix freely."""
         return await self._session_for(previous).arun(task, previous=previous, tool_outputs=tool_outputs)
 
-    async def stream(self, task: str | None, *, previous: RunResult | None = None,
-                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+    async def stream(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ev.Event]:
         """Run a task, yielding typed events as they happen (the last is a RunEndEvent)."""
         async for event in self._session_for(previous).stream(task, previous=previous, tool_outputs=tool_outputs):
             yield event
@@ -199,13 +211,13 @@ class Agent:
         if self.transcript is not None:
             self.transcript.close()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Agent:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    async def __aenter__(self) -> "Agent":
+    async def __aenter__(self) -> Agent:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

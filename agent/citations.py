@@ -13,10 +13,9 @@ import html
 import re
 from collections.abc import Iterable
 
-from harmony_agent.tools.browser import CITATION
-
 from harmony_agent import events as ev
 from harmony_agent.events import Source
+from harmony_agent.tools.browser import CITATION
 
 _VIEW_HEADER = re.compile(r"^\[(\d+)\] .*\((\S+)\)$", re.MULTILINE)
 
@@ -54,11 +53,13 @@ def cite_html(text: str, pages: dict[int, str]) -> str:
     """HTML of ``text`` with each citation a link to the page it cites (left as written when the page is unknown)."""
     out, last = [], 0
     for match in CITATION.finditer(text):
-        out.append(html.escape(text[last:match.start()]))
+        out.append(html.escape(text[last : match.start()]))
         cursor = int(match.group(1))
         label = f"[{cursor}, {_lines(match).replace('-', '–')}]"
         url = pages.get(cursor)
-        out.append(f"<a href=\"{html.escape(url)}\" title=\"{html.escape(url)}\">{label}</a>" if url else html.escape(label))
+        out.append(
+            f'<a href="{html.escape(url)}" title="{html.escape(url)}">{label}</a>' if url else html.escape(label)
+        )
         last = match.end()
     out.append(html.escape(text[last:]))
     return "".join(out)

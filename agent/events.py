@@ -8,7 +8,7 @@ you see live, what is saved and what is replayed cannot disagree.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -127,16 +127,14 @@ class RunEndEvent(_Event):
 
 
 Event = Annotated[
-    Union[
-        RunStartEvent,
-        TokenDeltaEvent,
-        GenerationEvent,
-        ToolCallEvent,
-        ToolResultEvent,
-        FinalEvent,
-        ErrorEvent,
-        RunEndEvent,
-    ],
+    RunStartEvent
+    | TokenDeltaEvent
+    | GenerationEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | FinalEvent
+    | ErrorEvent
+    | RunEndEvent,
     Field(discriminator="type"),
 ]
 

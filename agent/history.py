@@ -24,7 +24,16 @@ from dataclasses import dataclass
 
 from openai_harmony import Conversation, Message
 
-from harmony_agent.harmony.encoding import CALL, END, RETURN, assistant_prefix, clean_message, get_encoding, render_message, user_message
+from harmony_agent.harmony.encoding import (
+    CALL,
+    END,
+    RETURN,
+    assistant_prefix,
+    clean_message,
+    get_encoding,
+    render_message,
+    user_message,
+)
 from harmony_agent.harmony.parsing import ParsedMessage
 
 
@@ -100,7 +109,7 @@ class History:
         """The current turn ended with a final answer."""
         self._finished_turns.add(self._turn)
 
-    def copy(self) -> "History":
+    def copy(self) -> History:
         """An independent copy: a run's result keeps the conversation as it was when the run ended."""
         twin = copy.copy(self)
         twin._segments = list(self._segments)

@@ -18,25 +18,24 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from openai_harmony import Message, TextContent
 
-from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
-
 from harmony_agent import events as ev
 from harmony_agent.harmony.encoding import VOCAB_SIZE, stop_tokens
+from harmony_agent.harmony.parsing import CompletionParser, ParsedMessage
 from harmony_agent.history import History
 from harmony_agent.models import Model, ModelError, SamplingParams
-from harmony_agent.harmony.parsing import CompletionParser, ParsedMessage
 from harmony_agent.routing import Router
 from harmony_agent.runtime import call_maybe_async
+from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 
 if TYPE_CHECKING:
     from harmony_agent.session import Session
 
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.
-Approver = Callable[[ToolCall], Union[bool, str, Awaitable[Union[bool, str]]]]
+Approver = Callable[[ToolCall], bool | str | Awaitable[bool | str]]
 
 #: A tool result longer than this is cut (head and tail kept) before it is tokenized.
 MAX_RESULT_CHARS = 32_000
@@ -72,7 +71,7 @@ class RunResult:
     events: list[ev.Event] = field(default_factory=list, repr=False)
     error: str | None = None
     pending_calls: list[PendingCall] = field(default_factory=list)
-    session: "Session | None" = field(default=None, repr=False, compare=False)
+    session: Session | None = field(default=None, repr=False, compare=False)
     _history: History | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -102,8 +101,9 @@ class TurnSettings:
 _call_ids = itertools.count(1)
 
 
-async def run_turn(model: Model, router: Router, history: History, settings: TurnSettings,
-                   pending: list[PendingCall] | None = None) -> AsyncIterator[ev.Event]:
+async def run_turn(
+    model: Model, router: Router, history: History, settings: TurnSettings, pending: list[PendingCall] | None = None
+) -> AsyncIterator[ev.Event]:
     """Run one user turn already added to ``history``; yields events, the last a RunEndEvent.
 
     ``history`` is extended in place. A call to a tool answered by the caller
@@ -127,7 +127,9 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
             break
         limit = min(settings.max_tokens or room, room)
         generation = _Generation(step, limit)
-        async for event in generation.run(model, prompt, stop, dataclasses.replace(settings.sampling, max_tokens=limit)):
+        async for event in generation.run(
+            model, prompt, stop, dataclasses.replace(settings.sampling, max_tokens=limit)
+        ):
             yield event
         if generation.error is not None:
             stop_reason, error = "model_error", generation.error
@@ -141,8 +143,9 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
 
         if generation.stop_token is None:
             stop_reason, error = _unfinished(generation, settings, room)
-            yield ev.ErrorEvent(step=step, kind="budget" if stop_reason != "model_error" else "model", recovered=False,
-                                message=error)
+            yield ev.ErrorEvent(
+                step=step, kind="budget" if stop_reason != "model_error" else "model", recovered=False, message=error
+            )
             break
 
         last = generation.parsed[-1] if generation.parsed else None
@@ -150,8 +153,9 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
             resolved = await router.resolve_or_relist(last.recipient or "")
             if resolved is not None and resolved[0].answered_by_caller:
                 call_id = f"call_{next(_call_ids)}"
-                yield ev.ToolCallEvent(step=step, call_id=call_id, recipient=resolved[1], channel=last.channel,
-                                       content=last.text)
+                yield ev.ToolCallEvent(
+                    step=step, call_id=call_id, recipient=resolved[1], channel=last.channel, content=last.text
+                )
                 if pending is not None:
                     pending.append(PendingCall(call_id, resolved[1], last.channel, last.text))
                 stop_reason = "tool_call"
@@ -169,17 +173,25 @@ async def run_turn(model: Model, router: Router, history: History, settings: Tur
         break
     if stop_reason == "max_steps":
         error = f"the run used its {settings.max_steps} steps without a final answer"
-    yield ev.RunEndEvent(step=steps, stop_reason=stop_reason, steps=steps, usage=usage, final_text=final_text, error=error)
+    yield ev.RunEndEvent(
+        step=steps, stop_reason=stop_reason, steps=steps, usage=usage, final_text=final_text, error=error
+    )
 
 
-def _unfinished(generation: "_Generation", settings: TurnSettings, room: int) -> tuple[str, str]:
+def _unfinished(generation: _Generation, settings: TurnSettings, room: int) -> tuple[str, str]:
     """Why a generation ended without a stop token: a budget, or the backend simply stopped."""
     count = len(generation.tokens)
     if count >= generation.limit:
-        reason = "max_tokens" if settings.max_tokens is not None and generation.limit == settings.max_tokens else "context_window"
+        reason = (
+            "max_tokens"
+            if settings.max_tokens is not None and generation.limit == settings.max_tokens
+            else "context_window"
+        )
         return reason, f"generation stopped after {count} tokens without finishing ({reason})"
-    return "model_error", (f"the model's output ended after {count} tokens without a stop token, well within its budget "
-                           f"({generation.limit} tokens): the server or backend cut the completion short")
+    return "model_error", (
+        f"the model's output ended after {count} tokens without a stop token, well within its budget "
+        f"({generation.limit} tokens): the server or backend cut the completion short"
+    )
 
 
 class _Generation:
@@ -195,7 +207,9 @@ class _Generation:
         self.prefilled = 0
         self.cached = 0
 
-    async def run(self, model: Model, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[ev.Event]:
+    async def run(
+        self, model: Model, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[ev.Event]:
         parser = CompletionParser()
         started = time.perf_counter()
         seen_retries = 0
@@ -205,19 +219,29 @@ class _Generation:
             nonlocal seen_retries
             found = list(getattr(model.last_stats, "retries", []))[seen_retries:]
             seen_retries += len(found)
-            return [ev.ErrorEvent(step=self.step, kind="retry", message=f"attempt {r.attempt} failed ({r.reason}); "
-                                  f"retrying in {r.delay_s:.1f} s") for r in found]
+            return [
+                ev.ErrorEvent(
+                    step=self.step,
+                    kind="retry",
+                    message=f"attempt {r.attempt} failed ({r.reason}); retrying in {r.delay_s:.1f} s",
+                )
+                for r in found
+            ]
 
         try:
             async for token in model.generate(prompt, stop=stop, sampling=sampling):
                 for event in retries():
                     yield event
                 if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < VOCAB_SIZE:
-                    raise ModelError(f"the backend returned {token!r}, which is not a token id of the harmony vocabulary")
+                    raise ModelError(
+                        f"the backend returned {token!r}, which is not a token id of the harmony vocabulary"
+                    )
                 self.tokens.append(token)
                 delta = parser.feed(token)
                 if delta is not None:
-                    yield ev.TokenDeltaEvent(step=self.step, channel=delta.channel, text=delta.text, recipient=delta.recipient)
+                    yield ev.TokenDeltaEvent(
+                        step=self.step, channel=delta.channel, text=delta.text, recipient=delta.recipient
+                    )
             self.parsed = parser.close()
         except asyncio.CancelledError:
             if _being_cancelled():
@@ -236,8 +260,13 @@ class _Generation:
         self.cached = stats.cached_tokens
         self.stop_token = self.tokens[-1] if self.tokens and self.tokens[-1] in stop else None
         yield ev.GenerationEvent(
-            step=self.step, prompt_tokens=len(prompt), prefilled_tokens=self.prefilled, cached_tokens=self.cached,
-            completion_tokens=len(self.tokens), token_ids=self.tokens, duration_s=time.perf_counter() - started,
+            step=self.step,
+            prompt_tokens=len(prompt),
+            prefilled_tokens=self.prefilled,
+            cached_tokens=self.cached,
+            completion_tokens=len(self.tokens),
+            token_ids=self.tokens,
+            duration_s=time.perf_counter() - started,
             stop_token=self.stop_token,
             messages=[ev.GeneratedMessage(channel=p.channel, recipient=p.recipient, text=p.text) for p in self.parsed],
         )
@@ -246,7 +275,9 @@ class _Generation:
                 yield ev.ErrorEvent(step=self.step, kind="parse", message=f"recovered from {item.problem}")
 
 
-async def _route(parsed: ParsedMessage, step: int, router: Router, history: History, settings: TurnSettings) -> AsyncIterator[ev.Event]:
+async def _route(
+    parsed: ParsedMessage, step: int, router: Router, history: History, settings: TurnSettings
+) -> AsyncIterator[ev.Event]:
     """Answer a call: resolve its recipient, ask for approval, run the tool, feed the reply back."""
     recipient = parsed.recipient or ""
     call_id = f"call_{next(_call_ids)}"
@@ -279,9 +310,15 @@ async def _route(parsed: ParsedMessage, step: int, router: Router, history: Hist
     replies = [_capped(message, settings.max_result_chars) for message in replies]
     history.add_tool_messages(replies)
     yield ev.ToolResultEvent(
-        step=step, call_id=call_id, recipient=call.recipient, content=_capped_text(result.text(), settings.max_result_chars),
-        is_error=result.is_error, refused=refused, duration_s=time.perf_counter() - started - waited,
-        files=list(result.files), images=list(result.images),
+        step=step,
+        call_id=call_id,
+        recipient=call.recipient,
+        content=_capped_text(result.text(), settings.max_result_chars),
+        is_error=result.is_error,
+        refused=refused,
+        duration_s=time.perf_counter() - started - waited,
+        files=list(result.files),
+        images=list(result.images),
     )
 
 
@@ -298,7 +335,9 @@ async def _execute(tool: Tool, call: ToolCall) -> tuple[ToolResult, list[Message
         if _being_cancelled():
             raise
         result = ToolResult(error="the tool was cancelled before it answered")
-    except BaseException as exc:  # a misbehaving tool must not end the run; Ctrl-C reaches the caller's thread, not this one
+    except (
+        BaseException
+    ) as exc:  # a misbehaving tool must not end the run; Ctrl-C reaches the caller's thread, not this one
         result = ToolResult(error=f"{type(exc).__name__}: {exc}")
     return result, [result_message(call, result)]
 

@@ -25,12 +25,15 @@ class Router:
                     other = self._exact[recipient]
                     raise ValueError(
                         f"two tools answer {recipient!r}: {other!r} and {tool!r}. The model could call only one of "
-                        f"them; rename yours (function_tool(name=...)) or leave one out")
+                        f"them; rename yours (function_tool(name=...)) or leave one out"
+                    )
                 self._exact[recipient] = tool
             if tool.is_builtin:
                 if tool.namespace in self._namespaces:
-                    raise ValueError(f"two built-in tools use the namespace {tool.namespace!r}: "
-                                     f"{self._namespaces[tool.namespace]!r} and {tool!r}")
+                    raise ValueError(
+                        f"two built-in tools use the namespace {tool.namespace!r}: "
+                        f"{self._namespaces[tool.namespace]!r} and {tool!r}"
+                    )
                 self._namespaces[tool.namespace] = tool
 
     async def relist(self) -> bool:
@@ -81,7 +84,4 @@ class Router:
         return names
 
     def unknown_message(self, recipient: str) -> str:
-        return (
-            f"There is no tool named {recipient!r}. "
-            f"Available recipients: {', '.join(self.available()) or 'none'}."
-        )
+        return f"There is no tool named {recipient!r}. Available recipients: {', '.join(self.available()) or 'none'}."

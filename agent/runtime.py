@@ -46,12 +46,13 @@ class LoopThread:
                         try:
                             loop.run_forever()
                             return  # stop() was called
-                        except BaseException as exc:  # noqa: BLE001
+                        except BaseException as exc:
                             # asyncio lets SystemExit and KeyboardInterrupt raised inside a task escape
                             # run_forever (the task itself is already marked failed). The session's
                             # loop must outlive a tool that raised one, so it goes on.
-                            log.warning("the session loop %s went on after %s escaped a task", self.name,
-                                        type(exc).__name__)
+                            log.warning(
+                                "the session loop %s went on after %s escaped a task", self.name, type(exc).__name__
+                            )
 
                 self._thread = threading.Thread(target=main, name=self.name, daemon=True)
                 self._loop = loop
@@ -74,7 +75,9 @@ class LoopThread:
         """
         if self.in_loop():
             coroutine.close()
-            raise RuntimeError("a blocking call was made from inside the session's own event loop; await the async form")
+            raise RuntimeError(
+                "a blocking call was made from inside the session's own event loop; await the async form"
+            )
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result()

@@ -20,14 +20,13 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
-
 from harmony_agent import events as ev
 from harmony_agent.citations import PagesSeen
 from harmony_agent.history import History
 from harmony_agent.loop import PendingCall, RunResult, run_turn
 from harmony_agent.routing import Router
 from harmony_agent.runtime import LoopThread
+from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 
 if TYPE_CHECKING:
     from harmony_agent.agent import Agent
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("harmony_agent.session")
 
 _numbers = itertools.count(1)
-_live: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_live: weakref.WeakSet[Session] = weakref.WeakSet()
 _exit_hook_installed = False
 _exit_hook_guard = threading.Lock()
 
@@ -56,7 +55,7 @@ class Session:
     still open at interpreter exit is closed then.
     """
 
-    def __init__(self, agent: "Agent", tools: Sequence[Tool]) -> None:
+    def __init__(self, agent: Agent, tools: Sequence[Tool]) -> None:
         self.agent = agent
         self.number = next(_numbers)
         self.tools = list(tools)
@@ -115,8 +114,9 @@ class Session:
 
     # -- turns -------------------------------------------------------------------
 
-    def run(self, task: str | None, *, previous: RunResult | None = None,
-            tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+    def run(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> RunResult:
         """Run a turn to completion, blocking. Continue a conversation with ``previous=``; answer the
         calls it paused on (``previous.pending_calls``) with ``tool_outputs={call_id: text}``."""
         self._claim()
@@ -125,8 +125,9 @@ class Session:
         finally:
             self._busy.release()
 
-    async def arun(self, task: str | None, *, previous: RunResult | None = None,
-                   tool_outputs: Mapping[str, str] | None = None) -> RunResult:
+    async def arun(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> RunResult:
         """Run a turn to completion from async code (any event loop)."""
         self._claim()
         try:
@@ -134,8 +135,9 @@ class Session:
         finally:
             self._busy.release()
 
-    async def stream(self, task: str | None, *, previous: RunResult | None = None,
-                     tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+    async def stream(
+        self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ev.Event]:
         """Run a turn, yielding typed events as they happen (the last is a RunEndEvent)."""
         self._claim()
         try:
@@ -149,21 +151,24 @@ class Session:
         if not self._busy.acquire(blocking=False):
             raise SessionBusyError(
                 f"session {self.number} is already running a turn; wait for it, or start a parallel run in a "
-                "session of its own (agent.session())")
+                "session of its own (agent.session())"
+            )
 
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError(f"session {self.number} was closed; start a new one with agent.session()")
 
-    async def _collect(self, task: str | None, previous: RunResult | None,
-                       tool_outputs: Mapping[str, str] | None) -> RunResult:
+    async def _collect(
+        self, task: str | None, previous: RunResult | None, tool_outputs: Mapping[str, str] | None
+    ) -> RunResult:
         async for _ in self._turn(task, previous, tool_outputs):
             pass
         assert self.last_result is not None
         return self.last_result
 
-    async def _turn(self, task: str | None, previous: RunResult | None,
-                    tool_outputs: Mapping[str, str] | None = None) -> AsyncIterator[ev.Event]:
+    async def _turn(
+        self, task: str | None, previous: RunResult | None, tool_outputs: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ev.Event]:
         """One turn on the session's loop (the caller holds the busy claim)."""
         replies = _answers(previous, tool_outputs)
         if not task and not replies:
@@ -177,8 +182,14 @@ class Session:
                 self.agent.transcript.write(event)
             return event
 
-        yield emit(ev.RunStartEvent(task=task or "", model=self.agent.model.name, tools=self.router.available(),
-                                    reasoning=self.agent.reasoning))
+        yield emit(
+            ev.RunStartEvent(
+                task=task or "",
+                model=self.agent.model.name,
+                tools=self.router.available(),
+                reasoning=self.agent.reasoning,
+            )
+        )
         problems: list[str] = []
         try:
             await self._start(problems)
@@ -187,8 +198,18 @@ class Session:
             yield emit(ev.ErrorEvent(kind="model", recovered=False, message=error))
             usage = ev.Usage()
             yield emit(ev.RunEndEvent(stop_reason="model_error", steps=0, usage=usage, error=error))
-            self.last_result = RunResult(None, "model_error", 0, usage, [], collected, error, [], self,
-                                         previous._history if previous is not None else None)
+            self.last_result = RunResult(
+                None,
+                "model_error",
+                0,
+                usage,
+                [],
+                collected,
+                error,
+                [],
+                self,
+                previous._history if previous is not None else None,
+            )
             return
         for problem in problems:
             yield emit(ev.ErrorEvent(kind="tool", message=problem))
@@ -207,8 +228,18 @@ class Session:
                 event = event.model_copy(update={"sources": self.pages.sources(event.final_text)})
                 # The result is ready before its last event is seen: a listener may stop reading there.
                 collected.append(event)
-                self.last_result = RunResult(event.final_text, event.stop_reason, event.steps, event.usage,
-                                             history.messages, collected, event.error, pending, self, history.copy())
+                self.last_result = RunResult(
+                    event.final_text,
+                    event.stop_reason,
+                    event.steps,
+                    event.usage,
+                    history.messages,
+                    collected,
+                    event.error,
+                    pending,
+                    self,
+                    history.copy(),
+                )
                 collected.pop()
             yield emit(event)
 
@@ -239,13 +270,13 @@ class Session:
             except Exception as exc:  # one tool failing to close must not keep the others open
                 log.warning("closing %s failed: %s", type(tool).__name__, exc)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    async def __aenter__(self) -> "Session":
+    async def __aenter__(self) -> Session:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -263,10 +294,16 @@ def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None)
     unknown = [call_id for call_id in tool_outputs if call_id not in pending]
     missing = [call_id for call_id in pending if call_id not in tool_outputs]
     if unknown or missing:
-        raise ValueError(f"tool_outputs must answer exactly the pending calls {sorted(pending) or 'none'}; "
-                         f"unknown: {unknown or 'none'}, missing: {missing or 'none'}")
-    return [result_message(ToolCall(call.recipient, call.channel, call.arguments), ToolResult(output=str(tool_outputs[call.call_id])))
-            for call in previous.pending_calls]
+        raise ValueError(
+            f"tool_outputs must answer exactly the pending calls {sorted(pending) or 'none'}; "
+            f"unknown: {unknown or 'none'}, missing: {missing or 'none'}"
+        )
+    return [
+        result_message(
+            ToolCall(call.recipient, call.channel, call.arguments), ToolResult(output=str(tool_outputs[call.call_id]))
+        )
+        for call in previous.pending_calls
+    ]
 
 
 def _register(session: Session) -> None:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_agent.tools.base import Tool
-from harmony_agent.tools.functions import function_tool
-
 from harmony_agent.agent import Agent
 from harmony_agent.models import load_model
 from harmony_agent.runs.tasks import TaskSpec
+from harmony_agent.tools.base import Tool
+from harmony_agent.tools.functions import function_tool
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 
@@ -59,8 +58,13 @@ def _browser(options: ToolOptions) -> Tool:
 
     addresses, domains = split_allow_list(options.allow)
     backend = backend_from_spec(options.search) if options.search else None
-    return BrowserTool(backend, allow_domains=domains, deny_domains=list(options.deny), allow_addresses=addresses,
-                       screenshots=options.screenshots)
+    return BrowserTool(
+        backend,
+        allow_domains=domains,
+        deny_domains=list(options.deny),
+        allow_addresses=addresses,
+        screenshots=options.screenshots,
+    )
 
 
 def _computer(options: ToolOptions) -> Tool:
@@ -76,7 +80,11 @@ def _computer(options: ToolOptions) -> Tool:
 
 
 #: Built-in tools by name.
-BUILTIN_TOOLS: dict[str, Callable[[ToolOptions], Tool]] = {"python": _python, "browser": _browser, "computer": _computer}
+BUILTIN_TOOLS: dict[str, Callable[[ToolOptions], Tool]] = {
+    "python": _python,
+    "browser": _browser,
+    "computer": _computer,
+}
 
 
 def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_path: Path | None = None) -> list[Tool]:
@@ -94,8 +102,9 @@ def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_
             continue
         module_name, _, attr = spec.rpartition(":")
         if not module_name:
-            raise ToolSpecError(f"unknown tool {spec!r}: name a built-in tool ({', '.join(sorted(BUILTIN_TOOLS))}) "
-                                "or module:function")
+            raise ToolSpecError(
+                f"unknown tool {spec!r}: name a built-in tool ({', '.join(sorted(BUILTIN_TOOLS))}) or module:function"
+            )
         if search_path is not None and str(search_path) not in sys.path:
             sys.path.insert(0, str(search_path))  # a task file's or the current folder's own modules
         try:
@@ -155,12 +164,28 @@ class TaskAgentFactory:
 
     def __call__(self, spec: TaskSpec, transcript: Path | None) -> Agent:
         base = self.defaults
-        merged = {k: v for k, v in (base.model_dump(exclude_unset=True) if base else {}).items() if k not in ("id", "task")}
+        merged = {
+            k: v for k, v in (base.model_dump(exclude_unset=True) if base else {}).items() if k not in ("id", "task")
+        }
         merged.update(spec.model_dump(exclude_unset=True))
         full = TaskSpec.model_validate({**merged, "task": spec.task, "id": spec.id})
-        options = ToolOptions(sandbox=full.sandbox, search=full.search, allow=full.allow, deny=full.deny, apps=full.apps,
-                              mcp=full.mcp, screenshots=transcript.with_suffix(".screenshots") if transcript else None)
+        options = ToolOptions(
+            sandbox=full.sandbox,
+            search=full.search,
+            allow=full.allow,
+            deny=full.deny,
+            apps=full.apps,
+            mcp=full.mcp,
+            screenshots=transcript.with_suffix(".screenshots") if transcript else None,
+        )
         tools = build_tools(full.tools, options, search_path=spec.folder or Path.cwd())
-        return Agent(load_model(full.model or DEFAULT_MODEL), tools=tools, instructions=full.instructions,
-                     reasoning=full.reasoning or "medium", max_steps=full.max_steps or 20,
-                     max_tokens=full.max_tokens or 4096, transcript=transcript, approve=self.approve)  # type: ignore[arg-type]
+        return Agent(
+            load_model(full.model or DEFAULT_MODEL),
+            tools=tools,
+            instructions=full.instructions,
+            reasoning=full.reasoning or "medium",
+            max_steps=full.max_steps or 20,
+            max_tokens=full.max_tokens or 4096,
+            transcript=transcript,
+            approve=self.approve,
+        )  # type: ignore[arg-type]

@@ -59,7 +59,7 @@ class Transcript:
                 self._file.close()
                 self._file = None
 
-    def __enter__(self) -> "Transcript":
+    def __enter__(self) -> Transcript:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -83,4 +83,6 @@ def read_transcript(path: str | os.PathLike[str], *, strict: bool = False) -> It
         except (ValidationError, json.JSONDecodeError) as exc:
             torn = number == len(lines) and not line.endswith("\n")
             if strict and not torn:
-                raise TranscriptError(f"{path}:{number}: not a transcript event: {exc.errors()[0]['msg'] if isinstance(exc, ValidationError) else exc}") from None
+                raise TranscriptError(
+                    f"{path}:{number}: not a transcript event: {exc.errors()[0]['msg'] if isinstance(exc, ValidationError) else exc}"
+                ) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import tempfile
 import time
@@ -19,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harmony_agent import Agent, PolicyModel  # noqa: E402
-from harmony_agent.runs.batch import run_batch  # noqa: E402
-from harmony_agent.runs.tasks import TaskSpec  # noqa: E402
+from harmony_agent import Agent, PolicyModel
+from harmony_agent.runs.batch import run_batch
+from harmony_agent.runs.tasks import TaskSpec
 
 
 def python_policy(messages):
@@ -77,15 +78,18 @@ def main() -> None:
         out = Path(folder)
         for tool, answer, levels in (("python", "45", (1, 4, 16)), ("browser", "09:00", (1, 4))):
             for concurrency in levels:
-                rate, passed = timed(lambda: asyncio.run(run_batch(
-                    specs(args.tasks, answer), Factory(tool, site), results=out / f"{tool}-{concurrency}.jsonl",
-                    concurrency=concurrency)))
+                results = out / f"{tool}-{concurrency}.jsonl"
+                batch = functools.partial(
+                    run_batch, specs(args.tasks, answer), Factory(tool, site), results=results, concurrency=concurrency
+                )
+                rate, passed = timed(lambda batch=batch: asyncio.run(batch()))
                 rows.append((f"{tool}, local", concurrency, rate, passed))
         if not args.no_ray:
             from harmony_agent.runs.ray import run_batch_on_ray
 
-            rate, passed = timed(lambda: run_batch_on_ray(specs(args.tasks, "45"), Factory("python"),
-                                                          results=out / "ray.jsonl"))
+            rate, passed = timed(
+                lambda: run_batch_on_ray(specs(args.tasks, "45"), Factory("python"), results=out / "ray.jsonl")
+            )
             rows.append(("python, Ray (start-up included)", "cluster", rate, passed))
     base = rows[0][2]
     print(f"{'batch':<34} {'concurrency':>11} {'tasks/min':>10} {'passed':>7} {'vs python c=1':>14}")

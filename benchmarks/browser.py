@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples.local_site import serve_site  # noqa: E402
-from harmony_agent.tools import ToolCall  # noqa: E402
-from harmony_agent.tools.browser import BrowserTool, NavigationPolicy  # noqa: E402
-from harmony_agent.tools.browser.engine import BrowserEngine  # noqa: E402
+from examples.local_site import serve_site
+from harmony_agent.tools import ToolCall
+from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
+from harmony_agent.tools.browser.engine import BrowserEngine
 
 PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
 
@@ -108,7 +108,9 @@ async def run(base: str, opens: int, sessions: int) -> None:
     print(f"browser.find            {summary(finds)}")
     flat = [t for times in together for t in times]
     rate = len(flat) / wall
-    print(f"{sessions} sessions at once    {summary(flat)}; {rate:.1f} opens/s together vs {1 / statistics.median(single):.1f} opens/s alone")
+    print(
+        f"{sessions} sessions at once    {summary(flat)}; {rate:.1f} opens/s together vs {1 / statistics.median(single):.1f} opens/s alone"
+    )
     ratio = open_median / (statistics.median(goto) * 1000)
     print(f"target open median <= 1.3x goto: {'met' if ratio <= 1.3 else 'NOT met'} ({ratio:.2f}x)")
 

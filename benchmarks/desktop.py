@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harmony_agent.tools import ToolCall  # noqa: E402
-from harmony_agent.tools.computer import ComputerTool  # noqa: E402
-from harmony_agent.tools.computer.accessibility import AccessibilityReader  # noqa: E402
+from harmony_agent.tools import ToolCall
+from harmony_agent.tools.computer import ComputerTool
+from harmony_agent.tools.computer.accessibility import AccessibilityReader
 
 GREETER = Path(__file__).resolve().parent.parent / "examples" / "desktop" / "greeter.py"
 GTK_GREETER = GREETER.with_name("gtk_greeter.py")
@@ -53,8 +53,10 @@ def line(label: str, times: list[float]) -> float:
 async def run(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as shots:
         for screenshots in (None, shots):
-            tool = ComputerTool(apps={"greeter": [sys.executable, str(GREETER)], "xterm": ["xterm", "-geometry", "60x8+700+500"]},
-                                screenshots=screenshots)
+            tool = ComputerTool(
+                apps={"greeter": [sys.executable, str(GREETER)], "xterm": ["xterm", "-geometry", "60x8+700+500"]},
+                screenshots=screenshots,
+            )
             await tool.start()
             tool.launch("xterm")
             tool.launch("greeter")
@@ -73,11 +75,15 @@ async def run(rounds: int) -> None:
             actions.append(line(f"click{suffix}", await timed(tool, "click", rounds, x=900, y=150)))
             actions.append(line(f"move{suffix}", await timed(tool, "move", rounds, x=500, y=600)))
             actions.append(line(f"key{suffix}", await timed(tool, "key", rounds, keys="shift")))
-            actions.append(line(f"scroll{suffix}", await timed(tool, "scroll", rounds, direction="down", amount=1, x=300, y=400)))
+            actions.append(
+                line(f"scroll{suffix}", await timed(tool, "scroll", rounds, direction="down", amount=1, x=300, y=400))
+            )
             actions.append(line(f"type 5 characters{suffix}", await timed(tool, "type_text", rounds, text="abcde")))
             await tool.aclose()
             worst = max(actions)
-            print(f"target action <= 60 ms{suffix}: {'met' if worst <= 60 else 'NOT met'} (slowest median {worst:.1f} ms)")
+            print(
+                f"target action <= 60 ms{suffix}: {'met' if worst <= 60 else 'NOT met'} (slowest median {worst:.1f} ms)"
+            )
     tool = ComputerTool(apps={"gtk": ["/usr/bin/python3", str(GTK_GREETER)]})
     await tool.start()
     tool.launch("gtk")
@@ -103,8 +109,10 @@ async def run(rounds: int) -> None:
     theirs = line(f"tree of {count} nodes, node by node", walked)
     print(f"  batched reading is {theirs / ours:.1f}x faster")
     await tool.aclose()
-    print(f"target observe <= 400 ms: {'met' if max(observe, observe_gtk) <= 400 else 'NOT met'} "
-          f"({observe:.1f} ms Tk, {observe_gtk:.1f} ms GTK)")
+    print(
+        f"target observe <= 400 ms: {'met' if max(observe, observe_gtk) <= 400 else 'NOT met'} "
+        f"({observe:.1f} ms Tk, {observe_gtk:.1f} ms GTK)"
+    )
 
 
 def _tree_time(tool: ComputerTool, title: str) -> float:

@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import page_lures  # noqa: E402
-from harmony_agent.tools.browser import NavigationPolicy  # noqa: E402
+import page_lures
+
+from harmony_agent.tools.browser import NavigationPolicy
 
 
 def _lures(lines: list[str]) -> set[str]:
@@ -41,10 +42,14 @@ async def main() -> None:
         NavigationPolicy.__post_init__ = original
     fired = _lures(control.leaks)
     print(f"{'run':<22}{'tried':>7}{'fired':>7}{'contained':>11}{'leaks':>7}{'crashes':>9}{'left behind':>13}")
-    print(f"{'policy (page only)':<22}{guarded.tried:>7}{'':>7}{guarded.contained:>11}{len(guarded.leaks):>7}"
-          f"{len(guarded.crashes):>9}{len(guarded.left_behind):>13}")
-    print(f"{'control (all allowed)':<22}{control.tried:>7}{len(fired):>7}{'':>11}{len(control.leaks):>7}"
-          f"{len(control.crashes):>9}{len(control.left_behind):>13}")
+    print(
+        f"{'policy (page only)':<22}{guarded.tried:>7}{'':>7}{guarded.contained:>11}{len(guarded.leaks):>7}"
+        f"{len(guarded.crashes):>9}{len(guarded.left_behind):>13}"
+    )
+    print(
+        f"{'control (all allowed)':<22}{control.tried:>7}{len(fired):>7}{'':>11}{len(control.leaks):>7}"
+        f"{len(control.crashes):>9}{len(control.left_behind):>13}"
+    )
     for line in guarded.leaks + guarded.crashes + guarded.left_behind:
         print("  !", line)
 

@@ -64,9 +64,8 @@ def forced_llamacpp(path: str, completions: list[list[int]], reuse: bool):
 
 def forced_transformers(checkpoint: str, completions: list[list[int]], reuse: bool):
     import torch
-    from transformers import GptOssForCausalLM
-
     from prefill_reuse import ForcedModel
+    from transformers import GptOssForCausalLM
 
     model = GptOssForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager").eval()
     return ForcedModel(model, completions, reuse=reuse)
@@ -74,8 +73,9 @@ def forced_transformers(checkpoint: str, completions: list[list[int]], reuse: bo
 
 def worker(backend: str, reuse: bool, gguf: str, checkpoint: str) -> dict:
     """One episode in this process; returns its figures."""
-    from harmony_agent import Agent
     from prefill_reuse import STEPS, fetch_rows, script
+
+    from harmony_agent import Agent
 
     completions = script()
     make = forced_llamacpp if backend == "llamacpp" else forced_transformers
@@ -89,15 +89,17 @@ def worker(backend: str, reuse: bool, gguf: str, checkpoint: str) -> dict:
         wall = time.perf_counter() - started
         generations = [e for e in result.events if e.type == "generation"]
         generating = sum(g.duration_s for g in generations)
-        results.append({
-            "answer": result.final_text,
-            "prefilled": result.usage.prefilled_tokens,
-            "context": generations[-1].prompt_tokens + generations[-1].completion_tokens,
-            "prefill_s": model.prefill_seconds,
-            "decode_tokens": result.usage.completion_tokens,
-            "decode_s": generating - model.prefill_seconds,
-            "wall_s": wall,
-        })
+        results.append(
+            {
+                "answer": result.final_text,
+                "prefilled": result.usage.prefilled_tokens,
+                "context": generations[-1].prompt_tokens + generations[-1].completion_tokens,
+                "prefill_s": model.prefill_seconds,
+                "decode_tokens": result.usage.completion_tokens,
+                "decode_s": generating - model.prefill_seconds,
+                "wall_s": wall,
+            }
+        )
         asyncio.run(model.aclose())
     figures = results[-1]
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -133,27 +135,51 @@ def main() -> None:
         figures = {}
         for backend, reuse in RUNS:
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", backend, "1" if reuse else "0", "--gguf", str(gguf), "--checkpoint", str(checkpoint)],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    backend,
+                    "1" if reuse else "0",
+                    "--gguf",
+                    str(gguf),
+                    "--checkpoint",
+                    str(checkpoint),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             figures[backend, reuse] = json.loads(out.strip().splitlines()[-1])
     answers = {f["answer"] for f in figures.values()}
     contexts = {f["context"] for f in figures.values()}
     assert answers == {"All pages read."} and len(contexts) == 1, (answers, contexts)
-    print(f"episode: 10 steps through the Agent loop, final context {contexts.pop()} tokens; tiny gpt-oss (f32), one process per row")
-    print(f"{'':34} {'prefilled':>10} {'prefill s':>10} {'decode tok/s':>13} {'episode s':>10} {'peak RSS MB':>12} {'model MB':>9}")
+    print(
+        f"episode: 10 steps through the Agent loop, final context {contexts.pop()} tokens; tiny gpt-oss (f32), one process per row"
+    )
+    print(
+        f"{'':34} {'prefilled':>10} {'prefill s':>10} {'decode tok/s':>13} {'episode s':>10} {'peak RSS MB':>12} {'model MB':>9}"
+    )
     for (backend, reuse), f in figures.items():
         label = f"{backend} {'kept cache' if reuse else 're-evaluate each step'}"
-        print(f"{label:34} {f['prefilled']:>10} {f['prefill_s']:>10.3f} {f['decode_tokens'] / f['decode_s']:>13.1f} "
-              f"{f['wall_s']:>10.2f} {f['peak_rss_mb']:>12.0f} {f['model_peak_mb']:>9.0f}")
-    print("(model MB: peak resident memory above the process's own before the model was built; both processes import torch)")
+        print(
+            f"{label:34} {f['prefilled']:>10} {f['prefill_s']:>10.3f} {f['decode_tokens'] / f['decode_s']:>13.1f} "
+            f"{f['wall_s']:>10.2f} {f['peak_rss_mb']:>12.0f} {f['model_peak_mb']:>9.0f}"
+        )
+    print(
+        "(model MB: peak resident memory above the process's own before the model was built; both processes import torch)"
+    )
     lk, lf = figures["llamacpp", True], figures["llamacpp", False]
     tk = figures["transformers", True]
-    print(f"llama.cpp re-evaluate / kept cache: {lf['prefilled'] / lk['prefilled']:.1f}x tokens, "
-          f"{lf['prefill_s'] / lk['prefill_s']:.1f}x prefill time, {lf['wall_s'] / lk['wall_s']:.1f}x episode time")
-    print(f"transformers / llama.cpp (both kept cache): {tk['prefill_s'] / lk['prefill_s']:.1f}x prefill time, "
-          f"{(lk['decode_tokens'] / lk['decode_s']) / (tk['decode_tokens'] / tk['decode_s']):.1f}x decode speed in llama.cpp's favour, "
-          f"{tk['wall_s'] / lk['wall_s']:.1f}x episode time, model memory {tk['model_peak_mb'] / lk['model_peak_mb']:.1f}x")
+    print(
+        f"llama.cpp re-evaluate / kept cache: {lf['prefilled'] / lk['prefilled']:.1f}x tokens, "
+        f"{lf['prefill_s'] / lk['prefill_s']:.1f}x prefill time, {lf['wall_s'] / lk['wall_s']:.1f}x episode time"
+    )
+    print(
+        f"transformers / llama.cpp (both kept cache): {tk['prefill_s'] / lk['prefill_s']:.1f}x prefill time, "
+        f"{(lk['decode_tokens'] / lk['decode_s']) / (tk['decode_tokens'] / tk['decode_s']):.1f}x decode speed in llama.cpp's favour, "
+        f"{tk['wall_s'] / lk['wall_s']:.1f}x episode time, model memory {tk['model_peak_mb'] / lk['model_peak_mb']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from openai_harmony import Author, Conversation, Message, Role  # noqa: E402
+from openai_harmony import Author, Conversation, Message, Role
 
-from harmony_agent import Agent  # noqa: E402
-from harmony_agent.harmony.encoding import encode_completion, get_encoding  # noqa: E402
-from harmony_agent.models.base import GenerationStats, Model  # noqa: E402
-from harmony_agent.tools import function_tool  # noqa: E402
+from harmony_agent import Agent
+from harmony_agent.harmony.encoding import encode_completion, get_encoding
+from harmony_agent.models.base import GenerationStats, Model
+from harmony_agent.tools import function_tool
 
 CHECKPOINTS = (10, 50, 200)  # conversation sizes in messages
 COMPLETION = (

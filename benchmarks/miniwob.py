@@ -29,9 +29,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples.miniwob import (EPISODE_SECONDS, REWARD_SCRIPT, SKIPPED, TASKS, episode_url,  # noqa: E402
-                              run_text_episode, serve_miniwob)
-from harmony_agent.tools.browser.engine import BrowserEngine  # noqa: E402
+from examples.miniwob import (
+    EPISODE_SECONDS,
+    REWARD_SCRIPT,
+    SKIPPED,
+    TASKS,
+    episode_url,
+    run_text_episode,
+    serve_miniwob,
+)
+from harmony_agent.tools.browser.engine import BrowserEngine
 
 
 async def _query(page: Any) -> str:
@@ -113,7 +120,9 @@ async def _solve_by_selectors(page: Any, task: str) -> None:
 
 async def _email_by_selectors(page: Any, q: str) -> None:
     sender = re.search(r"Find the email by (.+?) and", q).group(1)
-    row = page.locator("#main .email-thread", has=page.locator(".email-sender", has_text=re.compile(rf"^{re.escape(sender)}$"))).first
+    row = page.locator(
+        "#main .email-thread", has=page.locator(".email-sender", has_text=re.compile(rf"^{re.escape(sender)}$"))
+    ).first
     if "trash" in q or "star" in q:
         await row.locator(".trash" if "trash" in q else ".star").click()
         return
@@ -147,8 +156,15 @@ async def run_selector_episode(browser: Any, base: str, task: str, seed: int) ->
         done, reward, utterance = False, None, ""
         error = error or str(exc).splitlines()[0]
     await context.close()
-    return {"task": task, "seed": seed, "solved": bool(done) and reward == 1, "reward": reward, "utterance": utterance,
-            "seconds": time.perf_counter() - started, "error": error}
+    return {
+        "task": task,
+        "seed": seed,
+        "solved": bool(done) and reward == 1,
+        "reward": reward,
+        "utterance": utterance,
+        "seconds": time.perf_counter() - started,
+        "error": error,
+    }
 
 
 async def run(tasks: list[str], seeds: list[int], verbose: bool) -> float:
@@ -165,8 +181,11 @@ async def run(tasks: list[str], seeds: list[int], verbose: bool) -> float:
                 result["seconds"] = time.perf_counter() - started
                 text_results.append(result)
                 if verbose:
-                    print(f"  {task} seed {seed}: text {'ok' if result['solved'] else 'FAIL'} ({result['steps']} calls), "
-                          f"selectors {'ok' if selector_results[-1]['solved'] else 'FAIL'}", flush=True)
+                    print(
+                        f"  {task} seed {seed}: text {'ok' if result['solved'] else 'FAIL'} ({result['steps']} calls), "
+                        f"selectors {'ok' if selector_results[-1]['solved'] else 'FAIL'}",
+                        flush=True,
+                    )
     await engine.release()
 
     print(f"MiniWoB++ ({len(tasks)} tasks x {len(seeds)} seeds, episode limit raised to {EPISODE_SECONDS} s for both)")
@@ -176,24 +195,36 @@ async def run(tasks: list[str], seeds: list[int], verbose: bool) -> float:
         theirs = [r for r in selector_results if r["task"] == task]
         calls = [len(r["latencies"]) for r in mine]
         per_call = [t for r in mine for t in r["latencies"]]
-        print(f"{task:20} {sum(r['solved'] for r in mine):>4}/{len(mine):<5} {sum(r['solved'] for r in theirs):>4}/{len(theirs):<5}"
-              f" {statistics.mean(calls):6.1f} {statistics.median(per_call) * 1000:8.1f}")
-    mismatched = [(a["task"], a["seed"]) for a, b in zip(text_results, selector_results) if a["utterance"] != b["utterance"]]
+        print(
+            f"{task:20} {sum(r['solved'] for r in mine):>4}/{len(mine):<5} {sum(r['solved'] for r in theirs):>4}/{len(theirs):<5}"
+            f" {statistics.mean(calls):6.1f} {statistics.median(per_call) * 1000:8.1f}"
+        )
+    mismatched = [
+        (a["task"], a["seed"]) for a, b in zip(text_results, selector_results) if a["utterance"] != b["utterance"]
+    ]
     solved = sum(r["solved"] for r in text_results)
     ceiling = sum(r["solved"] for r in selector_results)
     latencies = sorted(t for r in text_results for t in r["latencies"])
-    print(f"text view: {solved}/{len(text_results)} episodes solved ({100 * solved / len(text_results):.1f}%); "
-          f"selectors: {ceiling}/{len(selector_results)} ({100 * ceiling / len(selector_results):.1f}%)")
-    print(f"tool call latency: median {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p95 {latencies[int(0.95 * (len(latencies) - 1))] * 1000:.1f} ms over {len(latencies)} calls")
-    print(f"episodes per player: text view {statistics.mean(r['seconds'] for r in text_results):.2f} s, "
-          f"selectors {statistics.mean(r['seconds'] for r in selector_results):.2f} s (mean)")
+    print(
+        f"text view: {solved}/{len(text_results)} episodes solved ({100 * solved / len(text_results):.1f}%); "
+        f"selectors: {ceiling}/{len(selector_results)} ({100 * ceiling / len(selector_results):.1f}%)"
+    )
+    print(
+        f"tool call latency: median {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p95 {latencies[int(0.95 * (len(latencies) - 1))] * 1000:.1f} ms over {len(latencies)} calls"
+    )
+    print(
+        f"episodes per player: text view {statistics.mean(r['seconds'] for r in text_results):.2f} s, "
+        f"selectors {statistics.mean(r['seconds'] for r in selector_results):.2f} s (mean)"
+    )
     if mismatched:
         print(f"WARNING: the players saw different problems in {mismatched}")
     for result in text_results:
         if not result["solved"]:
-            print(f"  failed (text view): {result['task']} seed {result['seed']}: reward {result['reward']}, "
-                  f"stop {result['stop']}: {result['utterance']}")
+            print(
+                f"  failed (text view): {result['task']} seed {result['seed']}: reward {result['reward']}, "
+                f"stop {result['stop']}: {result['utterance']}"
+            )
     for result in selector_results:
         if not result["solved"]:
             print(f"  failed (selectors): {result['task']} seed {result['seed']}: {result['error']}")

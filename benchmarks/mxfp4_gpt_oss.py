@@ -26,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-import torch  # noqa: E402
-from mxfp4_checkpoint import released_config, tiny_config, write_random_layout  # noqa: E402
-from prefill_reuse import episode  # noqa: E402
+import torch
+from mxfp4_checkpoint import released_config, tiny_config, write_random_layout
+from prefill_reuse import episode
 
-from harmony_agent.models import SamplingParams, checkpoints  # noqa: E402
-from harmony_agent.models.transformers_model import TransformersModel  # noqa: E402
+from harmony_agent.models import SamplingParams, checkpoints
+from harmony_agent.models.transformers_model import TransformersModel
 
 
 def rss() -> int:
@@ -41,11 +41,17 @@ def rss() -> int:
 
 
 def config_for(size: str, layers: int | None) -> dict:
-    config = {"tiny": tiny_config, "20b": released_config,
-              "120b": lambda **kw: released_config(num_hidden_layers=36, num_local_experts=128, **kw)}[size]()
+    config = {
+        "tiny": tiny_config,
+        "20b": released_config,
+        "120b": lambda **kw: released_config(num_hidden_layers=36, num_local_experts=128, **kw),
+    }[size]()
     if layers:
-        config = {**config, "num_hidden_layers": layers,
-                  "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]}
+        config = {
+            **config,
+            "num_hidden_layers": layers,
+            "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+        }
     return config
 
 
@@ -78,13 +84,16 @@ def main() -> None:
     try:
         started = time.perf_counter()
         written = write_random_layout(folder, config)
-        print(f"checkpoint: {args.size}, {config['num_hidden_layers']} layers, {written / 1e9:.2f} GB written "
-              f"in {time.perf_counter() - started:.1f} s to {folder}")
+        print(
+            f"checkpoint: {args.size}, {config['num_hidden_layers']} layers, {written / 1e9:.2f} GB written "
+            f"in {time.perf_counter() - started:.1f} s to {folder}"
+        )
 
         cuda = torch.cuda.is_available()
         location = checkpoints.locate(str(folder))
-        estimate = checkpoints.estimate_memory(config, checkpoints.folder_tensors(folder), dtype_bytes=None if cuda else 2,
-                                               dequantize=not cuda)
+        estimate = checkpoints.estimate_memory(
+            config, checkpoints.folder_tensors(folder), dtype_bytes=None if cuda else 2, dequantize=not cuda
+        )
         available, where = checkpoints.available_memory(cuda)
         print(f"estimate before loading: {checkpoints.describe(estimate, available, where)} ({location.source})")
 
@@ -95,8 +104,10 @@ def main() -> None:
         model = TransformersModel(str(folder))
         load_s = time.perf_counter() - started
         experts = type(model.model.model.layers[0].mlp.experts).__name__
-        print(f"load: {load_s:.1f} s; experts as {experts}; RSS +{(rss() - before) / 1e9:.2f} GB"
-              + (f"; GPU peak {torch.cuda.max_memory_allocated() / 1e9:.2f} GB" if cuda else ""))
+        print(
+            f"load: {load_s:.1f} s; experts as {experts}; RSS +{(rss() - before) / 1e9:.2f} GB"
+            + (f"; GPU peak {torch.cuda.max_memory_allocated() / 1e9:.2f} GB" if cuda else "")
+        )
 
         prompt = [(i * 7919) % 199000 + 1000 for i in range(args.prefill)]
         timed_generation(model, prompt[:64], 2)  # warm-up
@@ -108,8 +119,10 @@ def main() -> None:
         episode(model.model, True)  # warm-up
         reused, context, reuse_wall, reuse_prefill, _ = episode(model.model, True)
         full, _, full_wall, full_prefill, _ = episode(model.model, False)
-        print(f"10-step episode, final context {context} tokens: prefilled {reused} with the kept cache, {full} re-prefilling; "
-              f"{full / reused:.1f}x tokens, {full_prefill / reuse_prefill:.1f}x prefill time, {full_wall / reuse_wall:.1f}x wall time")
+        print(
+            f"10-step episode, final context {context} tokens: prefilled {reused} with the kept cache, {full} re-prefilling; "
+            f"{full / reused:.1f}x tokens, {full_prefill / reuse_prefill:.1f}x prefill time, {full_wall / reuse_wall:.1f}x wall time"
+        )
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)

@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from transformers import GptOssConfig, GptOssForCausalLM  # noqa: E402
+import torch
+from transformers import GptOssConfig, GptOssForCausalLM
 
-from harmony_agent import Agent  # noqa: E402
-from harmony_agent.harmony.encoding import encode_completion  # noqa: E402
-from harmony_agent.models.transformers_model import TransformersModel  # noqa: E402
-from harmony_agent.tools import function_tool  # noqa: E402
+from harmony_agent import Agent
+from harmony_agent.harmony.encoding import encode_completion
+from harmony_agent.models.transformers_model import TransformersModel
+from harmony_agent.tools import function_tool
 
 STEPS = 10
 TOOL_OUTPUT = " ".join(f"row{i}=value{i}" for i in range(60))  # about 200 tokens
@@ -49,11 +49,13 @@ async def fetch_rows(page: int) -> str:
 
 def script() -> list[list[int]]:
     calls = [
-        f'<|channel|>analysis<|message|>Fetch page {i}.<|end|><|start|>assistant'
+        f"<|channel|>analysis<|message|>Fetch page {i}.<|end|><|start|>assistant"
         f'<|channel|>commentary to=functions.fetch_rows <|constrain|>json<|message|>{{"page": {i}}}<|call|>'
         for i in range(1, STEPS)
     ]
-    return [encode_completion(c) for c in calls] + [encode_completion("<|channel|>final<|message|>All pages read.<|return|>")]
+    return [encode_completion(c) for c in calls] + [
+        encode_completion("<|channel|>final<|message|>All pages read.<|return|>")
+    ]
 
 
 class ForcedModel(TransformersModel):
@@ -91,9 +93,18 @@ class ForcedModel(TransformersModel):
 
 def build_model() -> GptOssForCausalLM:
     config = GptOssConfig(
-        num_hidden_layers=6, hidden_size=512, intermediate_size=512, num_attention_heads=8, num_key_value_heads=4,
-        head_dim=64, num_local_experts=4, num_experts_per_tok=2, vocab_size=201088, sliding_window=128,
-        layer_types=["sliding_attention", "full_attention"] * 3, max_position_embeddings=16384,
+        num_hidden_layers=6,
+        hidden_size=512,
+        intermediate_size=512,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=64,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        vocab_size=201088,
+        sliding_window=128,
+        layer_types=["sliding_attention", "full_attention"] * 3,
+        max_position_embeddings=16384,
     )
     config._attn_implementation = "eager"
     torch.manual_seed(0)
@@ -117,14 +128,18 @@ NOTES = " ".join(f"note{i}" for i in range(100))  # makes each user turn about 2
 
 def turn_script(turn: int) -> list[list[int]]:
     """One user turn: an analysis note and a tool call, then a final answer (the note is dropped next turn)."""
-    call = (f'<|channel|>analysis<|message|>Turn {turn}: fetch page {turn}.<|end|><|start|>assistant'
-            f'<|channel|>commentary to=functions.fetch_rows <|constrain|>json<|message|>{{"page": {turn}}}<|call|>')
+    call = (
+        f"<|channel|>analysis<|message|>Turn {turn}: fetch page {turn}.<|end|><|start|>assistant"
+        f'<|channel|>commentary to=functions.fetch_rows <|constrain|>json<|message|>{{"page": {turn}}}<|call|>'
+    )
     return [encode_completion(call), encode_completion(f"<|channel|>final<|message|>Page {turn} read.<|return|>")]
 
 
 def multi_turn(model, *, check: bool = False, **options) -> tuple[list[tuple[int, int, int, float]], float, float]:
     """Run TURNS user turns in one conversation; per turn (prompt tokens, prefilled, reused, prefill s)."""
-    forced = ForcedModel(model, [c for t in range(1, TURNS + 1) for c in turn_script(t)], reuse=True, check=check, **options)
+    forced = ForcedModel(
+        model, [c for t in range(1, TURNS + 1) for c in turn_script(t)], reuse=True, check=check, **options
+    )
     agent = Agent(forced, tools=[fetch_rows], max_steps=4)
     turns, previous, wall = [], None, 0.0
     for turn in range(1, TURNS + 1):
@@ -134,8 +149,14 @@ def multi_turn(model, *, check: bool = False, **options) -> tuple[list[tuple[int
         wall += time.perf_counter() - started
         assert previous.final_text == f"Page {turn} read.", previous.final_text
         gens = [e for e in previous.events if e.type == "generation"]
-        turns.append((gens[-1].prompt_tokens, previous.usage.prefilled_tokens, sum(g.cached_tokens for g in gens),
-                      sum(forced.per_call_prefill[before:])))
+        turns.append(
+            (
+                gens[-1].prompt_tokens,
+                previous.usage.prefilled_tokens,
+                sum(g.cached_tokens for g in gens),
+                sum(forced.per_call_prefill[before:]),
+            )
+        )
     return turns, wall, forced.max_logit_diff
 
 
@@ -145,27 +166,39 @@ def report_multi_turn(model) -> None:
     windowed, windowed_wall, _ = multi_turn(model, full_sliding_cache=False)
     _, _, kept_diff = multi_turn(model, check=True)
     _, _, windowed_diff = multi_turn(model, check=True, full_sliding_cache=False)
-    print(f"\nmulti-turn: {TURNS} user turns (~200 tokens each, past the 128-token window), each an analysis "
-          "note, a tool call (~200-token output) and an answer; the note is dropped at the next turn")
-    print(f"{'turn':>4} {'final prompt':>13} | {'full sliding cache: prefilled':>30} {'prefill s':>9} | "
-          f"{'windowed cache: prefilled':>26} {'prefill s':>9}")
+    print(
+        f"\nmulti-turn: {TURNS} user turns (~200 tokens each, past the 128-token window), each an analysis "
+        "note, a tool call (~200-token output) and an answer; the note is dropped at the next turn"
+    )
+    print(
+        f"{'turn':>4} {'final prompt':>13} | {'full sliding cache: prefilled':>30} {'prefill s':>9} | "
+        f"{'windowed cache: prefilled':>26} {'prefill s':>9}"
+    )
     for i, ((context, prefilled, _, seconds), (_, w_prefilled, _, w_seconds)) in enumerate(zip(kept, windowed), 1):
         print(f"{i:>4} {context:>13} | {prefilled:>30} {seconds:>9.3f} | {w_prefilled:>26} {w_seconds:>9.3f}")
     total = sum(t[1] for t in kept), sum(t[3] for t in kept)
     w_total = sum(t[1] for t in windowed), sum(t[3] for t in windowed)
     print(f"{'all':>4} {'':>13} | {total[0]:>30} {total[1]:>9.3f} | {w_total[0]:>26} {w_total[1]:>9.3f}")
     later = sum(t[1] for t in kept[1:]), sum(t[1] for t in windowed[1:])
-    print(f"turns 2-{TURNS}: windowed / full = {later[1] / later[0]:.1f}x tokens prefilled, "
-          f"{sum(t[3] for t in windowed[1:]) / sum(t[3] for t in kept[1:]):.1f}x prefill time; "
-          f"episode wall {kept_wall:.2f} s against {windowed_wall:.2f} s")
-    print("(after the rewind the full cache still re-feeds what followed the dropped note: the tool call, its "
-          "output and the answer, then the new user turn)")
-    print(f"max |logit - fresh prefill| at each generation's first token: full sliding cache {kept_diff:.2e}, "
-          f"windowed {windowed_diff:.2e} (fp32)")
+    print(
+        f"turns 2-{TURNS}: windowed / full = {later[1] / later[0]:.1f}x tokens prefilled, "
+        f"{sum(t[3] for t in windowed[1:]) / sum(t[3] for t in kept[1:]):.1f}x prefill time; "
+        f"episode wall {kept_wall:.2f} s against {windowed_wall:.2f} s"
+    )
+    print(
+        "(after the rewind the full cache still re-feeds what followed the dropped note: the tool call, its "
+        "output and the answer, then the new user turn)"
+    )
+    print(
+        f"max |logit - fresh prefill| at each generation's first token: full sliding cache {kept_diff:.2e}, "
+        f"windowed {windowed_diff:.2e} (fp32)"
+    )
     layers = sum(t == "sliding_attention" for t in model.config.layer_types)
     per_token = 2 * layers * model.config.num_key_value_heads * model.config.head_dim * 4
-    print(f"memory: the full sliding cache adds {per_token / 1024:.0f} KiB per token here "
-          f"({layers} sliding layers, fp32), as much as the full-attention layers")
+    print(
+        f"memory: the full sliding cache adds {per_token / 1024:.0f} KiB per token here "
+        f"({layers} sliding layers, fp32), as much as the full-attention layers"
+    )
 
 
 def main() -> None:
@@ -181,11 +214,15 @@ def main() -> None:
     print(f"{'kept KV cache':24} {reused:>17} {reuse_prefill:>10.2f} {reuse_wall:>10.2f}")
     print(f"{'re-prefill every step':24} {full:>17} {full_prefill:>10.2f} {full_wall:>10.2f}")
     print(f"prefilled / final context: {reused / context:.3f} (target <= 1.05)")
-    print(f"re-prefill / kept cache: {full / reused:.1f}x tokens, {full_prefill / reuse_prefill:.1f}x prefill time, "
-          f"{full_wall / reuse_wall:.1f}x episode wall time (target >= 5x)")
+    print(
+        f"re-prefill / kept cache: {full / reused:.1f}x tokens, {full_prefill / reuse_prefill:.1f}x prefill time, "
+        f"{full_wall / reuse_wall:.1f}x episode wall time (target >= 5x)"
+    )
     decode = reuse_wall - reuse_prefill
-    print(f"decode (identical in both runs) took {decode:.2f} s of the kept-cache episode: on this machine each "
-          "decoded token pays for the 201k-vocabulary output projection")
+    print(
+        f"decode (identical in both runs) took {decode:.2f} s of the kept-cache episode: on this machine each "
+        "decoded token pays for the 201k-vocabulary output projection"
+    )
     report_multi_turn(model)
 
 

@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harmony_agent.sandboxes import DockerSandbox, LocalSandbox, SandboxError  # noqa: E402
-from harmony_agent.sandboxes.docker import docker_client  # noqa: E402
-from harmony_agent.sandboxes.images import DEFAULT_IMAGE  # noqa: E402
+from harmony_agent.sandboxes import DockerSandbox, LocalSandbox, SandboxError
+from harmony_agent.sandboxes.docker import docker_client
+from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 
 KERNELS = ("ipython", "standard")
-from harmony_agent.tools import PythonTool, ToolCall  # noqa: E402
+from harmony_agent.tools import PythonTool, ToolCall
 
 CALL = ToolCall("python", "analysis", "print(1)")
 
@@ -97,8 +97,10 @@ def reference_calls(calls: int) -> list[float]:
 def report(name: str, warm: list[float], cold: list[float]) -> tuple[float, float]:
     median, p95 = statistics.median(warm) * 1000, percentile(warm, 0.95) * 1000
     cold_median = statistics.median(cold)
-    print(f"{name:<20} warm print(1): median {median:6.2f} ms, p95 {p95:6.2f} ms ({len(warm)} calls); "
-          f"cold start: median {cold_median:5.2f} s ({len(cold)} starts)")
+    print(
+        f"{name:<20} warm print(1): median {median:6.2f} ms, p95 {p95:6.2f} ms ({len(warm)} calls); "
+        f"cold start: median {cold_median:5.2f} s ({len(cold)} starts)"
+    )
     return median, cold_median
 
 
@@ -134,13 +136,23 @@ def main() -> None:
         results["bubblewrap"] = measure("bubblewrap", LocalSandbox, args.calls, args.starts)
     except SandboxError as exc:
         print(f"bubblewrap: skipped ({exc})")
-    checks = [(f"{kind} ({kernel}) warm median <= 5 ms", warm <= 5) for kind, by in results.items() for kernel, (warm, _) in by.items()]
-    checks += [(f"{kind} ({kernel}) cold start <= 1.5 s", cold <= 1.5) for kind, by in results.items() for kernel, (_, cold) in by.items()]
+    checks = [
+        (f"{kind} ({kernel}) warm median <= 5 ms", warm <= 5)
+        for kind, by in results.items()
+        for kernel, (warm, _) in by.items()
+    ]
+    checks += [
+        (f"{kind} ({kernel}) cold start <= 1.5 s", cold <= 1.5)
+        for kind, by in results.items()
+        for kernel, (_, cold) in by.items()
+    ]
     if have_docker:
         reference = reference_calls(args.reference_calls)
         ref_median = statistics.median(reference) * 1000
-        print(f"{'reference':<20} container per call: median {ref_median:7.1f} ms, "
-              f"p95 {percentile(reference, 0.95) * 1000:7.1f} ms ({len(reference)} calls)")
+        print(
+            f"{'reference':<20} container per call: median {ref_median:7.1f} ms, "
+            f"p95 {percentile(reference, 0.95) * 1000:7.1f} ms ({len(reference)} calls)"
+        )
         for kernel, (warm, _) in results["docker"].items():
             ratio = ref_median / warm
             print(f"per call, docker session ({kernel}) vs container per call: {ratio:.0f}x faster")

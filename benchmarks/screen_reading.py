@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harmony_agent.sandboxes.display import VirtualDisplay  # noqa: E402
-from harmony_agent.tools.computer.ocr import OcrEngine, engine  # noqa: E402
-from harmony_agent.tools.computer.screen import Screen, merge_words  # noqa: E402
+from harmony_agent.sandboxes.display import VirtualDisplay
+from harmony_agent.tools.computer.ocr import OcrEngine, engine
+from harmony_agent.tools.computer.screen import Screen, merge_words
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "desktop" / "ui_corpus.py"
 NO_INVERT = {"tessedit_do_invert": "0"}
@@ -55,7 +55,10 @@ def score(items: list[dict], words: list[tuple[str, int, int, int, int]]) -> tup
     for text, left, top, width, height in words:
         cx, cy = left + width / 2, top + height / 2
         for index, item in enumerate(items):
-            if item["x"] - 3 <= cx <= item["x"] + item["width"] + 3 and item["y"] - 3 <= cy <= item["y"] + item["height"] + 3:
+            if (
+                item["x"] - 3 <= cx <= item["x"] + item["width"] + 3
+                and item["y"] - 3 <= cy <= item["y"] + item["height"] + 3
+            ):
                 read.setdefault(index, []).append((left, text))
                 break
     errors = characters = right = total = 0
@@ -81,8 +84,13 @@ def settings(names: list[str]) -> list[tuple[str, OcrEngine, int]]:
     for name in names:
         if name == "tesseract":
             for language, scale, variables, persistent in [
-                    ("eng", 2, {}, False), ("eng", 2, NO_INVERT, True), ("Latin", 2, {}, False), ("Latin", 2, {}, True),
-                    ("Latin", 2, NO_INVERT, True), ("Latin", 3, NO_INVERT, True)]:
+                ("eng", 2, {}, False),
+                ("eng", 2, NO_INVERT, True),
+                ("Latin", 2, {}, False),
+                ("Latin", 2, {}, True),
+                ("Latin", 2, NO_INVERT, True),
+                ("Latin", 3, NO_INVERT, True),
+            ]:
                 ocr = engine("tesseract", language=language, psm=11, variables=variables, persistent=persistent)
                 found.append((f"{ocr.name}, x{scale}", ocr, scale))
         elif name == "rapidocr":
@@ -116,8 +124,10 @@ def reading(rounds: int, engines: list[str]) -> None:
                 app.terminate()
                 app.wait()
                 screen.close()
-        print(f"corpus: {sum(len(p[2]) for p in pages)} items, {sum(len(i['text']) for p in pages for i in p[2])} characters, "
-              f"{len(pages)} pages")
+        print(
+            f"corpus: {sum(len(p[2]) for p in pages)} items, {sum(len(i['text']) for p in pages for i in p[2])} characters, "
+            f"{len(pages)} pages"
+        )
         print(f"{'setting':<60} {'chars':>7} {'words':>7} {'ms/read':>8}   worst page")
         for label, ocr, scale in settings(engines):
             errors = characters = right = total = 0
@@ -135,8 +145,10 @@ def reading(rounds: int, engines: list[str]) -> None:
                 mistakes += m
             accuracy = 1 - errors / characters
             worst = min(per_page)
-            print(f"{label:<60} {accuracy:7.2%} {right / total:7.2%} {statistics.median(times) * 1000:8.0f}   "
-                  f"{worst[1]} {worst[0]:.1%}")
+            print(
+                f"{label:<60} {accuracy:7.2%} {right / total:7.2%} {statistics.median(times) * 1000:8.0f}   "
+                f"{worst[1]} {worst[0]:.1%}"
+            )
             for mistake in mistakes[:8]:
                 print(f"    {mistake}")
             ocr.close()
@@ -163,7 +175,9 @@ def pairwise_merge(words: list[tuple[str, int, int, int, int]]) -> int:
         height = max(item[4] for item in a + b)
         centre_a = sum(i[2] + i[4] / 2 for i in a) / len(a)
         centre_b = sum(i[2] + i[4] / 2 for i in b) / len(b)
-        gap = max(min(i[1] for i in b) - max(i[1] + i[3] for i in a), min(i[1] for i in a) - max(i[1] + i[3] for i in b))
+        gap = max(
+            min(i[1] for i in b) - max(i[1] + i[3] for i in a), min(i[1] for i in a) - max(i[1] + i[3] for i in b)
+        )
         return abs(centre_a - centre_b) <= height / 2 and gap <= 2 * height
 
     merged = True

@@ -19,13 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import openai  # noqa: E402
-import uvicorn  # noqa: E402
+import openai
+import uvicorn
 
-from harmony_agent import Agent, PolicyModel  # noqa: E402
-from harmony_agent.server import ServerConfig, create_app  # noqa: E402
+from harmony_agent import Agent, PolicyModel
+from harmony_agent.server import ServerConfig, create_app
 
-ANSWER = "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
+ANSWER = (
+    "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
+)
 CONCURRENCY = (1, 8, 32)
 REQUESTS_PER_CLIENT = 8
 
@@ -38,8 +40,9 @@ def start_server() -> tuple[uvicorn.Server, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1", port=port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -87,13 +90,17 @@ def main() -> None:
         asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
         direct = in_process()
         print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms")
-        print(f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}")
+        print(
+            f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
+        )
         for clients in CONCURRENCY:
             rate, first, total = asyncio.run(load(url, clients))
             p50, p95 = statistics.median(first), statistics.quantiles(first, n=20)[-1]
             total50 = statistics.median(total)
-            print(f"{clients:>8} {rate:>8.1f} {p50 * 1000:>8.1f}ms {p95 * 1000:>8.1f}ms {total50 * 1000:>8.1f}ms "
-                  f"{total50 / direct:>23.2f}x")
+            print(
+                f"{clients:>8} {rate:>8.1f} {p50 * 1000:>8.1f}ms {p95 * 1000:>8.1f}ms {total50 * 1000:>8.1f}ms "
+                f"{total50 / direct:>23.2f}x"
+            )
     finally:
         server.should_exit = True
 

@@ -19,7 +19,11 @@ def policy(messages: list[Message]) -> str:
         shown = last.content[0].text.strip()
         if shown.startswith("("):
             mean, stdev = (part.strip() for part in shown.strip("()").split(","))
-            return f"<|channel|>final<|message|>The mean is {mean} and the sample standard deviation is {stdev}.<|return|>"
+            return (
+                f"<|channel|>final<|message|>The mean is {mean} and the sample standard deviation is {stdev}.<|return|>"
+            )
         return f"<|channel|>final<|message|>python could not compute it: {shown}<|return|>"
-    return ("<|channel|>analysis<|message|>I will let python compute the statistics.<|end|>"
-            f"<|start|>assistant<|channel|>analysis to=python code<|message|>{CODE}<|call|>")
+    return (
+        "<|channel|>analysis<|message|>I will let python compute the statistics.<|end|>"
+        f"<|start|>assistant<|channel|>analysis to=python code<|message|>{CODE}<|call|>"
+    )

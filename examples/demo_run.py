@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from rich.console import Console
 
 from harmony_agent import Agent

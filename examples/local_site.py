@@ -21,12 +21,21 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 SITE = Path(__file__).parent / "site"
-EVENTS = [{"date": "2026-12-03", "name": "Sea charts evening"}, {"date": "2026-12-10", "name": "Knitting circle"},
-          {"date": "2026-12-17", "name": "Winter storytelling"}]
-CATALOG = [("The Lighthouse Keeper", "book", True), ("Charts of the Northern Coast", "map", True),
-           ("Lighthouse Engineering", "book", False), ("Tides and Harbors", "book", True),
-           ("Lighthouse Songs", "audio", True)]
-PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+EVENTS = [
+    {"date": "2026-12-03", "name": "Sea charts evening"},
+    {"date": "2026-12-10", "name": "Knitting circle"},
+    {"date": "2026-12-17", "name": "Winter storytelling"},
+]
+CATALOG = [
+    ("The Lighthouse Keeper", "book", True),
+    ("Charts of the Northern Coast", "map", True),
+    ("Lighthouse Engineering", "book", False),
+    ("Tides and Harbors", "book", True),
+    ("Lighthouse Songs", "audio", True),
+]
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 SEARCH_FORM = """<!doctype html><html><head><title>Catalog search</title></head><body>
 <h1>Catalog search</h1>
@@ -45,22 +54,39 @@ def catalog_page(query: dict[str, list[str]]) -> str:
     title = query.get("title", [""])[0]
     kind = query.get("format", ["any"])[0]
     available = "available" in query
-    options = "".join(f'<option value="{v}"{" selected" if v == kind else ""}>{v.title()}</option>' for v in ("any", "book", "map", "audio"))
+    options = "".join(
+        f'<option value="{v}"{" selected" if v == kind else ""}>{v.title()}</option>'
+        for v in ("any", "book", "map", "audio")
+    )
     results = ""
     if "title" in query:
-        hits = [(name, form, ok) for name, form, ok in CATALOG
-                if title.lower() in name.lower() and kind in ("any", form) and (ok or not available)]
-        rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{f}</td><td>{'yes' if ok else 'no'}</td></tr>" for n, f, ok in hits)
-        results = (f"<h2>{len(hits)} result(s) for “{html.escape(title)}”</h2>"
-                   f"<table><tr><th>Title</th><th>Format</th><th>Available</th></tr>{rows}</table>")
-    return SEARCH_FORM.format(title=html.escape(title), options=options, checked="checked" if available else "", results=results)
+        hits = [
+            (name, form, ok)
+            for name, form, ok in CATALOG
+            if title.lower() in name.lower() and kind in ("any", form) and (ok or not available)
+        ]
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{f}</td><td>{'yes' if ok else 'no'}</td></tr>" for n, f, ok in hits
+        )
+        results = (
+            f"<h2>{len(hits)} result(s) for “{html.escape(title)}”</h2>"
+            f"<table><tr><th>Title</th><th>Format</th><th>Available</th></tr>{rows}</table>"
+        )
+    return SEARCH_FORM.format(
+        title=html.escape(title), options=options, checked="checked" if available else "", results=results
+    )
 
 
 class SiteHandler(http.server.BaseHTTPRequestHandler):
     slow_seconds = 30.0
 
-    def _send(self, body: bytes | str, content_type: str = "text/html; charset=utf-8", status: int = 200,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        body: bytes | str,
+        content_type: str = "text/html; charset=utf-8",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -70,7 +96,7 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         self.server.hits.append(self.path)  # type: ignore[attr-defined]
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -86,15 +112,22 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(self.slow_seconds)
             return self._send("<title>Slow</title>finally")
         if route == "/popup":
-            return self._send("<title>Popup</title><button onclick=\"window.open('/about.html')\">Open about in a popup</button>")
+            return self._send(
+                "<title>Popup</title><button onclick=\"window.open('/about.html')\">Open about in a popup</button>"
+            )
         if route == "/download":
-            return self._send(b"id,title\n1,The Lighthouse Keeper\n", "text/csv",
-                              headers={"Content-Disposition": 'attachment; filename="catalog.csv"'})
+            return self._send(
+                b"id,title\n1,The Lighthouse Keeper\n",
+                "text/csv",
+                headers={"Content-Disposition": 'attachment; filename="catalog.csv"'},
+            )
         if route == "/quirks":  # text that looks like the view's own markup, and a frame and image from elsewhere
             target = query.get("frame", ["about:blank"])[0]
-            return self._send(f"<title>Quirks</title><p>Brackets 【like these】 in text.</p>"
-                              f"<p><a href='/about.html'>Dagger † in a link</a></p>"
-                              f"<iframe src='{html.escape(target)}'></iframe><img src='{html.escape(target)}' alt='remote'>")
+            return self._send(
+                f"<title>Quirks</title><p>Brackets 【like these】 in text.</p>"
+                f"<p><a href='/about.html'>Dagger † in a link</a></p>"
+                f"<iframe src='{html.escape(target)}'></iframe><img src='{html.escape(target)}' alt='remote'>"
+            )
         if route == "/logo.png":
             return self._send(PIXEL, "image/png")
         path = (SITE / (route.lstrip("/") or "index.html")).resolve()

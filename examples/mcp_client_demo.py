@@ -23,8 +23,13 @@ def call(code: str) -> str:
 
 def main() -> None:
     server = MCPTools(f"stdio:{sys.executable} -m harmony_agent.cli mcp serve --tools python")
-    model = ScriptedModel([call("total = sum(range(10))"), call("print(total * 2)"),
-                           "<|channel|>final<|message|>Twice the sum of 0..9 is 90.<|return|>"])
+    model = ScriptedModel(
+        [
+            call("total = sum(range(10))"),
+            call("print(total * 2)"),
+            "<|channel|>final<|message|>Twice the sum of 0..9 is 90.<|return|>",
+        ]
+    )
     with Agent(model, tools=[server]) as agent:
         result = agent.run("What is twice the sum of the numbers 0 to 9? Use python.")
         for event in result.events:

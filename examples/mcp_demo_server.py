@@ -18,7 +18,6 @@ import struct
 import zlib
 
 import anyio
-
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 

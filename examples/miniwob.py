@@ -29,16 +29,47 @@ from typing import Any
 from openai_harmony import Message, Role
 
 #: Tasks a text-only reader can solve; each has a handler below and in the selector oracle.
-TASKS = ["click-button", "click-link", "click-dialog", "click-checkboxes", "click-option", "click-tab",
-         "click-collapsible", "enter-text", "enter-password", "focus-text", "login-user", "choose-list",
-         "use-autocomplete", "navigate-tree", "search-engine", "email-inbox"]
+TASKS = [
+    "click-button",
+    "click-link",
+    "click-dialog",
+    "click-checkboxes",
+    "click-option",
+    "click-tab",
+    "click-collapsible",
+    "enter-text",
+    "enter-password",
+    "focus-text",
+    "login-user",
+    "choose-list",
+    "use-autocomplete",
+    "navigate-tree",
+    "search-engine",
+    "email-inbox",
+]
 #: Left out: they need a canvas, dragging, colours or pixel positions, which a text view does not carry.
-SKIPPED = {"bisect-angle": "canvas", "circle-center": "canvas", "click-color": "colour", "click-pie": "canvas",
-           "click-shape": "canvas shapes", "count-shape": "canvas shapes", "drag-box": "drag", "drag-items": "drag",
-           "drag-shapes": "drag", "drag-sort-numbers": "drag", "highlight-text": "text selection by drag",
-           "identify-shape": "canvas shapes", "resize-textarea": "drag", "right-angle": "canvas",
-           "simon-says": "colour and timing", "tic-tac-toe": "canvas", "visual-addition": "canvas images",
-           "grid-coordinate": "pixel grid", "find-midpoint": "canvas", "ascending-numbers": "pixel positions"}
+SKIPPED = {
+    "bisect-angle": "canvas",
+    "circle-center": "canvas",
+    "click-color": "colour",
+    "click-pie": "canvas",
+    "click-shape": "canvas shapes",
+    "count-shape": "canvas shapes",
+    "drag-box": "drag",
+    "drag-items": "drag",
+    "drag-shapes": "drag",
+    "drag-sort-numbers": "drag",
+    "highlight-text": "text selection by drag",
+    "identify-shape": "canvas shapes",
+    "resize-textarea": "drag",
+    "right-angle": "canvas",
+    "simon-says": "colour and timing",
+    "tic-tac-toe": "canvas",
+    "visual-addition": "canvas images",
+    "grid-coordinate": "pixel grid",
+    "find-midpoint": "canvas",
+    "ascending-numbers": "pixel positions",
+}
 EPISODE_SECONDS = 30
 
 
@@ -56,8 +87,10 @@ def miniwob_html() -> Path:
 
 
 def _seed_script(seed: str, seconds: int) -> bytes:
-    return (f"<script>Math.seedrandom({json.dumps(seed)}); core.setDataMode('train');"
-            f"core.EPISODE_MAX_TIME = Math.max(core.EPISODE_MAX_TIME, {seconds * 1000});</script>").encode()
+    return (
+        f"<script>Math.seedrandom({json.dumps(seed)}); core.setDataMode('train');"
+        f"core.EPISODE_MAX_TIME = Math.max(core.EPISODE_MAX_TIME, {seconds * 1000});</script>"
+    ).encode()
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -68,7 +101,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         seed = re.search(r"(?:^|&)seed=([\w-]+)", query)
         if not seed or not path.endswith(".html"):
@@ -135,7 +168,13 @@ class View:
             if not seen:
                 seen = marker_id == after
                 continue
-            if label == text if isinstance(label, str) else label.fullmatch(text) if isinstance(label, re.Pattern) else label(text):
+            if (
+                label == text
+                if isinstance(label, str)
+                else label.fullmatch(text)
+                if isinstance(label, re.Pattern)
+                else label(text)
+            ):
                 return marker_id
         return None
 
@@ -203,14 +242,18 @@ def _solve(task: str, view: View, notes: str) -> Action | None:
         return m and _type_then(view, [(view.field("input"), m.group(1))], submit)
     if task == "enter-password":
         m = re.search(r'Enter the password "(.*?)" into both text fields', q)
-        return m and _type_then(view, [(view.field("password input", 0), m.group(1)),
-                                       (view.field("password input", 1), m.group(1))], submit)
+        return m and _type_then(
+            view, [(view.field("password input", 0), m.group(1)), (view.field("password input", 1), m.group(1))], submit
+        )
     if task == "focus-text":
         return ("click", {"id": view.field("input")})
     if task == "login-user":
         m = re.search(r'Enter the username "(.*?)" and the password "(.*?)"', q)
-        return m and _type_then(view, [(view.field("input"), m.group(1)), (view.field("password input"), m.group(2))],
-                                view.find("button: Login"))
+        return m and _type_then(
+            view,
+            [(view.field("input"), m.group(1)), (view.field("password input"), m.group(2))],
+            view.find("button: Login"),
+        )
     if task == "choose-list":
         m = re.search(r"Select (.*?) from the list and click Submit\.", q)
         select = view.field("select")
@@ -260,8 +303,11 @@ def _search_engine(view: View, q: str, notes: str) -> Action | None:
     if f'= "{term}"' not in next(text for i, text in view.markers if i == box):
         return ("type", {"id": box, "text": term})
     # A result is a marker on a line of its own with its address on the next line.
-    results = [int(r.group(1)) for index, line in enumerate(view.lines[:-1])
-               if (r := re.fullmatch(r"【(\d+)†[^】]*】", line)) and view.lines[index + 1].startswith("http")]
+    results = [
+        int(r.group(1))
+        for index, line in enumerate(view.lines[:-1])
+        if (r := re.fullmatch(r"【(\d+)†[^】]*】", line)) and view.lines[index + 1].startswith("http")
+    ]
     if not results:
         return ("click", {"id": search})
     page = (position - 1) // 3 + 1
@@ -272,8 +318,11 @@ def _search_engine(view: View, q: str, notes: str) -> Action | None:
 
 
 def _email(view: View, q: str) -> Action | None:
-    m = re.search(r"Find the email by (.+?) and (forward that email to (.+?)\.|reply to them with the text \"(.*?)\"\."
-                  r"|click the (trash|star) icon)", q)
+    m = re.search(
+        r"Find the email by (.+?) and (forward that email to (.+?)\.|reply to them with the text \"(.*?)\"\."
+        r"|click the (trash|star) icon)",
+        q,
+    )
     if not m:
         return None
     sender = m.group(1)
@@ -315,24 +364,29 @@ def text_policy(messages: list[Message]) -> str:
     start = view.find("START")
     if start is not None and "Last reward" in view.flat:
         return _call("click", {"id": start})
-    notes = " ".join(m.content[0].text for m in messages if m.author.role == Role.ASSISTANT and m.channel == "analysis"
-                     and m.recipient is None)
+    notes = " ".join(
+        m.content[0].text
+        for m in messages
+        if m.author.role == Role.ASSISTANT and m.channel == "analysis" and m.recipient is None
+    )
     action = _solve(task, view, notes)
     if not action or action[1].get("id", 0) is None:
         return _call("wait", {"seconds": 0.5})  # nothing to act on yet: look again
     return _call(action[0], action[1], action[2] if len(action) > 2 else "")
 
 
-async def run_text_episode(base: str, task: str, seed: int, *, max_steps: int = 30, transcript: Path | None = None,
-                           **browser_options: Any) -> dict[str, Any]:
+async def run_text_episode(
+    base: str, task: str, seed: int, *, max_steps: int = 30, transcript: Path | None = None, **browser_options: Any
+) -> dict[str, Any]:
     """One episode through Agent + PolicyModel(text_policy) + BrowserTool; MiniWoB's verdict and the tool calls' latency."""
     import time
 
     from harmony_agent import Agent, PolicyModel
     from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 
-    browser = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
-                          **browser_options)
+    browser = BrowserTool(
+        policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]), **browser_options
+    )
     latencies: list[float] = []
     original = browser.run
 
@@ -345,13 +399,25 @@ async def run_text_episode(base: str, task: str, seed: int, *, max_steps: int = 
 
     browser.run = timed  # type: ignore[method-assign]
     url = episode_url(base, task, seed)
-    async with Agent(PolicyModel(text_policy), tools=[browser], reasoning="low", max_steps=max_steps,
-                     transcript=transcript) as agent:
+    async with Agent(
+        PolicyModel(text_policy), tools=[browser], reasoning="low", max_steps=max_steps, transcript=transcript
+    ) as agent:
         result = await agent.arun(f"Solve the web task on this page: {url}")
         done, reward, utterance = False, None, ""
         if browser.session is not None and browser.session.page is not None:
             # The page lives on the session's own event loop: read MiniWoB's verdict there.
             with contextlib.suppress(Exception):
-                done, reward, utterance = await agent.default_session.perform(browser.session.page.evaluate(REWARD_SCRIPT))
-    return {"task": task, "seed": seed, "done": bool(done), "reward": reward, "solved": bool(done) and reward == 1,
-            "utterance": utterance, "steps": len(latencies), "latencies": latencies, "stop": result.stop_reason}
+                done, reward, utterance = await agent.default_session.perform(
+                    browser.session.page.evaluate(REWARD_SCRIPT)
+                )
+    return {
+        "task": task,
+        "seed": seed,
+        "done": bool(done),
+        "reward": reward,
+        "solved": bool(done) and reward == 1,
+        "utterance": utterance,
+        "steps": len(latencies),
+        "latencies": latencies,
+        "stop": result.stop_reason,
+    }

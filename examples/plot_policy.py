@@ -24,8 +24,12 @@ def policy(messages: list[Message]) -> str:
         printed = last.content[0].text.strip().splitlines()[0] if last.content[0].text.strip() else ""
         parts = printed.split()
         if len(parts) == 2:
-            return (f"<|channel|>final<|message|>The mean is {parts[0]} and the sample standard deviation is {parts[1]}; "
-                    "the plot is in /mnt/data/samples.png.<|return|>")
+            return (
+                f"<|channel|>final<|message|>The mean is {parts[0]} and the sample standard deviation is {parts[1]}; "
+                "the plot is in /mnt/data/samples.png.<|return|>"
+            )
         return f"<|channel|>final<|message|>python could not compute it: {last.content[0].text}<|return|>"
-    return ("<|channel|>analysis<|message|>python computes the statistics and draws the plot.<|end|>"
-            f"<|start|>assistant<|channel|>analysis to=python code<|message|>{CODE}<|call|>")
+    return (
+        "<|channel|>analysis<|message|>python computes the statistics and draws the plot.<|end|>"
+        f"<|start|>assistant<|channel|>analysis to=python code<|message|>{CODE}<|call|>"
+    )

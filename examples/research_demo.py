@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harmony_agent import Agent, PolicyModel
 from examples.demo_run import demo_arguments, screenshots_beside, stream_run
 from examples.local_site import SITE, serve_site
 from examples.research_policy import policy
+from harmony_agent import Agent, PolicyModel
 from harmony_agent.tools.browser import BrowserTool, LocalSearch, NavigationPolicy
 
 
 async def research(model: object, base_url: str, transcript: Path | None = None) -> str:
-    browser = BrowserTool(LocalSearch(folder=SITE, base_url=base_url),
-                          policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
-                          screenshots=screenshots_beside(transcript))
+    browser = BrowserTool(
+        LocalSearch(folder=SITE, base_url=base_url),
+        policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
+        screenshots=screenshots_beside(transcript),
+    )
     async with Agent(model, tools=[browser], reasoning="low", transcript=transcript) as agent:
         return await stream_run(agent, "When does the Harbor Town Library open on Wednesdays? Cite the page.")
 

@@ -17,14 +17,16 @@ QUESTION_WORD = "Wednesday"
 
 
 def _call(recipient: str, arguments: dict) -> str:
-    return (f"<|channel|>analysis to={recipient} <|constrain|>json<|message|>{json.dumps(arguments)}<|call|>")
+    return f"<|channel|>analysis to={recipient} <|constrain|>json<|message|>{json.dumps(arguments)}<|call|>"
 
 
 def policy(messages: list[Message]) -> str:
     tools_used = [m.author.name for m in messages if m.author.role == Role.TOOL]
     if not tools_used:
-        return ("<|channel|>analysis<|message|>I will search the library site for its opening hours.<|end|>"
-                "<|start|>assistant" + _call("browser.search", {"query": "library opening hours", "topn": 3}))
+        return (
+            "<|channel|>analysis<|message|>I will search the library site for its opening hours.<|end|>"
+            "<|start|>assistant" + _call("browser.search", {"query": "library opening hours", "topn": 3})
+        )
     view = messages[-1].content[0].text
     last = tools_used[-1]
     if last == "browser.search":
@@ -45,5 +47,7 @@ def policy(messages: list[Message]) -> str:
     if not cursor or not line:
         return "<|channel|>final<|message|>I could not read the opening hours.<|return|>"
     day, opens, closes = (part.strip() for part in line.group(2).split("|"))
-    return (f"<|channel|>final<|message|>On {day} the library opens at {opens} and closes at {closes} "
-            f"【{cursor.group(1)}†L{line.group(1)}】.<|return|>")
+    return (
+        f"<|channel|>final<|message|>On {day} the library opens at {opens} and closes at {closes} "
+        f"【{cursor.group(1)}†L{line.group(1)}】.<|return|>"
+    )

@@ -11,5 +11,13 @@ from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.sandboxes.docker import DockerSandbox
 from harmony_agent.sandboxes.local import LocalSandbox
 
-__all__ = ["DockerSandbox", "Execution", "ExecutionError", "Limits", "LocalSandbox", "Sandbox", "SandboxError",
-           "VirtualDisplay"]
+__all__ = [
+    "DockerSandbox",
+    "Execution",
+    "ExecutionError",
+    "Limits",
+    "LocalSandbox",
+    "Sandbox",
+    "SandboxError",
+    "VirtualDisplay",
+]

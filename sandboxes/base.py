@@ -96,13 +96,17 @@ class Execution:
     notes: tuple[str, ...] = ()
 
 
-def describe_exit(code: int | None, stderr: str = "", *, memory_mb: int | None = None, oom_checked: bool = False) -> str:
+def describe_exit(
+    code: int | None, stderr: str = "", *, memory_mb: int | None = None, oom_checked: bool = False
+) -> str:
     """Why a kernel ended, from its exit status (negative: a signal; 128+n: signal n, as shells and runtimes report).
 
     ``memory_mb`` blames a SIGKILL on the memory limit; ``oom_checked`` says the
     sandbox's memory cgroup was asked and killed nothing, so the kill came from inside.
     """
-    signal_number = -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
+    signal_number = (
+        -code if code is not None and code < 0 else (code - 128 if code is not None and 128 < code < 160 else None)
+    )
     detail = f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else ""
     if signal_number is None:
         return f"the kernel exited with code {code}{detail}"
@@ -188,8 +192,14 @@ class Sandbox(ABC):
     #: Short name of the isolation in use: "docker", "bubblewrap" or "unsandboxed".
     kind: str = ""
 
-    def __init__(self, *, timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
-                 kernel: KernelMode = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 120.0,
+        max_output: int = 20_000,
+        interrupt_grace: float = 3.0,
+        kernel: KernelMode = "auto",
+    ) -> None:
         if kernel not in KERNEL_MODES:
             raise ValueError(f"kernel must be one of {', '.join(KERNEL_MODES)}, not {kernel!r}")
         self.kernel_mode = kernel
@@ -259,7 +269,7 @@ class Sandbox(ABC):
     def started(self) -> bool:
         return self._started and not self._closed
 
-    async def start(self) -> "Sandbox":
+    async def start(self) -> Sandbox:
         if self._closed:
             raise SandboxError("this sandbox was closed; create a new one")
         if not self._started:
@@ -296,8 +306,13 @@ class Sandbox(ABC):
             reason = await self._death_reason()
             await self._restart_kernel()
             note = self._lost(f"The Python kernel died ({reason}) and was restarted")
-            return Execution(status="crashed", error=ExecutionError("KernelDied", reason), state_lost=True, notes=(note,),
-                             duration_s=asyncio.get_running_loop().time() - started)
+            return Execution(
+                status="crashed",
+                error=ExecutionError("KernelDied", reason),
+                state_lost=True,
+                notes=(note,),
+                duration_s=asyncio.get_running_loop().time() - started,
+            )
 
     async def upload(self, data: bytes | str | Path, path: str) -> str:
         """Write ``data`` (bytes, or a local file's path) to ``path``, relative to the data folder; returns the sandbox path."""
@@ -325,7 +340,7 @@ class Sandbox(ABC):
         if self._started:
             await self._shutdown()
 
-    async def __aenter__(self) -> "Sandbox":
+    async def __aenter__(self) -> Sandbox:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -341,7 +356,9 @@ class Sandbox(ABC):
         if self._channel is None or not self._channel.alive:
             reason = await self._death_reason() if self._channel is not None else "it was not running"
             await self._restart_kernel()
-            self._pending_notes += (self._lost(f"The Python kernel had stopped since the last call ({reason}) and was restarted"),)
+            self._pending_notes += (
+                self._lost(f"The Python kernel had stopped since the last call ({reason}) and was restarted"),
+            )
         assert self._channel is not None
         return self._channel
 
@@ -349,8 +366,10 @@ class Sandbox(ABC):
         """A note for the model on what a restart lost: always the variables; the files too if the sandbox was replaced."""
         if self._replaced:
             self._replaced = False
-            return (f"{what}: variables and imports are lost, and so are the files in {DATA_DIR}, because the sandbox "
-                    "itself had stopped and was replaced by a fresh one.")
+            return (
+                f"{what}: variables and imports are lost, and so are the files in {DATA_DIR}, because the sandbox "
+                "itself had stopped and was replaced by a fresh one."
+            )
         return f"{what}: variables and imports are lost; files in {DATA_DIR} are kept."
 
     def _with_pending_notes(self, execution: Execution) -> Execution:
@@ -366,7 +385,9 @@ class Sandbox(ABC):
         try:
             reply = await asyncio.wait_for(self._channel.reply(request_id), 30)
         except (KernelDied, asyncio.TimeoutError) as exc:
-            raise SandboxError(f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}") from exc
+            raise SandboxError(
+                f"the Python kernel did not start in the {self.kind} sandbox: {await self._death_reason()}"
+            ) from exc
         self._oom_seen = reply.get("oom_kills")
         self.kernel_name = str(reply.get("kernel") or "standard library")
         self.kernel_fallback_reason = str(reply.get("fallback_reason") or "")
@@ -387,12 +408,21 @@ class Sandbox(ABC):
             reply = await asyncio.wait_for(channel.reply(request_id), self.interrupt_grace)
         except (asyncio.TimeoutError, KernelDied):
             await self._restart_kernel()
-            note = self._lost(f"Execution timed out after {limit:g} s and did not stop when interrupted, so the kernel was restarted")
-            return Execution(status="timeout", error=ExecutionError("TimeoutError", f"execution exceeded {limit:g} s"),
-                             state_lost=True, notes=(note,), duration_s=asyncio.get_running_loop().time() - started)
+            note = self._lost(
+                f"Execution timed out after {limit:g} s and did not stop when interrupted, so the kernel was restarted"
+            )
+            return Execution(
+                status="timeout",
+                error=ExecutionError("TimeoutError", f"execution exceeded {limit:g} s"),
+                state_lost=True,
+                notes=(note,),
+                duration_s=asyncio.get_running_loop().time() - started,
+            )
         execution = self._execution(reply)
         note = f"Execution timed out after {limit:g} s and was interrupted; the session's state is kept."
-        error = ExecutionError("TimeoutError", f"execution exceeded {limit:g} s", execution.error.traceback if execution.error else "")
+        error = ExecutionError(
+            "TimeoutError", f"execution exceeded {limit:g} s", execution.error.traceback if execution.error else ""
+        )
         return dataclasses.replace(execution, status="timeout", error=error, notes=execution.notes + (note,))
 
     async def _transfer(self, request: dict) -> dict:
@@ -407,7 +437,9 @@ class Sandbox(ABC):
                 raise SandboxError(f"the kernel failed during {request['op']} and was restarted") from exc
         if reply.get("status") != "ok":
             error = reply.get("error") or {}
-            raise SandboxError(f"{request['op']} of {request.get('path')!r} failed: {error.get('ename')}: {error.get('evalue')}")
+            raise SandboxError(
+                f"{request['op']} of {request.get('path')!r} failed: {error.get('ename')}: {error.get('evalue')}"
+            )
         return reply
 
     def _explain_full_disk(self, execution: Execution) -> Execution:
@@ -418,8 +450,10 @@ class Sandbox(ABC):
             return execution
         limits = getattr(self, "limits", None)
         sizes = f" ({DATA_DIR} {limits.data_mb} MB, /tmp {limits.tmp_mb} MB)" if isinstance(limits, Limits) else ""
-        note = (f"A folder in the sandbox is full: {DATA_DIR} and /tmp are size-limited{sizes}. Delete files that are "
-                "no longer needed (os.remove) to free space; the session itself is unharmed.")
+        note = (
+            f"A folder in the sandbox is full: {DATA_DIR} and /tmp are size-limited{sizes}. Delete files that are "
+            "no longer needed (os.remove) to free space; the session itself is unharmed."
+        )
         return dataclasses.replace(execution, notes=execution.notes + (note,))
 
     @staticmethod
@@ -428,9 +462,15 @@ class Sandbox(ABC):
         status = reply.get("status")
         return Execution(
             status="ok" if status == "ok" else "error",
-            stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""), result=reply.get("result"),
-            error=ExecutionError(error.get("ename", ""), error.get("evalue", ""), error.get("traceback", "")) if error else None,
-            files=tuple(reply.get("files", ())), images=tuple(reply.get("images", ())), duration_s=float(reply.get("duration_s", 0.0)),
+            stdout=reply.get("stdout", ""),
+            stderr=reply.get("stderr", ""),
+            result=reply.get("result"),
+            error=ExecutionError(error.get("ename", ""), error.get("evalue", ""), error.get("traceback", ""))
+            if error
+            else None,
+            files=tuple(reply.get("files", ())),
+            images=tuple(reply.get("images", ())),
+            duration_s=float(reply.get("duration_s", 0.0)),
             files_omitted=int(reply.get("files_omitted", 0)),
         )
 

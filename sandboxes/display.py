@@ -49,9 +49,23 @@ X_SOCKETS = Path("/tmp/.X11-unix")
 PASSED_THROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Host paths a bubblewrap-sandboxed app sees, read-only (those that exist): the system, not the user's files.
-SYSTEM_PATHS = ("/usr", "/etc/fonts", "/etc/ld.so.cache", "/etc/alternatives", "/etc/passwd", "/etc/group",
-                "/etc/localtime", "/etc/machine-id", "/etc/X11", "/etc/xdg", "/etc/gtk-3.0", "/etc/mime.types",
-                "/etc/ssl", "/etc/ca-certificates", "/var/lib/dbus/machine-id")
+SYSTEM_PATHS = (
+    "/usr",
+    "/etc/fonts",
+    "/etc/ld.so.cache",
+    "/etc/alternatives",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/machine-id",
+    "/etc/X11",
+    "/etc/xdg",
+    "/etc/gtk-3.0",
+    "/etc/mime.types",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/var/lib/dbus/machine-id",
+)
 Sandbox = Literal["none", "bubblewrap", "docker"]
 
 
@@ -124,10 +138,21 @@ def _die_with_parent(signal_number: int = signal.SIGKILL) -> None:
 class VirtualDisplay:
     """An Xvfb display with openbox; use as a context manager, or call start() and stop()."""
 
-    def __init__(self, width: int = 1280, height: int = 800, *, depth: int = 24, window_manager: bool = True,
-                 accessibility: bool = True, display: str | None = None, sandbox: Sandbox = "none",
-                 network: bool = False, read_only: Sequence[str | Path] = (), env: Mapping[str, str] | None = None,
-                 image: str = "harmony-agent/desktop:latest") -> None:
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 800,
+        *,
+        depth: int = 24,
+        window_manager: bool = True,
+        accessibility: bool = True,
+        display: str | None = None,
+        sandbox: Sandbox = "none",
+        network: bool = False,
+        read_only: Sequence[str | Path] = (),
+        env: Mapping[str, str] | None = None,
+        image: str = "harmony-agent/desktop:latest",
+    ) -> None:
         """``sandbox="bubblewrap"`` runs each launched app in its own namespaces (see the module's docstring);
         ``sandbox="docker"`` runs the whole desktop (X server, window manager, bus, apps) in a container of
         ``image`` (``display_docker.py``); ``network`` gives the apps the host's network; ``read_only`` lists
@@ -152,17 +177,25 @@ class VirtualDisplay:
         self._processes: list[subprocess.Popen] = []
         self.started = False
 
-    def fresh(self) -> "VirtualDisplay":
+    def fresh(self) -> VirtualDisplay:
         """A new, unstarted display with this one's settings (a display of its own for another session)."""
         if self.attached:
             raise SandboxError(f"display {self.display} was attached by name and is shared; it cannot be copied")
-        return VirtualDisplay(self.width, self.height, depth=self.depth, window_manager=self.window_manager,
-                              accessibility=self.accessibility, sandbox=self.sandbox,  # type: ignore[arg-type]
-                              network=self.network, read_only=self.read_only, env=self.extra_env)
+        return VirtualDisplay(
+            self.width,
+            self.height,
+            depth=self.depth,
+            window_manager=self.window_manager,
+            accessibility=self.accessibility,
+            sandbox=self.sandbox,  # type: ignore[arg-type]
+            network=self.network,
+            read_only=self.read_only,
+            env=self.extra_env,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> "VirtualDisplay":
+    def start(self) -> VirtualDisplay:
         if self.started:
             return self
         if self.attached:
@@ -172,24 +205,42 @@ class VirtualDisplay:
             return self._start_in_docker()
         for tool in ("Xvfb", "xauth", "xhost") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
             if shutil.which(tool) is None:
-                raise SandboxError(f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap")
+                raise SandboxError(
+                    f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap"
+                )
         self._make_folder()
         cookie = secrets.token_hex(16)
         read_end, write_end = os.pipe()
         try:
             server = subprocess.Popen(
-                ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{self.width}x{self.height}x{self.depth}",
-                 "-nolisten", "tcp", "-auth", self.authority, "-noreset"],
-                pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    "Xvfb",
+                    "-displayfd",
+                    str(write_end),
+                    "-screen",
+                    "0",
+                    f"{self.width}x{self.height}x{self.depth}",
+                    "-nolisten",
+                    "tcp",
+                    "-auth",
+                    self.authority,
+                    "-noreset",
+                ],
+                pass_fds=(write_end,),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 # SIGTERM, not SIGKILL: told that the agent died, Xvfb removes its own socket and lock
-                preexec_fn=lambda: _die_with_parent(signal.SIGTERM))
+                preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+            )
         finally:
             os.close(write_end)
         self._processes.append(server)
         number = self._read_display_number(read_end, server)
         self.display = f":{number}"
         self._write_owner(number)
-        subprocess.run(["xauth", "-f", self.authority, "add", self.display, ".", cookie], check=True, capture_output=True)
+        subprocess.run(
+            ["xauth", "-f", self.authority, "add", self.display, ".", cookie], check=True, capture_output=True
+        )
         self.started = True
         # This process's own connections (XTest input, screen grabs) are let in by uid, so they need no
         # XAUTHORITY in os.environ; apps still use the cookie.
@@ -216,11 +267,19 @@ class VirtualDisplay:
         self.authority = str(self._folder / "Xauthority")
         Path(self.authority).touch(mode=0o600)
 
-    def _start_in_docker(self) -> "VirtualDisplay":
+    def _start_in_docker(self) -> VirtualDisplay:
         self._make_folder()
-        self._docker = DockerDesktop(self._folder, self.width, self.height, self.depth, image=self.image,
-                                     network=self.network, read_only=self.read_only,
-                                     window_manager=self.window_manager, accessibility=self.accessibility)
+        self._docker = DockerDesktop(
+            self._folder,
+            self.width,
+            self.height,
+            self.depth,
+            image=self.image,
+            network=self.network,
+            read_only=self.read_only,
+            window_manager=self.window_manager,
+            accessibility=self.accessibility,
+        )
         try:
             self.display = self._docker.start()
         except BaseException:
@@ -246,16 +305,33 @@ class VirtualDisplay:
         do, and Qt apps too (QT_LINUX_ACCESSIBILITY_ALWAYS_ON is set). When
         the programs are missing, the display works without a tree.
         """
-        launcher = next((p for p in ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
-                         if os.access(p, os.X_OK)), None)
+        launcher = next(
+            (
+                p
+                for p in ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
+                if os.access(p, os.X_OK)
+            ),
+            None,
+        )
         if shutil.which("dbus-daemon") is None or launcher is None:
             return
         # A socket path in the display's folder (not an abstract socket), so sandboxed apps without
         # the host's network namespace can reach it too.
         assert self._folder is not None
-        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1",
-                                f"--address=unix:path={self._folder / 'runtime' / 'bus'}"], env=self.env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent)
+        bus = subprocess.Popen(
+            [
+                "dbus-daemon",
+                "--session",
+                "--nofork",
+                "--print-address=1",
+                f"--address=unix:path={self._folder / 'runtime' / 'bus'}",
+            ],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
         self._processes.append(bus)
         address = bus.stdout.readline().strip() if bus.stdout else ""
         if not address:
@@ -264,8 +340,15 @@ class VirtualDisplay:
         # The launcher starts its own bus daemon, a grandchild that would outlive a killed agent; so it
         # runs under a shell that, told by the kernel that we died (SIGTERM), kills its whole group.
         wrapper = 'trap "trap - TERM; kill 0" TERM; "$0" --launch-immediately & wait'
-        self._processes.append(subprocess.Popen(["sh", "-c", wrapper, launcher], env=self.env(), stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(signal.SIGTERM)))
+        self._processes.append(
+            subprocess.Popen(
+                ["sh", "-c", wrapper, launcher],
+                env=self.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+            )
+        )
 
     @staticmethod
     def _read_display_number(read_end: int, server: subprocess.Popen) -> int:
@@ -282,7 +365,9 @@ class VirtualDisplay:
                     data += chunk
                 elif server.poll() is not None:
                     error = server.stderr.read().decode(errors="replace").strip() if server.stderr else ""
-                    raise SandboxError(f"Xvfb exited at start: {error.splitlines()[-1] if error else server.returncode}")
+                    raise SandboxError(
+                        f"Xvfb exited at start: {error.splitlines()[-1] if error else server.returncode}"
+                    )
                 else:
                     time.sleep(0.01)
         if not data.strip().isdigit():
@@ -293,7 +378,9 @@ class VirtualDisplay:
     def _wait_for_window_manager(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            probe = subprocess.run(["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"], env=self.env(), capture_output=True, text=True)
+            probe = subprocess.run(
+                ["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"], env=self.env(), capture_output=True, text=True
+            )
             if "window id" in probe.stdout:
                 return
             time.sleep(0.05)
@@ -329,8 +416,24 @@ class VirtualDisplay:
             return list(command)
         if self._folder is None or self.display is None:
             raise SandboxError("the bubblewrap sandbox needs a display of our own, not an attached one")
-        wrapper = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var", "--tmpfs", "/run"]
+        wrapper = [
+            "bwrap",
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--tmpfs",
+            "/var",
+            "--tmpfs",
+            "/run",
+        ]
         if self.network:
             wrapper += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         for path in SYSTEM_PATHS + tuple(self.read_only):
@@ -342,11 +445,22 @@ class VirtualDisplay:
             elif target.is_dir():
                 wrapper += ["--ro-bind", str(target), str(target)]
         x_socket = X_SOCKETS / f"X{self.display.lstrip(':').split('.')[0]}"
-        wrapper += ["--ro-bind", str(x_socket), str(x_socket), "--bind", str(self._folder), str(self._folder),
-                    "--chdir", str(self._folder / "home"), "--"]
+        wrapper += [
+            "--ro-bind",
+            str(x_socket),
+            str(x_socket),
+            "--bind",
+            str(self._folder),
+            str(self._folder),
+            "--chdir",
+            str(self._folder / "home"),
+            "--",
+        ]
         return wrapper + list(command)
 
-    def launch(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
+    def launch(
+        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> subprocess.Popen:
         """Start a program on this display (in its sandbox, with the minimal environment); it is stopped with the display."""
         if not command:
             raise SandboxError("no command to launch")
@@ -356,11 +470,19 @@ class VirtualDisplay:
             return process
         return self._spawn(self.sandboxed(command), env=env, cwd=cwd)
 
-    def _spawn(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
+    def _spawn(
+        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> subprocess.Popen:
         """Start a process on the display, outside any sandbox (the window manager; or an app, once wrapped)."""
         try:
-            process = subprocess.Popen(list(command), env=self.env(env), cwd=cwd,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(
+                list(command),
+                env=self.env(env),
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
         except OSError as exc:
             raise SandboxError(f"could not launch {command[0]}: {exc}") from exc
         self._processes.append(process)
@@ -397,7 +519,7 @@ class VirtualDisplay:
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes if p.poll() is None]
 
-    def __enter__(self) -> "VirtualDisplay":
+    def __enter__(self) -> VirtualDisplay:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

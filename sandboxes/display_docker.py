@@ -43,16 +43,29 @@ touch "$F/ready"
 wait
 """
 WINDOW_MANAGER = 'openbox --sm-disable >/dev/null 2>&1 &\ni=0; while ! xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q "window id" && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'
-ACCESSIBILITY = ('dbus-daemon --session --nofork --address="unix:path=$F/runtime/bus" &\n'
-                 'i=0; while [ ! -S "$F/runtime/bus" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
-                 'DBUS_SESSION_BUS_ADDRESS="unix:path=$F/runtime/bus" /usr/libexec/at-spi-bus-launcher --launch-immediately &')
+ACCESSIBILITY = (
+    'dbus-daemon --session --nofork --address="unix:path=$F/runtime/bus" &\n'
+    'i=0; while [ ! -S "$F/runtime/bus" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
+    'DBUS_SESSION_BUS_ADDRESS="unix:path=$F/runtime/bus" /usr/libexec/at-spi-bus-launcher --launch-immediately &'
+)
 
 
 class DockerDesktop:
     """One container running a display; the host sees it as display ``:<number>``."""
 
-    def __init__(self, folder: Path, width: int, height: int, depth: int, *, image: str, network: bool,
-                 read_only: Sequence[str], window_manager: bool, accessibility: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        width: int,
+        height: int,
+        depth: int,
+        *,
+        image: str,
+        network: bool,
+        read_only: Sequence[str],
+        window_manager: bool,
+        accessibility: bool,
+    ) -> None:
         self.folder, self.width, self.height, self.depth = folder, width, height, depth
         self.image, self.network, self.read_only = image, network, list(read_only)
         self.window_manager, self.accessibility = window_manager, accessibility
@@ -70,26 +83,50 @@ class DockerDesktop:
         try:
             client.images.get(self.image)
         except ImageNotFound:
-            raise SandboxError(f"the desktop image {self.image} is missing: python -m harmony_agent.sandboxes.images.desktop") from None
+            raise SandboxError(
+                f"the desktop image {self.image} is missing: python -m harmony_agent.sandboxes.images.desktop"
+            ) from None
         x11 = self.folder / "x11"
         x11.mkdir(mode=0o1777)
         os.chmod(x11, 0o1777)
         script = self.folder / "start.sh"
         import pwd
 
-        script.write_text(START_SCRIPT.format(
-            folder=self.folder, display=INSIDE_DISPLAY, width=self.width, height=self.height, depth=self.depth,
-            cookie=secrets.token_hex(16), user=pwd.getpwuid(os.getuid()).pw_name,
-            window_manager=WINDOW_MANAGER if self.window_manager else "",
-            accessibility=ACCESSIBILITY if self.accessibility else ""))
-        volumes = {str(self.folder): {"bind": str(self.folder), "mode": "rw"}, str(x11): {"bind": "/tmp/.X11-unix", "mode": "rw"}}
+        script.write_text(
+            START_SCRIPT.format(
+                folder=self.folder,
+                display=INSIDE_DISPLAY,
+                width=self.width,
+                height=self.height,
+                depth=self.depth,
+                cookie=secrets.token_hex(16),
+                user=pwd.getpwuid(os.getuid()).pw_name,
+                window_manager=WINDOW_MANAGER if self.window_manager else "",
+                accessibility=ACCESSIBILITY if self.accessibility else "",
+            )
+        )
+        volumes = {
+            str(self.folder): {"bind": str(self.folder), "mode": "rw"},
+            str(x11): {"bind": "/tmp/.X11-unix", "mode": "rw"},
+        }
         for path in self.read_only:
             volumes[path] = {"bind": path, "mode": "ro"}
         try:
             self.container = client.containers.run(
-                self.image, ["sh", str(script)], detach=True, init=True, network_mode="host" if self.network else "none",
-                volumes=volumes, labels={SANDBOX_LABEL: "desktop", OWNER_LABEL: owner_tag()}, environment={"PATH": INSIDE_PATH},
-                cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=512, mem_limit="2g", tmpfs={"/tmp": ""})
+                self.image,
+                ["sh", str(script)],
+                detach=True,
+                init=True,
+                network_mode="host" if self.network else "none",
+                volumes=volumes,
+                labels={SANDBOX_LABEL: "desktop", OWNER_LABEL: owner_tag()},
+                environment={"PATH": INSIDE_PATH},
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=512,
+                mem_limit="2g",
+                tmpfs={"/tmp": ""},
+            )
         except DockerException as exc:
             raise SandboxError(f"the desktop container did not start: {exc}") from exc
         deadline = time.monotonic() + 60
@@ -131,9 +168,13 @@ class DockerDesktop:
             raise SandboxError("the desktop container is not running")
         inside = {**env, "DISPLAY": INSIDE_DISPLAY, "PATH": INSIDE_PATH}
         flags = [part for key, value in inside.items() for part in ("-e", f"{key}={value}")]
-        return subprocess.Popen(["docker", "exec", *flags, "-w", inside.get("HOME", "/"), self.container.id, *command],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            ["docker", "exec", *flags, "-w", inside.get("HOME", "/"), self.container.id, *command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         if self.container is not None:

@@ -17,15 +17,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
-from harmony_agent.sandboxes.base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
-from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
+from harmony_agent.sandboxes.base import (
+    DATA_DIR,
+    KernelChannel,
+    KernelMode,
+    Limits,
+    Sandbox,
+    SandboxError,
+    describe_exit,
+    session_uid,
+)
 from harmony_agent.sandboxes.images import DEFAULT_IMAGE
+from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
 
 SANDBOX_LABEL = "org.harmony-agent.sandbox"
 OWNER_LABEL = "org.harmony-agent.owner"
 KERNEL_ENV = {
-    "HOME": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.matplotlib", "PYTHONUNBUFFERED": "1",
-    "HARMONY_KERNEL_DATA": DATA_DIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+    "HOME": "/tmp",
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp/.matplotlib",
+    "PYTHONUNBUFFERED": "1",
+    "HARMONY_KERNEL_DATA": DATA_DIR,
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
 }
 
 _live: dict[str, Any] = {}  # container id -> docker client, for removal at interpreter exit
@@ -94,9 +108,17 @@ class DockerSandbox(Sandbox):
 
     kind = "docker"
 
-    def __init__(self, image: str = DEFAULT_IMAGE, *, limits: Limits | None = None, runtime: str | None = None,
-                 timeout: float = 120.0, max_output: int = 20_000, interrupt_grace: float = 3.0,
-                 kernel: KernelMode = "auto") -> None:
+    def __init__(
+        self,
+        image: str = DEFAULT_IMAGE,
+        *,
+        limits: Limits | None = None,
+        runtime: str | None = None,
+        timeout: float = 120.0,
+        max_output: int = 20_000,
+        interrupt_grace: float = 3.0,
+        kernel: KernelMode = "auto",
+    ) -> None:
         super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         self.image = image
         self.limits = limits or Limits()
@@ -116,8 +138,10 @@ class DockerSandbox(Sandbox):
     def describe(self) -> str:
         name = self.container.name if self.container is not None else "not started"
         limits = self.limits
-        return (f"Docker container {name} from {self.image}: no network, {limits.memory_mb} MB memory, "
-                f"{limits.processes} processes, {limits.cpus:g} CPUs, read-only root, uid {self.uid} (its own)")
+        return (
+            f"Docker container {name} from {self.image}: no network, {limits.memory_mb} MB memory, "
+            f"{limits.processes} processes, {limits.cpus:g} CPUs, read-only root, uid {self.uid} (its own)"
+        )
 
     async def _boot(self) -> None:
         self.client = await asyncio.to_thread(docker_client)
@@ -131,29 +155,55 @@ class DockerSandbox(Sandbox):
         try:
             self.client.images.get(self.image)
         except ImageNotFound:
-            raise SandboxError(f"the sandbox image {self.image} is missing: build it with `harmony-agent sandbox build` "
-                               "(or `harmony-agent sandbox build --offline` without registry access)") from None
+            raise SandboxError(
+                f"the sandbox image {self.image} is missing: build it with `harmony-agent sandbox build` "
+                "(or `harmony-agent sandbox build --offline` without registry access)"
+            ) from None
         limits = self.limits
         try:
             return self.client.containers.run(
-                self.image, ["python3", "-c", KERNEL_SOURCE, "init"], detach=True,
-                network_mode="none", read_only=True, user=self._user, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-                mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes,
-                nano_cpus=int(limits.cpus * 1e9), runtime=self.runtime, hostname="sandbox", working_dir=DATA_DIR,
+                self.image,
+                ["python3", "-c", KERNEL_SOURCE, "init"],
+                detach=True,
+                network_mode="none",
+                read_only=True,
+                user=self._user,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=f"{limits.memory_mb}m",
+                memswap_limit=f"{limits.memory_mb}m",
+                pids_limit=limits.processes,
+                nano_cpus=int(limits.cpus * 1e9),
+                runtime=self.runtime,
+                hostname="sandbox",
+                working_dir=DATA_DIR,
                 shm_size=f"{limits.shm_mb}m",
-                tmpfs={DATA_DIR: f"size={limits.data_mb}m,uid={self.uid},gid={self.uid},mode=0700",
-                       "/tmp": f"size={limits.tmp_mb}m,mode=1777"},
-                environment=KERNEL_ENV, labels={SANDBOX_LABEL: "python", OWNER_LABEL: owner_tag()},
+                tmpfs={
+                    DATA_DIR: f"size={limits.data_mb}m,uid={self.uid},gid={self.uid},mode=0700",
+                    "/tmp": f"size={limits.tmp_mb}m,mode=1777",
+                },
+                environment=KERNEL_ENV,
+                labels={SANDBOX_LABEL: "python", OWNER_LABEL: owner_tag()},
             )
         except APIError as exc:
-            raise SandboxError(f"could not start a sandbox container from {self.image}: {exc.explanation or exc}") from exc
+            raise SandboxError(
+                f"could not start a sandbox container from {self.image}: {exc.explanation or exc}"
+            ) from exc
 
     async def _spawn_kernel(self) -> KernelChannel:
         api = self.client.api
         try:
-            created = await asyncio.to_thread(api.exec_create, self.container.id, ["python3", "-c", KERNEL_SOURCE], stdin=True,
-                                              stdout=True, stderr=True, user=self._user, workdir=DATA_DIR,
-                                              environment={**KERNEL_ENV, **self.kernel_environment})
+            created = await asyncio.to_thread(
+                api.exec_create,
+                self.container.id,
+                ["python3", "-c", KERNEL_SOURCE],
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                user=self._user,
+                workdir=DATA_DIR,
+                environment={**KERNEL_ENV, **self.kernel_environment},
+            )
             self._exec_socket = await asyncio.to_thread(api.exec_start, created["Id"], socket=True)
         except Exception as exc:
             raise SandboxError(f"could not start the kernel in container {self.container.name}: {exc}") from exc
@@ -215,14 +265,20 @@ class DockerSandbox(Sandbox):
             await asyncio.sleep(0.05)
         before, now = self._oom_seen, await asyncio.to_thread(self._oom_kills)
         oom_checked = before is not None and now is not None and now == before  # the cgroup killed nothing since
-        return describe_exit(code, self._stderr_tail.decode("utf-8", "replace"),
-                             memory_mb=None if oom_checked else self.limits.memory_mb, oom_checked=oom_checked)
+        return describe_exit(
+            code,
+            self._stderr_tail.decode("utf-8", "replace"),
+            memory_mb=None if oom_checked else self.limits.memory_mb,
+            oom_checked=oom_checked,
+        )
 
     def _oom_kills(self) -> int | None:
         """The container's memory cgroup kill count, read from inside it (the engine may be on another host)."""
         try:
-            result = self.container.exec_run(["sh", "-c", "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"],
-                                             user=self._user)
+            result = self.container.exec_run(
+                ["sh", "-c", "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"],
+                user=self._user,
+            )
         except Exception:
             return None
         for line in result.output.decode(errors="replace").splitlines():

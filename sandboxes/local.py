@@ -39,13 +39,27 @@ from typing import Literal
 
 from harmony_agent.sandboxes import datafs
 from harmony_agent.sandboxes._owner import owner_tag, process_is_gone
-from harmony_agent.sandboxes.base import DATA_DIR, KernelChannel, KernelMode, Limits, Sandbox, SandboxError, describe_exit, session_uid
+from harmony_agent.sandboxes.base import (
+    DATA_DIR,
+    KernelChannel,
+    KernelMode,
+    Limits,
+    Sandbox,
+    SandboxError,
+    describe_exit,
+    session_uid,
+)
 from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
 
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 KERNEL_ENV = {
-    "HOME": "/tmp", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8",
+    "HOME": "/tmp",
+    "MPLBACKEND": "Agg",
+    "PYTHONUNBUFFERED": "1",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "LANG": "C.UTF-8",
 }
 Isolation = Literal["bubblewrap", "unsandboxed"]
 
@@ -57,7 +71,7 @@ def reap_orphaned_data() -> list[Path]:
     """Remove data folders whose owning process died (a killed run cannot remove its own)."""
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(DATA_PREFIX + "*"):
-        pid, started = (folder.name[len(DATA_PREFIX):].split("_") + ["", ""])[:2]
+        pid, started = (folder.name[len(DATA_PREFIX) :].split("_") + ["", ""])[:2]
         if pid.isdigit() and process_is_gone(int(pid), started):
             datafs.remove(folder)
             removed.append(folder)
@@ -79,11 +93,11 @@ def no_ptrace_program() -> bytes | None:
     audit_arch, ptrace = found
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
     program = [
-        (load, 0, 0, 4),                # A = seccomp_data.arch
-        (jeq, 0, 4, audit_arch),        # another architecture: allow
-        (load, 0, 0, 0),                # A = seccomp_data.nr
-        (jge, 1, 0, 0x40000000),        # x32 system calls: refuse
-        (jeq, 0, 1, ptrace),            # ptrace: refuse, anything else: allow
+        (load, 0, 0, 4),  # A = seccomp_data.arch
+        (jeq, 0, 4, audit_arch),  # another architecture: allow
+        (load, 0, 0, 0),  # A = seccomp_data.nr
+        (jge, 1, 0, 0x40000000),  # x32 system calls: refuse
+        (jeq, 0, 1, ptrace),  # ptrace: refuse, anything else: allow
         (ret, 0, 0, _SECCOMP_EPERM),
         (ret, 0, 0, _SECCOMP_ALLOW),
     ]
@@ -112,9 +126,18 @@ async def _stream_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
 class LocalSandbox(Sandbox):
     """A Python session on this machine, isolated by bubblewrap (or, when asked by name, not isolated)."""
 
-    def __init__(self, *, isolation: Isolation = "bubblewrap", python: str | None = None, limits: Limits | None = None,
-                 read_only_paths: Sequence[str] = (), timeout: float = 120.0, max_output: int = 20_000,
-                 interrupt_grace: float = 3.0, kernel: KernelMode = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        isolation: Isolation = "bubblewrap",
+        python: str | None = None,
+        limits: Limits | None = None,
+        read_only_paths: Sequence[str] = (),
+        timeout: float = 120.0,
+        max_output: int = 20_000,
+        interrupt_grace: float = 3.0,
+        kernel: KernelMode = "auto",
+    ) -> None:
         super().__init__(timeout=timeout, max_output=max_output, interrupt_grace=interrupt_grace, kernel=kernel)
         if isolation not in ("bubblewrap", "unsandboxed"):
             raise ValueError(f"isolation must be 'bubblewrap' or 'unsandboxed', not {isolation!r}")
@@ -150,8 +173,11 @@ class LocalSandbox(Sandbox):
         if self.kind == "bubblewrap" and bubblewrap_path() is None:
             raise SandboxError("bubblewrap is not installed (apt-get install bubblewrap); or use DockerSandbox")
         if self.kind == "unsandboxed":
-            warnings.warn("LocalSandbox(isolation='unsandboxed') runs model-written code with no isolation "
-                          "from this machine", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "LocalSandbox(isolation='unsandboxed') runs model-written code with no isolation from this machine",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if not os.path.exists(self.python):
             raise SandboxError(f"no Python at {self.python}: install python3 or pass python=")
         reap_orphaned_data()
@@ -167,7 +193,14 @@ class LocalSandbox(Sandbox):
         kernel = [self.python, "-c", KERNEL_SOURCE]
         if self.kind == "unsandboxed":
             return kernel
-        command = [bubblewrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        command = [
+            bubblewrap_path() or "bwrap",
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "sandbox",
+        ]
         if seccomp_fd is not None:
             command += ["--seccomp", str(seccomp_fd)]
         for path in (*SYSTEM_PATHS, *self.read_only_paths):
@@ -175,14 +208,35 @@ class LocalSandbox(Sandbox):
                 command += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 command += ["--ro-bind", path, path]
-        command += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.shm_mb * 1024 * 1024), "--tmpfs", "/dev/shm",
-                    "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
-                    "--bind", str(self.data_dir), DATA_DIR, "--remount-ro", "/", "--chdir", DATA_DIR]
+        command += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(self.limits.shm_mb * 1024 * 1024),
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(self.limits.tmp_mb * 1024 * 1024),
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            str(self.data_dir),
+            DATA_DIR,
+            "--remount-ro",
+            "/",
+            "--chdir",
+            DATA_DIR,
+        ]
         return command + kernel
 
     async def _spawn_kernel(self) -> KernelChannel:
-        env = {**KERNEL_ENV, **self.kernel_environment,
-               "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir)}
+        env = {
+            **KERNEL_ENV,
+            **self.kernel_environment,
+            "HARMONY_KERNEL_DATA": DATA_DIR if self.kind == "bubblewrap" else str(self.data_dir),
+        }
         if self.kind == "unsandboxed":
             env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
         identity = {"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}
@@ -195,9 +249,18 @@ class LocalSandbox(Sandbox):
             os.lseek(seccomp_fd, 0, os.SEEK_SET)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *self._command(seccomp_fd), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=env, cwd=str(self.data_dir), start_new_session=True, limit=2**30,
-                preexec_fn=lambda: _set_limits(limits), pass_fds=() if seccomp_fd is None else (seccomp_fd,), **identity)
+                *self._command(seccomp_fd),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=str(self.data_dir),
+                start_new_session=True,
+                limit=2**30,
+                preexec_fn=lambda: _set_limits(limits),
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                **identity,
+            )
         except OSError as exc:
             raise SandboxError(f"could not start the {self.kind} sandbox: {exc}") from exc
         finally:
@@ -205,7 +268,7 @@ class LocalSandbox(Sandbox):
                 os.close(seccomp_fd)
         process = self._process
         self._stderr_tail = bytearray()
-        asyncio.create_task(self._collect_stderr(process))
+        self._stderr_task = asyncio.create_task(self._collect_stderr(process))
 
         async def write(data: bytes) -> None:
             assert process.stdin is not None

@@ -7,5 +7,15 @@ from harmony_agent.tools.functions import FunctionTool, function_tool
 from harmony_agent.tools.mcp import MCPTools
 from harmony_agent.tools.python import PythonTool
 
-__all__ = ["BrowserTool", "ComputerTool", "FunctionTool", "MCPTools", "PythonTool", "Tool", "ToolCall", "ToolError", "ToolResult",
-           "function_tool"]
+__all__ = [
+    "BrowserTool",
+    "ComputerTool",
+    "FunctionTool",
+    "MCPTools",
+    "PythonTool",
+    "Tool",
+    "ToolCall",
+    "ToolError",
+    "ToolResult",
+    "function_tool",
+]

@@ -73,7 +73,7 @@ class ToolCall:
         return self.recipient.split(".", 1)[1] if "." in self.recipient else ""
 
     @classmethod
-    def from_message(cls, message: Message, recipient: str | None = None) -> "ToolCall":
+    def from_message(cls, message: Message, recipient: str | None = None) -> ToolCall:
         text = "".join(getattr(part, "text", "") for part in message.content)
         return cls(recipient or message.recipient or "", message.channel, text, message.content_type)
 
@@ -91,7 +91,9 @@ def parse_arguments(call: ToolCall) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ToolError(f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object") from None
+        raise ToolError(
+            f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object"
+        ) from None
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
         value = value[0]
     if not isinstance(value, dict):
@@ -126,7 +128,9 @@ class Tool(ABC):
         """For a built-in tool: the namespace block of the system message."""
         if not self.is_builtin:
             return None
-        return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=self.descriptions())
+        return ToolNamespaceConfig(
+            name=self.namespace, description=self.namespace_description, tools=self.descriptions()
+        )
 
     def recipients(self) -> list[str]:
         """Canonical recipient names this tool answers."""
@@ -155,7 +159,7 @@ class Tool(ABC):
         except Exception as exc:  # a tool's bug must not end the run; the model is told
             return ToolResult(error=f"{type(exc).__name__}: {exc}")
 
-    def fresh(self) -> "Tool":
+    def fresh(self) -> Tool:
         """This tool for another session: the same configuration, none of this one's live state.
 
         Stateless tools (function tools) return themselves. A tool that holds
@@ -189,4 +193,3 @@ def result_message(call: ToolCall, result: ToolResult) -> Message:
     if call.channel:
         message = message.with_channel(call.channel)
     return message
-

@@ -24,6 +24,7 @@ from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolEr
 #: Seconds a function tool may run before the model is told it was abandoned.
 DEFAULT_TIMEOUT = 120.0
 
+
 def _split_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     """Summary and per-argument descriptions from a Google, NumPy or Sphinx docstring."""
     if not doc:
@@ -39,8 +40,14 @@ class FunctionTool(Tool):
 
     namespace = FUNCTIONS_NAMESPACE
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds, or None for no limit")
         self.fn = fn
@@ -95,8 +102,10 @@ class FunctionTool(Tool):
             value = await asyncio.wait_for(self._call(kwargs), self.timeout)
         except asyncio.TimeoutError:
             # A thread cannot be stopped from outside: a sync function is abandoned, not killed.
-            raise ToolError(f"{self.name} did not finish within {self.timeout:g} s and was abandoned; "
-                            "try again with a smaller request, or do without it") from None
+            raise ToolError(
+                f"{self.name} did not finish within {self.timeout:g} s and was abandoned; "
+                "try again with a smaller request, or do without it"
+            ) from None
         if isinstance(value, ToolResult):
             return value
         return ToolResult(output=_to_text(value))
@@ -157,7 +166,10 @@ def _to_text(value: Any) -> str:
 
 
 def function_tool(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Any:
     """Turn a function into a tool; usable as ``@function_tool`` or ``@function_tool(name=..., timeout=...)``."""

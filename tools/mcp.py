@@ -68,20 +68,22 @@ def parse_spec(spec: str) -> ServerSpec:
     text = spec.strip()
     if text.startswith("stdio:"):
         try:
-            command = tuple(shlex.split(text[len("stdio:"):]))
+            command = tuple(shlex.split(text[len("stdio:") :]))
         except ValueError as exc:
             raise ValueError(f"MCP spec {spec!r}: cannot split the command ({exc})") from None
         if not command:
             raise ValueError(f"MCP spec {spec!r} names no command: write stdio:COMMAND ARGS…")
         return ServerSpec("stdio", command=command)
     if text.startswith("sse:"):
-        url = text[len("sse:"):]
+        url = text[len("sse:") :]
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"MCP spec {spec!r}: sse: must be followed by an http(s) URL")
         return ServerSpec("sse", url=url)
     if text.startswith(("http://", "https://")):
         return ServerSpec("sse" if text.rstrip("/").endswith("/sse") else "http", url=text)
-    raise ValueError(f"unknown MCP server spec {spec!r}: use stdio:COMMAND ARGS…, http(s)://HOST:PORT/mcp, or an SSE URL")
+    raise ValueError(
+        f"unknown MCP server spec {spec!r}: use stdio:COMMAND ARGS…, http(s)://HOST:PORT/mcp, or an SSE URL"
+    )
 
 
 def harmony_names(names: list[str]) -> dict[str, str]:
@@ -109,9 +111,18 @@ class MCPTools(Tool):
     server's process only.
     """
 
-    def __init__(self, spec: str, namespace: str | None = None, *, call_timeout: float = 120.0,
-                 connect_timeout: float = 30.0, mode: str = "legacy", images: str | Path | None = None,
-                 env: dict[str, str] | None = None, cwd: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        namespace: str | None = None,
+        *,
+        call_timeout: float = 120.0,
+        connect_timeout: float = 30.0,
+        mode: str = "legacy",
+        images: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> None:
         self.spec_text = spec
         self.spec = parse_spec(spec)
         if namespace is not None and not _NAMESPACE.match(namespace):
@@ -143,11 +154,18 @@ class MCPTools(Tool):
 
     # -- description -----------------------------------------------------------
 
-    def fresh(self) -> "MCPTools":
+    def fresh(self) -> MCPTools:
         """An unconnected copy for another session; it knows the tools listed so far (no second probe)."""
-        copy = MCPTools(self.spec_text, None if self.namespace == FUNCTIONS_NAMESPACE else self.namespace,
-                        call_timeout=self.call_timeout, connect_timeout=self.connect_timeout, mode=self.mode,
-                        images=self.images_dir, env=self.env, cwd=self.cwd)
+        copy = MCPTools(
+            self.spec_text,
+            None if self.namespace == FUNCTIONS_NAMESPACE else self.namespace,
+            call_timeout=self.call_timeout,
+            connect_timeout=self.connect_timeout,
+            mode=self.mode,
+            images=self.images_dir,
+            env=self.env,
+            cwd=self.cwd,
+        )
         if self._listing is not None:
             copy._set_listing(list(self._listing), self.server_name, self.namespace_description)
         return copy
@@ -156,13 +174,19 @@ class MCPTools(Tool):
         if self._listing is None:
             self._probe()
         by_server = {tool.name: tool for tool in self._listing or []}
-        return [ToolDescription.new(name, by_server[original].description or "", parameters=by_server[original].input_schema)
-                for name, original in self._names.items()]
+        return [
+            ToolDescription.new(
+                name, by_server[original].description or "", parameters=by_server[original].input_schema
+            )
+            for name, original in self._names.items()
+        ]
 
     def namespace_config(self) -> ToolNamespaceConfig | None:
         if not self.is_builtin:
             return None
-        return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=self.descriptions())
+        return ToolNamespaceConfig(
+            name=self.namespace, description=self.namespace_description, tools=self.descriptions()
+        )
 
     def recipients(self) -> list[str]:
         return [f"{self.namespace}.{d.name}" for d in self.descriptions()]
@@ -187,8 +211,9 @@ class MCPTools(Tool):
             try:
                 tools, name, instructions = future.result()
             except Exception as exc:
-                raise ToolError(f"cannot list the tools of MCP server {self.spec.label}: {_describe(exc)}"
-                                f"{self._stderr_tail()}") from None
+                raise ToolError(
+                    f"cannot list the tools of MCP server {self.spec.label}: {_describe(exc)}{self._stderr_tail()}"
+                ) from None
         self._set_listing(tools, name, instructions)
 
     # -- connection ------------------------------------------------------------
@@ -203,8 +228,9 @@ class MCPTools(Tool):
                 self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
             self._errlog.seek(0)
             self._errlog.truncate()  # a new process: only its own stderr explains its failure
-            params = StdioServerParameters(command=self.spec.command[0], args=list(self.spec.command[1:]), env=self.env,
-                                           cwd=self.cwd)
+            params = StdioServerParameters(
+                command=self.spec.command[0], args=list(self.spec.command[1:]), env=self.env, cwd=self.cwd
+            )
             server: Any = stdio_client(params, errlog=self._errlog)
         elif self.spec.kind == "sse":
             server = sse_client(self.spec.url, timeout=self.connect_timeout)
@@ -244,12 +270,15 @@ class MCPTools(Tool):
                 await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
             except asyncio.TimeoutError:
                 await self._disconnect()
-                raise ToolError(f"MCP server {self.spec.label} did not answer within {self.connect_timeout:g} s"
-                                f"{self._stderr_tail()}") from None
+                raise ToolError(
+                    f"MCP server {self.spec.label} did not answer within {self.connect_timeout:g} s"
+                    f"{self._stderr_tail()}"
+                ) from None
             except Exception as exc:
                 await self._disconnect()
-                raise ToolError(f"cannot connect to MCP server {self.spec.label}: {_describe(exc)}"
-                                f"{self._stderr_tail()}") from None
+                raise ToolError(
+                    f"cannot connect to MCP server {self.spec.label}: {_describe(exc)}{self._stderr_tail()}"
+                ) from None
             return self._client
 
     async def _hold(self, ready: asyncio.Future, stop: asyncio.Event) -> None:
@@ -270,7 +299,7 @@ class MCPTools(Tool):
                     finally:
                         if watcher is not None:
                             watcher.cancel()
-        except BaseException as exc:  # noqa: BLE001 - reported through `ready`, or noticed at the next call
+        except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
             if isinstance(exc, asyncio.CancelledError):
@@ -311,7 +340,7 @@ class MCPTools(Tool):
             stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(runner), 10)
-        except BaseException:  # noqa: BLE001 - a server that will not close is cancelled below
+        except BaseException:
             runner.cancel()
             with contextlib.suppress(BaseException):
                 await runner
@@ -339,11 +368,15 @@ class MCPTools(Tool):
         if added:
             names = harmony_names(list(after))
             back = {original: safe for safe, original in names.items()}
-            parts.append("new tools: " + "; ".join(
-                f"{prefix}{back[name]} ({_first_line(after[name].description)})" for name in added))
+            parts.append(
+                "new tools: "
+                + "; ".join(f"{prefix}{back[name]} ({_first_line(after[name].description)})" for name in added)
+            )
         if removed:
             parts.append("removed: " + ", ".join(prefix + _NAME_UNSAFE.sub("_", name) for name in removed))
-        self._notes.append(f"[note: MCP server {self.server_name or self.spec.label} changed its tools: {'; '.join(parts)}]")
+        self._notes.append(
+            f"[note: MCP server {self.server_name or self.spec.label} changed its tools: {'; '.join(parts)}]"
+        )
 
     async def _refresh(self, client: Any) -> None:
         tools = await self._list_all(client)
@@ -378,8 +411,12 @@ class MCPTools(Tool):
         if original is None:
             known = ", ".join(f"{self.namespace}.{name}" for name in self._names) or "none"
             gone = " any more (it changed its tools)" if call.name in self._seen else ""
-            raise ToolError(self._with_notes(f"MCP server {self.server_name or self.spec.label} has no tool "
-                                             f"{call.name!r}{gone}; it offers: {known}"))
+            raise ToolError(
+                self._with_notes(
+                    f"MCP server {self.server_name or self.spec.label} has no tool "
+                    f"{call.name!r}{gone}; it offers: {known}"
+                )
+            )
         arguments = parse_arguments(call)
         try:
             result = await client.call_tool(original, arguments, read_timeout_seconds=self.call_timeout)
@@ -387,8 +424,12 @@ class MCPTools(Tool):
             if exc.code == CONNECTION_CLOSED or self._runner is None or self._runner.done():
                 return await self._crashed(exc)
             if exc.code == REQUEST_TIMEOUT:
-                raise ToolError(self._with_notes(f"the MCP tool {original!r} gave no answer within {self.call_timeout:g} s; "
-                                                 "the call was abandoned")) from None
+                raise ToolError(
+                    self._with_notes(
+                        f"the MCP tool {original!r} gave no answer within {self.call_timeout:g} s; "
+                        "the call was abandoned"
+                    )
+                ) from None
             raise ToolError(self._with_notes(f"the MCP server refused the call: {exc.error.message}")) from None
         except (OSError, EOFError) as exc:
             return await self._crashed(exc)
@@ -401,9 +442,12 @@ class MCPTools(Tool):
     async def _crashed(self, exc: BaseException) -> ToolResult:
         await self._disconnect()
         self._restarts += 1
-        return ToolResult(error=self._with_notes(
-            f"the MCP server {self.spec.label} stopped answering ({_describe(exc)}){self._stderr_tail()}. "
-            "It will be started again at the next call; anything it held in memory is gone."))
+        return ToolResult(
+            error=self._with_notes(
+                f"the MCP server {self.spec.label} stopped answering ({_describe(exc)}){self._stderr_tail()}. "
+                "It will be started again at the next call; anything it held in memory is gone."
+            )
+        )
 
     def _with_notes(self, text: str) -> str:
         notes, self._notes = self._notes, []
@@ -441,8 +485,11 @@ class MCPTools(Tool):
         if structured is not None:
             metadata["structured"] = structured
         if result.is_error:
-            return ToolResult(error=text or "the MCP tool reported an error without a message", images=tuple(images),
-                              metadata=metadata)
+            return ToolResult(
+                error=text or "the MCP tool reported an error without a message",
+                images=tuple(images),
+                metadata=metadata,
+            )
         return ToolResult(output=text or "[the tool returned no content]", images=tuple(images), metadata=metadata)
 
     def _save(self, data: str, mime_type: str, kind: str) -> Path:

@@ -26,7 +26,6 @@ from harmony_agent.sandboxes import DockerSandbox, Execution, LocalSandbox, Sand
 from harmony_agent.sandboxes.docker import docker_client
 from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 from harmony_agent.sandboxes.local import bubblewrap_path
-
 from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult
 
 log = logging.getLogger("harmony_agent.python")
@@ -39,7 +38,12 @@ def tool_description(timeout: float) -> str:
     """harmony's python description, with the facts of this sandbox filled in."""
     text = ToolNamespaceConfig.python().description
     text = text.replace("120.0 seconds", f"{float(timeout)} seconds")  # harmony writes the default as 120.0
-    return re.sub(r"Internet access for this session is .*$", "Internet access for this session is disabled.", text, flags=re.DOTALL)
+    return re.sub(
+        r"Internet access for this session is .*$",
+        "Internet access for this session is disabled.",
+        text,
+        flags=re.DOTALL,
+    )
 
 
 def check_sandbox_choice(kind: str) -> str:
@@ -70,8 +74,10 @@ def choose_sandbox(kind: str = "auto", *, image: str = DEFAULT_IMAGE, timeout: f
         why = f"Docker answers but the image {image} is missing (build it with `harmony-agent sandbox build`)"
     if bubblewrap_path() is not None:
         return LocalSandbox(timeout=timeout), f"bubblewrap ({why})"
-    raise SandboxError(f"no sandbox is available for the python tool ({why}; bubblewrap is not installed either). "
-                       "Run `bash scripts/setup.sh`, or choose the unsandboxed kind explicitly if you accept the risk.")
+    raise SandboxError(
+        f"no sandbox is available for the python tool ({why}; bubblewrap is not installed either). "
+        "Run `bash scripts/setup.sh`, or choose the unsandboxed kind explicitly if you accept the risk."
+    )
 
 
 def extract_code(call: ToolCall) -> str:
@@ -111,8 +117,13 @@ def render_execution(execution: Execution) -> ToolResult:
     output = "\n".join(parts)
     if not output and error is None:
         output = "[no output: end the cell with an expression, or print() what you want to see]"
-    return ToolResult(output=output, error=error, files=execution.files, images=execution.images,
-                      metadata={"status": execution.status, "duration_s": execution.duration_s, "state_lost": execution.state_lost})
+    return ToolResult(
+        output=output,
+        error=error,
+        files=execution.files,
+        images=execution.images,
+        metadata={"status": execution.status, "duration_s": execution.duration_s, "state_lost": execution.state_lost},
+    )
 
 
 class PythonTool(Tool):
@@ -126,7 +137,9 @@ class PythonTool(Tool):
 
     namespace = "python"
 
-    def __init__(self, sandbox: Sandbox | str | None = None, *, timeout: float = 120.0, image: str = DEFAULT_IMAGE) -> None:
+    def __init__(
+        self, sandbox: Sandbox | str | None = None, *, timeout: float = 120.0, image: str = DEFAULT_IMAGE
+    ) -> None:
         self.timeout = timeout
         self.image = image
         self.namespace_description = tool_description(timeout)
@@ -138,11 +151,13 @@ class PythonTool(Tool):
         self._starting = asyncio.Lock()
         self._announced: Sandbox | None = None  # the sandbox whose kernel the model has been told of
 
-    def fresh(self) -> "PythonTool":
+    def fresh(self) -> PythonTool:
         """A new, unstarted PythonTool for another session (its own kernel and /mnt/data)."""
         if not isinstance(self._requested, str):
-            raise ToolError("this PythonTool was given a Sandbox instance, which one session owns; pass "
-                            "sandbox='auto', 'docker' or 'bubblewrap' to give each session a sandbox of its own")
+            raise ToolError(
+                "this PythonTool was given a Sandbox instance, which one session owns; pass "
+                "sandbox='auto', 'docker' or 'bubblewrap' to give each session a sandbox of its own"
+            )
         return PythonTool(self._requested, timeout=self.timeout, image=self.image)
 
     def descriptions(self) -> list[ToolDescription]:
@@ -155,8 +170,9 @@ class PythonTool(Tool):
         """Start the sandbox now (instead of at the first call); returns a line saying which one and why."""
         async with self._starting:
             if self.sandbox is None:
-                self.sandbox, self.choice = await asyncio.to_thread(choose_sandbox, str(self._requested), image=self.image,
-                                                                    timeout=self.timeout)
+                self.sandbox, self.choice = await asyncio.to_thread(
+                    choose_sandbox, str(self._requested), image=self.image, timeout=self.timeout
+                )
             await self.sandbox.start()
             line = f"python tool: {self.choice}; {self.sandbox.describe()}; kernel: {self.sandbox.describe_kernel()}"
             log.info(line)
@@ -179,8 +195,13 @@ class PythonTool(Tool):
             self._announced = self.sandbox
             if not self.sandbox.notebook:
                 output = "\n".join(p for p in (output, f"[python kernel: {self.sandbox.describe_kernel()}]") if p)
-        return ToolResult(output=output, error=result.error, files=result.files, images=result.images,
-                          metadata={**result.metadata, "sandbox": self.sandbox.kind, "kernel": self.sandbox.kernel_name})
+        return ToolResult(
+            output=output,
+            error=result.error,
+            files=result.files,
+            images=result.images,
+            metadata={**result.metadata, "sandbox": self.sandbox.kind, "kernel": self.sandbox.kernel_name},
+        )
 
     async def aclose(self) -> None:
         if self.sandbox is not None:

@@ -19,32 +19,58 @@ import signal
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harmony_agent.sandboxes import SandboxError
-from harmony_agent.sandboxes.images import DEFAULT_IMAGE
-
 from harmony_agent.cli import runs as cli_runs
-from harmony_agent.cli.options import (DEFAULTS, AllowOpt, AppOpt, HideAnalysisOpt, InstructionsOpt, JsonFlagGroup, JsonOpt, MaxStepsOpt,
-                          MaxTokensOpt, McpOpt, ModelOpt, QuietOpt, ReasoningOpt, RunOptions, SandboxOpt, SearchOpt, ToolsOpt,
-                          TranscriptOpt, UsageError, VerboseOpt, YesOpt, build_agent, given_flags, read_task_file,
-                          resolve_options)
-from harmony_agent.cli.turns import ApprovalPrompt, TurnDriver, interrupted
 from harmony_agent.cli.config import ConfigError, config_path, load_config
 from harmony_agent.cli.console import ConsoleView, JsonEventsView, QuietView, SilentView, make_console, result_object
+from harmony_agent.cli.options import (
+    DEFAULTS,
+    AllowOpt,
+    AppOpt,
+    HideAnalysisOpt,
+    InstructionsOpt,
+    JsonFlagGroup,
+    JsonOpt,
+    MaxStepsOpt,
+    MaxTokensOpt,
+    McpOpt,
+    ModelOpt,
+    QuietOpt,
+    ReasoningOpt,
+    RunOptions,
+    SandboxOpt,
+    SearchOpt,
+    ToolsOpt,
+    TranscriptOpt,
+    UsageError,
+    VerboseOpt,
+    YesOpt,
+    build_agent,
+    given_flags,
+    read_task_file,
+    resolve_options,
+)
+from harmony_agent.cli.turns import ApprovalPrompt, TurnDriver, interrupted
 from harmony_agent.models import ModelError
+from harmony_agent.sandboxes import SandboxError
+from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 from harmony_agent.transcript import TranscriptError, read_transcript
 
-EXIT_CODES = "Exit codes: 0 final answer · 1 a budget or the model ended the run · 2 bad input · 130 interrupted (Ctrl-C)."
+EXIT_CODES = (
+    "Exit codes: 0 final answer · 1 a budget or the model ended the run · 2 bad input · 130 interrupted (Ctrl-C)."
+)
 
 app = typer.Typer(
-    cls=JsonFlagGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+    cls=JsonFlagGroup,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help=f"Run gpt-oss agents that speak harmony. Defaults come from {config_path()} (or $HARMONY_AGENT_CONFIG); "
-         f"flags override it. {EXIT_CODES}",
+    f"flags override it. {EXIT_CODES}",
 )
 
 
@@ -59,8 +85,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Run gpt-oss agents that speak harmony."""
 
 
@@ -111,7 +140,9 @@ def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> Run
 @app.command(epilog=EXIT_CODES)
 def run(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="The task, a YAML task file (task, model, tools, ...), or - to read it from stdin."),
+    task: str = typer.Argument(
+        ..., help="The task, a YAML task file (task, model, tools, ...), or - to read it from stdin."
+    ),
     model: ModelOpt = DEFAULTS.model,
     tools: ToolsOpt = None,
     instructions: InstructionsOpt = None,
@@ -228,20 +259,29 @@ def chat(
 @app.command()
 def serve(
     model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m", help="The model every conversation uses."),
-    tools: Optional[list[str]] = typer.Option(None, "--tools", "-t", help="Built-in tools clients may ask for: python, browser, computer."),
+    tools: list[str] | None = typer.Option(
+        None, "--tools", "-t", help="Built-in tools clients may ask for: python, browser, computer."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HARMONY_AGENT_API_KEY", help="Require this bearer token."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="HARMONY_AGENT_API_KEY", help="Require this bearer token."
+    ),
     max_steps: int = typer.Option(20, "--max-steps", help="Most model generations per request."),
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."),
-    search: Optional[str] = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
-    allow: Optional[list[str]] = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
-    app_spec: Optional[list[str]] = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
-    approve: bool = typer.Option(False, "--approve", help="Each built-in tool call waits for approval on the chat page."),
+    sandbox: str | None = typer.Option(
+        None, "--sandbox", help="Where python runs: auto, docker, bubblewrap or unsandboxed."
+    ),
+    search: str | None = typer.Option(None, "--search", help="browser.search backend (see run --help)."),
+    allow: list[str] | None = typer.Option(None, "--allow", help="Domains or addresses the browser may reach."),
+    app_spec: list[str] | None = typer.Option(None, "--app", help="NAME=COMMAND the computer tool may launch."),
+    approve: bool = typer.Option(
+        False, "--approve", help="Each built-in tool call waits for approval on the chat page."
+    ),
 ) -> None:
     """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
     from harmony_agent.models import load_model
-    from harmony_agent.server import ServerConfig, serve as run_server
+    from harmony_agent.server import ServerConfig
+    from harmony_agent.server import serve as run_server
     from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, build_tools
 
     names = [part.strip() for value in tools or [] for part in value.split(",") if part.strip()]
@@ -259,16 +299,21 @@ def serve(
         raise _fail(exc) from None
     err = make_console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
-    err.print(f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
-              f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}")
+    err.print(
+        f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
+        f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}"
+    )
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
     config = ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve)
     run_server(config, host=host, port=port)
 
 
 @app.command()
-def replay(path: Path = typer.Argument(..., help="A transcript written with --transcript (or chat's /save)."),
-           hide_analysis: HideAnalysisOpt = False, verbose: VerboseOpt = False) -> None:
+def replay(
+    path: Path = typer.Argument(..., help="A transcript written with --transcript (or chat's /save)."),
+    hide_analysis: HideAnalysisOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Print a transcript the way the run looked."""
     if not path.is_file():
         raise _fail(f"no transcript at {path}" + (" (it is a directory)" if path.is_dir() else ""))
@@ -284,7 +329,9 @@ def replay(path: Path = typer.Argument(..., help="A transcript written with --tr
 
 @app.command()
 def doctor(
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."),
+    model: str | None = typer.Option(
+        None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."
+    ),
 ) -> None:
     """Report what is installed and working, with a fix for each failure."""
     from harmony_agent.cli.doctor import run_checks
@@ -296,7 +343,9 @@ def doctor(
     table.add_column("fix")
     failed_required = False
     for check in run_checks(model):
-        status = "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
+        status = (
+            "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
+        )
         failed_required |= check.required and not check.ok
         table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.hint))
     make_console().print(table)
@@ -309,15 +358,23 @@ app.add_typer(mcp_app, name="mcp")
 
 @mcp_app.command("serve")
 def mcp_serve(
-    tools: list[str] = typer.Option(["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."),
-    transport: str = typer.Option("stdio", "--transport", help="stdio, http (streamable HTTP at /mcp) or sse (at /sse, for vLLM's tool server)."),
+    tools: list[str] = typer.Option(
+        ["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."
+    ),
+    transport: str = typer.Option(
+        "stdio", "--transport", help="stdio, http (streamable HTTP at /mcp) or sse (at /sse, for vLLM's tool server)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (http, sse)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (http, sse)."),
     sandbox: SandboxOpt = None,
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
-    browser_actions: bool = typer.Option(True, "--browser-actions/--no-browser-actions", help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser)."),
+    browser_actions: bool = typer.Option(
+        True,
+        "--browser-actions/--no-browser-actions",
+        help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser).",
+    ),
 ) -> None:
     """Serve python, browser and computer over MCP; one set of tools per MCP session."""
     from harmony_agent.server.mcp import kinds_from, serve
@@ -338,7 +395,9 @@ def mcp_serve(
     _exit_cleanly_on_sigterm()
     if transport != "stdio":
         path = "mcp" if transport == "http" else "sse"
-        make_console(stderr=True).print(f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]")
+        make_console(stderr=True).print(
+            f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]"
+        )
     try:
         serve(factories, transport, host, port, browser_actions=browser_actions)
     except KeyboardInterrupt:
@@ -355,9 +414,13 @@ app.add_typer(sandbox_app, name="sandbox")
 
 @sandbox_app.command("build")
 def sandbox_build(
-    offline: bool = typer.Option(False, "--offline", help="Build from Debian packages (debootstrap) instead of pulling python:3.12-slim."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Build from Debian packages (debootstrap) instead of pulling python:3.12-slim."
+    ),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Tag of the image to build."),
-    mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror for --offline (default: the one apt uses here)."),
+    mirror: str | None = typer.Option(
+        None, "--mirror", help="Debian mirror for --offline (default: the one apt uses here)."
+    ),
 ) -> None:
     """Build the code-interpreter image that the Docker sandbox runs."""
     from harmony_agent.sandboxes.docker import docker_client
@@ -367,6 +430,7 @@ def sandbox_build(
     try:
         client = docker_client()
         with console.status(f"building {image}") as status:
+
             def progress(line: str) -> None:
                 status.update(f"building {escape(image)}: {escape(line[:100])}")
                 if not line.startswith("I: "):  # debootstrap's per-package chatter stays in the status line
@@ -395,4 +459,3 @@ def sandbox_clean() -> None:
 
 def main() -> None:  # pragma: no cover - console entry
     app()
-

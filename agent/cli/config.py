@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,14 +44,14 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Optional[str] = None
+    model: str | None = None
     tools: list[str] = Field(default_factory=list)
-    instructions: Optional[str] = None
-    reasoning: Optional[Literal["low", "medium", "high"]] = None
-    max_steps: Optional[int] = Field(default=None, ge=1)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
-    sandbox: Optional[Literal["auto", "docker", "bubblewrap", "unsandboxed"]] = None
-    search: Optional[str] = None
+    instructions: str | None = None
+    reasoning: Literal["low", "medium", "high"] | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    sandbox: Literal["auto", "docker", "bubblewrap", "unsandboxed"] | None = None
+    search: str | None = None
     allow: list[str] = Field(default_factory=list)
     apps: list[str] = Field(default_factory=list)
     #: ``ask`` puts each tool call to you; ``always`` approves them all (as ``--yes``).

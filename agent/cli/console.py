@@ -150,7 +150,9 @@ class ConsoleView:
             self._streamed_final.clear()
             tools = ", ".join(event.tools) or "none"
             c.print(f"[bold cyan]task[/bold cyan] {escape(event.task)}")
-            c.print(f"[dim]model {escape(event.model)} · tools {escape(tools)} · reasoning {escape(event.reasoning)}[/dim]")
+            c.print(
+                f"[dim]model {escape(event.model)} · tools {escape(tools)} · reasoning {escape(event.reasoning)}[/dim]"
+            )
         elif isinstance(event, ev.ToolCallEvent):
             if event.step not in self._streamed_calls:
                 c.print(f"[yellow]→ {escape(event.recipient)}[/yellow] {escape(shorten(event.content, 400))}")
@@ -174,7 +176,6 @@ class ConsoleView:
                 f"[dim]stop: {event.stop_reason} · steps {event.steps} · prompt {u.prompt_tokens} "
                 f"(prefilled {u.prefilled_tokens}) · generated {u.completion_tokens} tokens[/dim]"
             )
-
 
     def _print_sources(self, cited: list[ev.Source]) -> None:
         """The pages the answer cites, under it, so a person can follow each 【cursor†lines】 mark."""
@@ -226,8 +227,21 @@ class SilentView(QuietView):
 def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str | None = None) -> dict[str, Any]:
     """What ``--json`` prints: the outcome of a run, in one object (``sources``: the pages the answer cites)."""
     if end is None:
-        return {"final_text": None, "stop_reason": "interrupted" if error is None else "error", "steps": 0,
-                "usage": ev.Usage().model_dump(), "error": error, "transcript": transcript, "sources": []}
-    return {"final_text": end.final_text, "stop_reason": end.stop_reason, "steps": end.steps,
-            "usage": end.usage.model_dump(), "error": end.error, "transcript": transcript,
-            "sources": [source.model_dump() for source in end.sources]}
+        return {
+            "final_text": None,
+            "stop_reason": "interrupted" if error is None else "error",
+            "steps": 0,
+            "usage": ev.Usage().model_dump(),
+            "error": error,
+            "transcript": transcript,
+            "sources": [],
+        }
+    return {
+        "final_text": end.final_text,
+        "stop_reason": end.stop_reason,
+        "steps": end.steps,
+        "usage": end.usage.model_dump(),
+        "error": end.error,
+        "transcript": transcript,
+        "sources": [source.model_dump() for source in end.sources],
+    }

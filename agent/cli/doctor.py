@@ -6,9 +6,9 @@ import functools
 import importlib.util
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -28,13 +28,24 @@ def _vocabulary() -> Check:
         source = resolve_vocabulary()
         get_encoding()
     except (VocabularyError, Exception) as exc:  # harmony raises its own error types
-        return Check("vocabulary", False, str(exc), "pip install quicktok-v1, or set TIKTOKEN_ENCODINGS_BASE to a folder with o200k_base.tiktoken", True)
+        return Check(
+            "vocabulary",
+            False,
+            str(exc),
+            "pip install quicktok-v1, or set TIKTOKEN_ENCODINGS_BASE to a folder with o200k_base.tiktoken",
+            True,
+        )
     return Check("vocabulary", True, f"o200k_base from {source.kind} ({source.folder})", required=True)
 
 
 def _torch() -> Check:
     if importlib.util.find_spec("torch") is None:
-        return Check("torch", False, "not installed", "pip install torch==2.13.0 (CPU) or a CUDA build, then pip install 'harmony-agent[local]'")
+        return Check(
+            "torch",
+            False,
+            "not installed",
+            "pip install torch==2.13.0 (CPU) or a CUDA build, then pip install 'harmony-agent[local]'",
+        )
     import torch
 
     device = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only"
@@ -70,8 +81,12 @@ def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
             cuda = False
         mxfp4 = str((config.get("quantization_config") or {}).get("quant_method", "")).lower() == "mxfp4"
         # what TransformersModel would load: bf16 on the CPU, the stored dtype (MXFP4 kept) on a GPU
-        estimate = checkpoints.estimate_memory(config, checkpoints.checkpoint_tensors(model_id, location),
-                                               dtype_bytes=None if cuda else 2, dequantize=mxfp4 and not cuda)
+        estimate = checkpoints.estimate_memory(
+            config,
+            checkpoints.checkpoint_tensors(model_id, location),
+            dtype_bytes=None if cuda else 2,
+            dequantize=mxfp4 and not cuda,
+        )
         if estimate is not None:
             available, where = checkpoints.available_memory(cuda)
             fits = estimate.total_bytes <= available
@@ -103,14 +118,23 @@ def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
     try:
         path = resolve_gguf(repo)
     except ModelError:
-        return Check("llama.cpp backend", True, f"{detail}; {repo} not cached (about 13 GB to run; this machine has {total / 2**30:.0f} GiB)")
+        return Check(
+            "llama.cpp backend",
+            True,
+            f"{detail}; {repo} not cached (about 13 GB to run; this machine has {total / 2**30:.0f} GiB)",
+        )
     try:
         need = memory_needed(path)
     except Exception as exc:  # an unreadable header is reported, never fatal
         return Check("llama.cpp backend", False, f"{detail}; cannot read {path}: {exc}", f"hf download {repo} again")
     fits = need <= available
     summary = f"{path.name} needs {need / 2**30:.1f} GiB with a 16k context; {available / 2**30:.1f} of {total / 2**30:.0f} GiB free"
-    return Check("llama.cpp backend", fits, f"{detail}; {summary}", "" if fits else "close other programs, or lower n_ctx (llamacpp:FILE?n_ctx=4096)")
+    return Check(
+        "llama.cpp backend",
+        fits,
+        f"{detail}; {summary}",
+        "" if fits else "close other programs, or lower n_ctx (llamacpp:FILE?n_ctx=4096)",
+    )
 
 
 def _docker() -> Check:
@@ -120,27 +144,45 @@ def _docker() -> Check:
     try:
         version = docker_client(timeout=3).version().get("Version", "?")
     except SandboxError as exc:
-        return Check("docker engine", False, str(exc), "apt-get install docker.io && dockerd --bridge=none --iptables=false --ip-masq=false &")
+        return Check(
+            "docker engine",
+            False,
+            str(exc),
+            "apt-get install docker.io && dockerd --bridge=none --iptables=false --ip-masq=false &",
+        )
     return Check("docker engine", True, f"engine {version}")
 
 
 def _sandbox_image() -> Check:
+    from harmony_agent.sandboxes import SandboxError
     from harmony_agent.sandboxes.docker import docker_client
     from harmony_agent.sandboxes.images import DEFAULT_IMAGE, image_outdated
-    from harmony_agent.sandboxes import SandboxError
 
     try:
         client = docker_client(timeout=3)
     except SandboxError:
-        return Check("sandbox image", False, "no Docker engine to hold it", "start the engine first (see docker engine)")
+        return Check(
+            "sandbox image", False, "no Docker engine to hold it", "start the engine first (see docker engine)"
+        )
     try:
         image = client.images.get(DEFAULT_IMAGE)
     except Exception:
-        return Check("sandbox image", False, f"{DEFAULT_IMAGE} is missing", "harmony-agent sandbox build (or --offline without registry access)")
+        return Check(
+            "sandbox image",
+            False,
+            f"{DEFAULT_IMAGE} is missing",
+            "harmony-agent sandbox build (or --offline without registry access)",
+        )
     outdated = image_outdated(client)
     if outdated:  # e.g. built before the image held IPython: cells would run on the plain kernel
-        return Check("sandbox image", False, outdated, "harmony-agent sandbox build (or --offline), or bash scripts/setup.sh")
-    return Check("sandbox image", True, f"{DEFAULT_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)")
+        return Check(
+            "sandbox image", False, outdated, "harmony-agent sandbox build (or --offline), or bash scripts/setup.sh"
+        )
+    return Check(
+        "sandbox image",
+        True,
+        f"{DEFAULT_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)",
+    )
 
 
 def _browser() -> Check:
@@ -154,7 +196,12 @@ def _browser() -> Check:
     try:
         importlib.import_module("trafilatura")  # reader mode
     except ImportError as exc:
-        return Check("browser", False, f"Chromium at {found}, but reader mode is broken: {exc}", "pip install 'harmony-agent[browser]'")
+        return Check(
+            "browser",
+            False,
+            f"Chromium at {found}, but reader mode is broken: {exc}",
+            "pip install 'harmony-agent[browser]'",
+        )
     return Check("browser", True, f"Chromium at {found}; reader mode (trafilatura) works")
 
 

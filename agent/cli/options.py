@@ -16,16 +16,15 @@ it), add ``x: XOpt = DEFAULTS.x`` to the commands that take it, and use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from harmony_agent.tools.base import Tool
-
 from harmony_agent.cli.config import Config
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
+from harmony_agent.tools.base import Tool
 
 Reasoning = Literal["low", "medium", "high"]
 OutputMode = Literal["human", "quiet", "result", "events"]
@@ -42,18 +41,18 @@ class RunOptions(BaseModel):
 
     model: str = "openai/gpt-oss-20b"
     tools: list[str] = []
-    instructions: Optional[str] = None
+    instructions: str | None = None
     reasoning: Reasoning = "medium"
     max_steps: int = 20
     max_tokens: int = 4096
-    transcript: Optional[Path] = None
+    transcript: Path | None = None
     yes: bool = False
     hide_analysis: bool = False
     verbose: bool = False
     quiet: bool = False
-    json_mode: Optional[Literal["result", "events"]] = None
-    sandbox: Optional[str] = None
-    search: Optional[str] = None
+    json_mode: Literal["result", "events"] | None = None
+    sandbox: str | None = None
+    search: str | None = None
     allow: list[str] = []
     apps: list[str] = []
     mcp: list[Any] = []
@@ -69,40 +68,93 @@ class RunOptions(BaseModel):
 DEFAULTS = RunOptions()
 
 #: Keys a YAML task file may hold (besides ``task``).
-TASK_FILE_KEYS = {"task", "model", "tools", "instructions", "reasoning", "max_steps", "max_tokens", "sandbox", "search",
-                  "allow", "apps", "mcp"}
+TASK_FILE_KEYS = {
+    "task",
+    "model",
+    "tools",
+    "instructions",
+    "reasoning",
+    "max_steps",
+    "max_tokens",
+    "sandbox",
+    "search",
+    "allow",
+    "apps",
+    "mcp",
+}
 
 # -- the options, declared once -------------------------------------------------------------------------------------
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="gpt-oss:20b / gpt-oss:120b (Ollama here), 20b / 120b (hub ids), http(s)://server[#name], "
-    "ollama+http://server#name, transformers:ID_OR_PATH, scripted:FILE, policy:module:fn, or a hub id or folder.")]
-InstructionsOpt = Annotated[Optional[str], typer.Option("--instructions", "-i", help="Developer instructions.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="gpt-oss:20b / gpt-oss:120b (Ollama here), 20b / 120b (hub ids), http(s)://server[#name], "
+        "ollama+http://server#name, transformers:ID_OR_PATH, scripted:FILE, policy:module:fn, or a hub id or folder.",
+    ),
+]
+InstructionsOpt = Annotated[str | None, typer.Option("--instructions", "-i", help="Developer instructions.")]
 ReasoningOpt = Annotated[Reasoning, typer.Option("--reasoning", "-r", help="Reasoning effort.")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Most model generations in a turn (at least 1).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per generation (at least 1).")]
-TranscriptOpt = Annotated[Optional[Path], typer.Option("--transcript", help="Append the run's events to this JSONL file.")]
+TranscriptOpt = Annotated[Path | None, typer.Option("--transcript", help="Append the run's events to this JSONL file.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve every tool call without asking.")]
 HideAnalysisOpt = Annotated[bool, typer.Option("--hide-analysis", help="Do not print the model's analysis.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print long tool results whole (they are shortened on screen).")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print long tool results whole (they are shortened on screen).")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")]
-JsonOpt = Annotated[Optional[str], typer.Option(
-    "--json", metavar="[=events]", show_default=False,
-    help="Print one JSON object at the end (final_text, stop_reason, steps, usage, error, transcript); "
-    "--json=events prints every event as a JSON line instead.")]
-SandboxOpt = Annotated[Optional[str], typer.Option(
-    "--sandbox", metavar="auto|docker|bubblewrap|unsandboxed", help="Where python runs (auto: Docker, else bubblewrap).")]
-SearchOpt = Annotated[Optional[str], typer.Option(
-    "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL].")]
-AllowOpt = Annotated[Optional[list[str]], typer.Option(
-    "--allow", help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1, or 127.0.0.1:8000 for "
-                    "one port) are allowed although private.",
-    show_default=False)]
-AppOpt = Annotated[Optional[list[str]], typer.Option(
-    "--app", help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default).", show_default=False)]
-McpOpt = Annotated[Optional[list[str]], typer.Option(
-    "--mcp", help="An MCP server's tools: stdio:COMMAND ARGS, http(s)://HOST:PORT/mcp, sse:URL, or NAMESPACE=SPEC "
-                  "(repeatable).", show_default=False)]
+JsonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--json",
+        metavar="[=events]",
+        show_default=False,
+        help="Print one JSON object at the end (final_text, stop_reason, steps, usage, error, transcript); "
+        "--json=events prints every event as a JSON line instead.",
+    ),
+]
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox",
+        metavar="auto|docker|bubblewrap|unsandboxed",
+        help="Where python runs (auto: Docker, else bubblewrap).",
+    ),
+]
+SearchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--search", help="browser.search backend: duckduckgo, searxng:URL, exa, you, tavily, local:FOLDER[@BASE_URL]."
+    ),
+]
+AllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow",
+        help="Let the browser reach only these domains; IPs/CIDRs (e.g. 127.0.0.1, or 127.0.0.1:8000 for "
+        "one port) are allowed although private.",
+        show_default=False,
+    ),
+]
+AppOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--app",
+        help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default).",
+        show_default=False,
+    ),
+]
+McpOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mcp",
+        help="An MCP server's tools: stdio:COMMAND ARGS, http(s)://HOST:PORT/mcp, sse:URL, or NAMESPACE=SPEC "
+        "(repeatable).",
+        show_default=False,
+    ),
+]
 
 
 #: Commands whose ``--json`` may stand alone or take ``=events``.
@@ -121,6 +173,7 @@ class JsonFlagGroup(typer.core.TyperGroup):
 
 
 # -- layering ----------------------------------------------------------------------------------------------------------
+
 
 def _split(values: Any) -> list[str]:
     """Comma-separated or repeated values (or a YAML list) as one flat list."""
@@ -186,7 +239,7 @@ def _check_paths(options: RunOptions) -> None:
         except OSError as exc:
             raise UsageError(f"cannot write transcript {path}: {exc.strerror or exc}") from None
     if options.search and options.search.startswith("local:"):
-        folder = options.search[len("local:"):].partition("@")[0]
+        folder = options.search[len("local:") :].partition("@")[0]
         if not folder or not Path(folder).is_dir():
             raise UsageError(f"--search local: folder {folder!r} does not exist or is not a folder")
 
@@ -217,17 +270,28 @@ def read_task_file(path: Path) -> dict[str, Any]:
 
 # -- tools ---------------------------------------------------------------------------------------------------------------
 
-ToolsOpt = Annotated[Optional[list[str]], typer.Option(
-    "--tools", "-t", show_default=False,
-    help=f"Tools: built-in names ({', '.join(BUILTIN_TOOLS)}) or module:function; comma-separated or repeated.")]
+ToolsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tools",
+        "-t",
+        show_default=False,
+        help=f"Tools: built-in names ({', '.join(BUILTIN_TOOLS)}) or module:function; comma-separated or repeated.",
+    ),
+]
 
 
 def load_tools(specs: list[str], options: RunOptions | None = None) -> list[Tool]:
     """Tools from names (built-ins) or ``module:attribute``, and the MCP servers of the options (see agent.toolbox)."""
     options = options or DEFAULTS
-    tool_options = ToolOptions(sandbox=options.sandbox, search=options.search, allow=options.allow, apps=options.apps,
-                               mcp=options.mcp, screenshots=options.transcript.with_suffix(".screenshots")
-                               if options.transcript else None)
+    tool_options = ToolOptions(
+        sandbox=options.sandbox,
+        search=options.search,
+        allow=options.allow,
+        apps=options.apps,
+        mcp=options.mcp,
+        screenshots=options.transcript.with_suffix(".screenshots") if options.transcript else None,
+    )
     try:
         return build_tools(specs, tool_options, search_path=Path.cwd())
     except ToolSpecError as exc:
@@ -241,8 +305,15 @@ def build_agent(options: RunOptions, approve: Any = None):
 
     try:
         tools = load_tools(options.tools, options)
-        return Agent(load_model(options.model), tools=tools, instructions=options.instructions, reasoning=options.reasoning,
-                     max_steps=options.max_steps, max_tokens=options.max_tokens, transcript=options.transcript,
-                     approve=approve)
+        return Agent(
+            load_model(options.model),
+            tools=tools,
+            instructions=options.instructions,
+            reasoning=options.reasoning,
+            max_steps=options.max_steps,
+            max_tokens=options.max_tokens,
+            transcript=options.transcript,
+            approve=approve,
+        )
     except (ModelError, ValueError) as exc:
         raise UsageError(str(exc)) from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.live import Live
@@ -40,9 +39,11 @@ def _status(progress: BatchProgress) -> str:
     if progress.last is not None:
         mark = "[green]passed[/green]" if progress.last.passed else "[red]failed[/red]"
         last = f" · last: {escape(progress.last.id)} {mark}"
-    return (f"[bold]{progress.done}/{progress.total}[/bold] done · {progress.running} running · "
-            f"[green]{progress.passed} passed[/green] · [red]{progress.failed} failed[/red]"
-            f"{f' · {progress.skipped} resumed' if progress.skipped else ''} · {progress.elapsed_s:.0f} s{last}")
+    return (
+        f"[bold]{progress.done}/{progress.total}[/bold] done · {progress.running} running · "
+        f"[green]{progress.passed} passed[/green] · [red]{progress.failed} failed[/red]"
+        f"{f' · {progress.skipped} resumed' if progress.skipped else ''} · {progress.elapsed_s:.0f} s{last}"
+    )
 
 
 def results_table(results: list[TaskResult]) -> Table:
@@ -54,30 +55,61 @@ def results_table(results: list[TaskResult]) -> Table:
         verdict = "[green]pass[/green]" if r.passed else "[red]fail[/red]"
         name = r.id + (f" #{r.repeat}" if r.repeat > 1 else "")
         detail = f"{checks}" + (f" · {escape(r.error[:80])}" if r.error else "")
-        table.add_row(escape(name), verdict, detail, r.stop_reason or "—", str(r.steps),
-                      str(r.prompt_tokens + r.completion_tokens), f"{r.wall_s:.1f} s")
+        table.add_row(
+            escape(name),
+            verdict,
+            detail,
+            r.stop_reason or "—",
+            str(r.steps),
+            str(r.prompt_tokens + r.completion_tokens),
+            f"{r.wall_s:.1f} s",
+        )
     return table
 
 
 def batch(
     paths: list[Path] = typer.Argument(..., help="Task files or folders of them."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for tasks that name none."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model for tasks that name none."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", min=1, help="Tasks run at once."),
     repeat: int = typer.Option(1, "--repeat", min=1, help="Run each task this many times and report its pass rate."),
-    output: Path = typer.Option(Path("runs/batch"), "--output", "-o", help="Folder for results.jsonl, transcripts and the report."),
+    output: Path = typer.Option(
+        Path("runs/batch"), "--output", "-o", help="Folder for results.jsonl, transcripts and the report."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Skip tasks already in the output's results.jsonl."),
     report: bool = typer.Option(False, "--report", help="Write output/report.html at the end."),
-    ray: bool = typer.Option(False, "--ray", help="Run each task as a Ray task (a local Ray instance unless --ray-address)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Address of a Ray cluster (implies --ray)."),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run each task as a Ray task (a local Ray instance unless --ray-address)."
+    ),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Address of a Ray cluster (implies --ray)."),
 ) -> None:
     """Run task files as a batch: checks, live progress, a results file, a summary; exit 0 only if all passed."""
-    raise typer.Exit(run_batch_command(paths, model=model, concurrency=concurrency, repeat=repeat, output=output,
-                                       resume=resume, report=report, ray=ray or bool(ray_address), ray_address=ray_address))
+    raise typer.Exit(
+        run_batch_command(
+            paths,
+            model=model,
+            concurrency=concurrency,
+            repeat=repeat,
+            output=output,
+            resume=resume,
+            report=report,
+            ray=ray or bool(ray_address),
+            ray_address=ray_address,
+        )
+    )
 
 
-def run_batch_command(paths: list[Path], *, model: str | None = None, concurrency: int = 1, repeat: int = 1,
-                      output: Path = Path("runs/batch"), resume: bool = False, report: bool = False, ray: bool = False,
-                      ray_address: str | None = None) -> int:
+def run_batch_command(
+    paths: list[Path],
+    *,
+    model: str | None = None,
+    concurrency: int = 1,
+    repeat: int = 1,
+    output: Path = Path("runs/batch"),
+    resume: bool = False,
+    report: bool = False,
+    ray: bool = False,
+    ray_address: str | None = None,
+) -> int:
     """The batch command's work (``run`` hands task lists and folders here too); returns the exit code."""
     try:
         specs = load_tasks(paths)
@@ -91,6 +123,7 @@ def run_batch_command(paths: list[Path], *, model: str | None = None, concurrenc
     results_path = output / "results.jsonl"
     started = time.monotonic()
     with Live(console=console, refresh_per_second=4, transient=True) as live:
+
         def show(progress: BatchProgress) -> None:
             live.update(_status(progress))
 
@@ -98,17 +131,37 @@ def run_batch_command(paths: list[Path], *, model: str | None = None, concurrenc
             if ray:
                 from harmony_agent.runs.ray import run_batch_on_ray
 
-                results = run_batch_on_ray(specs, factory, results=results_path, transcripts=output / "runs",
-                                           repeat=repeat, resume=resume, address=ray_address, progress=show)
+                results = run_batch_on_ray(
+                    specs,
+                    factory,
+                    results=results_path,
+                    transcripts=output / "runs",
+                    repeat=repeat,
+                    resume=resume,
+                    address=ray_address,
+                    progress=show,
+                )
             else:
-                results = asyncio.run(run_batch(specs, factory, results=results_path, transcripts=output / "runs",
-                                                concurrency=concurrency, repeat=repeat, resume=resume, progress=show))
+                results = asyncio.run(
+                    run_batch(
+                        specs,
+                        factory,
+                        results=results_path,
+                        transcripts=output / "runs",
+                        concurrency=concurrency,
+                        repeat=repeat,
+                        resume=resume,
+                        progress=show,
+                    )
+                )
         except KeyboardInterrupt:
             err.print(f"[yellow]interrupted[/yellow]: finished results are in {results_path}; --resume goes on")
             return 130
     console.print(results_table(results))
     totals = summary(results)
-    console.print(f"{totals['passed']} of {totals['runs']} passed in {time.monotonic() - started:.1f} s · results: {results_path}")
+    console.print(
+        f"{totals['passed']} of {totals['runs']} passed in {time.monotonic() - started:.1f} s · results: {results_path}"
+    )
     if repeat > 1:
         for task, row in totals["tasks"].items():  # type: ignore[union-attr]
             console.print(f"  {escape(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
@@ -119,7 +172,7 @@ def run_batch_command(paths: list[Path], *, model: str | None = None, concurrenc
 
 def report(
     source: Path = typer.Argument(..., help="A transcript (--transcript) or a batch's results.jsonl."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the HTML (default: beside it)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the HTML (default: beside it)."),
 ) -> None:
     """Write a self-contained HTML report of a run or a batch."""
     if not source.is_file():
@@ -132,9 +185,13 @@ def report(
 
 
 def demo(
-    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the results, transcripts and report."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Run the demo tasks with this model instead of the stand-ins."),
-    tools: Optional[str] = typer.Option(None, "--tools", help="Comma-separated subset of python,browser,computer."),
+    output: Path = typer.Option(
+        Path("runs/demo"), "--output", "-o", help="Folder for the results, transcripts and report."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Run the demo tasks with this model instead of the stand-ins."
+    ),
+    tools: str | None = typer.Option(None, "--tools", help="Comma-separated subset of python,browser,computer."),
 ) -> None:
     """Short checked episodes through the real python, browser and desktop tools, then a report."""
     from harmony_agent.runs.demo import DEMO_TOOLS, run_demo
@@ -144,8 +201,10 @@ def demo(
     if unknown:
         raise _fail(f"unknown demo tool(s) {', '.join(unknown)}; choose from {', '.join(DEMO_TOOLS)}")
     if model is None:
-        console.print("[bold]A stand-in policy plays gpt-oss in these episodes[/bold] (no weights needed); "
-                      "the python sandbox, Chromium and the virtual desktop are real.")
+        console.print(
+            "[bold]A stand-in policy plays gpt-oss in these episodes[/bold] (no weights needed); "
+            "the python sandbox, Chromium and the virtual desktop are real."
+        )
     try:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             results, page = run_demo(output, tools=chosen, model=model, progress=lambda p: live.update(_status(p)))
@@ -153,9 +212,11 @@ def demo(
         raise _fail(exc) from None
     console.print(results_table(results))
     console.print(f"report: {page}")
-    console.print("With real gpt-oss: [bold]harmony-agent batch examples/tasks --model http://localhost:8000/v1[/bold] "
-                  "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. The browser task "
-                  "needs the local site: SITE=http://127.0.0.1:PORT after `python -m examples.local_site`.")
+    console.print(
+        "With real gpt-oss: [bold]harmony-agent batch examples/tasks --model http://localhost:8000/v1[/bold] "
+        "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. The browser task "
+        "needs the local site: SITE=http://127.0.0.1:PORT after `python -m examples.local_site`."
+    )
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
 
 

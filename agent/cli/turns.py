@@ -22,12 +22,11 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.markup import escape
 
-from harmony_agent.tools.base import ToolCall
-
 from harmony_agent import events as ev
 from harmony_agent.cli.console import shorten
 from harmony_agent.loop import RunResult
 from harmony_agent.runtime import LoopThread
+from harmony_agent.tools.base import ToolCall
 
 #: Seconds between spinner updates while waiting for the next event.
 _TICK_S = 0.1
@@ -71,7 +70,9 @@ class ApprovalPrompt:
         if key in self.always:
             return True
         if self.show_call:
-            self.console.print(f"[yellow]{escape(call.recipient)}[/yellow] wants to run: {escape(shorten(call.content, 800))}")
+            self.console.print(
+                f"[yellow]{escape(call.recipient)}[/yellow] wants to run: {escape(shorten(call.content, 800))}"
+            )
         while True:
             try:
                 answer = self._read(self.QUESTION.format(key=escape(key))).strip().lower()
@@ -107,7 +108,7 @@ class TurnDriver:
     async def approve(self, call: ToolCall) -> bool | str:
         """The agent's approval hook (runs on the session's loop): ask on the main thread, wait for the answer."""
         if self.prompt is None or not self.interactive or self._queue is None:
-            return "not approved: no terminal to ask on (pass --yes, or approve = \"always\" in the config file)"
+            return 'not approved: no terminal to ask on (pass --yes, or approve = "always" in the config file)'
         answer: concurrent.futures.Future[bool | str] = concurrent.futures.Future()
         self._queue.put(("approval", (call, answer)))
         return await asyncio.wrap_future(answer)

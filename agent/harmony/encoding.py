@@ -122,18 +122,14 @@ def system_message(
     if date is None:
         date = _dt.date.today()
     content = (
-        SystemContent.new()
-        .with_reasoning_effort(reasoning_effort(reasoning))
-        .with_conversation_start_date(str(date))
+        SystemContent.new().with_reasoning_effort(reasoning_effort(reasoning)).with_conversation_start_date(str(date))
     )
     for namespace in builtin_tools:
         content = content.with_tools(namespace)
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 
-def developer_message(
-    instructions: str | None, function_tools: Sequence[ToolDescription] = ()
-) -> Message | None:
+def developer_message(instructions: str | None, function_tools: Sequence[ToolDescription] = ()) -> Message | None:
     """The developer message, or None when there is nothing to say in it."""
     if not instructions and not function_tools:
         return None
@@ -151,7 +147,9 @@ def user_message(text: str) -> Message:
 
 def render_prompt(messages: Sequence[Message]) -> list[int]:
     """Render whole messages and open the assistant's turn (used once per conversation)."""
-    return list(get_encoding().render_conversation_for_completion(Conversation.from_messages(list(messages)), Role.ASSISTANT))
+    return list(
+        get_encoding().render_conversation_for_completion(Conversation.from_messages(list(messages)), Role.ASSISTANT)
+    )
 
 
 def render_message(message: Message) -> list[int]:

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 from openai_harmony import HarmonyError, Message, Role, StreamableParser
 
-from harmony_agent.harmony.encoding import MESSAGE, MESSAGE_END_TOKENS, START, assistant_prefix, decode_lossy, get_encoding
+from harmony_agent.harmony.encoding import (
+    MESSAGE,
+    MESSAGE_END_TOKENS,
+    START,
+    assistant_prefix,
+    decode_lossy,
+    get_encoding,
+)
 
 JSON_CONSTRAINT = "<|constrain|>json"
 
@@ -230,4 +237,3 @@ def parse_conversation(tokens: Sequence[int]) -> list[Message]:
             parser = StreamableParser(get_encoding(), role=None)
     messages = [normalize(m) if m.author.role == Role.ASSISTANT else m for m in parser.messages]
     return messages
-

@@ -103,8 +103,12 @@ def _fold_all_of(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_null(variant: Any) -> bool:
-    return isinstance(variant, dict) and (variant.get("type") == "null" or variant.get("type") == ["null"]
-                                          or variant.get("enum") == [None] or ("const" in variant and variant["const"] is None))
+    return isinstance(variant, dict) and (
+        variant.get("type") == "null"
+        or variant.get("type") == ["null"]
+        or variant.get("enum") == [None]
+        or ("const" in variant and variant["const"] is None)
+    )
 
 
 def _plain_primitive(variant: dict[str, Any]) -> str | None:
@@ -155,14 +159,29 @@ def _describe_enum(node: dict[str, Any]) -> dict[str, Any]:
     if len(strings) == len(values):
         return {**node, "type": "string"} if "type" not in node else node
     # harmony renders only string enums; keep the allowed values where the model reads them.
-    allowed = "Allowed values: " + ", ".join("null" if v is None else repr(v) if isinstance(v, str) else str(v).lower()
-                                              if isinstance(v, bool) else str(v) for v in values) + "."
+    allowed = (
+        "Allowed values: "
+        + ", ".join(
+            "null"
+            if v is None
+            else repr(v)
+            if isinstance(v, str)
+            else str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+            for v in values
+        )
+        + "."
+    )
     description = node.get("description")
     result = {k: v for k, v in node.items() if k != "enum"}
     result["description"] = f"{description} {allowed}" if description else allowed
     if "type" not in result:
-        types = {"boolean" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "string"
-                 for v in values if v is not None}
+        types = {
+            "boolean" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "string"
+            for v in values
+            if v is not None
+        }
         if len(types) == 1:
             result["type"] = types.pop()
     return result

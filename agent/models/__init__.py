@@ -35,10 +35,12 @@ SHORTCUTS = {
     "120b": "openai/gpt-oss-120b",
 }
 #: Every form of spec load_model accepts, for error messages and help.
-SPEC_FORMS = ("gpt-oss:20b or gpt-oss:120b (Ollama at 127.0.0.1:11434), 20b or 120b (openai/gpt-oss-*), "
-              "http(s)://server[#model], ollama+http://server#model, transformers:ID_OR_PATH, a hub id "
-              "(openai/gpt-oss-20b) or local folder, llamacpp:PATH.gguf or llamacpp:REPO_ID[:FILE], scripted:FILE, "
-              "or policy:module:function")
+SPEC_FORMS = (
+    "gpt-oss:20b or gpt-oss:120b (Ollama at 127.0.0.1:11434), 20b or 120b (openai/gpt-oss-*), "
+    "http(s)://server[#model], ollama+http://server#model, transformers:ID_OR_PATH, a hub id "
+    "(openai/gpt-oss-20b) or local folder, llamacpp:PATH.gguf or llamacpp:REPO_ID[:FILE], scripted:FILE, "
+    "or policy:module:function"
+)
 
 
 def load_model(spec: str | Model, **kwargs: Any) -> Model:
@@ -77,7 +79,9 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
         return OpenAICompatibleModel(base, model=model or None, flavor="ollama", **kwargs)
     if spec.startswith(("http://", "https://")):
         base, _, model = spec.partition("#")
-        return OpenAICompatibleModel(base, model=model or None, api_key=os.environ.get("HARMONY_AGENT_API_KEY"), **kwargs)
+        return OpenAICompatibleModel(
+            base, model=model or None, api_key=os.environ.get("HARMONY_AGENT_API_KEY"), **kwargs
+        )
     if spec.startswith("llamacpp:") or (spec.endswith(".gguf") and Path(spec).is_file()):
         from harmony_agent.models.llamacpp import load_llamacpp
 
@@ -92,6 +96,7 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
 
 
 __all__ = [
+    "SHORTCUTS",
     "GenerationStats",
     "LlamaCppModel",
     "Model",
@@ -99,7 +104,6 @@ __all__ = [
     "OpenAICompatibleModel",
     "PolicyModel",
     "Retry",
-    "SHORTCUTS",
     "SamplingParams",
     "ScriptedModel",
     "TransformersModel",

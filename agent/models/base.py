@@ -82,9 +82,7 @@ class Model(ABC):
         """
 
     @abstractmethod
-    def generate(
-        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
-    ) -> AsyncIterator[int]:
+    def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
         """Stream generated token ids.
 
         The stream ends after a stop token (which is yielded) or when

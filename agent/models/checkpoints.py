@@ -28,8 +28,20 @@ from typing import Any
 from harmony_agent.models.base import ModelError
 
 #: bytes per element of the safetensors dtypes a checkpoint may use
-DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-               "F8_E4M3": 1, "F8_E5M2": 1}
+DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 #: values a block holds; one scale byte per block
 MXFP4_BLOCK = 32
@@ -51,9 +63,17 @@ RELEASED = {
     "openai/gpt-oss-120b": {"model_type": "gpt_oss", "num_hidden_layers": 36, "num_local_experts": 128},
 }
 for _config in RELEASED.values():
-    _config.update(hidden_size=2880, intermediate_size=2880, num_attention_heads=64, num_key_value_heads=8,
-                   head_dim=64, vocab_size=201088, tie_word_embeddings=False, torch_dtype="bfloat16",
-                   quantization_config={"quant_method": "mxfp4"})
+    _config.update(
+        hidden_size=2880,
+        intermediate_size=2880,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=201088,
+        tie_word_embeddings=False,
+        torch_dtype="bfloat16",
+        quantization_config={"quant_method": "mxfp4"},
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,9 @@ def read_safetensors_header(path: str | os.PathLike) -> list[Tensor]:
             header = json.loads(f.read(size))
         except ValueError as exc:
             raise ModelError(f"{path} has an unreadable safetensors header: {exc}") from None
-    return [Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in header.items() if name != "__metadata__"]
+    return [
+        Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in header.items() if name != "__metadata__"
+    ]
 
 
 def folder_tensors(folder: str | os.PathLike) -> list[Tensor] | None:
@@ -133,7 +155,11 @@ def gpt_oss_parameters(config: dict[str, Any]) -> tuple[int, int]:
     """(expert weights, every other parameter) of a gpt-oss config, counted from its shapes."""
     hidden, inter = config["hidden_size"], config["intermediate_size"]
     experts, layers = config["num_local_experts"], config["num_hidden_layers"]
-    heads, kv, head_dim = config["num_attention_heads"], config["num_key_value_heads"], config.get("head_dim") or hidden // config["num_attention_heads"]
+    heads, kv, head_dim = (
+        config["num_attention_heads"],
+        config["num_key_value_heads"],
+        config.get("head_dim") or hidden // config["num_attention_heads"],
+    )
     vocab = config["vocab_size"]
     q_and_o = 2 * hidden * heads * head_dim + heads * head_dim + hidden  # weights, q's bias, o's bias
     k_and_v = 2 * (hidden * kv * head_dim + kv * head_dim)
@@ -146,17 +172,27 @@ def gpt_oss_parameters(config: dict[str, Any]) -> tuple[int, int]:
     return layers * expert_weights, layers * per_layer_other + embeddings + hidden
 
 
-def estimate_memory(config: dict[str, Any], tensors: list[Tensor] | None, *, dtype_bytes: int | None, dequantize: bool) -> MemoryEstimate | None:
+def estimate_memory(
+    config: dict[str, Any], tensors: list[Tensor] | None, *, dtype_bytes: int | None, dequantize: bool
+) -> MemoryEstimate | None:
     """Memory the weights need once loaded, from the headers when present, else from a gpt-oss config.
 
     ``dtype_bytes`` is the width the loader converts floating weights to (None: as stored);
     ``dequantize`` says whether MXFP4 experts are expanded to that width or kept packed.
     """
     mxfp4 = _quant_method(config) == "mxfp4"
-    width = "stored dtypes" if dtype_bytes is None else {1: "8-bit", 2: "bfloat16", 4: "float32"}.get(dtype_bytes, f"{dtype_bytes}-byte")
-    how = width + (", MXFP4 experts dequantized" if mxfp4 and dequantize else ", MXFP4 experts kept quantized" if mxfp4 else "")
+    width = (
+        "stored dtypes"
+        if dtype_bytes is None
+        else {1: "8-bit", 2: "bfloat16", 4: "float32"}.get(dtype_bytes, f"{dtype_bytes}-byte")
+    )
+    how = width + (
+        ", MXFP4 experts dequantized" if mxfp4 and dequantize else ", MXFP4 experts kept quantized" if mxfp4 else ""
+    )
     if tensors:
-        return MemoryEstimate(sum(_loaded_bytes(t, dtype_bytes, dequantize) for t in tensors), how, "safetensors headers")
+        return MemoryEstimate(
+            sum(_loaded_bytes(t, dtype_bytes, dequantize) for t in tensors), how, "safetensors headers"
+        )
     if config.get("model_type") != "gpt_oss":
         return None
     experts, other = gpt_oss_parameters(config)
@@ -187,8 +223,10 @@ def _ram_available() -> int:
         free = int(psutil.virtual_memory().available)
     except ImportError:
         free = _meminfo_available()
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path(limit_file).read_text().strip()
             usage = int(Path(usage_file).read_text())
@@ -224,8 +262,10 @@ def check_fits(name: str, estimate: MemoryEstimate, available: int, where: str) 
 def describe(estimate: MemoryEstimate, available: int, where: str) -> str:
     """One line for ``doctor``: the need, what is free, and whether it fits."""
     verdict = "fits" if estimate.total_bytes <= available else "does NOT fit"
-    return (f"needs ~{estimate.total_bytes / GB:.1f} GB ({estimate.how}); {where} has "
-            f"{available / GB:.1f} GB available: {verdict}")
+    return (
+        f"needs ~{estimate.total_bytes / GB:.1f} GB ({estimate.how}); {where} has "
+        f"{available / GB:.1f} GB available: {verdict}"
+    )
 
 
 # --- where the files are -------------------------------------------------
@@ -244,8 +284,10 @@ class Location:
 
 
 def how_to_get(model_id: str) -> str:
-    return (f"download it where the hub is reachable (hf download {model_id}) and copy the Hugging Face cache here, "
-            "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1")
+    return (
+        f"download it where the hub is reachable (hf download {model_id}) and copy the Hugging Face cache here, "
+        "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1"
+    )
 
 
 def hub_offline() -> bool:
@@ -303,12 +345,16 @@ def locate(model_id: str) -> Location:
     cached = cached_folder(model_id)
     if hub_offline():
         if cached is None:
-            raise ModelError(f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {how_to_get(model_id)}")
+            raise ModelError(
+                f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {how_to_get(model_id)}"
+            )
         return Location(model_id, cached, True)
     problem = hub_problem(model_id)
     if problem is not None:
         if cached is None:
-            raise ModelError(f"{model_id} is not in the local Hugging Face cache and the hub cannot be reached ({problem}): {how_to_get(model_id)}")
+            raise ModelError(
+                f"{model_id} is not in the local Hugging Face cache and the hub cannot be reached ({problem}): {how_to_get(model_id)}"
+            )
         return Location(model_id, cached, True)
     return Location(model_id, cached, False)
 
@@ -344,4 +390,8 @@ def checkpoint_tensors(model_id: str, location: Location | None) -> list[Tensor]
         meta = HfApi().get_safetensors_metadata(model_id, timeout=10)
     except Exception:  # no safetensors on the hub, a gated repo: estimate from the config instead
         return None
-    return [Tensor(name, info.dtype, tuple(info.shape)) for f in meta.files_metadata.values() for name, info in f.tensors.items()]
+    return [
+        Tensor(name, info.dtype, tuple(info.shape))
+        for f in meta.files_metadata.values()
+        for name, info in f.tensors.items()
+    ]

@@ -186,7 +186,9 @@ class OpenAICompatibleModel(Model):
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         # One client per event loop: an httpx client's connections belong to the loop that opened them.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- connections -------------------------------------------------------------------
 
@@ -209,7 +211,9 @@ class OpenAICompatibleModel(Model):
         return delay
 
     @contextlib.asynccontextmanager
-    async def _open(self, method: str, path: str, payload: dict[str, Any] | None = None) -> AsyncIterator[httpx.Response]:
+    async def _open(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> AsyncIterator[httpx.Response]:
         """A response with a 2xx status, its body still streaming; retried as the module says."""
         url = f"{self.base_url}{path}"
         client = self._client()
@@ -222,7 +226,9 @@ class OpenAICompatibleModel(Model):
             except RETRY_ERRORS as exc:
                 reason = f"could not reach the model server at {url}: {type(exc).__name__}: {exc}"
             except httpx.TimeoutException as exc:
-                raise ModelError(f"the model server at {url} did not answer within {self._timeout.read:g} s ({type(exc).__name__})") from exc
+                raise ModelError(
+                    f"the model server at {url} did not answer within {self._timeout.read:g} s ({type(exc).__name__})"
+                ) from exc
             except httpx.HTTPError as exc:
                 raise ModelError(f"request to the model server at {url} failed: {type(exc).__name__}: {exc}") from exc
             else:
@@ -245,7 +251,9 @@ class OpenAICompatibleModel(Model):
                 retry_after = _retry_after(response.headers)
                 if retry_after is not None and retry_after > self.max_backoff:
                     raise ServerStatusError(
-                        f"{reason} (Retry-After {retry_after:g} s is longer than max_backoff {self.max_backoff:g} s)", response.status_code)
+                        f"{reason} (Retry-After {retry_after:g} s is longer than max_backoff {self.max_backoff:g} s)",
+                        response.status_code,
+                    )
             if attempt >= self.retries:
                 message = reason + (f" (gave up after {attempt + 1} attempts)" if attempt else "")
                 raise ServerStatusError(message, status) if status else ModelError(message)
@@ -294,20 +302,32 @@ class OpenAICompatibleModel(Model):
             return sampling.max_tokens
         room = min(window, self.context_window) - prompt_len
         if room < 1:
-            raise ModelError(f"the prompt ({prompt_len} tokens) fills the model server's context window ({window} tokens)")
+            raise ModelError(
+                f"the prompt ({prompt_len} tokens) fills the model server's context window ({window} tokens)"
+            )
         return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
 
     # -- generation ----------------------------------------------------------------------
 
-    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         self.last_stats = stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt))
         if not self._started:
             await self.start()
         max_tokens = self._max_tokens(len(prompt), sampling)
         if self.flavor == "openai":
-            path, payload, parse = "/v1/completions", self._openai_payload(prompt, stop, sampling, max_tokens), self._parse_openai
+            path, payload, parse = (
+                "/v1/completions",
+                self._openai_payload(prompt, stop, sampling, max_tokens),
+                self._parse_openai,
+            )
         else:
-            path, payload, parse = "/api/generate", self._ollama_payload(prompt, stop, sampling, max_tokens), self._parse_ollama
+            path, payload, parse = (
+                "/api/generate",
+                self._ollama_payload(prompt, stop, sampling, max_tokens),
+                self._parse_ollama,
+            )
         started = time.perf_counter()
         produced: list[int] = []
         stop_set = set(stop)
@@ -342,9 +362,13 @@ class OpenAICompatibleModel(Model):
                             stopped = True
                             break
             except httpx.TimeoutException as exc:
-                raise ModelError(f"the model server stopped sending after {len(produced)} tokens: no data for {self._timeout.read:g} s") from exc
+                raise ModelError(
+                    f"the model server stopped sending after {len(produced)} tokens: no data for {self._timeout.read:g} s"
+                ) from exc
             except httpx.HTTPError as exc:
-                raise ModelError(f"the model server's stream broke after {len(produced)} tokens: {type(exc).__name__}: {exc}") from exc
+                raise ModelError(
+                    f"the model server's stream broke after {len(produced)} tokens: {type(exc).__name__}: {exc}"
+                ) from exc
         if stopped:
             return
         # The server stopped without showing a stop token: say which one it was.
@@ -365,7 +389,9 @@ class OpenAICompatibleModel(Model):
             self.last_stats.cached_tokens = cached
             self.last_stats.prefilled_tokens = max(0, total - cached)
 
-    def _openai_payload(self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams, max_tokens: int | None) -> dict[str, Any]:
+    def _openai_payload(
+        self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams, max_tokens: int | None
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "prompt": list(prompt),
             "temperature": sampling.temperature,
@@ -412,7 +438,9 @@ class OpenAICompatibleModel(Model):
             tokens += text_encoder.flush()
         return _Chunk(tokens, finish=finish, usage=usage)
 
-    def _ollama_payload(self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams, max_tokens: int | None) -> dict[str, Any]:
+    def _ollama_payload(
+        self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams, max_tokens: int | None
+    ) -> dict[str, Any]:
         encoding = get_encoding()
         options: dict[str, Any] = {
             "temperature": sampling.temperature,
@@ -423,7 +451,13 @@ class OpenAICompatibleModel(Model):
             options["num_predict"] = max_tokens
         if sampling.seed is not None:
             options["seed"] = sampling.seed
-        return {"model": self.model_name or "gpt-oss:20b", "prompt": decode(prompt), "raw": True, "stream": True, "options": options}
+        return {
+            "model": self.model_name or "gpt-oss:20b",
+            "prompt": decode(prompt),
+            "raw": True,
+            "stream": True,
+            "options": options,
+        }
 
     @staticmethod
     def _parse_ollama(line: str, text_encoder: _TextToTokens) -> _Chunk | None:

@@ -151,7 +151,9 @@ class LlamaCppModel(Model):
             raise ModelError(f"llama.cpp could not evaluate {len(tokens)} tokens: {exc}") from exc
         self._cached.extend(tokens)
         pointer = self._llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
-        return np.array(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), dtype=np.float32)  # a copy: the next decode reuses the buffer
+        return np.array(
+            np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), dtype=np.float32
+        )  # a copy: the next decode reuses the buffer
 
     def _prefill(self, prompt: list[int]) -> tuple[int, Any]:
         with self._thread_lock:
@@ -177,12 +179,16 @@ class LlamaCppModel(Model):
         if bad is not None:  # llama.cpp would refuse the batch (older builds abort)
             raise ModelError(f"token id {bad} is outside this model's vocabulary of {self.n_vocab}")
         if len(prompt) >= self.context_window:
-            raise ModelError(f"the prompt ({len(prompt)} tokens) does not fit the context window ({self.context_window})")
+            raise ModelError(
+                f"the prompt ({len(prompt)} tokens) does not fit the context window ({self.context_window})"
+            )
         return prompt
 
     # -- generation ----------------------------------------------------------------
 
-    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         import numpy as np
 
         async with self._lock:
@@ -191,7 +197,9 @@ class LlamaCppModel(Model):
             started = time.perf_counter()
             cached, logits = await asyncio.to_thread(self._prefill, prompt)
             self.last_stats = GenerationStats(
-                prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached,
+                prompt_tokens=len(prompt),
+                prefilled_tokens=len(prompt) - cached,
+                cached_tokens=cached,
                 prefill_seconds=time.perf_counter() - started,
             )
             stop_set = set(stop)
@@ -248,7 +256,9 @@ def resolve_gguf(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) 
         return path
     repo, _, filename = spec.partition(":")
     if repo.count("/") != 1 or repo.startswith(("/", ".", "~")) or repo.endswith(".gguf"):
-        raise ModelError(f"no GGUF file at {path} (and {spec!r} is not a Hugging Face repo id like owner/name[:file.gguf])")
+        raise ModelError(
+            f"no GGUF file at {path} (and {spec!r} is not a Hugging Face repo id like owner/name[:file.gguf])"
+        )
     if cache_dir is None:
         try:
             from huggingface_hub.constants import HF_HUB_CACHE
@@ -266,12 +276,16 @@ def resolve_gguf(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) 
         for snapshot in snapshots:
             if (snapshot / filename).is_file():
                 return snapshot / filename
-        raise ModelError(f"{filename} of {repo} is not in the local Hugging Face cache ({cache_dir}); get it with: {fetch}")
+        raise ModelError(
+            f"{filename} of {repo} is not in the local Hugging Face cache ({cache_dir}); get it with: {fetch}"
+        )
     files = sorted(snapshots[0].rglob("*.gguf")) if snapshots else []
     # A model split in shards (name-00001-of-00003.gguf) is loaded from its first shard.
     files = [f for f in files if not re.search(r"-\d{5}-of-\d{5}\.gguf$", f.name) or "-00001-of-" in f.name]
     if not files:
-        raise ModelError(f"no .gguf file of {repo} is in the local Hugging Face cache ({cache_dir}); get one with: {fetch}")
+        raise ModelError(
+            f"no .gguf file of {repo} is in the local Hugging Face cache ({cache_dir}); get one with: {fetch}"
+        )
     if len(files) > 1:
         names = ", ".join(str(f.relative_to(snapshots[0])) for f in files)
         raise ModelError(f"{repo} has several GGUF files in the cache ({names}): name one as llamacpp:{repo}:FILE")
@@ -292,7 +306,9 @@ def parse_spec(rest: str) -> tuple[str, dict[str, Any]]:
         elif key == "use_mmap" and value in ("0", "1", "true", "false"):
             options[key] = value in ("1", "true")
         else:
-            raise ModelError(f"unknown llamacpp option {item!r}: use n_ctx, n_threads, n_gpu_layers, n_batch or use_mmap")
+            raise ModelError(
+                f"unknown llamacpp option {item!r}: use n_ctx, n_threads, n_gpu_layers, n_batch or use_mmap"
+            )
     return target, options
 
 

@@ -27,12 +27,13 @@ Policy = Callable[[list[Message]], Any]
 class _TextModel(Model):
     """Shared streaming of harmony text as tokens."""
 
-    async def _stream_text(self, text: str, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def _stream_text(
+        self, text: str, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         tokens = encode_completion(text)
         stop_set = set(stop)
-        if not tokens or tokens[-1] not in stop_set:
-            if not any(t in stop_set for t in tokens):
-                tokens.append(infer_stop_token(tokens))
+        if (not tokens or tokens[-1] not in stop_set) and not any(t in stop_set for t in tokens):
+            tokens.append(infer_stop_token(tokens))
         self.last_stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt))
         for token in tokens:
             if sampling.max_tokens is not None and self.last_stats.completion_tokens >= sampling.max_tokens:
@@ -61,11 +62,13 @@ class ScriptedModel(_TextModel):
         self._next = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ScriptedModel":
+    def from_file(cls, path: str | Path) -> ScriptedModel:
         """Load ``completions: [...]`` from a YAML or JSON file."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+            data = (
+                yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+            )
         except FileNotFoundError:
             raise ModelError(f"script file not found: {path}") from None
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
@@ -79,7 +82,9 @@ class ScriptedModel(_TextModel):
     def remaining(self) -> int:
         return len(self.completions) - self._next
 
-    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         if self._next >= len(self.completions):
             raise ModelError(f"the script has no completion left (it had {len(self.completions)})")
         text = self.completions[self._next]
@@ -101,7 +106,9 @@ class PolicyModel(_TextModel):
         self.policy = policy
         self.name = name or f"policy:{getattr(policy, '__name__', type(policy).__name__)}"
 
-    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         messages = parse_conversation(prompt)
         text = self.policy(messages)
         if inspect.isawaitable(text):

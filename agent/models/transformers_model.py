@@ -67,8 +67,14 @@ class TransformersModel(Model):
     """
 
     def __init__(
-        self, model: Any = DEFAULT_MODEL_ID, *, device: str | None = None, dtype: Any = None,
-        prefill_chunk: int = 2048, check_memory: bool = True, full_sliding_cache: bool = True,
+        self,
+        model: Any = DEFAULT_MODEL_ID,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        prefill_chunk: int = 2048,
+        check_memory: bool = True,
+        full_sliding_cache: bool = True,
     ) -> None:
         super().__init__()
         # Find the files before importing torch (seconds): a model that cannot be had fails at once.
@@ -99,7 +105,9 @@ class TransformersModel(Model):
         # the next one finds the cache holding the other's tokens and crops it to the common prefix.
         self._lock = threading.Lock()
 
-    def _load(self, model_id: str, location: checkpoints.Location, device: str | None, dtype: Any, check_memory: bool) -> Any:
+    def _load(
+        self, model_id: str, location: checkpoints.Location, device: str | None, dtype: Any, check_memory: bool
+    ) -> Any:
         torch = self.torch
         cuda = torch.cuda.is_available() and device in (None, "cuda", "auto")
         load_dtype = dtype or ("auto" if cuda else torch.bfloat16)
@@ -111,7 +119,9 @@ class TransformersModel(Model):
         dequantize = mxfp4 and not (cuda and _mxfp4_kernels_installed())
         if check_memory:
             tensors = checkpoints.checkpoint_tensors(model_id, location)
-            self.memory_estimate = checkpoints.estimate_memory(config, tensors, dtype_bytes=width, dequantize=dequantize)
+            self.memory_estimate = checkpoints.estimate_memory(
+                config, tensors, dtype_bytes=width, dequantize=dequantize
+            )
             if self.memory_estimate is not None:
                 checkpoints.check_fits(model_id, self.memory_estimate, *checkpoints.available_memory(cuda))
         kwargs: dict[str, Any] = {"dtype": load_dtype}
@@ -218,7 +228,9 @@ class TransformersModel(Model):
             return int(order[choice])
         return int(torch.multinomial(probs, 1, generator=generator))
 
-    async def generate(self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def generate(
+        self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         prompt = list(prompt)
         if not prompt:
             raise ModelError("empty prompt")
@@ -230,7 +242,9 @@ class TransformersModel(Model):
             if sampling.seed is not None:
                 generator = self.torch.Generator(device="cpu").manual_seed(sampling.seed)
             cached = self._reuse(prompt)
-            stats = GenerationStats(prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached)
+            stats = GenerationStats(
+                prompt_tokens=len(prompt), prefilled_tokens=len(prompt) - cached, cached_tokens=cached
+            )
             self.last_stats = stats
             started = time.perf_counter()
             logits = await asyncio.to_thread(self._forward, prompt[cached:])
@@ -263,8 +277,10 @@ def _locate(model_id: str, dtype: Any, check_memory: bool) -> checkpoints.Locati
         available, where = checkpoints.available_memory(False)
         if estimate is None or estimate.total_bytes <= available:
             raise
-        raise ModelError(f"{exc} (it would also need about {estimate.total_bytes / checkpoints.GB:.1f} GB of memory "
-                         f"where {where} has {available / checkpoints.GB:.1f} GB: a server is the way here)") from None
+        raise ModelError(
+            f"{exc} (it would also need about {estimate.total_bytes / checkpoints.GB:.1f} GB of memory "
+            f"where {where} has {available / checkpoints.GB:.1f} GB: a server is the way here)"
+        ) from None
 
 
 def _match_omp_thread_limit(torch: Any) -> None:

@@ -90,8 +90,16 @@ class Ledger:
     """A batch's bookkeeping, shared by the local and the Ray runner: the jobs, what a resumed batch
     already has, the results file (appended as each result is known), the progress counts."""
 
-    def __init__(self, specs: list[TaskSpec], *, results: str | os.PathLike[str], transcripts: str | os.PathLike[str] | None,
-                 repeat: int, resume: bool, progress: Callable[[BatchProgress], None] | None) -> None:
+    def __init__(
+        self,
+        specs: list[TaskSpec],
+        *,
+        results: str | os.PathLike[str],
+        transcripts: str | os.PathLike[str] | None,
+        repeat: int,
+        resume: bool,
+        progress: Callable[[BatchProgress], None] | None,
+    ) -> None:
         if repeat < 1:
             raise ValueError("repeat must be at least 1")
         self.path = Path(results)
@@ -187,14 +195,27 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
         try:
             result = await asyncio.wait_for(session.arun(spec.task), spec.timeout)
         except asyncio.TimeoutError:
-            return TaskResult(**base, passed=False, stop_reason="timeout", wall_s=time.monotonic() - started,
-                              error=f"the task ran past its timeout of {spec.timeout:g} s")
+            return TaskResult(
+                **base,
+                passed=False,
+                stop_reason="timeout",
+                wall_s=time.monotonic() - started,
+                error=f"the task ran past its timeout of {spec.timeout:g} s",
+            )
         checks = await run_checks(spec.checks, result, session, spec.folder)
         passed = result.stop_reason == "final" and all(c.passed for c in checks)
-        return TaskResult(**base, passed=passed, checks=checks, stop_reason=result.stop_reason,
-                          final_text=result.final_text, steps=result.steps, prompt_tokens=result.usage.prompt_tokens,
-                          completion_tokens=result.usage.completion_tokens, wall_s=time.monotonic() - started,
-                          error=result.error)
+        return TaskResult(
+            **base,
+            passed=passed,
+            checks=checks,
+            stop_reason=result.stop_reason,
+            final_text=result.final_text,
+            steps=result.steps,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            wall_s=time.monotonic() - started,
+            error=result.error,
+        )
     except Exception as exc:  # a crash inside the task is its result, not the batch's end
         return TaskResult(**base, passed=False, wall_s=time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
     finally:
@@ -206,9 +227,18 @@ def summary(results: list[TaskResult]) -> dict[str, object]:
     by_id: dict[str, list[TaskResult]] = {}
     for result in results:
         by_id.setdefault(result.id, []).append(result)
-    rows = {task: {"runs": len(runs), "passed": sum(r.passed for r in runs), "pass_rate": sum(r.passed for r in runs) / len(runs)}
-            for task, runs in by_id.items()}
+    rows = {
+        task: {
+            "runs": len(runs),
+            "passed": sum(r.passed for r in runs),
+            "pass_rate": sum(r.passed for r in runs) / len(runs),
+        }
+        for task, runs in by_id.items()
+    }
     total = len(results)
-    return {"tasks": rows, "runs": total, "passed": sum(r.passed for r in results),
-            "pass_rate": (sum(r.passed for r in results) / total) if total else 0.0}
-
+    return {
+        "tasks": rows,
+        "runs": total,
+        "passed": sum(r.passed for r in results),
+        "pass_rate": (sum(r.passed for r in results) / total) if total else 0.0,
+    }

@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from harmony_agent.tools.base import ToolCall
-
 from harmony_agent.citations import browser_views
 from harmony_agent.runs.tasks import Check
+from harmony_agent.tools.base import ToolCall
 
 if TYPE_CHECKING:
     from harmony_agent.loop import RunResult
     from harmony_agent.session import Session
-
 
 
 class CheckOutcome(BaseModel):
@@ -40,8 +38,9 @@ class CheckOutcome(BaseModel):
     reason: str
 
 
-async def run_checks(checks: Sequence[Check], result: "RunResult", session: "Session",
-                     folder: Path | None = None) -> list[CheckOutcome]:
+async def run_checks(
+    checks: Sequence[Check], result: RunResult, session: Session, folder: Path | None = None
+) -> list[CheckOutcome]:
     """Run every check (each one's failure is its own: a broken check never stops the others)."""
     outcomes = []
     for check in checks:
@@ -53,7 +52,7 @@ async def run_checks(checks: Sequence[Check], result: "RunResult", session: "Ses
     return outcomes
 
 
-async def _run(check: Check, result: "RunResult", session: "Session", folder: Path | None) -> tuple[bool, str]:
+async def _run(check: Check, result: RunResult, session: Session, folder: Path | None) -> tuple[bool, str]:
     kind, value = check.kind, check.value
     answer = result.final_text
     if kind.startswith("answer_"):
@@ -75,7 +74,7 @@ async def _run(check: Check, result: "RunResult", session: "Session", folder: Pa
     return await _function_check(value, result, session, folder)
 
 
-async def _file_check(check: Check, session: "Session") -> tuple[bool, str]:
+async def _file_check(check: Check, session: Session) -> tuple[bool, str]:
     path = check.path or check.value
     sandbox = next((getattr(tool, "sandbox", None) for tool in session.tools if tool.namespace == "python"), None)
     if sandbox is None or not getattr(sandbox, "started", False):
@@ -93,7 +92,7 @@ async def _file_check(check: Check, session: "Session") -> tuple[bool, str]:
     return digest == check.value.lower(), f"/mnt/data/{path} has sha256 {digest}"
 
 
-def _page_check(kind: str, value: str, result: "RunResult") -> tuple[bool, str]:
+def _page_check(kind: str, value: str, result: RunResult) -> tuple[bool, str]:
     views = browser_views(result.events)
     if not views:
         return False, "the browser showed no page in this run"
@@ -105,7 +104,7 @@ def _page_check(kind: str, value: str, result: "RunResult") -> tuple[bool, str]:
     return ok, f"{'a' if ok else 'no'} page view contained {value!r}"
 
 
-async def _screen_check(value: str, session: "Session") -> tuple[bool, str]:
+async def _screen_check(value: str, session: Session) -> tuple[bool, str]:
     computer = next((tool for tool in session.tools if "functions.observe" in tool.recipients()), None)
     if computer is None:
         return False, "the run has no computer tool, so there is no screen to read"
@@ -115,7 +114,7 @@ async def _screen_check(value: str, session: "Session") -> tuple[bool, str]:
     return value in seen.output, f"{'found' if value in seen.output else 'did not find'} {value!r} on the screen"
 
 
-async def _function_check(spec: str, result: "RunResult", session: "Session", folder: Path | None) -> tuple[bool, str]:
+async def _function_check(spec: str, result: RunResult, session: Session, folder: Path | None) -> tuple[bool, str]:
     module_name, _, name = spec.rpartition(":")
     if folder is not None and str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # a task file's own helper modules sit beside it

@@ -25,7 +25,9 @@ DEMO_TOOLS = ("python", "browser", "computer")
 def examples_folder() -> Path:
     folder = Path(__file__).resolve().parents[2] / "examples"
     if not (folder / "tasks").is_dir():
-        raise FileNotFoundError("the demo runs the task files in examples/tasks of a source checkout, which is not here")
+        raise FileNotFoundError(
+            "the demo runs the task files in examples/tasks of a source checkout, which is not here"
+        )
     return folder
 
 
@@ -35,8 +37,13 @@ def demo_tasks(site: str, tools: tuple[str, ...] = DEMO_TOOLS) -> list[TaskSpec]
     return load_tasks(files, {"SITE": site})
 
 
-def run_demo(output: Path, *, tools: tuple[str, ...] = DEMO_TOOLS, model: str | None = None,
-             progress: Callable[[BatchProgress], None] | None = None) -> tuple[list[TaskResult], Path]:
+def run_demo(
+    output: Path,
+    *,
+    tools: tuple[str, ...] = DEMO_TOOLS,
+    model: str | None = None,
+    progress: Callable[[BatchProgress], None] | None = None,
+) -> tuple[list[TaskResult], Path]:
     """Run the demo tasks one after the other; returns their results and the batch report's path."""
     root = examples_folder().parent
     if str(root) not in sys.path:
@@ -47,6 +54,13 @@ def run_demo(output: Path, *, tools: tuple[str, ...] = DEMO_TOOLS, model: str | 
         specs = demo_tasks(site, tools)
         if model is not None:
             specs = [spec.model_copy(update={"model": model}) for spec in specs]
-        results = asyncio.run(run_batch(specs, TaskAgentFactory(), results=output / "results.jsonl",
-                                        transcripts=output / "runs", progress=progress))
+        results = asyncio.run(
+            run_batch(
+                specs,
+                TaskAgentFactory(),
+                results=output / "results.jsonl",
+                transcripts=output / "runs",
+                progress=progress,
+            )
+        )
     return results, write_report(output / "results.jsonl", output / "report.html")

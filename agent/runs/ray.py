@@ -29,7 +29,9 @@ def task_resources(spec: TaskSpec) -> dict[str, float]:
     return {f"{RESOURCE_PREFIX}{tool}": 0.01 for tool in spec.tools if tool in ("python", "browser", "computer")}
 
 
-def _run_remote(spec_json: str, folder: str | None, make_agent: AgentFactory, transcript: str | None, number: int) -> dict[str, Any]:
+def _run_remote(
+    spec_json: str, folder: str | None, make_agent: AgentFactory, transcript: str | None, number: int
+) -> dict[str, Any]:
     spec = TaskSpec.model_validate_json(spec_json)
     spec._folder = Path(folder) if folder else None
     result = asyncio.run(run_task(spec, make_agent, Path(transcript) if transcript else None, number))
@@ -56,8 +58,11 @@ def run_batch_on_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(resources=local_resources or {f"{RESOURCE_PREFIX}{t}": 64 for t in ("python", "browser", "computer")},
-                     include_dashboard=False, log_to_driver=False)
+            ray.init(
+                resources=local_resources or {f"{RESOURCE_PREFIX}{t}": 64 for t in ("python", "browser", "computer")},
+                include_dashboard=False,
+                log_to_driver=False,
+            )
     ledger = Ledger(specs, results=results, transcripts=transcripts, repeat=repeat, resume=resume, progress=progress)
     remote = ray.remote(_run_remote)
     pending: dict[Any, tuple[str, int]] = {}
@@ -67,8 +72,12 @@ def run_batch_on_ray(
                 continue
             transcript = ledger.transcript(spec, number)
             ref = remote.options(resources=task_resources(spec), num_cpus=0.5).remote(
-                spec.model_dump_json(), str(spec.folder) if spec.folder else None, make_agent,
-                str(transcript) if transcript else None, number)
+                spec.model_dump_json(),
+                str(spec.folder) if spec.folder else None,
+                make_agent,
+                str(transcript) if transcript else None,
+                number,
+            )
             pending[ref] = (spec.id or "", number)
         ledger.state.running = len(pending)
         ledger.report()

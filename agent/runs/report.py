@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from harmony_agent import events as ev
-from harmony_agent.runs.batch import TaskResult, read_results
 from harmony_agent.citations import cite_html, pages_seen
+from harmony_agent.runs.batch import TaskResult, read_results
 from harmony_agent.transcript import read_transcript
 
 _STYLE = """
@@ -39,8 +39,10 @@ table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px so
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def _image(path: str, base: Path) -> str:
@@ -49,12 +51,12 @@ def _image(path: str, base: Path) -> str:
     if not file.is_absolute():
         file = base / file
     if path.startswith("/mnt/data/") and not file.is_file():
-        return f"<p class=\"meta\">saved in the run's sandbox as {html.escape(path)}</p>"
+        return f'<p class="meta">saved in the run\'s sandbox as {html.escape(path)}</p>'
     if not file.is_file():
-        return f"<p class=\"error\">screenshot {html.escape(path)} is missing</p>"
+        return f'<p class="error">screenshot {html.escape(path)} is missing</p>'
     kind = mimetypes.guess_type(file.name)[0] or "image/png"
     data = base64.b64encode(file.read_bytes()).decode()
-    return f"<img alt=\"screenshot {html.escape(file.name)}\" src=\"data:{kind};base64,{data}\">"
+    return f'<img alt="screenshot {html.escape(file.name)}" src="data:{kind};base64,{data}">'
 
 
 def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) -> str:
@@ -65,69 +67,93 @@ def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) 
     heading = title or (start.task if start else "run")
     parts = [f"<h1>{html.escape(heading)}</h1>"]
     if start is not None:
-        parts.append(f"<p class=\"meta\"><span>model {html.escape(start.model)}</span><span>tools "
-                     f"{html.escape(', '.join(start.tools) or 'none')}</span><span>reasoning {start.reasoning}</span></p>")
+        parts.append(
+            f'<p class="meta"><span>model {html.escape(start.model)}</span><span>tools '
+            f"{html.escape(', '.join(start.tools) or 'none')}</span><span>reasoning {start.reasoning}</span></p>"
+        )
     if end is not None:
         u = end.usage
         wall = (end.time - start.time) if start is not None else 0.0
         state = "ok" if end.stop_reason == "final" else "error"
-        parts.append(f"<p class=\"meta\"><span class=\"{state}\">stop: {html.escape(end.stop_reason)}</span>"
-                     f"<span>{end.steps} steps</span><span>{wall:.1f} s</span><span>prompt {u.prompt_tokens} tokens "
-                     f"(prefilled {u.prefilled_tokens})</span><span>generated {u.completion_tokens}</span></p>")
+        parts.append(
+            f'<p class="meta"><span class="{state}">stop: {html.escape(end.stop_reason)}</span>'
+            f"<span>{end.steps} steps</span><span>{wall:.1f} s</span><span>prompt {u.prompt_tokens} tokens "
+            f"(prefilled {u.prefilled_tokens})</span><span>generated {u.completion_tokens}</span></p>"
+        )
         if end.error:
-            parts.append(f"<p class=\"error\">{html.escape(end.error)}</p>")
+            parts.append(f'<p class="error">{html.escape(end.error)}</p>')
     step_open = None
     for event in events:
         if isinstance(event, ev.GenerationEvent):
             if step_open is not None:
                 parts.append("</div>")
             step_open = event.step
-            parts.append(f"<div class=\"step\"><div class=\"label\">step {event.step} · {event.completion_tokens} tokens "
-                         f"in {event.duration_s:.2f} s · prompt {event.prompt_tokens} (prefilled {event.prefilled_tokens})</div>")
+            parts.append(
+                f'<div class="step"><div class="label">step {event.step} · {event.completion_tokens} tokens '
+                f"in {event.duration_s:.2f} s · prompt {event.prompt_tokens} (prefilled {event.prefilled_tokens})</div>"
+            )
             for message in event.messages:
                 if message.channel == "analysis" and not message.recipient:
-                    parts.append(f"<details class=\"reasoning\"><summary>reasoning</summary><pre>{html.escape(message.text)}</pre></details>")
+                    parts.append(
+                        f'<details class="reasoning"><summary>reasoning</summary><pre>{html.escape(message.text)}</pre></details>'
+                    )
                 elif message.channel == "commentary" and not message.recipient:
                     parts.append(f"<p>{html.escape(message.text)}</p>")
         elif isinstance(event, ev.ToolCallEvent):
-            parts.append(f"<div class=\"call\">→ {html.escape(event.recipient)}</div><pre>{html.escape(event.content)}</pre>")
+            parts.append(
+                f'<div class="call">→ {html.escape(event.recipient)}</div><pre>{html.escape(event.content)}</pre>'
+            )
         elif isinstance(event, ev.ToolResultEvent):
             kind = "result error" if event.is_error else "result"
             tag = "refused" if event.refused else f"{event.duration_s * 1000:.0f} ms"
-            parts.append(f"<div class=\"{kind}\"><details open><summary>← {html.escape(event.recipient)} ({tag})</summary>"
-                         f"<pre>{html.escape(event.content)}</pre></details>")
+            parts.append(
+                f'<div class="{kind}"><details open><summary>← {html.escape(event.recipient)} ({tag})</summary>'
+                f"<pre>{html.escape(event.content)}</pre></details>"
+            )
             parts += [_image(path, base) for path in event.images]
             parts.append("</div>")
         elif isinstance(event, ev.ErrorEvent) and not event.recovered:
-            parts.append(f"<p class=\"error\">{html.escape(event.kind)}: {html.escape(event.message)}</p>")
+            parts.append(f'<p class="error">{html.escape(event.kind)}: {html.escape(event.message)}</p>')
         elif isinstance(event, ev.FinalEvent):
             if step_open is not None:
                 parts.append("</div>")
                 step_open = None
-            parts.append(f"<h2>Answer</h2><div class=\"final\">{cite_html(event.text, pages)}</div>")
+            parts.append(f'<h2>Answer</h2><div class="final">{cite_html(event.text, pages)}</div>')
     if step_open is not None:
         parts.append("</div>")
     return _page(heading, "".join(parts))
 
 
-def batch_report(results: list[TaskResult], *, links: dict[tuple[str, int], str] | None = None, title: str = "batch") -> str:
+def batch_report(
+    results: list[TaskResult], *, links: dict[tuple[str, int], str] | None = None, title: str = "batch"
+) -> str:
     """The HTML of a batch's report: a row per run, its checks, and a link to its own report."""
     links = links or {}
     passed = sum(r.passed for r in results)
     rows = []
     for r in results:
-        checks = "<br>".join(f"<span class=\"{'ok' if c.passed else 'error'}\">{'✓' if c.passed else '✗'} "
-                             f"{html.escape(c.check)}</span>: {html.escape(c.reason)}" for c in r.checks) or "—"
+        checks = (
+            "<br>".join(
+                f'<span class="{"ok" if c.passed else "error"}">{"✓" if c.passed else "✗"} '
+                f"{html.escape(c.check)}</span>: {html.escape(c.reason)}"
+                for c in r.checks
+            )
+            or "—"
+        )
         name = html.escape(r.id + (f" #{r.repeat}" if r.repeat > 1 else ""))
         link = links.get(r.key)
-        cell = f"<a href=\"{html.escape(link)}\">{name}</a>" if link else name
-        verdict = "<span class=\"pass\">pass</span>" if r.passed else "<span class=\"fail\">fail</span>"
-        error = f"<br><span class=\"error\">{html.escape(r.error)}</span>" if r.error else ""
-        rows.append(f"<tr><td>{cell}</td><td>{verdict}</td><td>{checks}{error}</td><td>{html.escape(r.stop_reason or '—')}</td>"
-                    f"<td>{r.steps}</td><td>{r.prompt_tokens + r.completion_tokens}</td><td>{r.wall_s:.1f} s</td></tr>")
-    body = (f"<h1>{html.escape(title)}</h1><p class=\"meta\"><span>{passed} of {len(results)} passed</span></p>"
-            "<table><thead><tr><th>task</th><th>result</th><th>checks</th><th>stop</th><th>steps</th><th>tokens</th>"
-            f"<th>time</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        cell = f'<a href="{html.escape(link)}">{name}</a>' if link else name
+        verdict = '<span class="pass">pass</span>' if r.passed else '<span class="fail">fail</span>'
+        error = f'<br><span class="error">{html.escape(r.error)}</span>' if r.error else ""
+        rows.append(
+            f"<tr><td>{cell}</td><td>{verdict}</td><td>{checks}{error}</td><td>{html.escape(r.stop_reason or '—')}</td>"
+            f"<td>{r.steps}</td><td>{r.prompt_tokens + r.completion_tokens}</td><td>{r.wall_s:.1f} s</td></tr>"
+        )
+    body = (
+        f'<h1>{html.escape(title)}</h1><p class="meta"><span>{passed} of {len(results)} passed</span></p>'
+        "<table><thead><tr><th>task</th><th>result</th><th>checks</th><th>stop</th><th>steps</th><th>tokens</th>"
+        f"<th>time</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
     return _page(title, body)
 
 

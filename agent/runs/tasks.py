@@ -28,10 +28,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
-CHECK_KINDS = ("answer_equals", "answer_contains", "answer_matches", "file_exists", "file_contains", "file_sha256",
-               "page_url", "page_contains", "screen_contains", "function")
+CHECK_KINDS = (
+    "answer_equals",
+    "answer_contains",
+    "answer_matches",
+    "file_exists",
+    "file_contains",
+    "file_sha256",
+    "page_url",
+    "page_contains",
+    "screen_contains",
+    "function",
+)
 
 
 class TaskFileError(ValueError):
@@ -57,7 +76,7 @@ def _parse_check(raw: Any) -> Check:
         return Check.model_validate(raw)  # a check as it was saved (a spec sent to a Ray worker)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ValueError(f"a check is a mapping with one key, one of {', '.join(CHECK_KINDS)}; got {raw!r}")
-    (kind, spec), = raw.items()
+    ((kind, spec),) = raw.items()
     if kind not in CHECK_KINDS:
         raise ValueError(f"unknown check {kind!r}; checks are {', '.join(CHECK_KINDS)}")
     if kind in ("file_contains", "file_sha256"):
@@ -127,14 +146,17 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _expand(value: Any, variables: dict[str, str], where: str) -> Any:
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name in variables:
                 return variables[name]
             if name in os.environ:
                 return os.environ[name]
-            raise TaskFileError(f"{where}: ${{{name}}} is not set (variables: {', '.join(sorted(variables))}, "
-                                "or the environment)")
+            raise TaskFileError(
+                f"{where}: ${{{name}}} is not set (variables: {', '.join(sorted(variables))}, or the environment)"
+            )
+
         return _VARIABLE.sub(replace, value)
     if isinstance(value, list):
         return [_expand(item, variables, where) for item in value]
@@ -156,12 +178,16 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
         raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
-    data = _expand(data, {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}, str(path))
+    data = _expand(
+        data, {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}, str(path)
+    )
     if "tasks" in data:
         defaults = {k: v for k, v in data.items() if k != "tasks"}
         unknown = set(defaults) - _DEFAULT_KEYS
         if unknown:
-            raise TaskFileError(f"{path}: unknown key(s) {sorted(unknown)} beside 'tasks'; allowed: {sorted(_DEFAULT_KEYS)}")
+            raise TaskFileError(
+                f"{path}: unknown key(s) {sorted(unknown)} beside 'tasks'; allowed: {sorted(_DEFAULT_KEYS)}"
+            )
         entries = data["tasks"]
         if not isinstance(entries, list) or not entries:
             raise TaskFileError(f"{path}: 'tasks' must be a non-empty list of tasks")
@@ -220,9 +246,9 @@ def _resolve_paths(spec: TaskSpec, base: Path) -> TaskSpec:
     spec._folder = base.resolve()
     updates: dict[str, Any] = {}
     if spec.model and spec.model.startswith("scripted:"):
-        updates["model"] = "scripted:" + str(_under(base, spec.model[len("scripted:"):]))
+        updates["model"] = "scripted:" + str(_under(base, spec.model[len("scripted:") :]))
     if spec.search and spec.search.startswith("local:"):
-        folder, at, url = spec.search[len("local:"):].partition("@")
+        folder, at, url = spec.search[len("local:") :].partition("@")
         updates["search"] = f"local:{_under(base, folder)}{at}{url}"
     return spec.model_copy(update=updates) if updates else spec
 
@@ -230,4 +256,3 @@ def _resolve_paths(spec: TaskSpec, base: Path) -> TaskSpec:
 def _under(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
-

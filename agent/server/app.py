@@ -32,16 +32,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolResult
-
 from harmony_agent.agent import Agent
 from harmony_agent.loop import RunResult
 from harmony_agent.models import Model
-from harmony_agent.session import Session, SessionBusyError
 from harmony_agent.runs.report import run_report
-from harmony_agent.transcript import transcript_line
 from harmony_agent.server.approvals import ApprovalGate, Approvals
 from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id
+from harmony_agent.session import Session, SessionBusyError
+from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolResult
+from harmony_agent.transcript import transcript_line
 
 log = logging.getLogger("harmony_agent.server")
 
@@ -99,8 +98,9 @@ class ConversationStore:
         try:
             found = self._responses[response_id]
         except KeyError:
-            raise LookupError(f"no stored response {response_id!r} (responses made with store=false, or evicted, "
-                              "cannot be continued)") from None
+            raise LookupError(
+                f"no stored response {response_id!r} (responses made with store=false, or evicted, cannot be continued)"
+            ) from None
         self._responses.move_to_end(response_id)
         return found
 
@@ -151,8 +151,12 @@ def create_app(config: ServerConfig) -> Starlette:
     async def models(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
             return denied
-        return JSONResponse({"object": "list", "data": [
-            {"id": config.model.name, "object": "model", "created": 0, "owned_by": "harmony-agent"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": config.model.name, "object": "model", "created": 0, "owned_by": "harmony-agent"}],
+            }
+        )
 
     async def responses(request: Request) -> Response:
         if (denied := unauthorized(request)) is not None:
@@ -168,8 +172,13 @@ def create_app(config: ServerConfig) -> Starlette:
             return _error(400, str(exc))
         except LookupError as exc:
             return _error(404, str(exc), "not_found")
-        builder = ResponseBuilder(response_id=new_id("resp"), model=config.model.name, request=req,
-                                  client_functions=conversation.client_functions, publish=screenshots.publish)
+        builder = ResponseBuilder(
+            response_id=new_id("resp"),
+            model=config.model.name,
+            request=req,
+            client_functions=conversation.client_functions,
+            publish=screenshots.publish,
+        )
         gate = conversation.gate if req.stream else None
         if gate is not None:
             gate.expect()  # the run may ask before the stream is open: hold those requests for it
@@ -183,8 +192,7 @@ def create_app(config: ServerConfig) -> Starlette:
                 gate.detach()
             raise
         if req.stream:
-            return EventSourceResponse(_sse(config, store, conversation, builder, first, events, req),
-                                       ping=15)
+            return EventSourceResponse(_sse(config, store, conversation, builder, first, events, req), ping=15)
         async for _ in _drive(builder, first, events):
             pass
         await _finish(store, conversation, builder, req)
@@ -219,8 +227,11 @@ def create_app(config: ServerConfig) -> Starlette:
             return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{response_id}.html"'})
         if kind == "transcript.jsonl":
             lines = "".join(line for event in result.events if (line := transcript_line(event)) is not None)
-            return Response(lines, media_type="application/x-ndjson",
-                            headers={"Content-Disposition": f'attachment; filename="{response_id}.jsonl"'})
+            return Response(
+                lines,
+                media_type="application/x-ndjson",
+                headers={"Content-Disposition": f'attachment; filename="{response_id}.jsonl"'},
+            )
         return _error(404, "ask for report.html or transcript.jsonl", "not_found")
 
     async def page(request: Request) -> Response:
@@ -229,8 +240,14 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def info(request: Request) -> Response:
         """What the page needs to know: the model, the tools it may offer, whether a key is required."""
-        return JSONResponse({"model": config.model.name, "tools": sorted(config.builtin_tools),
-                             "auth": config.api_key is not None, "approve": config.approve})
+        return JSONResponse(
+            {
+                "model": config.model.name,
+                "tools": sorted(config.builtin_tools),
+                "auth": config.api_key is not None,
+                "approve": config.approve,
+            }
+        )
 
     async def file(request: Request) -> Response:
         path = screenshots.get(request.path_params["token"])
@@ -243,21 +260,25 @@ def create_app(config: ServerConfig) -> Starlette:
         yield
         await store.close()  # every conversation's sandbox, browser and display go with the server
 
-    app = Starlette(routes=[
-        Route("/v1/responses", responses, methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/approvals/{approval_id}", approval, methods=["POST"]),
-        Route("/v1/responses/{response_id}/{kind}", download, methods=["GET"]),
-        Route("/", page, methods=["GET"]),
-        Route("/info", info, methods=["GET"]),
-        Route("/files/{token}", file, methods=["GET"]),
-    ], lifespan=lifespan)
+    app = Starlette(
+        routes=[
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/approvals/{approval_id}", approval, methods=["POST"]),
+            Route("/v1/responses/{response_id}/{kind}", download, methods=["GET"]),
+            Route("/", page, methods=["GET"]),
+            Route("/info", info, methods=["GET"]),
+            Route("/files/{token}", file, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
     app.state.store = store
     return app
 
 
-def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals
-             ) -> tuple[Conversation, RunResult | None, str | None, dict[str, str]]:
+def _prepare(
+    config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals
+) -> tuple[Conversation, RunResult | None, str | None, dict[str, str]]:
     text, outputs, extra = req.conversation_input()
     if req.previous_response_id:
         conversation, previous = store.get(req.previous_response_id)
@@ -266,10 +287,12 @@ def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesReque
         for client_id, output in outputs.items():
             loop_id = conversation.call_ids.get(client_id)
             if loop_id is None or loop_id not in pending:
-                raise RequestError(f"function_call_output for {client_id!r}, which the previous response is not waiting for")
+                raise RequestError(
+                    f"function_call_output for {client_id!r}, which the previous response is not waiting for"
+                )
             mapped[loop_id] = output
         if pending and len(mapped) != len(pending):
-            waiting = [c for c, l in conversation.call_ids.items() if l in pending and l not in mapped]
+            waiting = [c for c, local in conversation.call_ids.items() if local in pending and local not in mapped]
             raise RequestError(f"the previous response is waiting for function_call_output items for {waiting}")
         if not text and not mapped:
             raise RequestError("the request has no new input: send a message or function_call_output items")
@@ -282,17 +305,24 @@ def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesReque
     missing = [name for name in names if name not in config.builtin_tools]
     if missing:
         enabled = ", ".join(sorted(config.builtin_tools)) or "none"
-        raise RequestError(f"this server does not run the {', '.join(missing)} tool (enabled: {enabled}); "
-                           "start it with --tools")
+        raise RequestError(
+            f"this server does not run the {', '.join(missing)} tool (enabled: {enabled}); start it with --tools"
+        )
     functions = req.function_tools()
     instructions = "\n\n".join(part for part in (req.instructions, extra) if part) or None
     tools: list[Tool] = [config.builtin_tools[name].fresh() for name in names]
     tools += [ClientFunction(spec) for spec in functions]
     gate = approvals.gate() if config.approve else None
     try:
-        agent = Agent(config.model, tools=tools, instructions=instructions,
-                      reasoning=(req.reasoning.effort if req.reasoning and req.reasoning.effort else "medium"),
-                      max_steps=config.max_steps, max_tokens=req.max_output_tokens, approve=gate)
+        agent = Agent(
+            config.model,
+            tools=tools,
+            instructions=instructions,
+            reasoning=(req.reasoning.effort if req.reasoning and req.reasoning.effort else "medium"),
+            max_steps=config.max_steps,
+            max_tokens=req.max_output_tokens,
+            approve=gate,
+        )
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     return Conversation(agent, agent.default_session, {spec.name for spec in functions}, gate=gate), None, text, {}
@@ -311,8 +341,9 @@ async def _drive(builder: ResponseBuilder, first: Any, events: AsyncIterator[Any
             yield out
 
 
-async def _finish(store: ConversationStore, conversation: Conversation, builder: ResponseBuilder,
-                  req: ResponsesRequest) -> None:
+async def _finish(
+    store: ConversationStore, conversation: Conversation, builder: ResponseBuilder, req: ResponsesRequest
+) -> None:
     conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
     result = conversation.session.last_result
     if req.store and result is not None:
@@ -321,8 +352,15 @@ async def _finish(store: ConversationStore, conversation: Conversation, builder:
         await conversation.session.aclose()
 
 
-async def _sse(config: ServerConfig, store: ConversationStore, conversation: Conversation, builder: ResponseBuilder,
-               first: Any, events: AsyncIterator[Any], req: ResponsesRequest) -> AsyncIterator[dict[str, str]]:
+async def _sse(
+    config: ServerConfig,
+    store: ConversationStore,
+    conversation: Conversation,
+    builder: ResponseBuilder,
+    first: Any,
+    events: AsyncIterator[Any],
+    req: ResponsesRequest,
+) -> AsyncIterator[dict[str, str]]:
     finished = False
     # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

@@ -30,13 +30,13 @@ class Approvals:
     """Every approval request the server has open, by an unguessable id."""
 
     def __init__(self) -> None:
-        self._open: dict[str, tuple["ApprovalGate", concurrent.futures.Future[Verdict]]] = {}
+        self._open: dict[str, tuple[ApprovalGate, concurrent.futures.Future[Verdict]]] = {}
         self._lock = threading.Lock()
 
-    def gate(self) -> "ApprovalGate":
+    def gate(self) -> ApprovalGate:
         return ApprovalGate(self)
 
-    def open(self, gate: "ApprovalGate") -> tuple[str, concurrent.futures.Future[Verdict]]:
+    def open(self, gate: ApprovalGate) -> tuple[str, concurrent.futures.Future[Verdict]]:
         approval_id = "appr_" + secrets.token_urlsafe(12)
         answer: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
         with self._lock:
@@ -54,7 +54,7 @@ class Approvals:
             found[1].set_result(verdict)
         return True
 
-    def deny_all(self, gate: "ApprovalGate", reason: str) -> None:
+    def deny_all(self, gate: ApprovalGate, reason: str) -> None:
         with self._lock:
             mine = [key for key, (owner, _) in self._open.items() if owner is gate]
         for key in mine:
@@ -84,11 +84,17 @@ class ApprovalGate:
         with self._lock:
             listener, expecting = self.listener, self._expecting
             if listener is None and not expecting:
-                return ("not approved: this server asks a person to approve each tool call on its chat page, "
-                        "and this request was not streamed to one")
+                return (
+                    "not approved: this server asks a person to approve each tool call on its chat page, "
+                    "and this request was not streamed to one"
+                )
             approval_id, answer = self.approvals.open(self)
-            event = {"type": "response.approval_requested", "approval_id": approval_id, "recipient": call.recipient,
-                     "arguments": call.content}
+            event = {
+                "type": "response.approval_requested",
+                "approval_id": approval_id,
+                "recipient": call.recipient,
+                "arguments": call.content,
+            }
             if listener is None:
                 self._early.append(event)
         if listener is not None:

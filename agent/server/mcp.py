@@ -45,8 +45,10 @@ log = logging.getLogger("harmony_agent.mcp_server")
 SERVABLE = ("python", "browser", "computer")
 SESSION_HEADER = "x-session-id"
 _STATE_KEY = "harmony_agent.tools"
-COMPUTER_DESCRIPTION = ("Mouse, keyboard and a text view of a virtual desktop. Call observe to see the windows and "
-                        "the text on screen with the points to click, then act with the other functions.")
+COMPUTER_DESCRIPTION = (
+    "Mouse, keyboard and a text view of a virtual desktop. Call observe to see the windows and "
+    "the text on screen with the points to click, then act with the other functions."
+)
 
 
 class ServedTool:
@@ -59,8 +61,11 @@ class ServedTool:
         self.description = _namespace_description(kind, template)
         self.functions: dict[str, ToolDescription] = {}
         if kind == "python":
-            schema = {"type": "object", "properties": {"code": {"type": "string", "description": "The Python code to run."}},
-                      "required": ["code"]}
+            schema = {
+                "type": "object",
+                "properties": {"code": {"type": "string", "description": "The Python code to run."}},
+                "required": ["code"],
+            }
             self.functions["python"] = ToolDescription.new("python", self.description, parameters=schema)
         else:
             trained = {d.name for d in ToolNamespaceConfig.browser().tools}
@@ -73,7 +78,7 @@ class ServedTool:
     def call_for(self, name: str, arguments: Mapping[str, Any]) -> ToolCall:
         if self.kind == "python":
             return ToolCall("python", "analysis", str(arguments.get("code", "")))
-        function = name[len(self.prefix):]
+        function = name[len(self.prefix) :]
         recipient = f"browser.{function}" if self.kind == "browser" else f"functions.{function}"
         return ToolCall(recipient, "analysis" if self.kind == "browser" else "commentary", json.dumps(dict(arguments)))
 
@@ -119,15 +124,18 @@ class SessionTools:
 
 
 #: Told to a client whose call has no session to live in; its tools are closed when the call ends.
-ONE_CALL_NOTE = ("[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
-                 "so nothing it set up (python variables, open pages) is kept for the next call]")
+ONE_CALL_NOTE = (
+    "[note: this request came without an MCP session (no Mcp-Session-Id, no x-session-id header), "
+    "so nothing it set up (python variables, open pages) is kept for the next call]"
+)
 
 
 class ToolServer:
     """Builds the MCP server for some of our tools, and keeps one :class:`SessionTools` per MCP session."""
 
-    def __init__(self, factories: Mapping[str, Callable[[], Tool]], *, idle_seconds: float = 900.0,
-                 browser_actions: bool = True) -> None:
+    def __init__(
+        self, factories: Mapping[str, Callable[[], Tool]], *, idle_seconds: float = 900.0, browser_actions: bool = True
+    ) -> None:
         unknown = sorted(set(factories) - set(SERVABLE))
         if unknown or not factories:
             raise ValueError(f"cannot serve {unknown or 'no tools'}: choose from {', '.join(SERVABLE)}")
@@ -139,8 +147,11 @@ class ToolServer:
             self.served[kind] = ServedTool(kind, factories[kind], prefix, browser_actions)
         self.by_function = {name: served for served in self.served.values() for name in served.functions}
         self.name = kinds[0] if len(kinds) == 1 else "harmony-agent"
-        self.instructions = (self.served[kinds[0]].description if len(kinds) == 1 else
-                             "\n\n".join(f"# {kind}\n{self.served[kind].description}" for kind in kinds))
+        self.instructions = (
+            self.served[kinds[0]].description
+            if len(kinds) == 1
+            else "\n\n".join(f"# {kind}\n{self.served[kind].description}" for kind in kinds)
+        )
         self.idle_seconds = idle_seconds
         self._named: dict[str, SessionTools] = {}
         self._process: SessionTools | None = None  # over stdio the process is the session
@@ -151,8 +162,13 @@ class ToolServer:
     def _build(self) -> Any:
         from mcp.server.lowlevel import Server
 
-        return Server(self.name, instructions=self.instructions, on_list_tools=self._list_tools, on_call_tool=self._call_tool,
-                      get_tool_input_schema=self._input_schema)
+        return Server(
+            self.name,
+            instructions=self.instructions,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            get_tool_input_schema=self._input_schema,
+        )
 
     def listing(self) -> list[Any]:
         from mcp.types import Tool as MCPTool
@@ -182,8 +198,14 @@ class ToolServer:
 
         served = self.by_function.get(params.name)
         if served is None:
-            return CallToolResult(content=[TextContent(type="text", text=f"no tool {params.name!r}; this server has "
-                                                       f"{', '.join(self.by_function)}")], is_error=True)
+            return CallToolResult(
+                content=[
+                    TextContent(
+                        type="text", text=f"no tool {params.name!r}; this server has {', '.join(self.by_function)}"
+                    )
+                ],
+                is_error=True,
+            )
         session, for_this_call = await self._session_for(ctx)
         try:
             tool = await session.get(served.kind)
@@ -259,7 +281,6 @@ class ToolServer:
         finally:
             await self.aclose()
 
-
     def sse_app(self, host: str = "127.0.0.1") -> Any:
         """The SSE transport (``GET /sse``, ``POST /messages/``): what vLLM's tool server and the gpt-oss reference use.
 
@@ -273,9 +294,11 @@ class ToolServer:
 
         security = None
         if host in ("127.0.0.1", "localhost", "::1"):  # refuse DNS-rebinding pages, as the SDK's own apps do
-            security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                                 allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-                                                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
+            security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            )
         sse = SseServerTransport("/messages/", security_settings=security)
 
         async def stream(request: Any) -> Response:
@@ -307,12 +330,20 @@ def _to_mcp(result: ToolResult, note: str = "") -> Any:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
         except OSError:
             continue
-        content.append(ImageContent(type="image", data=data, mime_type=mimetypes.guess_type(path.name)[0] or "image/png"))
+        content.append(
+            ImageContent(type="image", data=data, mime_type=mimetypes.guess_type(path.name)[0] or "image/png")
+        )
     return CallToolResult(content=content, is_error=result.is_error)
 
 
-def serve(factories: Mapping[str, Callable[[], Tool]], transport: str = "stdio", host: str = "127.0.0.1",
-          port: int = 8000, *, browser_actions: bool = True) -> None:
+def serve(
+    factories: Mapping[str, Callable[[], Tool]],
+    transport: str = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    browser_actions: bool = True,
+) -> None:
     """Build the server for these tools and serve it (blocking)."""
     import anyio
 

@@ -21,8 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harmony_agent import events as ev
 
 #: Built-in tool types a client may ask for, and the server-side tool each maps to.
-BUILTIN_TYPES = {"code_interpreter": "python", "web_search_preview": "browser", "web_search": "browser",
-                 "computer_use_preview": "computer"}
+BUILTIN_TYPES = {
+    "code_interpreter": "python",
+    "web_search_preview": "browser",
+    "web_search": "browser",
+    "computer_use_preview": "computer",
+}
 
 
 class RequestError(ValueError):
@@ -57,7 +61,7 @@ class ResponsesRequest(BaseModel):
     stream: bool = False
 
     @classmethod
-    def parse(cls, body: Any) -> "ResponsesRequest":
+    def parse(cls, body: Any) -> ResponsesRequest:
         try:
             return cls.model_validate(body)
         except ValidationError as exc:
@@ -72,7 +76,9 @@ class ResponsesRequest(BaseModel):
                 try:
                     specs.append(FunctionToolSpec.model_validate(tool))
                 except ValidationError as exc:
-                    raise RequestError(f"invalid function tool {tool.get('name')!r}: {exc.errors()[0]['msg']}") from None
+                    raise RequestError(
+                        f"invalid function tool {tool.get('name')!r}: {exc.errors()[0]['msg']}"
+                    ) from None
         return specs
 
     def builtin_tools(self) -> list[str]:
@@ -109,11 +115,15 @@ class ResponsesRequest(BaseModel):
                 elif role in ("system", "developer"):
                     extra.append(text)
                 else:
-                    raise RequestError("assistant messages in input are not supported: continue a conversation "
-                                       "with previous_response_id instead of sending it back")
+                    raise RequestError(
+                        "assistant messages in input are not supported: continue a conversation "
+                        "with previous_response_id instead of sending it back"
+                    )
             else:
-                raise RequestError(f"input items of type {kind!r} are not supported: continue with "
-                                   "previous_response_id, and send messages and function_call_output items")
+                raise RequestError(
+                    f"input items of type {kind!r} are not supported: continue with "
+                    "previous_response_id, and send messages and function_call_output items"
+                )
         return ("\n\n".join(texts) or None), outputs, ("\n\n".join(extra) or None)
 
 
@@ -142,8 +152,15 @@ class ResponseBuilder:
     calls to them become ``function_call`` items for the client to answer.
     """
 
-    def __init__(self, *, response_id: str, model: str, request: ResponsesRequest, client_functions: set[str],
-                 publish: Callable[[str], str] = lambda path: path) -> None:
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        model: str,
+        request: ResponsesRequest,
+        client_functions: set[str],
+        publish: Callable[[str], str] = lambda path: path,
+    ) -> None:
         self.id = response_id
         self.publish = publish
         self.model = model
@@ -167,16 +184,29 @@ class ResponseBuilder:
     def response(self) -> dict[str, Any]:
         usage = self.usage
         return {
-            "id": self.id, "object": "response", "created_at": self.created_at, "model": self.model,
-            "status": self.status, "output": self.output, "error": self.error, "incomplete_details": self.incomplete,
-            "instructions": self.request.instructions, "previous_response_id": self.request.previous_response_id,
-            "max_output_tokens": self.request.max_output_tokens, "parallel_tool_calls": False,
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "model": self.model,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "incomplete_details": self.incomplete,
+            "instructions": self.request.instructions,
+            "previous_response_id": self.request.previous_response_id,
+            "max_output_tokens": self.request.max_output_tokens,
+            "parallel_tool_calls": False,
             "reasoning": {"effort": self.request.reasoning.effort if self.request.reasoning else None},
-            "tools": self.request.tools, "tool_choice": "auto", "store": self.request.store,
+            "tools": self.request.tools,
+            "tool_choice": "auto",
+            "store": self.request.store,
             "usage": {
-                "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+                "input_tokens": usage.prompt_tokens,
+                "output_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-                "input_tokens_details": {"cached_tokens": max(usage.cached_tokens, usage.prompt_tokens - usage.prefilled_tokens)},
+                "input_tokens_details": {
+                    "cached_tokens": max(usage.cached_tokens, usage.prompt_tokens - usage.prefilled_tokens)
+                },
                 "output_tokens_details": {"reasoning_tokens": 0},
             },
         }
@@ -186,8 +216,10 @@ class ResponseBuilder:
         return {"type": kind, "sequence_number": self.sequence, **fields}
 
     def created(self) -> list[dict[str, Any]]:
-        return [self._event("response.created", response=self.response()),
-                self._event("response.in_progress", response=self.response())]
+        return [
+            self._event("response.created", response=self.response()),
+            self._event("response.in_progress", response=self.response()),
+        ]
 
     # -- events in, SSE events out -----------------------------------------------
 
@@ -216,16 +248,34 @@ class ResponseBuilder:
         assert item is not None
         if item["type"] == "reasoning":
             item["content"][0]["text"] += event.text
-            out.append(self._event("response.reasoning_text.delta", item_id=item["id"], output_index=index,
-                                   content_index=0, delta=event.text))
+            out.append(
+                self._event(
+                    "response.reasoning_text.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    delta=event.text,
+                )
+            )
         elif item["type"] == "function_call":
             item["arguments"] += event.text
-            out.append(self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=index,
-                                   delta=event.text))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=event.text
+                )
+            )
         else:
             item["content"][0]["text"] += event.text
-            out.append(self._event("response.output_text.delta", item_id=item["id"], output_index=index,
-                                   content_index=0, delta=event.text, logprobs=[]))
+            out.append(
+                self._event(
+                    "response.output_text.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    delta=event.text,
+                    logprobs=[],
+                )
+            )
         return out
 
     def _is_client_call(self, recipient: str) -> bool:
@@ -236,25 +286,48 @@ class ResponseBuilder:
         index = len(self.output)
         if event.recipient is not None:
             name = event.recipient.split(".", 1)[1] if event.recipient.startswith("functions.") else event.recipient
-            item: dict[str, Any] = {"type": "function_call", "id": new_id("fc"), "call_id": new_id("call"), "name": name,
-                                    "arguments": "", "status": "in_progress"}
+            item: dict[str, Any] = {
+                "type": "function_call",
+                "id": new_id("fc"),
+                "call_id": new_id("call"),
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
             self.output.append(item)
             self._open, self._open_key = item, (event.channel, event.recipient)
             return [self._event("response.output_item.added", output_index=index, item=dict(item))]
         if event.channel == "analysis":
-            item = {"type": "reasoning", "id": new_id("rs"), "summary": [], "status": "in_progress",
-                    "content": [{"type": "reasoning_text", "text": ""}]}
+            item = {
+                "type": "reasoning",
+                "id": new_id("rs"),
+                "summary": [],
+                "status": "in_progress",
+                "content": [{"type": "reasoning_text", "text": ""}],
+            }
             self.output.append(item)
             self._open, self._open_key = item, (event.channel, None)
             return [self._event("response.output_item.added", output_index=index, item=_shell(item))]
-        item = {"type": "message", "id": new_id("msg"), "role": "assistant", "status": "in_progress",
-                "phase": "final_answer" if event.channel == "final" else "commentary",
-                "content": [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}]}
+        item = {
+            "type": "message",
+            "id": new_id("msg"),
+            "role": "assistant",
+            "status": "in_progress",
+            "phase": "final_answer" if event.channel == "final" else "commentary",
+            "content": [{"type": "output_text", "text": "", "annotations": [], "logprobs": []}],
+        }
         self.output.append(item)
         self._open, self._open_key = item, (event.channel, None)
-        return [self._event("response.output_item.added", output_index=index, item=_shell(item)),
-                self._event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0,
-                            part={"type": "output_text", "text": "", "annotations": []})]
+        return [
+            self._event("response.output_item.added", output_index=index, item=_shell(item)),
+            self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            ),
+        ]
 
     def _close_open(self) -> list[dict[str, Any]]:
         item, self._open, self._open_key = self._open, None, None
@@ -265,17 +338,38 @@ class ResponseBuilder:
         out: list[dict[str, Any]] = []
         if item["type"] == "reasoning":
             text = item["content"][0]["text"]
-            out.append(self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
-                                   content_index=0, text=text))
+            out.append(
+                self._event(
+                    "response.reasoning_text.done", item_id=item["id"], output_index=index, content_index=0, text=text
+                )
+            )
         elif item["type"] == "function_call":
-            out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                                   name=item["name"], arguments=item["arguments"]))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    name=item["name"],
+                    arguments=item["arguments"],
+                )
+            )
         else:
             part = item["content"][0]
-            out.append(self._event("response.output_text.done", item_id=item["id"], output_index=index,
-                                   content_index=0, text=part["text"], logprobs=[]))
-            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                                   content_index=0, part=part))
+            out.append(
+                self._event(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=part["text"],
+                    logprobs=[],
+                )
+            )
+            out.append(
+                self._event(
+                    "response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part
+                )
+            )
         out.append(self._event("response.output_item.done", output_index=index, item=item))
         return out
 
@@ -292,14 +386,30 @@ class ResponseBuilder:
         namespace = event.recipient.split(".", 1)[0]
         index = len(self.output)
         if namespace == "python":
-            item: dict[str, Any] = {"type": "code_interpreter_call", "id": new_id("ci"), "code": event.content,
-                                    "container_id": "harmony-agent", "outputs": None, "status": "interpreting"}
+            item: dict[str, Any] = {
+                "type": "code_interpreter_call",
+                "id": new_id("ci"),
+                "code": event.content,
+                "container_id": "harmony-agent",
+                "outputs": None,
+                "status": "interpreting",
+            }
         elif namespace == "browser":
-            item = {"type": "web_search_call", "id": new_id("ws"), "status": "searching",
-                    "action": _browser_action(event.recipient, event.content)}
+            item = {
+                "type": "web_search_call",
+                "id": new_id("ws"),
+                "status": "searching",
+                "action": _browser_action(event.recipient, event.content),
+            }
         else:
-            item = {"type": "tool_call", "id": new_id("tc"), "name": event.recipient, "arguments": event.content,
-                    "output": None, "status": "in_progress"}
+            item = {
+                "type": "tool_call",
+                "id": new_id("tc"),
+                "name": event.recipient,
+                "arguments": event.content,
+                "output": None,
+                "status": "in_progress",
+            }
         self.output.append(item)
         self._tool_items[event.call_id] = index
         return out + [self._event("response.output_item.added", output_index=index, item=dict(item))]

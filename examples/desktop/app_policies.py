@@ -66,7 +66,11 @@ def calculator(messages: list[Message]) -> str:
         if clicks == 0 and done[-1] == "functions.wait":
             return _call("observe", {})
         if "toggle button" not in outputs[-1] and clicks == 0 and done[-1] == "functions.observe":
-            return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("The calculator never showed.")
+            return (
+                _call("wait", {"seconds": 1})
+                if done.count("functions.wait") < 10
+                else _final("The calculator never showed.")
+            )
         return _call("click", {"text": EXPRESSION[clicks]})
     if done[-1] == "functions.click":
         return _call("observe", {})
@@ -80,9 +84,15 @@ def editor(messages: list[Message]) -> str:
         return opening
     if "functions.type_text" not in done:
         if done[-1] == "functions.observe":
-            area = re.search(r"^\s*- text(?: = \"[^\"]*\")?(?: \[focused\])? at \((\d+), (\d+)\)", outputs[-1], flags=re.M)
+            area = re.search(
+                r"^\s*- text(?: = \"[^\"]*\")?(?: \[focused\])? at \((\d+), (\d+)\)", outputs[-1], flags=re.M
+            )
             if not area:
-                return _call("wait", {"seconds": 1}) if done.count("functions.wait") < 10 else _final("No text area found.")
+                return (
+                    _call("wait", {"seconds": 1})
+                    if done.count("functions.wait") < 10
+                    else _final("No text area found.")
+                )
             return _call("click", {"x": int(area.group(1)), "y": int(area.group(2))})
         if done[-1] == "functions.wait":
             return _call("observe", {})

@@ -13,9 +13,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from harmony_agent import Agent, PolicyModel
 from examples.demo_run import demo_arguments, screenshots_beside, stream_run
 from examples.desktop.greeter_policy import policy
+from harmony_agent import Agent, PolicyModel
 from harmony_agent.tools.computer import ComputerTool
 
 GREETER = Path(__file__).with_name("greeter.py")

@@ -37,8 +37,16 @@ def main() -> None:
     def save(*_args: object) -> None:
         if state_file:
             with open(state_file, "w", encoding="utf-8") as file:
-                json.dump({"field": entry.get(), "greeting": greeting.get(), "top_row": int(items.nearest(0)) + 1,
-                           "resets": resets["count"]}, file, ensure_ascii=False)
+                json.dump(
+                    {
+                        "field": entry.get(),
+                        "greeting": greeting.get(),
+                        "top_row": int(items.nearest(0)) + 1,
+                        "resets": resets["count"],
+                    },
+                    file,
+                    ensure_ascii=False,
+                )
 
     def greet() -> None:
         greeting.set(f"Hello, {entry.get()}!")

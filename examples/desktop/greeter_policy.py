@@ -24,7 +24,9 @@ def policy(messages: list[Message]) -> str:
     done = [m.author.name for m in messages if m.author.role == Role.TOOL]
     last = messages[-1].content[0].text if done else ""
     if not done:
-        return ("<|channel|>analysis<|message|>First I look at the screen.<|end|><|start|>assistant" + _call("observe", {}))
+        return "<|channel|>analysis<|message|>First I look at the screen.<|end|><|start|>assistant" + _call(
+            "observe", {}
+        )
     step = done[-1]
     if step == "functions.launch":
         return _call("wait", {"seconds": 1.5})

@@ -1,12 +1,12 @@
 """The Greeter as a GTK app, which exposes an accessibility tree (Tk apps do not).
 
-    /usr/bin/python3 examples/desktop/gtk_greeter.py     # needs Debian's python3-gi and gir1.2-gtk-3.0
+/usr/bin/python3 examples/desktop/gtk_greeter.py     # needs Debian's python3-gi and gir1.2-gtk-3.0
 """
 
 import gi
 
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gtk  # noqa: E402
+from gi.repository import Gtk
 
 
 def main() -> None:

@@ -14,22 +14,84 @@ import json
 import sys
 import tkinter as tk
 
-NAMES = ["Zoë Ørsted", "Ñandú", "Łódź", "François Müller", "José Álvarez", "Søren Kierkegaard", "Antonín Dvořák",
-         "Škoda Octavia", "Ærøskøbing", "Grüße aus Köln", "naïve café", "Kraków, Poland", "Hello, Zoë Ørsted!",
-         "Saint-Étienne", "Björn Ångström"]
-NUMBERS = ["€1,234.56", "$0.99", "Total: 12 items", "2026-11-28 17:05", "+49 30 1234567", "Invoice #00042", "98.6%",
-           "3 × 4 = 12", "Balance: -€87.10", "ZIP 75008", "v2.13.1", "1/3 done", "Qty 250 @ $4.75", "ID 7J3K-9Q2X"]
-SMALL = ["Remember me on this computer", "Forgot your password?", "Terms of Service", "Last saved 2 minutes ago",
-         "Ln 14, Col 27", "UTF-8", "Zoom 110%", "Résumé.pdf 1.2 MB", "3 unread messages", "Sort by: Date modified"]
-BUTTONS = ["Save", "Cancel", "Apply Changes", "Sign in", "Next →", "Delete Account", "Upload Files", "OK", "Retry",
-           "Export as CSV"]
-DARK = ["Settings", "Appearance: Dark", "Notifications are on", "Wi-Fi: Café Münster", "Battery 76%",
-        "Do not disturb until 08:30", "Account: zoe.orsted@example.com", "Storage 41.7 GB free"]
+NAMES = [
+    "Zoë Ørsted",
+    "Ñandú",
+    "Łódź",
+    "François Müller",
+    "José Álvarez",
+    "Søren Kierkegaard",
+    "Antonín Dvořák",
+    "Škoda Octavia",
+    "Ærøskøbing",
+    "Grüße aus Köln",
+    "naïve café",
+    "Kraków, Poland",
+    "Hello, Zoë Ørsted!",
+    "Saint-Étienne",
+    "Björn Ångström",
+]
+NUMBERS = [
+    "€1,234.56",
+    "$0.99",
+    "Total: 12 items",
+    "2026-11-28 17:05",
+    "+49 30 1234567",
+    "Invoice #00042",
+    "98.6%",
+    "3 × 4 = 12",
+    "Balance: -€87.10",
+    "ZIP 75008",
+    "v2.13.1",
+    "1/3 done",
+    "Qty 250 @ $4.75",
+    "ID 7J3K-9Q2X",
+]
+SMALL = [
+    "Remember me on this computer",
+    "Forgot your password?",
+    "Terms of Service",
+    "Last saved 2 minutes ago",
+    "Ln 14, Col 27",
+    "UTF-8",
+    "Zoom 110%",
+    "Résumé.pdf 1.2 MB",
+    "3 unread messages",
+    "Sort by: Date modified",
+]
+BUTTONS = [
+    "Save",
+    "Cancel",
+    "Apply Changes",
+    "Sign in",
+    "Next →",
+    "Delete Account",
+    "Upload Files",
+    "OK",
+    "Retry",
+    "Export as CSV",
+]
+DARK = [
+    "Settings",
+    "Appearance: Dark",
+    "Notifications are on",
+    "Wi-Fi: Café Münster",
+    "Battery 76%",
+    "Do not disturb until 08:30",
+    "Account: zoe.orsted@example.com",
+    "Storage 41.7 GB free",
+]
 TABLE_HEADER = ["ID", "Name", "City", "Qty", "Price", "Status"]
-TABLE = [["1041", "Zoë", "Łódź", "12", "4.50", "paid"], ["1042", "Ñandú", "Málaga", "3", "19.99", "open"],
-         ["1043", "Søren", "Aarhus", "40", "0.75", "paid"], ["1044", "Jürgen", "München", "7", "120.00", "late"],
-         ["1045", "Renée", "Genève", "1", "999.99", "open"], ["1046", "Oğuz", "İzmir", "15", "8.25", "paid"],
-         ["1047", "Ana", "São Paulo", "22", "13.40", "void"], ["1048", "Bjørn", "Tromsø", "5", "61.10", "open"]]
+TABLE = [
+    ["1041", "Zoë", "Łódź", "12", "4.50", "paid"],
+    ["1042", "Ñandú", "Málaga", "3", "19.99", "open"],
+    ["1043", "Søren", "Aarhus", "40", "0.75", "paid"],
+    ["1044", "Jürgen", "München", "7", "120.00", "late"],
+    ["1045", "Renée", "Genève", "1", "999.99", "open"],
+    ["1046", "Oğuz", "İzmir", "15", "8.25", "paid"],
+    ["1047", "Ana", "São Paulo", "22", "13.40", "void"],
+    ["1048", "Bjørn", "Tromsø", "5", "61.10", "open"],
+]
 PAGES = ("names", "numbers", "small", "buttons", "dark", "table")
 
 
@@ -40,7 +102,9 @@ def build(root: tk.Tk, page: str) -> list[tk.Widget]:
     root.configure(background=background)
 
     def label(parent, text: str, font, row: int, column: int = 0, **options) -> None:
-        widget = tk.Label(parent, text=text, font=font, background=background, foreground=foreground, anchor="w", **options)
+        widget = tk.Label(
+            parent, text=text, font=font, background=background, foreground=foreground, anchor="w", **options
+        )
         widget.grid(row=row, column=column, sticky="w", padx=10, pady=2)
         widget.corpus_text = text  # type: ignore[attr-defined]
         widgets.append(widget)
@@ -79,8 +143,16 @@ def main() -> None:
 
     def report() -> None:
         root.update_idletasks()
-        items = [{"text": w.corpus_text, "x": w.winfo_rootx(), "y": w.winfo_rooty(), "width": w.winfo_width(),
-                  "height": w.winfo_height()} for w in widgets]
+        items = [
+            {
+                "text": w.corpus_text,
+                "x": w.winfo_rootx(),
+                "y": w.winfo_rooty(),
+                "width": w.winfo_width(),
+                "height": w.winfo_height(),
+            }
+            for w in widgets
+        ]
         if state_file:
             with open(state_file + ".part", "w", encoding="utf-8") as file:
                 json.dump({"page": page, "items": items}, file, ensure_ascii=False)

@@ -23,8 +23,16 @@ from pathlib import Path
 DEFAULT_IMAGE = "harmony-agent/python:latest"
 DOCKERFILE_DIR = Path(__file__).parent / "python"
 DEBIAN_SUITE = "bookworm"
-DEBIAN_PACKAGES = ("python3", "python3-ipython", "python3-numpy", "python3-pandas", "python3-matplotlib", "python3-scipy",
-                   "python3-sympy", "python3-pil")
+DEBIAN_PACKAGES = (
+    "python3",
+    "python3-ipython",
+    "python3-numpy",
+    "python3-pandas",
+    "python3-matplotlib",
+    "python3-scipy",
+    "python3-sympy",
+    "python3-pil",
+)
 IMAGE_LABEL = "org.harmony-agent.image=python"
 #: Raised whenever what the image must hold changes (2: IPython for notebook cells), so set-up rebuilds an older one.
 IMAGE_VERSION = "2"
@@ -34,9 +42,11 @@ PRUNED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"
 #: Debian's python3-scipy depends on python3-pythran, a compiler that brings gcc, g++, binutils, Boost
 #: headers and every -dev package with it (about 500 MB). Nothing imports them at run time, and a
 #: sandbox is better without a compiler, so the offline build purges them after debootstrap.
-BUILD_ONLY = re.compile(r"^(python3-pythran|python3-beniget|python3-gast|[\w.+-]+-dev|libc-dev-bin|g\+\+(-\d+)?|gcc(-\d+)?"
-                        r"|cpp(-\d+)?|binutils[\w-]*|libbinutils|libctf[\w-]*|libgprofng\d+|libsframe\d+|libjansson\d+"
-                        r"|lib(a|t|l|ub|hwa)san\d+|libcc1-\d+|libisl\d+)$")
+BUILD_ONLY = re.compile(
+    r"^(python3-pythran|python3-beniget|python3-gast|[\w.+-]+-dev|libc-dev-bin|g\+\+(-\d+)?|gcc(-\d+)?"
+    r"|cpp(-\d+)?|binutils[\w-]*|libbinutils|libctf[\w-]*|libgprofng\d+|libsframe\d+|libjansson\d+"
+    r"|lib(a|t|l|ub|hwa)san\d+|libcc1-\d+|libisl\d+)$"
+)
 
 Progress = Callable[[str], None]
 
@@ -93,15 +103,25 @@ def _stream(command: list[str], progress: Progress) -> None:
 
 
 def _purge_build_only(root: Path, progress: Progress) -> None:
-    listed = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\\n"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\\n"], capture_output=True, text=True, check=True
+    )
     doomed = sorted(name for name in listed.stdout.split() if BUILD_ONLY.match(name))
     if doomed:
         progress(f"purging {len(doomed)} build-only packages (compilers, headers) that python3-pythran pulled in")
         _stream(["chroot", str(root), "dpkg", "--purge", "--force-depends", *doomed], progress)
 
 
-def build_debian_image(client, tag: str, packages: Sequence[str], changes: Sequence[str], *, mirror: str | None = None,
-                       prepare: Callable[[Path], None] | None = None, progress: Progress = print) -> str:
+def build_debian_image(
+    client,
+    tag: str,
+    packages: Sequence[str],
+    changes: Sequence[str],
+    *,
+    mirror: str | None = None,
+    prepare: Callable[[Path], None] | None = None,
+    progress: Progress = print,
+) -> str:
     """Debootstrap a minimal Debian root with ``packages``, let ``prepare`` trim it, ``docker import`` it; returns the image id.
 
     The one offline path every image takes (python, desktop): it needs only
@@ -116,7 +136,10 @@ def build_debian_image(client, tag: str, packages: Sequence[str], changes: Seque
     with tempfile.TemporaryDirectory(prefix="harmony-rootfs-") as work:
         root = Path(work) / "root"
         progress(f"debootstrap {DEBIAN_SUITE} with {len(packages)} packages from {mirror} (a minute or more)")
-        _stream(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", DEBIAN_SUITE, str(root), mirror], progress)
+        _stream(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", DEBIAN_SUITE, str(root), mirror],
+            progress,
+        )
         for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / leftovers).glob("*"):
                 if item.is_file():
@@ -144,8 +167,15 @@ def build_offline(client, tag: str = DEFAULT_IMAGE, *, mirror: str | None = None
         (root / "mnt/data").mkdir(parents=True, exist_ok=True)
         os.chown(root / "mnt/data", 65534, 65534)
 
-    changes = ["ENV MPLBACKEND=Agg", "ENV PYTHONUNBUFFERED=1", "ENV HOME=/tmp", f"LABEL {IMAGE_LABEL}",
-               f"LABEL {VERSION_LABEL}={IMAGE_VERSION}", "USER 65534:65534", "WORKDIR /mnt/data"]
+    changes = [
+        "ENV MPLBACKEND=Agg",
+        "ENV PYTHONUNBUFFERED=1",
+        "ENV HOME=/tmp",
+        f"LABEL {IMAGE_LABEL}",
+        f"LABEL {VERSION_LABEL}={IMAGE_VERSION}",
+        "USER 65534:65534",
+        "WORKDIR /mnt/data",
+    ]
     return build_debian_image(client, tag, DEBIAN_PACKAGES, changes, mirror=mirror, prepare=prepare, progress=progress)
 
 
@@ -154,10 +184,13 @@ def build_dockerfile(client, tag: str = DEFAULT_IMAGE, *, progress: Progress = p
     from docker.errors import APIError, BuildError
 
     try:
-        for chunk in client.api.build(path=str(DOCKERFILE_DIR), tag=tag, rm=True, decode=True,
-                                      labels={VERSION_LABEL: IMAGE_VERSION}):
+        for chunk in client.api.build(
+            path=str(DOCKERFILE_DIR), tag=tag, rm=True, decode=True, labels={VERSION_LABEL: IMAGE_VERSION}
+        ):
             if "error" in chunk:
-                raise ImageBuildError(f"docker build failed: {chunk['error'].strip()}\n(no registry access? try --offline)")
+                raise ImageBuildError(
+                    f"docker build failed: {chunk['error'].strip()}\n(no registry access? try --offline)"
+                )
             text = chunk.get("stream", "").rstrip()
             if text:
                 progress(text)

@@ -22,8 +22,10 @@ from typing import Protocol
 KERNEL_MODES = ("auto", "ipython", "standard")
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 INSTALL_COMMAND = re.compile(r"(^|[\s;&|/])(pip[\d.]*|python[\d.]*\s+-m\s+pip|conda|mamba|apt(-get)?)\s+install\b")
-NO_INSTALL = ("{command}: nothing can be installed, because this sandbox has no network access. "
-              "Use the packages already installed (numpy, pandas, matplotlib, ...); help('modules') lists them.")
+NO_INSTALL = (
+    "{command}: nothing can be installed, because this sandbox has no network access. "
+    "Use the packages already installed (numpy, pandas, matplotlib, ...); help('modules') lists them."
+)
 
 
 class Kernel(Protocol):

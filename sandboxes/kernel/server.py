@@ -101,9 +101,16 @@ class Kernel:
         after = snapshot(DATA_DIR)
         files = sorted(p for p, mtime in after.items() if before.get(p) != mtime and p not in images)
         return {
-            "status": status, "stdout": stdout, "stderr": stderr, "result": result, "error": error,
-            "files": files[:MAX_FILES_LISTED], "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
-            "images": images, "duration_s": round(time.perf_counter() - started, 6), "oom_kills": oom_kills(),
+            "status": status,
+            "stdout": stdout,
+            "stderr": stderr,
+            "result": result,
+            "error": error,
+            "files": files[:MAX_FILES_LISTED],
+            "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
+            "images": images,
+            "duration_s": round(time.perf_counter() - started, 6),
+            "oom_kills": oom_kills(),
         }
 
     def _save_figures(self) -> list[str]:
@@ -165,8 +172,16 @@ class Kernel:
             if op == "_bad":
                 self.respond(self._protocol_error(None, request["error"]))
             elif op == "ping":
-                self.respond({"id": rid, "status": "ok", "pid": os.getpid(), "kernel": self.cells.name,
-                              "fallback_reason": self.fallback_reason, "oom_kills": oom_kills()})
+                self.respond(
+                    {
+                        "id": rid,
+                        "status": "ok",
+                        "pid": os.getpid(),
+                        "kernel": self.cells.name,
+                        "fallback_reason": self.fallback_reason,
+                        "oom_kills": oom_kills(),
+                    }
+                )
             elif op == "execute":
                 reply = self._interruptible(busy, state, request)
                 reply["id"] = rid
@@ -186,8 +201,16 @@ class Kernel:
         try:
             return self.execute(str(request.get("code", "")), int(request.get("max_output", DEFAULT_MAX_OUTPUT)))
         except KeyboardInterrupt:  # landed between the user's code and the reply
-            return {"status": "interrupted", "stdout": "", "stderr": "", "result": None, "files": [], "images": [],
-                    "error": {"ename": "KeyboardInterrupt", "evalue": "execution interrupted", "traceback": ""}, "duration_s": 0}
+            return {
+                "status": "interrupted",
+                "stdout": "",
+                "stderr": "",
+                "result": None,
+                "files": [],
+                "images": [],
+                "error": {"ename": "KeyboardInterrupt", "evalue": "execution interrupted", "traceback": ""},
+                "duration_s": 0,
+            }
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, SIGINT_ONLY)
             with busy:
@@ -197,7 +220,11 @@ class Kernel:
 
     @staticmethod
     def _protocol_error(rid, message: str) -> dict:
-        return {"id": rid, "status": "protocol_error", "error": {"ename": "ProtocolError", "evalue": message, "traceback": ""}}
+        return {
+            "id": rid,
+            "status": "protocol_error",
+            "error": {"ename": "ProtocolError", "evalue": message, "traceback": ""},
+        }
 
     @staticmethod
     def _transfer(op: str, request: dict) -> dict:
@@ -214,7 +241,12 @@ class Kernel:
                 raise OSError(f"{path} is {size} bytes, over the {MAX_TRANSFER_BYTES}-byte transfer limit")
             with open(path, "rb") as file:
                 data = file.read()
-            return {"status": "ok", "path": os.path.abspath(path), "size": len(data), "data": base64.b64encode(data).decode()}
+            return {
+                "status": "ok",
+                "path": os.path.abspath(path),
+                "size": len(data),
+                "data": base64.b64encode(data).decode(),
+            }
         except (OSError, ValueError) as exc:
             return {"status": "error", "error": {"ename": type(exc).__name__, "evalue": str(exc), "traceback": ""}}
 

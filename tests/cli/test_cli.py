@@ -1,6 +1,5 @@
 """The harmony-agent command, as a user runs it."""
 
-from helpers import ROOT
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harmony_agent.cli.app import app
+from helpers import ROOT
 
 runner = CliRunner()
 
@@ -35,23 +35,40 @@ def test_run_task_file_streams_and_answers(tmp_path):
 
 
 def test_run_with_flags_overrides_and_refuses_without_yes():
-    result = runner.invoke(app, [
-        "run", "How warm is Paris?", "--model", "scripted:examples/weather_demo.yaml",
-        "--tools", "examples.weather:get_weather", "--reasoning", "high", "--max-steps", "1",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "How warm is Paris?",
+            "--model",
+            "scripted:examples/weather_demo.yaml",
+            "--tools",
+            "examples.weather:get_weather",
+            "--reasoning",
+            "high",
+            "--max-steps",
+            "1",
+        ],
+    )
     # One step allowed, and no terminal to approve on: the call is refused and the budget ends the run.
     assert result.exit_code == 1
     assert "refused" in result.output and "stop: max_steps" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run", "x", "--model", "nonsense"], "unknown model spec"),
-    (["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--tools", "nosuchtool"], "unknown tool"),
-    (["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--tools", "nosuchmod:f"], "cannot import tool"),
-    (["run", "missing.yaml"], "not found"),
-    (["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--reasoning", "extreme"], "--reasoning"),
-    (["replay", "nowhere.jsonl"], "no transcript"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "x", "--model", "nonsense"], "unknown model spec"),
+        (["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--tools", "nosuchtool"], "unknown tool"),
+        (
+            ["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--tools", "nosuchmod:f"],
+            "cannot import tool",
+        ),
+        (["run", "missing.yaml"], "not found"),
+        (["run", "x", "--model", "scripted:examples/weather_demo.yaml", "--reasoning", "extreme"], "--reasoning"),
+        (["replay", "nowhere.jsonl"], "no transcript"),
+    ],
+)
 def test_bad_input_is_a_clear_error(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2
@@ -75,7 +92,16 @@ def test_bad_task_file_and_bad_transcript(tmp_path):
 def test_doctor_reports_each_component():
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
-    for name in ("vocabulary", "torch", "transformers", "model files", "docker engine", "chromium", "Xvfb", "tesseract"):
+    for name in (
+        "vocabulary",
+        "torch",
+        "transformers",
+        "model files",
+        "docker engine",
+        "chromium",
+        "Xvfb",
+        "tesseract",
+    ):
         assert name in result.output
     assert "ok" in result.output
 
@@ -94,11 +120,13 @@ def test_chat_keeps_the_conversation_between_turns(tmp_path):
         "  - '<|channel|>final<|message|>Second answer.<|return|>'\n"
     )
     transcript = tmp_path / "chat.jsonl"
-    result = runner.invoke(app, ["chat", "-m", f"scripted:{script}", "--transcript", str(transcript)], input="hi\nagain\n\n")
+    result = runner.invoke(
+        app, ["chat", "-m", f"scripted:{script}", "--transcript", str(transcript)], input="hi\nagain\n\n"
+    )
     assert result.exit_code == 0, result.output
     assert "First answer." in result.output and "Second answer." in result.output
-    starts = [json.loads(l) for l in transcript.read_text().splitlines() if '"run_start"' in l]
-    gens = [json.loads(l) for l in transcript.read_text().splitlines() if '"generation"' in l]
+    starts = [json.loads(line) for line in transcript.read_text().splitlines() if '"run_start"' in line]
+    gens = [json.loads(line) for line in transcript.read_text().splitlines() if '"generation"' in line]
     assert [s["task"] for s in starts] == ["hi", "again"]
     # The second turn continues the conversation: its prompt holds the first turn.
     assert gens[1]["prompt_tokens"] > gens[0]["prompt_tokens"]

@@ -60,9 +60,21 @@ def workdir(tmp_path):
 
 
 def _weather_run(workdir: Path, calls: int = 2) -> list[str]:
-    model = _script(workdir, [CALL.format(name="get_weather", args=json.dumps({"city": c})) for c in ["Paris", "Oslo", "Lima"][:calls]]
-                    + [FINAL.format(text="Done with the weather.")])
-    return ["run", "What is the weather?", "-m", model, "-t", "clitools:get_weather", "--transcript", str(workdir / "t.jsonl")]
+    model = _script(
+        workdir,
+        [CALL.format(name="get_weather", args=json.dumps({"city": c})) for c in ["Paris", "Oslo", "Lima"][:calls]]
+        + [FINAL.format(text="Done with the weather.")],
+    )
+    return [
+        "run",
+        "What is the weather?",
+        "-m",
+        model,
+        "-t",
+        "clitools:get_weather",
+        "--transcript",
+        str(workdir / "t.jsonl"),
+    ]
 
 
 def test_approval_yes_no_with_reason_and_the_default_is_no(workdir):
@@ -156,7 +168,9 @@ def test_duration_excludes_the_time_at_the_approval_prompt(workdir):
 
 def test_a_slow_tool_shows_a_spinner_with_elapsed_time(workdir):
     model = _script(workdir, [CALL.format(name="slow_add", args='{"a": 2, "b": 3}'), FINAL.format(text="It is 5.")])
-    session = PtySession(["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir))
+    session = PtySession(
+        ["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir)
+    )
     try:
         session.expect(r"functions\.slow_add running… [12] s")
         session.expect(r"← functions\.slow_add \(2\.\d s\) 5")
@@ -167,11 +181,16 @@ def test_a_slow_tool_shows_a_spinner_with_elapsed_time(workdir):
 
 
 def test_chat_commands_line_editing_history_and_ctrl_c(workdir):
-    model = _script(workdir, [FINAL.format(text="First answer."), FINAL.format(text="Second answer."),
-                              FINAL.format(text="Third answer.")])
+    model = _script(
+        workdir,
+        [FINAL.format(text="First answer."), FINAL.format(text="Second answer."), FINAL.format(text="Third answer.")],
+    )
     saved = workdir / "saved.jsonl"
-    session = PtySession(["chat", "-m", model, "-t", "clitools:get_weather", "--transcript", str(workdir / "chat.jsonl")],
-                         workdir, cli_env(workdir))
+    session = PtySession(
+        ["chat", "-m", model, "-t", "clitools:get_weather", "--transcript", str(workdir / "chat.jsonl")],
+        workdir,
+        cli_env(workdir),
+    )
     try:
         session.expect(r"you> ")
         session.send("/help\r")
@@ -223,21 +242,32 @@ def test_chat_reset_starts_the_conversation_over(workdir):
 
 def test_ctrl_c_while_a_tool_runs_exits_130(workdir):
     model = _script(workdir, [CALL.format(name="slow_add", args='{"a": 2, "b": 3}'), FINAL.format(text="It is 5.")])
-    session = PtySession(["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir))
+    session = PtySession(
+        ["run", "Add 2 and 3", "-m", model, "-t", "clitools:slow_add", "--yes"], workdir, cli_env(workdir)
+    )
     _interrupt(session, r"running…")
     assert "interrupted" in session.text and "It is 5." not in session.text and "Traceback" not in session.text
 
 
 def _containers_of(pid: int) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-a", "--format", "{{.ID}} {{.Labels}}"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.ID}} {{.Labels}}"], capture_output=True, text=True, timeout=30
+    ).stdout
     return [line.split()[0] for line in out.splitlines() if f":{pid}:" in line and "org.harmony-agent.owner=" in line]
 
 
 def test_ctrl_c_during_python_in_docker_exits_130_and_removes_the_container(workdir):
     require("docker")
-    model = _script(workdir, ["<|channel|>analysis to=python code<|message|>import time\ntime.sleep(60)<|call|>",
-                              FINAL.format(text="slept")])
-    session = PtySession(["run", "Sleep", "-m", model, "-t", "python", "--sandbox", "docker", "--yes"], workdir, cli_env(workdir))
+    model = _script(
+        workdir,
+        [
+            "<|channel|>analysis to=python code<|message|>import time\ntime.sleep(60)<|call|>",
+            FINAL.format(text="slept"),
+        ],
+    )
+    session = PtySession(
+        ["run", "Sleep", "-m", model, "-t", "python", "--sandbox", "docker", "--yes"], workdir, cli_env(workdir)
+    )
 
     def one_container() -> None:
         assert len(_containers_of(session.proc.pid)) == 1

@@ -38,6 +38,7 @@ def _script(tmp_path: Path, completions: list[str]) -> str:
 
 # -- watching a run ----------------------------------------------------------------------------------------------------
 
+
 def _read_until(stream, needle: str, timeout: float = 60) -> str:
     """Read a pipe byte by byte until ``needle`` shows (the CLI must have flushed it)."""
     seen = b""
@@ -56,17 +57,38 @@ def _read_until(stream, needle: str, timeout: float = 60) -> str:
 
 def test_final_answer_and_call_arguments_stream_while_the_model_is_still_writing(tmp_path):
     """The server holds each completion half-way: the first half must be on screen before the rest is sent."""
-    (tmp_path / "wtools.py").write_text("def get_weather(city: str) -> dict:\n    '''Weather.\n\n    Args:\n        city: A city.\n    '''\n"
-                                        "    return {'city': city, 'temperature': 18}\n")
-    call = ['<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Par', None, 'is"}<|call|>']
+    (tmp_path / "wtools.py").write_text(
+        "def get_weather(city: str) -> dict:\n    '''Weather.\n\n    Args:\n        city: A city.\n    '''\n"
+        "    return {'city': city, 'temperature': 18}\n"
+    )
+    call = [
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Par',
+        None,
+        'is"}<|call|>',
+    ]
     final = ["<|channel|>final<|message|>Paris is at", None, " 18 degrees.<|return|>"]
     with FakeOllama([call, final]) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harmony_agent.cli", "run", "Weather in Paris?", "-m", f"ollama+http://127.0.0.1:{server.port}#gpt-oss:20b",
-             "-t", "wtools:get_weather", "--yes"], cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "harmony_agent.cli",
+                "run",
+                "Weather in Paris?",
+                "-m",
+                f"ollama+http://127.0.0.1:{server.port}#gpt-oss:20b",
+                "-t",
+                "wtools:get_weather",
+                "--yes",
+            ],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             shown = _read_until(proc.stdout, '→ functions.get_weather {"city": "Par')
-            assert "is\"}" not in shown  # the rest of the arguments is still held by the server
+            assert 'is"}' not in shown  # the rest of the arguments is still held by the server
             server.release()
             shown += _read_until(proc.stdout, "Paris is at")
             assert "18 degrees" not in shown
@@ -77,26 +99,46 @@ def test_final_answer_and_call_arguments_stream_while_the_model_is_still_writing
     assert proc.returncode == 0, err.decode()
     text = shown + out.decode()
     assert "18 degrees." in text and text.count("Paris is at") == 1  # streamed, not printed again at the end
-    assert text.count('→ functions.get_weather') == 1
+    assert text.count("→ functions.get_weather") == 1
 
 
 def test_long_results_are_shortened_on_screen_and_whole_with_verbose(tmp_path):
     (tmp_path / "big.py").write_text("def big() -> str:\n    '''A long page.'''\n    return 'x' * 5000 + 'THE-END'\n")
-    model = _script(tmp_path, ['<|channel|>commentary to=functions.big <|constrain|>json<|message|>{}<|call|>', FINAL.format(text="ok")])
+    model = _script(
+        tmp_path,
+        ["<|channel|>commentary to=functions.big <|constrain|>json<|message|>{}<|call|>", FINAL.format(text="ok")],
+    )
     transcript = tmp_path / "t.jsonl"
     args = ["run", "go", "-m", model, "-t", "big:big", "--yes", "--transcript", str(transcript)]
-    short = subprocess.run([sys.executable, "-m", "harmony_agent.cli", *args], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+    short = subprocess.run(
+        [sys.executable, "-m", "harmony_agent.cli", *args],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert short.returncode == 0, short.stderr
     assert "THE-END" not in short.stdout and "more characters; --verbose shows all" in short.stdout
-    result = next(json.loads(l) for l in transcript.read_text().splitlines() if '"tool_result"' in l)
+    result = next(json.loads(line) for line in transcript.read_text().splitlines() if '"tool_result"' in line)
     assert result["content"].endswith("THE-END")  # the transcript keeps it whole
-    model = _script(tmp_path, ['<|channel|>commentary to=functions.big <|constrain|>json<|message|>{}<|call|>', FINAL.format(text="ok")])
-    whole = subprocess.run([sys.executable, "-m", "harmony_agent.cli", *args[:-2], "--verbose"], cwd=tmp_path, env=cli_env(tmp_path),
-                           capture_output=True, text=True, timeout=120)
+    model = _script(
+        tmp_path,
+        ["<|channel|>commentary to=functions.big <|constrain|>json<|message|>{}<|call|>", FINAL.format(text="ok")],
+    )
+    whole = subprocess.run(
+        [sys.executable, "-m", "harmony_agent.cli", *args[:-2], "--verbose"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "THE-END" in whole.stdout and "--verbose shows all" not in whole.stdout
 
 
 # -- output for scripts ------------------------------------------------------------------------------------------------
+
 
 def test_quiet_prints_only_the_final_answer():
     result = runner.invoke(app, [*WEATHER, "--quiet"])
@@ -123,7 +165,9 @@ def test_json_events_prints_every_event_as_a_line():
     types = [e["type"] for e in events]
     assert types[0] == "run_start" and types[-1] == "run_end" and types.count("tool_call") == 2
     assert "token" in types  # live deltas are included for scripts that stream
-    assert "".join(e["text"] for e in events if e["type"] == "token" and e["channel"] == "final").startswith("Paris is 18")
+    assert "".join(e["text"] for e in events if e["type"] == "token" and e["channel"] == "final").startswith(
+        "Paris is 18"
+    )
 
 
 def test_json_reports_a_budget_stop_with_exit_code_1(tmp_path):
@@ -135,8 +179,11 @@ def test_json_reports_a_budget_stop_with_exit_code_1(tmp_path):
 
 def test_task_from_stdin(tmp_path):
     model = _script(tmp_path, [FINAL.format(text="Read from stdin.")])
-    result = runner.invoke(app, ["run", "-", "-m", model, "-q", "--transcript", str(tmp_path / "t.jsonl")],
-                           input="a task\nover two lines\n")
+    result = runner.invoke(
+        app,
+        ["run", "-", "-m", model, "-q", "--transcript", str(tmp_path / "t.jsonl")],
+        input="a task\nover two lines\n",
+    )
     assert result.exit_code == 0 and result.stdout == "Read from stdin.\n"
     start = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
     assert start["task"] == "a task\nover two lines"
@@ -147,13 +194,20 @@ def test_task_from_stdin(tmp_path):
 def test_no_hard_wrap_when_output_is_not_a_terminal(tmp_path):
     long_answer = " ".join(f"word{i}" for i in range(80))
     model = _script(tmp_path, [FINAL.format(text=long_answer)])
-    proc = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "run", "x", "-m", model], cwd=ROOT, env=cli_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harmony_agent.cli", "run", "x", "-m", model],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert long_answer in proc.stdout.splitlines()
 
 
 # -- models, configuration, help ---------------------------------------------------------------------------------------
+
 
 def test_model_shortcuts_and_the_unknown_spec_error():
     ollama = load_model("gpt-oss:120b")
@@ -178,12 +232,16 @@ def test_the_gpt_oss_shortcut_reaches_ollama_at_its_default_address(tmp_path):
 def test_config_file_sets_defaults_and_flags_override_it(tmp_path, monkeypatch):
     model = _script(tmp_path, [FINAL.format(text="From the config's model.")])
     config = tmp_path / "my.toml"
-    config.write_text(f'model = "{model}"\ntools = ["examples.weather:get_weather"]\nreasoning = "high"\napprove = "always"\n')
+    config.write_text(
+        f'model = "{model}"\ntools = ["examples.weather:get_weather"]\nreasoning = "high"\napprove = "always"\n'
+    )
     monkeypatch.setenv("HARMONY_AGENT_CONFIG", str(config))
     result = runner.invoke(app, ["run", "x", "--transcript", str(tmp_path / "t.jsonl")])
     assert result.exit_code == 0, result.output
     start = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
-    assert start["reasoning"] == "high" and start["tools"] == ["functions.get_weather"] and "script.json" in start["model"]
+    assert (
+        start["reasoning"] == "high" and start["tools"] == ["functions.get_weather"] and "script.json" in start["model"]
+    )
     result = runner.invoke(app, ["run", "x", "-r", "low", "-m", _script(tmp_path, [FINAL.format(text="ok")]), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["final_text"] == "ok"
 
@@ -196,12 +254,15 @@ def test_the_default_config_file_is_read_from_the_config_folder(tmp_path):
     assert result.exit_code == 1 and json.loads(result.stdout)["stop_reason"] == "max_steps"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('modle = "20b"\n', "modle"),
-    ('max_steps = 0\n', "max_steps"),
-    ('reasoning = "extreme"\n', "reasoning"),
-    ('model = \n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('modle = "20b"\n', "modle"),
+        ("max_steps = 0\n", "max_steps"),
+        ('reasoning = "extreme"\n', "reasoning"),
+        ("model = \n", "not valid TOML"),
+    ],
+)
 def test_a_bad_config_file_is_a_one_line_error(tmp_path, monkeypatch, content, message):
     config = tmp_path / "bad.toml"
     config.write_text(content)
@@ -215,25 +276,45 @@ def test_version_help_and_completion():
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout.startswith("harmony-agent ")
     help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout
-    for shown in ("low|medium|high", "default: medium", "default: 20", "default: 4096", "python, browser, computer",
-                  "--json", "[=events]", "--quiet", "--verbose", "130 interrupted", "gpt-oss:20b"):
+    for shown in (
+        "low|medium|high",
+        "default: medium",
+        "default: 20",
+        "default: 4096",
+        "python, browser, computer",
+        "--json",
+        "[=events]",
+        "--quiet",
+        "--verbose",
+        "130 interrupted",
+        "gpt-oss:20b",
+    ):
         assert shown in help_text, shown
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
     assert "--install-completion" in top and "--show-completion" in top
-    completion = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "--show-completion", "bash"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=60)
+    completion = subprocess.run(
+        [sys.executable, "-m", "harmony_agent.cli", "--show-completion", "bash"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completion.returncode == 0 and "complete" in completion.stdout
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra,message", [
-    (["--transcript", "{tmp}"], "is a directory"),
-    (["--transcript", "/proc/version/run.jsonl"], "cannot write transcript"),
-    (["--max-steps", "0"], "--max-steps must be a whole number of at least 1, got 0"),
-    (["--max-tokens", "0"], "--max-tokens must be a whole number of at least 1, got 0"),
-    (["--search", "local:/no/such/folder", "-t", "browser"], "does not exist"),
-])
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--transcript", "{tmp}"], "is a directory"),
+        (["--transcript", "/proc/version/run.jsonl"], "cannot write transcript"),
+        (["--max-steps", "0"], "--max-steps must be a whole number of at least 1, got 0"),
+        (["--max-tokens", "0"], "--max-tokens must be a whole number of at least 1, got 0"),
+        (["--search", "local:/no/such/folder", "-t", "browser"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, extra, message):
     extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
     result = runner.invoke(app, [*WEATHER, *extra])
@@ -249,7 +330,9 @@ def test_a_task_file_path_that_is_a_directory(tmp_path):
     for path in (folder, tmp_path):
         result = runner.invoke(app, ["run", str(path)], env={"COLUMNS": "400"})
         assert result.exit_code == 2, result.output
-        assert any(m in result.output for m in ("is a folder", "is a directory", "holds no .yaml task files")), result.output
+        assert any(m in result.output for m in ("is a folder", "is a directory", "holds no .yaml task files")), (
+            result.output
+        )
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 

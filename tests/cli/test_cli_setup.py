@@ -7,7 +7,6 @@ local server (the machine here reaches PyPI only); the closed port is the
 
 from __future__ import annotations
 
-from helpers import ROOT
 import os
 import shutil
 import socket
@@ -18,11 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
 
 
 def _plan(index: str) -> str:
     env = {**os.environ, "HARMONY_AGENT_TORCH_INDEX": index}
-    proc = subprocess.run(["bash", "scripts/setup.sh", "--plan"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", "scripts/setup.sh", "--plan"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -59,9 +61,16 @@ def test_the_debian_mirror_is_the_one_apt_uses():
     if shutil.which("apt-get") is None:
         pytest.skip("no apt here")
     mirror = _plan("http://127.0.0.1:9/").split("debian mirror: ", 1)[1].strip()
-    targets = subprocess.run(["apt-get", "indextargets", "--format", "$(REPO_URI)", "Created-By: Packages"],
-                             capture_output=True, text=True, timeout=60).stdout.split()
+    targets = subprocess.run(
+        ["apt-get", "indextargets", "--format", "$(REPO_URI)", "Created-By: Packages"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
     assert mirror in targets and "security" not in mirror
-    sources = " ".join(p.read_text() for p in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
-                       if p.is_file())
+    sources = " ".join(
+        p.read_text()
+        for p in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
+        if p.is_file()
+    )
     assert mirror.rstrip("/") in sources

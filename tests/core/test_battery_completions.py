@@ -62,13 +62,16 @@ def mutate(rng: random.Random, tokens: list[int]) -> list[int]:
 
 def test_mutated_and_random_completions_never_crash_a_run(weather_tool):
     rng = random.Random(1234)
-    seeds = [encode_completion(text) for text in (
-        call("get_weather", '{"city": "Paris"}'),
-        "<|channel|>analysis<|message|>think<|end|><|start|>assistant" + final("answer"),
-        "<|channel|>analysis to=python code<|message|>print(1)<|call|>",
-        "<|channel|>commentary to=functions.get_weather json<|message|>[{\"city\": \"Rome\"}]<|call|>",
-        final("plain"),
-    )]
+    seeds = [
+        encode_completion(text)
+        for text in (
+            call("get_weather", '{"city": "Paris"}'),
+            "<|channel|>analysis<|message|>think<|end|><|start|>assistant" + final("answer"),
+            "<|channel|>analysis to=python code<|message|>print(1)<|call|>",
+            '<|channel|>commentary to=functions.get_weather json<|message|>[{"city": "Rome"}]<|call|>',
+            final("plain"),
+        )
+    ]
     model = Queue()
     agent = Agent(model, tools=[weather_tool], max_steps=3, max_tokens=200)
     outcomes: dict[str, int] = {}

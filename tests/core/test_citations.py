@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from harmony_agent import Agent, ScriptedModel
 from harmony_agent.citations import cite_html, sources
-from harmony_agent.events import Source
 from harmony_agent.cli.app import app
-from helpers.available import require
-from helpers.logging_servers import serve
+from harmony_agent.events import Source
 from harmony_agent.tools import BrowserTool
 from harmony_agent.tools.browser import NavigationPolicy
+from helpers.available import require
+from helpers.logging_servers import serve
 
 PAGE = "<title>Opening hours</title><p>The library opens at nine.</p><p>It closes at six.</p>"
 
@@ -23,14 +23,19 @@ def _source(cursor: int, url: str | None, lines: str) -> Source:
 
 
 def _completions(url: str) -> list[str]:
-    return [f'<|channel|>analysis to=browser.open <|constrain|>json<|message|>{{"id": "{url}"}}<|call|>',
-            "<|channel|>final<|message|>It opens at nine【0†L0-L1】 and closes at six【0†L1】; see also【5†L2】.<|return|>"]
+    return [
+        f'<|channel|>analysis to=browser.open <|constrain|>json<|message|>{{"id": "{url}"}}<|call|>',
+        "<|channel|>final<|message|>It opens at nine【0†L0-L1】 and closes at six【0†L1】; see also【5†L2】.<|return|>",
+    ]
 
 
 def test_sources_are_listed_once_each_in_order_and_unknown_pages_say_so():
     text = "a【2†L4-L9】 b【7†L1】 c【2†L4-L9】 d【2†L10】 not a citation【x†L1】"
-    assert sources(text, {2: "http://a.example/x"}) == [_source(2, "http://a.example/x", "L4-L9"), _source(7, None, "L1"),
-                                                         _source(2, "http://a.example/x", "L10")]
+    assert sources(text, {2: "http://a.example/x"}) == [
+        _source(2, "http://a.example/x", "L4-L9"),
+        _source(7, None, "L1"),
+        _source(2, "http://a.example/x", "L10"),
+    ]
     assert sources("", {}) == []
     assert 'href="http://a.example/x"' in cite_html(text, {2: "http://a.example/x"})
 
@@ -45,8 +50,11 @@ async def test_a_run_result_names_the_pages_its_answer_cites():
         finally:
             await agent.aclose()
     assert result.ok, result.error
-    assert result.sources == [_source(0, f"{base}/hours", "L0-L1"), _source(0, f"{base}/hours", "L1"),
-                              _source(5, None, "L2")]
+    assert result.sources == [
+        _source(0, f"{base}/hours", "L0-L1"),
+        _source(0, f"{base}/hours", "L1"),
+        _source(5, None, "L2"),
+    ]
 
 
 async def test_a_later_turn_can_cite_a_page_an_earlier_turn_showed():
@@ -69,8 +77,17 @@ def test_the_cli_prints_the_sources_under_the_answer_and_in_json(tmp_path, monke
     with serve({"/hours": PAGE}) as base:
         script = tmp_path / "script.json"
         script.write_text(json.dumps({"completions": _completions(f"{base}/hours")}))
-        common = ["run", "When is the library open?", "-m", f"scripted:{script}", "-t", "browser", "--allow", "127.0.0.1",
-                  "--yes"]
+        common = [
+            "run",
+            "When is the library open?",
+            "-m",
+            f"scripted:{script}",
+            "-t",
+            "browser",
+            "--allow",
+            "127.0.0.1",
+            "--yes",
+        ]
         shown = CliRunner().invoke(app, common)
         printed = CliRunner().invoke(app, [*common, "--json"])
     assert shown.exit_code == 0, shown.output

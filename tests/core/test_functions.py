@@ -1,5 +1,5 @@
 import asyncio
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 import pytest
@@ -20,7 +20,7 @@ class Point(pydantic.BaseModel):
 
 def test_schema_from_type_hints_and_docstring():
     @function_tool
-    def route(start: Point, mode: Literal["walk", "drive"] = "walk", stops: Optional[list[str]] = None) -> str:
+    def route(start: Point, mode: Literal["walk", "drive"] = "walk", stops: list[str] | None = None) -> str:
         """Plan a route.
 
         Args:
@@ -36,7 +36,10 @@ def test_schema_from_type_hints_and_docstring():
     assert schema["properties"]["start"]["properties"]["x"]["type"] == "number"  # $defs inlined
     assert schema["properties"]["mode"]["enum"] == ["walk", "drive"]
     assert schema["properties"]["mode"]["description"] == "How to travel, walking or driving."
-    assert schema["properties"]["stops"]["oneOf"] == [{"type": "array", "items": {"type": "string"}}, {"type": ["null"]}]
+    assert schema["properties"]["stops"]["oneOf"] == [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": ["null"]},
+    ]
     assert "$defs" not in schema and "title" not in schema
 
 
@@ -97,7 +100,9 @@ def test_bad_functions_are_rejected_at_definition():
 
 
 def test_parse_arguments_shapes():
-    c = lambda s: ToolCall("functions.f", "commentary", s)
+    def c(arguments: str) -> ToolCall:
+        return ToolCall("functions.f", "commentary", arguments)
+
     assert parse_arguments(c("")) == {}
     assert parse_arguments(c('[{"a": 1}]')) == {"a": 1}
     with pytest.raises(ToolError, match="line 1 column"):

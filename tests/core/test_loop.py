@@ -29,7 +29,10 @@ def test_result_has_final_text_messages_steps_usage_and_stop_reason(weather_tool
 
 
 async def test_stream_yields_typed_events_in_order(weather_tool):
-    agent = Agent(ScriptedModel(["<|channel|>analysis<|message|>hmm<|end|><|start|>assistant" + WEATHER_CALL, final("done")]), tools=[weather_tool])
+    agent = Agent(
+        ScriptedModel(["<|channel|>analysis<|message|>hmm<|end|><|start|>assistant" + WEATHER_CALL, final("done")]),
+        tools=[weather_tool],
+    )
     kinds = []
     deltas = {}
     async for event in agent.stream("weather?"):
@@ -86,10 +89,13 @@ def test_default_sampling_is_gpt_oss_recommendation():
     assert agent.sampling.temperature == 1.0 and agent.sampling.top_p == 1.0
 
 
-@pytest.mark.parametrize("verdict,expected", [
-    (False, "did not approve"),
-    ("too expensive", "too expensive"),
-])
+@pytest.mark.parametrize(
+    "verdict,expected",
+    [
+        (False, "did not approve"),
+        ("too expensive", "too expensive"),
+    ],
+)
 def test_approval_refusal_goes_back_to_model(weather_tool, verdict, expected):
     calls = []
 
@@ -245,7 +251,10 @@ def test_transcript_keeps_one_record_per_generation_and_replay_prints_the_run(tm
     from harmony_agent.cli.console import ConsoleView
 
     path = tmp_path / "run.jsonl"
-    script = ["<|channel|>analysis<|message|>Need the weather first.<|end|><|start|>assistant" + WEATHER_CALL, final("It is 21.")]
+    script = [
+        "<|channel|>analysis<|message|>Need the weather first.<|end|><|start|>assistant" + WEATHER_CALL,
+        final("It is 21."),
+    ]
     live = Console(record=True, width=200)
     view = ConsoleView(live)
     agent = Agent(ScriptedModel(script), tools=[weather_tool], transcript=path)
@@ -260,7 +269,11 @@ def test_transcript_keeps_one_record_per_generation_and_replay_prints_the_run(tm
     saved = [json.loads(line) for line in lines]
     assert not any(e["type"] == "token" for e in saved)
     generations = [e for e in saved if e["type"] == "generation"]
-    assert generations[0]["messages"][0] == {"channel": "analysis", "recipient": None, "text": "Need the weather first."}
+    assert generations[0]["messages"][0] == {
+        "channel": "analysis",
+        "recipient": None,
+        "text": "Need the weather first.",
+    }
     assert generations[0]["messages"][1]["recipient"] == "functions.get_weather"
     replayed = Console(record=True, width=200)
     replay_view = ConsoleView(replayed)

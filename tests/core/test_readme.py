@@ -6,11 +6,10 @@ model plays gpt-oss (no weights here) and the tools are the real ones.
 
 from __future__ import annotations
 
-from helpers import ROOT
 import re
-from pathlib import Path
 
 from harmony_agent import ScriptedModel
+from helpers import ROOT
 from helpers.available import require
 from helpers.completions import call, final
 
@@ -27,13 +26,15 @@ def test_readme_multi_turn_example_keeps_python_state_across_turns():
     require("bubblewrap")
     code = python_block("## Python")
     assert 'Agent("http://localhost:8000/v1"' in code and "previous=result" in code
-    script = ScriptedModel([
-        call("get_weather", '{"city": "Paris"}'),
-        "<|channel|>analysis to=python code<|message|>paris = 18<|call|>",
-        final("18 °C in Paris."),
-        "<|channel|>analysis to=python code<|message|>print(paris * 9 / 5 + 32)<|call|>",
-        final("64.4 °F."),
-    ])
+    script = ScriptedModel(
+        [
+            call("get_weather", '{"city": "Paris"}'),
+            "<|channel|>analysis to=python code<|message|>paris = 18<|call|>",
+            final("18 °C in Paris."),
+            "<|channel|>analysis to=python code<|message|>print(paris * 9 / 5 + 32)<|call|>",
+            final("64.4 °F."),
+        ]
+    )
     namespace = {"__name__": "readme_example", "SCRIPTED": script}
     exec(compile(code.replace('"http://localhost:8000/v1"', "SCRIPTED"), str(README), "exec"), namespace)
     result, follow_up = namespace["result"], namespace["follow_up"]

@@ -11,8 +11,8 @@ from harmony_agent import Agent, ScriptedModel
 from harmony_agent.harmony.encoding import encode_completion
 from harmony_agent.models import Model
 from harmony_agent.models.base import GenerationStats
-from helpers.completions import RecordingModel, call, final
 from harmony_agent.tools import function_tool
+from helpers.completions import RecordingModel, call, final
 
 
 def tool_result(result):
@@ -25,7 +25,7 @@ def test_a_lone_surrogate_never_breaks_rendering(where):
     def read(path: str) -> str:
         """Read."""
         if where == "exception message":
-            raise OSError(f"cannot open bad\udcff name")
+            raise OSError("cannot open bad\udcff name")
         return "file \ud800 name"
 
     model = RecordingModel([call("read", '{"path": "x"}'), final("done")], as_text=True)

@@ -7,21 +7,19 @@ defect they guard against (a kernel bound to an event loop that the next
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
 from harmony_agent import Agent, ScriptedModel, SessionBusyError, SessionClosedError
+from harmony_agent.tools import PythonTool, Tool, ToolResult
+from helpers import ROOT
 from helpers.available import KINDS, require
 from helpers.completions import final
-from harmony_agent.tools import PythonTool, Tool, ToolResult
-
 
 
 def py(code: str) -> str:
@@ -115,7 +113,7 @@ def test_a_second_turn_on_a_busy_session_is_refused_clearly():
     worker = threading.Thread(target=lambda: outcome.setdefault("first", agent.run("go")))
     worker.start()
     assert gate.entered.wait(10)
-    with pytest.raises(SessionBusyError, match="agent.session"):
+    with pytest.raises(SessionBusyError, match=r"agent\.session"):
         agent.run("again")
     with pytest.raises(SessionBusyError):
         asyncio.run(agent.arun("again"))
@@ -153,9 +151,10 @@ def test_interpreter_exit_closes_open_sessions(tmp_path):
     require("bubblewrap")
     marker = tmp_path / "closed.txt"
     script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
         from harmony_agent import Agent, ScriptedModel
         from harmony_agent.tools import PythonTool
 
@@ -170,7 +169,8 @@ def test_interpreter_exit_closes_open_sessions(tmp_path):
                                "<|channel|>final<|message|>ok<|return|>"])
         result = Agent(model, tools=[tool]).run("go")
         assert result.ok, result.error
-    """))
+    """)
+    )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "closed\n"
@@ -185,7 +185,11 @@ class ClientSide(Tool):
     def descriptions(self):
         from openai_harmony import ToolDescription
 
-        return [ToolDescription.new("lookup", "Look up.", parameters={"type": "object", "properties": {"q": {"type": "string"}}})]
+        return [
+            ToolDescription.new(
+                "lookup", "Look up.", parameters={"type": "object", "properties": {"q": {"type": "string"}}}
+            )
+        ]
 
     async def run(self, call):
         raise AssertionError("a caller-answered tool is never run by the loop")
@@ -194,8 +198,10 @@ class ClientSide(Tool):
 def test_a_turn_pauses_on_a_call_the_caller_answers_and_goes_on_with_its_output():
     from helpers.completions import RecordingModel
 
-    model = RecordingModel(["<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{\"q\": \"x\"}<|call|>",
-                            final("found it")], as_text=True)
+    model = RecordingModel(
+        ['<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{"q": "x"}<|call|>', final("found it")],
+        as_text=True,
+    )
     agent = Agent(model, tools=[ClientSide()])
     paused = agent.run("look x up")
     assert paused.stop_reason == "tool_call" and not paused.ok
@@ -207,8 +213,9 @@ def test_a_turn_pauses_on_a_call_the_caller_answers_and_goes_on_with_its_output(
         agent.run(None, previous=paused, tool_outputs={"nope": "1"})
     done = agent.run(None, previous=paused, tool_outputs={pending.call_id: "X is 42"})
     assert done.final_text == "found it"
-    assert model.prompts[1].endswith("<|start|>functions.lookup to=assistant<|channel|>commentary<|message|>X is 42<|end|>"
-                                     "<|start|>assistant")
+    assert model.prompts[1].endswith(
+        "<|start|>functions.lookup to=assistant<|channel|>commentary<|message|>X is 42<|end|><|start|>assistant"
+    )
     agent.close()
 
 
@@ -269,6 +276,7 @@ def test_leaving_a_stream_early_waits_for_the_turn_to_end_cleanly(caplog):
         gate.release.set()
         again = agent.run("again")  # the cancelled turn released the session: no SessionBusyError
         assert again.stop_reason in ("final", "tool_call", "model_error")
-    assert not [r for r in caplog.records if "Event loop is closed" in r.getMessage()
-                or "never retrieved" in r.getMessage()]
+    assert not [
+        r for r in caplog.records if "Event loop is closed" in r.getMessage() or "never retrieved" in r.getMessage()
+    ]
     agent.close()

@@ -17,7 +17,9 @@ from helpers.completions import RecordingModel, call, final
 
 def test_system_message_matches_harmony_golden_render():
     enc = get_encoding()
-    ours = system_message(reasoning="high", date="2026-11-27", builtin_tools=[ToolNamespaceConfig.browser(), ToolNamespaceConfig.python()])
+    ours = system_message(
+        reasoning="high", date="2026-11-27", builtin_tools=[ToolNamespaceConfig.browser(), ToolNamespaceConfig.python()]
+    )
     golden = Message.from_role_and_content(
         Role.SYSTEM,
         SystemContent.new()
@@ -51,7 +53,8 @@ def test_first_prompt_equals_render_for_completion(weather_tool):
     agent = Agent(model, tools=[weather_tool], instructions="Be brief.", date="2026-11-27")
     agent.run("Hello")
     expected = get_encoding().render_conversation_for_completion(
-        Conversation.from_messages(agent.preamble() + [Message.from_role_and_content(Role.USER, "Hello")]), Role.ASSISTANT
+        Conversation.from_messages(agent.preamble() + [Message.from_role_and_content(Role.USER, "Hello")]),
+        Role.ASSISTANT,
     )
     assert model.prompts[0] == list(expected)
     assert decode(model.prompts[0]).endswith("<|start|>user<|message|>Hello<|end|><|start|>assistant")
@@ -59,7 +62,9 @@ def test_first_prompt_equals_render_for_completion(weather_tool):
 
 def test_history_extends_prompt_token_for_token_and_keeps_model_tokens(weather_tool):
     # The model writes the recipient after the channel; harmony would re-render it before.
-    first = "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant" + call("get_weather", '{"city":"Paris"}')
+    first = "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant" + call(
+        "get_weather", '{"city":"Paris"}'
+    )
     model = RecordingModel([first, final("21 degrees")])
     result = Agent(model, tools=[weather_tool]).run("Weather?")
     assert result.final_text == "21 degrees"
@@ -72,10 +77,13 @@ def test_history_extends_prompt_token_for_token_and_keeps_model_tokens(weather_t
 
 
 def test_new_turn_drops_analysis_of_finished_turns():
-    model = RecordingModel([
-        "<|channel|>analysis<|message|>SECRET-THOUGHT<|end|><|start|>assistant" + final("one"),
-        "<|channel|>analysis<|message|>SECOND-THOUGHT<|end|><|start|>assistant" + final("two"),
-    ], as_text=True)
+    model = RecordingModel(
+        [
+            "<|channel|>analysis<|message|>SECRET-THOUGHT<|end|><|start|>assistant" + final("one"),
+            "<|channel|>analysis<|message|>SECOND-THOUGHT<|end|><|start|>assistant" + final("two"),
+        ],
+        as_text=True,
+    )
     agent = Agent(model)
     first = agent.run("first")
     second = agent.run("second", previous=first)
@@ -87,7 +95,9 @@ def test_new_turn_drops_analysis_of_finished_turns():
 
 
 def test_analysis_is_kept_while_a_tool_chain_is_in_progress(weather_tool):
-    first = "<|channel|>analysis<|message|>CHAIN-THOUGHT<|end|><|start|>assistant" + call("get_weather", '{"city":"Oslo"}')
+    first = "<|channel|>analysis<|message|>CHAIN-THOUGHT<|end|><|start|>assistant" + call(
+        "get_weather", '{"city":"Oslo"}'
+    )
     model = RecordingModel([first, final("ok")], as_text=True)
     Agent(model, tools=[weather_tool]).run("x")
     assert "CHAIN-THOUGHT" in model.prompts[1]
@@ -95,25 +105,32 @@ def test_analysis_is_kept_while_a_tool_chain_is_in_progress(weather_tool):
 
 def test_new_turn_drops_every_analysis_channel_message_whoever_wrote_it(weather_tool):
     """A tool called on the analysis channel answers on it: at the next user turn both go, as harmony drops by channel."""
-    on_analysis = "<|channel|>analysis to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>"
+    on_analysis = '<|channel|>analysis to=functions.get_weather <|constrain|>json<|message|>{"city":"Oslo"}<|call|>'
     model = RecordingModel([on_analysis, final("mild"), final("bye")], as_text=True)
     agent = Agent(model, tools=[weather_tool], date="2026-11-28")
     first = agent.run("weather?")
-    assert "<|start|>functions.get_weather to=assistant<|channel|>analysis<|message|>" in model.prompts[1]  # kept mid-chain
+    assert (
+        "<|start|>functions.get_weather to=assistant<|channel|>analysis<|message|>" in model.prompts[1]
+    )  # kept mid-chain
     agent.run("thanks", previous=first)
     third = model.prompts[2]
     assert "get_weather to=assistant" not in third and "to=functions.get_weather" not in third
     # Byte for byte: the prompt is the preamble, the first user turn, its final answer and the new user turn.
     preamble = get_encoding().decode(get_encoding().render_conversation(Conversation.from_messages(agent.preamble())))
-    assert third == (preamble + "<|start|>user<|message|>weather?<|end|>"
-                     "<|start|>assistant<|channel|>final<|message|>mild<|end|>"
-                     "<|start|>user<|message|>thanks<|end|><|start|>assistant")
+    assert third == (
+        preamble + "<|start|>user<|message|>weather?<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>mild<|end|>"
+        "<|start|>user<|message|>thanks<|end|><|start|>assistant"
+    )
 
 
 def test_final_answer_is_stored_with_end_and_calls_keep_call_and_model_header_order(weather_tool):
     model = RecordingModel([call("get_weather", '{"city":"Rome"}'), final("warm")], as_text=True)
     result = Agent(model, tools=[weather_tool]).run("x")
     # the model's own header order (channel before recipient) and <|call|> stay in history
-    assert '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Rome"}<|call|>' in model.prompts[1]
+    assert (
+        '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Rome"}<|call|>'
+        in model.prompts[1]
+    )
     tokens = result._history.tokens
     assert decode(tokens).endswith("<|channel|>final<|message|>warm<|end|>")

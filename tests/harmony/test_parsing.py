@@ -6,12 +6,12 @@ The run never crashes.
 """
 
 import pytest
+from openai_harmony import ToolNamespaceConfig
 
 from harmony_agent import Agent, ScriptedModel
-from harmony_agent.harmony.parsing import parse_completion
 from harmony_agent.harmony.encoding import encode_completion
+from harmony_agent.harmony.parsing import parse_completion
 from harmony_agent.tools import Tool, ToolResult
-from openai_harmony import ToolNamespaceConfig
 from helpers.completions import final
 
 
@@ -49,24 +49,114 @@ FINAL = "final"
 
 CASES = [
     # (id, completion, expectation, detail)
-    ("standard call", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>', CALLED, "Paris"),
-    ("recipient in role header", ' to=functions.get_weather<|channel|>commentary json<|message|>{"city":"Rome"}<|call|>', CALLED, "Rome"),
-    ("constrain glued to name", '<|channel|>commentary to=functions.get_weather<|constrain|>json<|message|>{"city":"Oslo"}<|call|>', CALLED, "Oslo"),
-    ("json glued to name", '<|channel|>commentary to=functions.get_weatherjson<|message|>{"city":"Lima"}<|call|>', CALLED, "Lima"),
-    ("call on analysis channel", '<|channel|>analysis to=functions.get_weather <|constrain|>json<|message|>{"city":"Kyiv"}<|call|>', CALLED, "Kyiv"),
-    ("call ending in return", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Nice"}<|return|>', CALLED, "Nice"),
-    ("array-wrapped arguments", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>[{"city":"Bonn"}]<|call|>', CALLED, "Bonn"),
-    ("functions.python alias", "<|channel|>analysis to=functions.python<|message|>print(2+2)<|call|>", CALLED, "ran: print(2+2)"),
-    ("functions.browser.search alias", '<|channel|>analysis to=functions.browser.search<|message|>{"query":"gpt-oss"}<|call|>', CALLED, "search:"),
-    ("bare function name", '<|channel|>commentary to=get_weather <|constrain|>json<|message|>{"city":"Bern"}<|call|>', CALLED, "Bern"),
-    ("extra words in header", '<|channel|>commentary to=functions.get_weather code json<|message|>{"city":"Riga"}<|call|>', CALLED, "Riga"),
-    ("final with constrain json", '<|channel|>final <|constrain|>json<|message|>{"answer": 42}<|return|>', FINAL, '{"answer": 42}'),
-    ("unknown recipient", '<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}<|call|>', TOLD, "no tool named 'functions.get_time'"),
-    ("invalid JSON", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"<|call|>', TOLD, "not valid JSON"),
-    ("arguments failing the schema", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"town":"Paris"}<|call|>', TOLD, "city: Field required"),
-    ("arguments not an object", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"Paris"<|call|>', TOLD, "must be a JSON object"),
-    ("tool raises", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Atlantis"}<|call|>', TOLD, "no such city"),
-    ("truncated nested JSON", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": {"name": "Pa<|call|>', TOLD, "not valid JSON"),
+    (
+        "standard call",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>',
+        CALLED,
+        "Paris",
+    ),
+    (
+        "recipient in role header",
+        ' to=functions.get_weather<|channel|>commentary json<|message|>{"city":"Rome"}<|call|>',
+        CALLED,
+        "Rome",
+    ),
+    (
+        "constrain glued to name",
+        '<|channel|>commentary to=functions.get_weather<|constrain|>json<|message|>{"city":"Oslo"}<|call|>',
+        CALLED,
+        "Oslo",
+    ),
+    (
+        "json glued to name",
+        '<|channel|>commentary to=functions.get_weatherjson<|message|>{"city":"Lima"}<|call|>',
+        CALLED,
+        "Lima",
+    ),
+    (
+        "call on analysis channel",
+        '<|channel|>analysis to=functions.get_weather <|constrain|>json<|message|>{"city":"Kyiv"}<|call|>',
+        CALLED,
+        "Kyiv",
+    ),
+    (
+        "call ending in return",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Nice"}<|return|>',
+        CALLED,
+        "Nice",
+    ),
+    (
+        "array-wrapped arguments",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>[{"city":"Bonn"}]<|call|>',
+        CALLED,
+        "Bonn",
+    ),
+    (
+        "functions.python alias",
+        "<|channel|>analysis to=functions.python<|message|>print(2+2)<|call|>",
+        CALLED,
+        "ran: print(2+2)",
+    ),
+    (
+        "functions.browser.search alias",
+        '<|channel|>analysis to=functions.browser.search<|message|>{"query":"gpt-oss"}<|call|>',
+        CALLED,
+        "search:",
+    ),
+    (
+        "bare function name",
+        '<|channel|>commentary to=get_weather <|constrain|>json<|message|>{"city":"Bern"}<|call|>',
+        CALLED,
+        "Bern",
+    ),
+    (
+        "extra words in header",
+        '<|channel|>commentary to=functions.get_weather code json<|message|>{"city":"Riga"}<|call|>',
+        CALLED,
+        "Riga",
+    ),
+    (
+        "final with constrain json",
+        '<|channel|>final <|constrain|>json<|message|>{"answer": 42}<|return|>',
+        FINAL,
+        '{"answer": 42}',
+    ),
+    (
+        "unknown recipient",
+        "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}<|call|>",
+        TOLD,
+        "no tool named 'functions.get_time'",
+    ),
+    (
+        "invalid JSON",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"<|call|>',
+        TOLD,
+        "not valid JSON",
+    ),
+    (
+        "arguments failing the schema",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"town":"Paris"}<|call|>',
+        TOLD,
+        "city: Field required",
+    ),
+    (
+        "arguments not an object",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"Paris"<|call|>',
+        TOLD,
+        "must be a JSON object",
+    ),
+    (
+        "tool raises",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Atlantis"}<|call|>',
+        TOLD,
+        "no such city",
+    ),
+    (
+        "truncated nested JSON",
+        '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": {"name": "Pa<|call|>',
+        TOLD,
+        "not valid JSON",
+    ),
 ]
 
 
@@ -94,14 +184,18 @@ def test_tolerant_parse_table(completion, expectation, detail, weather_tool):
         assert result.final_text == "done"
 
 
-@pytest.mark.parametrize("completion", [
-    "<|channel|>final hello<|end|>",
-    "hello there<|end|>",
-    "<|start|>assistant<|channel|>final<|message|>hi<|return|>",
-    "<|channel|><|channel|><|message|><|message|><|end|>",
-    "<|message|><|return|>",
-    "<|constrain|><|call|>",
-], ids=["no message token", "no header", "double start", "stacked specials", "empty", "constrain only"])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<|channel|>final hello<|end|>",
+        "hello there<|end|>",
+        "<|start|>assistant<|channel|>final<|message|>hi<|return|>",
+        "<|channel|><|channel|><|message|><|message|><|end|>",
+        "<|message|><|return|>",
+        "<|constrain|><|call|>",
+    ],
+    ids=["no message token", "no header", "double start", "stacked specials", "empty", "constrain only"],
+)
 def test_malformed_output_never_crashes(completion):
     result = Agent(ScriptedModel([completion, final("recovered")]), max_steps=3).run("go")
     assert result.stop_reason == "final"

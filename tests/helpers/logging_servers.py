@@ -24,7 +24,10 @@ class ForbiddenServer:
         self.udp.settimeout(0.2)
         self.port, self.udp_port = self.tcp.getsockname()[1], self.udp.getsockname()[1]
         self._stop = False
-        self._threads = [threading.Thread(target=self._accept, daemon=True), threading.Thread(target=self._receive, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._accept, daemon=True),
+            threading.Thread(target=self._receive, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -65,7 +68,7 @@ def serve(pages: dict[str, str]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             page = pages.get(self.path, "")
             if page.startswith("REDIRECT "):
                 self.send_response(302)

@@ -36,23 +36,53 @@ EXPERT_MATRICES = ("gate_up_proj", "down_proj")
 def released_config(**overrides: Any) -> dict[str, Any]:
     """config.json as gpt-oss-20b ships it; overrides change sizes (120b: 36 layers, 128 experts)."""
     config: dict[str, Any] = {
-        "architectures": ["GptOssForCausalLM"], "attention_bias": True, "attention_dropout": 0.0,
-        "eos_token_id": 200002, "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu",
-        "hidden_size": 2880, "initial_context_length": 4096, "initializer_range": 0.02,
-        "intermediate_size": 2880, "max_position_embeddings": 131072, "model_type": "gpt_oss",
-        "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 24,
-        "num_key_value_heads": 8, "num_local_experts": 32, "output_router_logits": False,
+        "architectures": ["GptOssForCausalLM"],
+        "attention_bias": True,
+        "attention_dropout": 0.0,
+        "eos_token_id": 200002,
+        "experts_per_token": 4,
+        "head_dim": 64,
+        "hidden_act": "silu",
+        "hidden_size": 2880,
+        "initial_context_length": 4096,
+        "initializer_range": 0.02,
+        "intermediate_size": 2880,
+        "max_position_embeddings": 131072,
+        "model_type": "gpt_oss",
+        "num_attention_heads": 64,
+        "num_experts_per_tok": 4,
+        "num_hidden_layers": 24,
+        "num_key_value_heads": 8,
+        "num_local_experts": 32,
+        "output_router_logits": False,
         "pad_token_id": 199999,
         "quantization_config": {
-            "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+            "modules_to_not_convert": [
+                "model.layers.*.self_attn",
+                "model.layers.*.mlp.router",
+                "model.embed_tokens",
+                "lm_head",
+            ],
             "quant_method": "mxfp4",
         },
         "rms_norm_eps": 1e-05,
-        "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
-                         "rope_type": "yarn", "truncate": False},
-        "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
-        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.55.0.dev0",
-        "use_cache": True, "vocab_size": 201088,
+        "rope_scaling": {
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "factor": 32.0,
+            "original_max_position_embeddings": 4096,
+            "rope_type": "yarn",
+            "truncate": False,
+        },
+        "rope_theta": 150000,
+        "router_aux_loss_coef": 0.9,
+        "sliding_window": 128,
+        "swiglu_limit": 7.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.55.0.dev0",
+        "use_cache": True,
+        "vocab_size": 201088,
     }
     config.update(overrides)
     layers = config["num_hidden_layers"]
@@ -62,28 +92,56 @@ def released_config(**overrides: Any) -> dict[str, Any]:
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
     """The released config at the size of the tests' tiny model (same sliding window of 128)."""
-    sizes = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
-                 head_dim=16, num_local_experts=4, num_experts_per_tok=2, experts_per_token=2)
+    sizes = dict(
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        experts_per_token=2,
+    )
     return released_config(**{**sizes, **overrides})
 
 
 def layout(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Every tensor a released-layout checkpoint of ``config`` holds: name -> (safetensors dtype, shape)."""
     hidden, inter, experts = config["hidden_size"], config["intermediate_size"], config["num_local_experts"]
-    heads, kv, head_dim, vocab = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"], config["vocab_size"]
-    bf16: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,), "lm_head.weight": (vocab, hidden)}
+    heads, kv, head_dim, vocab = (
+        config["num_attention_heads"],
+        config["num_key_value_heads"],
+        config["head_dim"],
+        config["vocab_size"],
+    )
+    bf16: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (vocab, hidden),
+        "model.norm.weight": (hidden,),
+        "lm_head.weight": (vocab, hidden),
+    }
     u8: dict[str, tuple[int, ...]] = {}
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        bf16.update({
-            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
-            p + "self_attn.q_proj.weight": (heads * head_dim, hidden), p + "self_attn.q_proj.bias": (heads * head_dim,),
-            p + "self_attn.k_proj.weight": (kv * head_dim, hidden), p + "self_attn.k_proj.bias": (kv * head_dim,),
-            p + "self_attn.v_proj.weight": (kv * head_dim, hidden), p + "self_attn.v_proj.bias": (kv * head_dim,),
-            p + "self_attn.o_proj.weight": (hidden, heads * head_dim), p + "self_attn.o_proj.bias": (hidden,),
-            p + "self_attn.sinks": (heads,), p + "mlp.router.weight": (experts, hidden), p + "mlp.router.bias": (experts,),
-            p + "mlp.experts.gate_up_proj_bias": (experts, 2 * inter), p + "mlp.experts.down_proj_bias": (experts, hidden),
-        })
+        bf16.update(
+            {
+                p + "input_layernorm.weight": (hidden,),
+                p + "post_attention_layernorm.weight": (hidden,),
+                p + "self_attn.q_proj.weight": (heads * head_dim, hidden),
+                p + "self_attn.q_proj.bias": (heads * head_dim,),
+                p + "self_attn.k_proj.weight": (kv * head_dim, hidden),
+                p + "self_attn.k_proj.bias": (kv * head_dim,),
+                p + "self_attn.v_proj.weight": (kv * head_dim, hidden),
+                p + "self_attn.v_proj.bias": (kv * head_dim,),
+                p + "self_attn.o_proj.weight": (hidden, heads * head_dim),
+                p + "self_attn.o_proj.bias": (hidden,),
+                p + "self_attn.sinks": (heads,),
+                p + "mlp.router.weight": (experts, hidden),
+                p + "mlp.router.bias": (experts,),
+                p + "mlp.experts.gate_up_proj_bias": (experts, 2 * inter),
+                p + "mlp.experts.down_proj_bias": (experts, hidden),
+            }
+        )
         for proj, rows, cols in (("gate_up_proj", 2 * inter, hidden), ("down_proj", hidden, inter)):
             u8[f"{p}mlp.experts.{proj}_blocks"] = (experts, rows, cols // BLOCK, BLOCK // 2)
             u8[f"{p}mlp.experts.{proj}_scales"] = (experts, rows, cols // BLOCK)
@@ -132,7 +190,13 @@ def _shards(names: list[str], count: int) -> list[list[str]]:
     per = -(-len(layers) // count) if layers else 1
     shards: list[list[str]] = [[] for _ in range(count)]
     for name in names:
-        shards[min(int(name.split(".")[2]) // per, count - 1) if name.startswith("model.layers.") else 0 if "embed" in name else count - 1].append(name)
+        shards[
+            min(int(name.split(".")[2]) // per, count - 1)
+            if name.startswith("model.layers.")
+            else 0
+            if "embed" in name
+            else count - 1
+        ].append(name)
     return [s for s in shards if s]
 
 
@@ -140,12 +204,21 @@ def _write_index(folder: Path, shard_names: list[list[str]], sizes: dict[str, in
     files = [f"model-{i:05d}-of-{len(shard_names):05d}.safetensors" for i in range(len(shard_names))]
     weight_map = {name: file for file, names in zip(files, shard_names) for name in names}
     (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": sum(sizes.values())}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+        json.dumps(
+            {"metadata": {"total_size": sum(sizes.values())}, "weight_map": dict(sorted(weight_map.items()))}, indent=2
+        )
+    )
     return files
 
 
-def write_checkpoint(folder: str | Path, config: dict[str, Any] | None = None, *, seed: int = 0,
-                     expert_scale: float = 1.0, shards: int = 2) -> Written:
+def write_checkpoint(
+    folder: str | Path,
+    config: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    expert_scale: float = 1.0,
+    shards: int = 2,
+) -> Written:
     """Write a released-layout checkpoint of a randomly initialised gpt-oss (seeded) to ``folder``.
 
     ``expert_scale`` multiplies the expert matrices, so that tests can make the experts matter to the logits.
@@ -231,7 +304,7 @@ def write_random_layout(folder: str | Path, config: dict[str, Any], shards: int 
     for file, group in zip(_write_index(folder, shard_names, sizes), shard_names):
         data: dict[str, torch.Tensor] = {}
         for name in group:
-            dtype, shape = tensors[name]
+            _dtype, shape = tensors[name]
             if name.endswith("_blocks"):
                 data[name] = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
             elif name.endswith("_scales"):

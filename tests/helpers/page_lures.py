@@ -14,9 +14,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from helpers.logging_servers import ForbiddenServer, serve
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
+from helpers.logging_servers import ForbiddenServer, serve
 
 #: family -> {lure name: HTML (or, for workers, the script's text)}. `{t}` is `127.0.0.1:PORT` of the forbidden server.
 SUBRESOURCES = {
@@ -28,7 +28,7 @@ SUBRESOURCES = {
     "stylesheet": '<link rel="stylesheet" href="http://{t}/lure/stylesheet">',
     "css-import": '<style>@import url("http://{t}/lure/css-import");</style>',
     "css-background": '<div style="background:url(http://{t}/lure/css-background);width:9px;height:9px"></div>',
-    "css-image-set": '<div style="background-image:image-set(\'http://{t}/lure/css-image-set\' 1x);width:9px;height:9px"></div>',
+    "css-image-set": "<div style=\"background-image:image-set('http://{t}/lure/css-image-set' 1x);width:9px;height:9px\"></div>",
     "font-face": '<style>@font-face{{font-family:L;src:url(http://{t}/lure/font-face)}}</style><p style="font-family:L">f</p>',
     "iframe": '<iframe src="http://{t}/lure/iframe"></iframe>',
     "iframe-srcdoc": '<iframe srcdoc="<img src=&quot;http://{t}/lure/iframe-srcdoc&quot;>"></iframe>',
@@ -51,8 +51,10 @@ SCRIPTED = {
     "image-object": '<script>new Image().src = "http://{t}/lure/image-object";</script>',
     "dynamic-import": '<script>import("http://{t}/lure/dynamic-import").catch(() => {{}});</script>',
     "websocket": '<script>try {{ new WebSocket("ws://{t}/lure/websocket"); }} catch (e) {{}}</script>',
-    "websocket-frame": ('<iframe srcdoc="<script>try {{ new parent.WebSocket(&quot;ws://{t}/lure/websocket-frame&quot;) }}'
-                        ' catch (e) {{}}; try {{ new WebSocket(&quot;ws://{t}/lure/websocket-frame2&quot;) }} catch (e) {{}}</script>"></iframe>'),
+    "websocket-frame": (
+        '<iframe srcdoc="<script>try {{ new parent.WebSocket(&quot;ws://{t}/lure/websocket-frame&quot;) }}'
+        ' catch (e) {{}}; try {{ new WebSocket(&quot;ws://{t}/lure/websocket-frame2&quot;) }} catch (e) {{}}</script>"></iframe>'
+    ),
     "css-injected": '<script>const s = document.createElement("link"); s.rel = "stylesheet"; s.href = "http://{t}/lure/css-injected"; document.head.append(s);</script>',
     "service-worker": '<script>navigator.serviceWorker && navigator.serviceWorker.register("http://{t}/lure/service-worker").catch(() => {{}});</script>',
 }
@@ -65,8 +67,10 @@ SPECULATIVE = {
     "prerender-link": '<link rel="prerender" href="http://{t}/lure/prerender-link">',
     "speculation-prefetch": '<script type="speculationrules">{{"prefetch": [{{"source": "list", "urls": ["http://{t}/lure/speculation-prefetch"]}}]}}</script>',
     "speculation-prerender": '<script type="speculationrules">{{"prerender": [{{"source": "list", "urls": ["http://{t}/lure/speculation-prerender"]}}]}}</script>',
-    "speculation-document": ('<a href="http://{t}/lure/speculation-document">x</a><script type="speculationrules">'
-                             '{{"prefetch": [{{"source": "document", "where": {{"href_matches": "/*"}}, "eagerness": "immediate"}}]}}</script>'),
+    "speculation-document": (
+        '<a href="http://{t}/lure/speculation-document">x</a><script type="speculationrules">'
+        '{{"prefetch": [{{"source": "document", "where": {{"href_matches": "/*"}}, "eagerness": "immediate"}}]}}</script>'
+    ),
     "anchor-ping": '<a id="ping" href="#here" ping="http://{t}/lure/anchor-ping">p</a><script>document.getElementById("ping").click();</script>',
 }
 WORKERS = {
@@ -78,18 +82,37 @@ WORKERS = {
 }
 POPUPS = {
     "window-open": '<script>window.open("http://{t}/lure/window-open");</script>',
-    "window-open-blank-later": ('<script>const w = window.open("about:blank"); if (w) setTimeout(() => '
-                                '{{ w.location = "http://{t}/lure/window-open-blank-later"; }}, 50);</script>'),
+    "window-open-blank-later": (
+        '<script>const w = window.open("about:blank"); if (w) setTimeout(() => '
+        '{{ w.location = "http://{t}/lure/window-open-blank-later"; }}, 50);</script>'
+    ),
     "window-open-redirect": '<script>window.open("/bounce-popup");</script>',
     "target-blank-link": '<a id="tb" target="_blank" href="http://{t}/lure/target-blank-link">x</a><script>document.getElementById("tb").click();</script>',
-    "target-blank-form": ('<form id="tf" target="_blank" method="post" action="http://{t}/lure/target-blank-form">'
-                          '<input name="q" value="1"></form><script>document.getElementById("tf").submit();</script>'),
+    "target-blank-form": (
+        '<form id="tf" target="_blank" method="post" action="http://{t}/lure/target-blank-form">'
+        '<input name="q" value="1"></form><script>document.getElementById("tf").submit();</script>'
+    ),
     "window-open-noopener": '<script>window.open("http://{t}/lure/window-open-noopener", "_blank", "noopener");</script>',
 }
 #: Host spellings that lead to 127.0.0.1; each is tried as a top-level navigation and as an image.
-SPELLINGS = ["localhost", "localhost.", "x.localhost", "x.localhost.", "127.1", "127.0.1", "2130706433", "0x7f000001",
-             "0177.0.0.1", "0x7f.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "0.0.0.0", "0", "LOCALHOST",
-             "127.000.000.001"]
+SPELLINGS = [
+    "localhost",
+    "localhost.",
+    "x.localhost",
+    "x.localhost.",
+    "127.1",
+    "127.0.1",
+    "2130706433",
+    "0x7f000001",
+    "0177.0.0.1",
+    "0x7f.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "0.0.0.0",
+    "0",
+    "LOCALHOST",
+    "127.000.000.001",
+]
 
 
 def _page(family: str, lures: dict[str, str], target: str) -> str:
@@ -111,18 +134,27 @@ def battery(target: str) -> tuple[dict[str, str], list[str], dict[str, list[str]
         "/bounce-popup": f"REDIRECT http://{target}/lure/window-open-redirect",
         "/bounce": f"REDIRECT http://{target}/lure/redirect",
         "/workers.js": "\n".join(js.format(t=target) for js in WORKERS.values())
-        + '\nonconnect = () => { fetch("http://' + target + '/lure/shared-worker-connect").catch(() => {}); };',
-        "/workers": ('<!doctype html><title>workers</title><script>new Worker("/workers.js"); '
-                     'try { new SharedWorker("/workers.js").port.start(); } catch (e) {} '
-                     'try { new Worker(URL.createObjectURL(new Blob([`fetch("http://' + target
-                     + '/lure/blob-worker-fetch").catch(() => {})`]))); } catch (e) {}</script><p>workers lures set</p>'),
-        "/spellings": "<!doctype html><title>spellings</title>" + "".join(
-            f'<img src="http://{host}:{port}/lure/img-{i}">' for i, host in enumerate(SPELLINGS)) + "<p>spellings lures set</p>",
+        + '\nonconnect = () => { fetch("http://'
+        + target
+        + '/lure/shared-worker-connect").catch(() => {}); };',
+        "/workers": (
+            '<!doctype html><title>workers</title><script>new Worker("/workers.js"); '
+            'try { new SharedWorker("/workers.js").port.start(); } catch (e) {} '
+            'try { new Worker(URL.createObjectURL(new Blob([`fetch("http://'
+            + target
+            + '/lure/blob-worker-fetch").catch(() => {})`]))); } catch (e) {}</script><p>workers lures set</p>'
+        ),
+        "/spellings": "<!doctype html><title>spellings</title>"
+        + "".join(f'<img src="http://{host}:{port}/lure/img-{i}">' for i, host in enumerate(SPELLINGS))
+        + "<p>spellings lures set</p>",
     }
     opens = [f"http://{host}:{port}/lure/open-{i}" for i, host in enumerate(SPELLINGS)] + ["/bounce"]
     names = {
-        "/subresources": list(SUBRESOURCES), "/scripted": list(SCRIPTED), "/speculative": list(SPECULATIVE),
-        "/popups": list(POPUPS), "/workers": list(WORKERS) + ["shared-worker-connect", "blob-worker-fetch"],
+        "/subresources": list(SUBRESOURCES),
+        "/scripted": list(SCRIPTED),
+        "/speculative": list(SPECULATIVE),
+        "/popups": list(POPUPS),
+        "/workers": list(WORKERS) + ["shared-worker-connect", "blob-worker-fetch"],
         "/spellings": [f"img-{i}" for i in range(len(SPELLINGS))],
     }
     return pages, opens, names

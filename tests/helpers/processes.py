@@ -20,8 +20,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def listening(command: Sequence[str], port: int, *, name: str, cwd: Path, env: dict[str, str],
-              timeout: float = 60, stop_timeout: float = 20) -> Iterator[subprocess.Popen]:
+def listening(
+    command: Sequence[str],
+    port: int,
+    *,
+    name: str,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 60,
+    stop_timeout: float = 20,
+) -> Iterator[subprocess.Popen]:
     """Start ``command``, wait until it accepts connections on ``port``, and end it (by its PID) afterwards."""
     process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

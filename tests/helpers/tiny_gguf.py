@@ -31,7 +31,11 @@ def cache_root() -> Path:
     if os.environ.get("HARMONY_AGENT_CACHE"):
         return Path(os.environ["HARMONY_AGENT_CACHE"])
     system = Path("/var/cache/harmony-agent")
-    return system if os.access(system, os.W_OK) or not os.access(Path.home(), os.W_OK) else Path.home() / ".cache" / "harmony-agent"
+    return (
+        system
+        if os.access(system, os.W_OK) or not os.access(Path.home(), os.W_OK)
+        else Path.home() / ".cache" / "harmony-agent"
+    )
 
 
 def find_converter() -> Path:
@@ -74,7 +78,9 @@ def convert(checkpoint: str | os.PathLike[str], outfile: str | os.PathLike[str],
     outfile = Path(outfile)
     result = subprocess.run(
         [sys.executable, str(script), str(checkpoint), "--outfile", str(outfile), "--outtype", outtype],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode != 0 or not outfile.is_file():
         raise RuntimeError(f"convert_hf_to_gguf.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -114,7 +120,11 @@ def write_random_gpt_oss(folder: str | os.PathLike[str], seed: int = 0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outfile", help="the GGUF file to write, e.g. tiny-gpt-oss.gguf")
-    parser.add_argument("--python", action="store_true", help="a model that calls the python tool (print(6*7)) instead of functions.get_weather")
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="a model that calls the python tool (print(6*7)) instead of functions.get_weather",
+    )
     args = parser.parse_args()
     scripts = {"call_script": PYTHON_CALL_SCRIPT, "answer_script": PYTHON_ANSWER_SCRIPT} if args.python else {}
     path = make_tiny_gguf(args.outfile, **scripts)

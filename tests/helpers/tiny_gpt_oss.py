@@ -51,6 +51,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import json
 import shutil
 import tempfile
@@ -102,7 +103,7 @@ def successor_table(script: Sequence[int], first: int) -> dict[int, int]:
     """``{token: next token}`` for ``first`` followed by ``script``; refuses a token with two successors."""
     chain = [first, *script]
     table: dict[int, int] = {}
-    for current, following in zip(chain, chain[1:]):
+    for current, following in itertools.pairwise(chain):
         if table.setdefault(current, following) != following:
             raise ValueError(f"token {current} is followed by both {table[current]} and {following} in one script")
     return table
@@ -277,7 +278,9 @@ def cached_tiny_gpt_oss(*, call_script: str = CALL_SCRIPT, answer_script: str = 
     Servers started by tests read it from there: a test's temporary folder may
     be tidied away by another pytest run while the server still needs it.
     """
-    key = hashlib.sha256(Path(__file__).read_bytes() + call_script.encode() + b"\0" + answer_script.encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        Path(__file__).read_bytes() + call_script.encode() + b"\0" + answer_script.encode()
+    ).hexdigest()[:16]
     folder = cache_dir() / "tiny-gpt-oss" / f"model-{key}"
     if (folder / "scripts.json").is_file():
         return folder

@@ -7,7 +7,6 @@ Nothing of MCP is faked.
 
 from __future__ import annotations
 
-from helpers import ROOT
 import contextlib
 import json
 import os
@@ -17,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 pytest.importorskip("mcp")
 
-from harmony_agent import Agent, ScriptedModel  # noqa: E402
-from harmony_agent.harmony.encoding import decode, render_prompt  # noqa: E402
-from helpers.completions import call, final  # noqa: E402
-from helpers.processes import free_port, listening  # noqa: E402
-from harmony_agent.tools import MCPTools, ToolCall  # noqa: E402
-from harmony_agent.tools.mcp import harmony_names, parse_spec  # noqa: E402
+from harmony_agent import Agent, ScriptedModel
+from harmony_agent.harmony.encoding import decode, render_prompt
+from harmony_agent.tools import MCPTools, ToolCall
+from harmony_agent.tools.mcp import harmony_names, parse_spec
+from helpers.completions import call, final
+from helpers.processes import free_port, listening
 
 STDIO = f"stdio:{sys.executable} -m examples.mcp_demo_server"
 
@@ -45,8 +46,14 @@ def named(namespace: str, name: str, args: str = "{}") -> str:
 def http_server():
     port = free_port()
     command = [sys.executable, "-m", "examples.mcp_demo_server", "--http", str(port)]
-    with listening(command, port, name="the demo MCP server", cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                   stop_timeout=10):
+    with listening(
+        command,
+        port,
+        name="the demo MCP server",
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stop_timeout=10,
+    ):
         yield f"http://127.0.0.1:{port}/mcp"
 
 
@@ -56,7 +63,7 @@ def test_specs_are_parsed_and_bad_ones_refused_clearly():
     assert parse_spec("http://127.0.0.1:9/sse").kind == "sse"
     assert parse_spec("sse:http://127.0.0.1:9/events").kind == "sse"
     for bad in ("stdio:", "ftp://x", "python server.py", "sse:nope"):
-        with pytest.raises(ValueError, match="MCP|mcp"):
+        with pytest.raises(ValueError, match=r"MCP|mcp"):
             parse_spec(bad)
     with pytest.raises(ValueError, match="namespace"):
         MCPTools("http://127.0.0.1:9/mcp", "no spaces")
@@ -65,20 +72,29 @@ def test_specs_are_parsed_and_bad_ones_refused_clearly():
 
 def test_an_unreachable_server_is_a_clear_error_at_once():
     tool = MCPTools(f"http://127.0.0.1:{free_port()}/mcp", connect_timeout=5)
-    with pytest.raises(Exception, match="cannot list the tools of MCP server http://127.0.0.1"):
+    with pytest.raises(Exception, match=r"cannot list the tools of MCP server http://127\.0\.0\.1"):
         Agent(ScriptedModel([final("x")]), tools=[tool])
 
 
 def test_agent_calls_stdio_server_tools_text_structured_image_and_error(tmp_path):
     tool = demo(images=tmp_path / "images")
-    model = ScriptedModel([call("add", '{"a": 2, "b": 40}'), call("city_weather", '{"city": "Oslo"}'),
-                           call("red_square", '{"size": 3}'), call("city_weather", '{"city": "Atlantis"}'),
-                           call("add", '{"a": "x"}'), final("done")])
+    model = ScriptedModel(
+        [
+            call("add", '{"a": 2, "b": 40}'),
+            call("city_weather", '{"city": "Oslo"}'),
+            call("red_square", '{"size": 3}'),
+            call("city_weather", '{"city": "Atlantis"}'),
+            call("add", '{"a": "x"}'),
+            final("done"),
+        ]
+    )
     agent = Agent(model, tools=[tool], date="2026-01-01")
     # The server's raw schemas are offered, and rendered the way every function tool is.
     prompt = decode(render_prompt(agent.preamble()))
     assert "namespace functions" in prompt and "type add = (_: {" in prompt and "a: number" in prompt
-    assert "city: string" in prompt and "unit?: string" in prompt and "title" not in prompt.split("namespace functions")[1]
+    assert (
+        "city: string" in prompt and "unit?: string" in prompt and "title" not in prompt.split("namespace functions")[1]
+    )
     with agent:
         run = agent.run("use the tools")
     assert run.stop_reason == "final", run.error
@@ -96,8 +112,10 @@ def test_agent_uses_a_streamable_http_server():
     with http_server() as url:
         tool = MCPTools(url)
         assert [d.name for d in tool.descriptions()][:2] == ["add", "city_weather"]
-        agent = Agent(ScriptedModel([call("add", '{"a": 1, "b": 1}'), call("count", "{}"), call("count", "{}"),
-                                     final("ok")]), tools=[tool])
+        agent = Agent(
+            ScriptedModel([call("add", '{"a": 1, "b": 1}'), call("count", "{}"), call("count", "{}"), final("ok")]),
+            tools=[tool],
+        )
         with agent:
             run = agent.run("add")
         assert [r.content for r in results(run)] == ["2.0", "1", "2"]
@@ -105,8 +123,12 @@ def test_agent_uses_a_streamable_http_server():
 
 def test_a_server_that_crashes_mid_call_is_a_tool_error_then_restarted():
     tool = demo()
-    agent = Agent(ScriptedModel([call("count", "{}"), call("count", "{}"), call("crash", "{}"), call("count", "{}"),
-                                 final("recovered")]), tools=[tool])
+    agent = Agent(
+        ScriptedModel(
+            [call("count", "{}"), call("count", "{}"), call("crash", "{}"), call("count", "{}"), final("recovered")]
+        ),
+        tools=[tool],
+    )
     with agent:
         run = agent.run("crash it")
     first, second, crashed, after = results(run)
@@ -119,8 +141,19 @@ def test_a_server_that_crashes_mid_call_is_a_tool_error_then_restarted():
 @pytest.mark.parametrize("mode", ["legacy", "auto"])  # a notification on the connection / a 2026 listen subscription
 def test_tool_list_changes_are_picked_up_between_steps(mode):
     tool = demo("demo", mode=mode)
-    agent = Agent(ScriptedModel([named("demo", "count"), named("demo", "unlock"), named("demo", "count"),
-                                 named("demo", "secret"), final("ok")]), tools=[tool], date="2026-01-01")
+    agent = Agent(
+        ScriptedModel(
+            [
+                named("demo", "count"),
+                named("demo", "unlock"),
+                named("demo", "count"),
+                named("demo", "secret"),
+                final("ok"),
+            ]
+        ),
+        tools=[tool],
+        date="2026-01-01",
+    )
     assert "namespace demo" in decode(render_prompt(agent.preamble()))  # a namespace of its own, in the system message
     with agent:
         run = agent.run("unlock")
@@ -154,8 +187,9 @@ async def test_fresh_copies_connect_separately_and_close():
 
 def test_in_the_functions_namespace_a_new_tool_is_callable_at_once_and_a_removed_one_refused():
     tool = demo()
-    agent = Agent(ScriptedModel([call("unlock", "{}"), call("secret", "{}"), call("count", "{}"), final("ok")]),
-                  tools=[tool])
+    agent = Agent(
+        ScriptedModel([call("unlock", "{}"), call("secret", "{}"), call("count", "{}"), final("ok")]), tools=[tool]
+    )
     with agent:
         run = agent.run("unlock")
         unlocked, secret, removed = results(run)
@@ -169,8 +203,10 @@ def test_in_the_functions_namespace_a_new_tool_is_callable_at_once_and_a_removed
 
 def test_a_call_that_gets_no_answer_in_time_is_abandoned_and_the_server_kept():
     tool = demo(call_timeout=2)
-    agent = Agent(ScriptedModel([call("count", "{}"), call("wait", '{"seconds": 30}'), call("count", "{}"), final("ok")]),
-                  tools=[tool])
+    agent = Agent(
+        ScriptedModel([call("count", "{}"), call("wait", '{"seconds": 30}'), call("count", "{}"), final("ok")]),
+        tools=[tool],
+    )
     started = time.monotonic()
     with agent:
         run = agent.run("wait")

@@ -11,27 +11,34 @@ model was trained on.
 
 from __future__ import annotations
 
-from helpers import ROOT
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+
 pytest.importorskip("mcp")
 
-from mcp import Client, StdioServerParameters  # noqa: E402
-from openai_harmony import (  # noqa: E402
-    Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent, ToolDescription, ToolNamespaceConfig,
+from mcp import Client, StdioServerParameters
+from openai_harmony import (
+    Conversation,
+    DeveloperContent,
+    Message,
+    ReasoningEffort,
+    Role,
+    SystemContent,
+    ToolDescription,
+    ToolNamespaceConfig,
 )
 
-from harmony_agent.harmony.encoding import decode, get_encoding  # noqa: E402
-from harmony_agent.server.mcp import ToolServer  # noqa: E402
-from helpers.available import KINDS, require, unavailable  # noqa: E402
-from helpers.processes import free_port, listening  # noqa: E402
-from examples.local_site import serve_site  # noqa: E402
-from harmony_agent.tools import BrowserTool, ComputerTool, PythonTool  # noqa: E402
+from examples.local_site import serve_site
+from harmony_agent.harmony.encoding import decode, get_encoding
+from harmony_agent.server.mcp import ToolServer
+from harmony_agent.tools import BrowserTool, ComputerTool, PythonTool
+from helpers.available import KINDS, require, unavailable
+from helpers.processes import free_port, listening
 
 SITE = ROOT / "examples" / "site"
 
@@ -50,8 +57,12 @@ def serve_command(*arguments: str) -> list[str]:
 
 def stdio(*arguments: str) -> StdioServerParameters:
     command = serve_command(*arguments)
-    return StdioServerParameters(command=command[0], args=command[1:], cwd=str(ROOT),
-                                 env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")})
+    return StdioServerParameters(
+        command=command[0],
+        args=command[1:],
+        cwd=str(ROOT),
+        env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")},
+    )
 
 
 def text(result) -> str:
@@ -62,8 +73,9 @@ async def test_stdio_server_lists_tools_keeps_python_state_opens_a_local_page_an
     kind = sandbox_kind()
     require("chromium")
     with serve_site() as (base, _hits):
-        params = stdio("--tools", "python,browser", "--sandbox", kind, "--allow", "127.0.0.1", "--search",
-                       f"local:{SITE}@{base}")
+        params = stdio(
+            "--tools", "python,browser", "--sandbox", kind, "--allow", "127.0.0.1", "--search", f"local:{SITE}@{base}"
+        )
         async with Client(params) as first, Client(params) as second:
             assert first.server_info.name == "harmony-agent"
             tools = {tool.name: tool for tool in (await first.list_tools()).tools}
@@ -74,7 +86,7 @@ async def test_stdio_server_lists_tools_keeps_python_state_opens_a_local_page_an
             assert {"python", "click", "type"} <= set(tools)
             assert tools["python"].input_schema["required"] == ["code"]
 
-            assert text(await first.call_tool("python", {"code": "x = 41"})) .startswith("[no output")
+            assert text(await first.call_tool("python", {"code": "x = 41"})).startswith("[no output")
             assert text(await first.call_tool("python", {"code": "x + 1"})) == "42"
             missing = await second.call_tool("python", {"code": "x"})
             assert missing.is_error and "NameError" in text(missing)  # another session, another kernel
@@ -114,8 +126,10 @@ async def test_http_server_keeps_state_per_mcp_session():
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
-        async with httpx2.AsyncClient(headers={"x-session-id": "conversation-1"}) as http, \
-                Client(streamable_http_client(url, http_client=http)) as named:
+        async with (
+            httpx2.AsyncClient(headers={"x-session-id": "conversation-1"}) as http,
+            Client(streamable_http_client(url, http_client=http)) as named,
+        ):
             await named.call_tool("python", {"code": "n = 5"})
             answer = await named.call_tool("python", {"code": "n * 2"})
             assert text(answer) == "10"
@@ -125,8 +139,8 @@ async def test_sse_server_serves_each_stream_its_own_tools_and_our_sse_client_us
     kind = sandbox_kind()
     with http_serve("--tools", "python", "--sandbox", kind, transport="sse") as url:
         from harmony_agent import Agent, ScriptedModel
-        from helpers.completions import final
         from harmony_agent.tools import MCPTools
+        from helpers.completions import final
 
         def code(source: str) -> str:
             return f'<|channel|>commentary to=python.python <|constrain|>json<|message|>{{"code": "{source}"}}<|call|>'
@@ -183,25 +197,36 @@ def reference_namespace(server_name: str, instructions: str | None, tools: list)
             schema["properties"] = {k: trim(v) for k, v in schema["properties"].items()}
         return schema
 
-    kept = [tool for tool in tools if getattr(tool.annotations, "include_in_prompt", True)
-            and (tool.meta or {}).get("include_in_prompt", True)]
-    return ToolNamespaceConfig(name=server_name, description=instructions,
-                               tools=[ToolDescription.new(t.name, t.description, parameters=trim(t.input_schema)) for t in kept])
+    kept = [
+        tool
+        for tool in tools
+        if getattr(tool.annotations, "include_in_prompt", True) and (tool.meta or {}).get("include_in_prompt", True)
+    ]
+    return ToolNamespaceConfig(
+        name=server_name,
+        description=instructions,
+        tools=[ToolDescription.new(t.name, t.description, parameters=trim(t.input_schema)) for t in kept],
+    )
 
 
 def system_text(*namespaces: ToolNamespaceConfig) -> str:
     content = SystemContent.new().with_reasoning_effort(ReasoningEffort.LOW).with_conversation_start_date("2026-01-01")
     for namespace in namespaces:
         content = content.with_tools(namespace)
-    messages = [Message.from_role_and_content(Role.SYSTEM, content),
-                Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_instructions(""))]
+    messages = [
+        Message.from_role_and_content(Role.SYSTEM, content),
+        Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_instructions("")),
+    ]
     return decode(get_encoding().render_conversation(Conversation.from_messages(messages)))
 
 
 async def test_a_gpt_oss_tool_server_prompt_built_from_our_servers_is_the_trained_one():
     served = []
-    for tools, options in (({"browser": BrowserTool}, {"browser_actions": False}), ({"browser": BrowserTool}, {}),
-                           ({"python": PythonTool}, {})):
+    for tools, options in (
+        ({"browser": BrowserTool}, {"browser_actions": False}),
+        ({"browser": BrowserTool}, {}),
+        ({"python": PythonTool}, {}),
+    ):
         server = ToolServer(tools, **options)
         async with Client(server.server, mode="legacy") as client:
             listing = (await client.list_tools()).tools
@@ -228,7 +253,9 @@ async def test_computer_tool_served_beside_the_browser_gets_its_own_display_per_
     async with Client(server.server, mode="legacy") as client:
         names = [tool.name for tool in (await client.list_tools()).tools]
         # The browser keeps gpt-oss's names; the computer's click and scroll would clash, so its tools are prefixed.
-        assert {"search", "open", "find", "click", "computer_observe", "computer_click", "computer_type_text"} <= set(names)
+        assert {"search", "open", "find", "click", "computer_observe", "computer_click", "computer_type_text"} <= set(
+            names
+        )
         seen = await client.call_tool("computer_observe", {})
         assert not seen.is_error and text(seen).startswith("Screen 1280x800.")
         wrong = await client.call_tool("computer_click", {"x": 100000, "y": 5})

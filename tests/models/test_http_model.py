@@ -336,19 +336,27 @@ def test_a_stalled_server_times_out_per_request(server):
     fixture.queue += [stall_after_headers, stall_before_headers]
     model = OpenAICompatibleModel(url, model="m", timeout=0.3)
     began = time.perf_counter()
-    with pytest.raises(ModelError, match="stopped sending after 2 tokens: no data for 0.3 s"):
+    with pytest.raises(ModelError, match=r"stopped sending after 2 tokens: no data for 0\.3 s"):
         collect(model)
-    with pytest.raises(ModelError, match="did not answer within 0.3 s"):
+    with pytest.raises(ModelError, match=r"did not answer within 0\.3 s"):
         collect(model)
     assert time.perf_counter() - began < 1.5
     assert len(fixture.requests) == 2  # a timeout is not retried: the server may be busy with it
 
 
-@pytest.mark.parametrize("error", [
-    {"error": {"message": "engine overloaded", "type": "InternalServerError", "code": 500}},  # vLLM, OpenAI
-    {"object": "error", "message": "engine overloaded", "type": "BadRequestError", "code": 400},  # vLLM's ErrorResponse
-    {"error": "engine overloaded"},  # llama.cpp, Ollama
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"error": {"message": "engine overloaded", "type": "InternalServerError", "code": 500}},  # vLLM, OpenAI
+        {
+            "object": "error",
+            "message": "engine overloaded",
+            "type": "BadRequestError",
+            "code": 400,
+        },  # vLLM's ErrorResponse
+        {"error": "engine overloaded"},  # llama.cpp, Ollama
+    ],
+)
 def test_an_error_inside_a_stream_is_the_servers_error(server, error):
     url, fixture = server([])
 
@@ -365,7 +373,9 @@ def test_an_error_inside_a_stream_is_the_servers_error(server, error):
 
 
 def test_context_window_and_max_tokens_come_from_the_server(server):
-    url, fixture = server([final("a"), final("b"), final("c")], models=[{"id": "other"}, {"id": "tiny", "max_model_len": 300}])
+    url, fixture = server(
+        [final("a"), final("b"), final("c")], models=[{"id": "other"}, {"id": "tiny", "max_model_len": 300}]
+    )
     model = OpenAICompatibleModel(url, model="tiny")
     asyncio.run(model.start())
     assert model.context_window == 300 and fixture.gets == ["/v1/models"]
@@ -373,7 +383,9 @@ def test_context_window_and_max_tokens_come_from_the_server(server):
     collect(model, max_tokens=10_000)
     collect(model, max_tokens=5)
     assert [body["max_tokens"] for _, body in fixture.requests] == [300 - len(PROMPT)] * 2 + [5]
-    with pytest.raises(ModelError, match=r"the prompt \(300 tokens\) fills the model server's context window \(300 tokens\)"):
+    with pytest.raises(
+        ModelError, match=r"the prompt \(300 tokens\) fills the model server's context window \(300 tokens\)"
+    ):
         collect(model, prompt=[1] * 300)
     # A smaller window given by the user wins; the server's still caps a larger one.
     assert _window(url, "tiny", 200) == 200 and _window(url, "tiny", 100_000) == 300
@@ -396,7 +408,11 @@ def test_without_a_reported_window_max_tokens_is_left_to_the_server(server):
 
 def test_cached_and_prefilled_tokens_come_from_the_servers_usage(server):
     url, fixture = server([final("a"), final("b")])
-    fixture.usage = {"prompt_tokens": len(PROMPT), "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}}
+    fixture.usage = {
+        "prompt_tokens": len(PROMPT),
+        "completion_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    }
     model = OpenAICompatibleModel(url, model="m")
     tokens, _ = collect(model)
     assert tokens[-1] == RETURN_ID
@@ -417,7 +433,10 @@ def test_one_model_serves_several_event_loops(server, weather_tool):
     model = OpenAICompatibleModel(url, model="m")
     agent = Agent(model, tools=[weather_tool])
     first = agent.run("Weather?")
-    assert first.stop_reason == "model_error" and "bad request" in next(e for e in first.events if e.type == "error").message
+    assert (
+        first.stop_reason == "model_error"
+        and "bad request" in next(e for e in first.events if e.type == "error").message
+    )
     assert agent.run("Weather?").final_text == "It is 21 degrees in Paris."  # a second asyncio.run
 
     results = []
@@ -445,7 +464,7 @@ def test_a_run_left_at_run_end_leaves_no_stream_to_clean_up(server, weather_tool
     # A stream still open then was closed twice at shutdown: "aclose(): asynchronous
     # generator is already running". Whichever loop the session runs on, asyncio logs such
     # reports on its "asyncio" logger.
-    url, fixture = server(SCRIPT)
+    url, _fixture = server(SCRIPT)
     agent = Agent(OpenAICompatibleModel(url + "/v1"), tools=[weather_tool])  # as the CLI builds it
 
     async def main():

@@ -12,7 +12,6 @@ o200k_harmony vocabulary), converted once per session in float32:
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
 from helpers.available import require
 
 np = pytest.importorskip("numpy")
@@ -156,14 +156,34 @@ def test_cli_runs_the_python_tool_through_llamacpp(tmp_path_factory):
     """The README's command: harmony-agent run … --model llamacpp:FILE --tools python."""
     require("llamacpp")
     require("bubblewrap")
-    gguf = make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-python.gguf",
-                          call_script=PYTHON_CALL_SCRIPT, answer_script=PYTHON_ANSWER_SCRIPT)
+    gguf = make_tiny_gguf(
+        tmp_path_factory.mktemp("gguf") / "tiny-python.gguf",
+        call_script=PYTHON_CALL_SCRIPT,
+        answer_script=PYTHON_ANSWER_SCRIPT,
+    )
     transcript = tmp_path_factory.mktemp("run") / "run.jsonl"
     root = ROOT
     completed = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "What is 6*7? Use python.", "--model", f"llamacpp:{gguf}?n_ctx=4096",
-         "--tools", "python", "--sandbox", "bubblewrap", "--yes", "--transcript", str(transcript)],
-        capture_output=True, text=True, timeout=300, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "What is 6*7? Use python.",
+            "--model",
+            f"llamacpp:{gguf}?n_ctx=4096",
+            "--tools",
+            "python",
+            "--sandbox",
+            "bubblewrap",
+            "--yes",
+            "--transcript",
+            str(transcript),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]

@@ -46,7 +46,9 @@ class _Recorder(Model):
 def rendered_prompt() -> list[int]:
     """A real first-step prompt: system, developer (instructions, a function tool), a user message."""
     recorder = _Recorder()
-    Agent(recorder, tools=[get_weather], instructions="Answer briefly. Ünïcödé: 日本語, emoji 🎉.").run("Wie ist das Wetter in Paris?")
+    Agent(recorder, tools=[get_weather], instructions="Answer briefly. Ünïcödé: 日本語, emoji 🎉.").run(
+        "Wie ist das Wetter in Paris?"
+    )
     return recorder.prompt
 
 
@@ -76,7 +78,9 @@ def test_tokenizer_ids_equal_harmony_on_prompts_calls_and_unicode(tokenizer):
 @pytest.mark.parametrize("dtype,temperature", [(torch.float32, 0.0), (torch.bfloat16, 1.0)])
 def test_agent_run_follows_the_scripts(folder, dtype, temperature):
     model = GptOssForCausalLM.from_pretrained(folder, dtype=dtype)
-    agent = Agent(TransformersModel(model), tools=[get_weather], sampling=SamplingParams(temperature=temperature, seed=3))
+    agent = Agent(
+        TransformersModel(model), tools=[get_weather], sampling=SamplingParams(temperature=temperature, seed=3)
+    )
     result = agent.run("What is the weather in Paris?")
     generations = [e for e in result.events if e.type == "generation"]
     assert generations, [e.message for e in result.events if e.type == "error"]
@@ -93,9 +97,16 @@ def test_mode_switch_sees_a_call_far_back_in_a_long_context(folder):
     encoding = get_encoding()
     first = list(encoding.encode("<|start|>user<|message|>Weather?<|end|><|start|>assistant", allowed_special="all"))
     filler = " ".join(f"word{i}" for i in range(1200))
-    second = first + script_tokens(CALL_SCRIPT) + list(encoding.encode(
-        f"<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{filler}<|end|><|start|>assistant",
-        allowed_special="all"))
+    second = (
+        first
+        + script_tokens(CALL_SCRIPT)
+        + list(
+            encoding.encode(
+                f"<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{filler}<|end|><|start|>assistant",
+                allowed_special="all",
+            )
+        )
+    )
     assert len(second) > 2500
     for prompt, script in ((first, CALL_SCRIPT), (second, ANSWER_SCRIPT)):
         model.reset_cache()

@@ -4,7 +4,6 @@ The cache tests run twice: on a random-weight GptOssForCausalLM built in memory,
 the released MXFP4 layout loaded through load_model (tests/mxfp4_checkpoint.py), as real users load gpt-oss.
 """
 
-from helpers import ROOT
 import asyncio
 import os
 import socket
@@ -12,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+
+from helpers import ROOT
 
 torch = pytest.importorskip("torch")
 
@@ -116,7 +116,6 @@ def test_agent_loop_reuses_the_cache_across_steps(lm):
     assert gen2.prefilled_tokens < gen2.prompt_tokens / 2
 
 
-
 # --- one model, several sessions ------------------------------------------------
 
 
@@ -126,7 +125,9 @@ def conversation(model, opening, steps=3):
     async def go():
         prompt, outputs = list(opening), []
         for step in range(steps):
-            out = [t async for t in model.generate(prompt, stop=[], sampling=SamplingParams(max_tokens=4, temperature=0))]
+            out = [
+                t async for t in model.generate(prompt, stop=[], sampling=SamplingParams(max_tokens=4, temperature=0))
+            ]
             outputs.append(out)
             prompt = prompt + out + list(range(5000 + 10 * step, 5006 + 10 * step))
         return outputs
@@ -222,7 +223,9 @@ def test_bfloat16_logits_stay_right_under_an_openmp_thread_limit():
     root = ROOT
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_THREAD_LIMIT": "1"}
     env.pop("OMP_NUM_THREADS", None)
-    out = subprocess.run([sys.executable, "-c", BF16_CHECK], capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    out = subprocess.run(
+        [sys.executable, "-c", BF16_CHECK], capture_output=True, text=True, timeout=300, env=env, cwd=root
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     worst = float(out.stdout.split("worst")[-1])
     assert worst < 0.05, out.stdout  # bfloat16 rounding; garbage from skipped threads reads as NaN or 3e38
@@ -262,7 +265,10 @@ def test_missing_default_model_with_hf_hub_offline_fails_at_once(empty_hub_cache
         TransformersModel()  # openai/gpt-oss-20b
     assert time.perf_counter() - started < 2
     message = str(info.value)
-    assert "\n" not in message and "openai/gpt-oss-20b is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
+    assert (
+        "\n" not in message
+        and "openai/gpt-oss-20b is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
+    )
     assert "hf download openai/gpt-oss-20b" in message and "--model http://HOST:PORT/v1" in message
     from harmony_agent.models import checkpoints
 
@@ -277,7 +283,9 @@ def test_missing_model_with_a_silent_hub_fails_within_seconds(empty_hub_cache, h
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
     try:
         started = time.perf_counter()
-        with pytest.raises(ModelError, match="not in the local Hugging Face cache and the hub cannot be reached .*Timeout") as info:
+        with pytest.raises(
+            ModelError, match=r"not in the local Hugging Face cache and the hub cannot be reached .*Timeout"
+        ) as info:
             load_model("openai/gpt-oss-20b")
         assert time.perf_counter() - started < 6  # one 2 s probe, not a minute of retries
         assert "\n" not in str(info.value)
@@ -285,7 +293,9 @@ def test_missing_model_with_a_silent_hub_fails_within_seconds(empty_hub_cache, h
         server.close()
 
 
-def test_cached_model_loads_from_the_cache_when_the_hub_is_unreachable(empty_hub_cache, hub_online, mxfp4_folder, monkeypatch):
+def test_cached_model_loads_from_the_cache_when_the_hub_is_unreachable(
+    empty_hub_cache, hub_online, mxfp4_folder, monkeypatch
+):
     import shutil
 
     from huggingface_hub import constants
@@ -310,7 +320,7 @@ def test_bad_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="no model folder at"):
         TransformersModel(str(tmp_path / "no-such-model"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="has no config.json"):
+    with pytest.raises(ModelError, match=r"has no config\.json"):
         TransformersModel(str(tmp_path / "empty"))
 
 

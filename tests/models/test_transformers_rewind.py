@@ -14,12 +14,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_transformers_model import fresh_logits, generate
+
 from harmony_agent import Agent, SamplingParams
 from harmony_agent.harmony.encoding import get_encoding
 from harmony_agent.models.base import common_prefix
 from harmony_agent.models.transformers_model import TransformersModel
 from helpers.completions import get_weather
-from test_transformers_model import fresh_logits, generate
 from helpers.tiny_gpt_oss import ANSWER_SCRIPT, hand_set_weights, script_tokens, tiny_config
 
 WINDOW = 128

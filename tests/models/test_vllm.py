@@ -31,8 +31,8 @@ from harmony_agent import Agent, OpenAICompatibleModel
 from harmony_agent.harmony.encoding import CALL, RETURN, get_encoding, stop_tokens
 from harmony_agent.models import ModelError, SamplingParams
 from helpers.available import require, vllm_python
-from helpers.processes import free_port
 from helpers.completions import get_weather
+from helpers.processes import free_port
 from helpers.tiny_gpt_oss import ANSWER_SCRIPT, CALL_SCRIPT, cached_tiny_gpt_oss, script_tokens
 
 SERVED_NAME = "tiny-gpt-oss"
@@ -49,7 +49,9 @@ def _server_env() -> dict[str, str]:
     request ("No available shared memory broadcast block found").
     """
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_THREAD_LIMIT", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind", VLLM_NO_USAGE_STATS="1")
+    env.update(
+        HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind", VLLM_NO_USAGE_STATS="1"
+    )
     return env
 
 
@@ -67,15 +69,29 @@ def vllm_url(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     command = [
-        str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(folder), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32",
-        "--enable-prefix-caching", "--enable-prompt-tokens-details",
+        str(vllm_python()),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(folder),
+        "--served-model-name",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--dtype",
+        "float32",
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
     ]
     with log.open("wb") as out:
         # A session of its own, so the engine core and worker it spawns go with it.
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_server_env(), start_new_session=True)
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=_server_env(), start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -88,7 +104,9 @@ def vllm_url(tmp_path_factory):
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"vLLM did not answer within {STARTUP_TIMEOUT_S:g} s (HARMONY_AGENT_VLLM_STARTUP_S):\n{_log_tail(log)}")
+                pytest.fail(
+                    f"vLLM did not answer within {STARTUP_TIMEOUT_S:g} s (HARMONY_AGENT_VLLM_STARTUP_S):\n{_log_tail(log)}"
+                )
             time.sleep(1)
         yield url
     finally:
@@ -171,14 +189,20 @@ def test_agent_runs_tool_call_then_answer_on_vllm(vllm_url, caplog):
 def test_same_prompt_again_is_served_from_the_prefix_cache(vllm_url):
     model = OpenAICompatibleModel(vllm_url, model=SERVED_NAME)
     encoding = get_encoding()
-    prompt = list(encoding.encode(
-        "<|start|>system<|message|>" + "You are a careful assistant. " * 60 + "<|end|>"
-        "<|start|>user<|message|>Weather in Paris?<|end|><|start|>assistant", allowed_special="all"))
+    prompt = list(
+        encoding.encode(
+            "<|start|>system<|message|>" + "You are a careful assistant. " * 60 + "<|end|>"
+            "<|start|>user<|message|>Weather in Paris?<|end|><|start|>assistant",
+            allowed_special="all",
+        )
+    )
 
     async def twice():
         runs = []
         for _ in range(2):
-            tokens = [t async for t in model.generate(prompt, stop=stop_tokens(), sampling=SamplingParams(temperature=0))]
+            tokens = [
+                t async for t in model.generate(prompt, stop=stop_tokens(), sampling=SamplingParams(temperature=0))
+            ]
             runs.append((tokens, model.last_stats))
         await model.aclose()
         return runs

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from helpers import TESTS
 import json
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from harmony_agent.cli.app import app
+from helpers import TESTS
 from helpers.available import require
 
 TASKS = TESTS / "tasks" / "squares.yaml"

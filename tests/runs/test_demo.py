@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helpers.available import require
 from harmony_agent.runs.demo import run_demo
+from helpers.available import require
 
 
 def test_the_demo_runs_every_tool_and_writes_its_report(tmp_path):

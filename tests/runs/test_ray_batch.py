@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from helpers import TESTS
-from pathlib import Path
-
 import pytest
+
+from helpers import TESTS
 
 ray = pytest.importorskip("ray")
 
@@ -23,8 +22,13 @@ def test_a_batch_runs_as_ray_tasks_with_the_python_tool(tmp_path):
     specs = load_task_file(TASKS)
     assert task_resources(specs[0]) == {"harmony_python": 0.01}
     seen = []
-    results = run_batch_on_ray(specs, TaskAgentFactory(), results=tmp_path / "results.jsonl",
-                               transcripts=tmp_path / "runs", progress=lambda state: seen.append(state.done))
+    results = run_batch_on_ray(
+        specs,
+        TaskAgentFactory(),
+        results=tmp_path / "results.jsonl",
+        transcripts=tmp_path / "runs",
+        progress=lambda state: seen.append(state.done),
+    )
     squares, wrong = results
     assert squares.passed, squares.checks
     assert not wrong.passed

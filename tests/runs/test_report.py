@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
-import json
 from pathlib import Path
 
-import pytest
-
 from harmony_agent import Agent, ScriptedModel
-from harmony_agent.runs.batch import run_batch
 from harmony_agent.citations import cite_html
+from harmony_agent.runs.batch import run_batch
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskSpec
+from helpers import ROOT
 from helpers.available import require
 from helpers.completions import final
 
@@ -28,7 +25,10 @@ def open_in_chromium(path: Path, shot: str):
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True)
     page = browser.new_page(viewport={"width": 1000, "height": 800})
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_())
+    page.route(
+        "**/*",
+        lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_(),
+    )
     page.goto(path.as_uri())
     return playwright, browser, page
 
@@ -46,13 +46,17 @@ def test_run_report_shows_steps_reasoning_tool_results_screenshots_and_linked_ci
 
     with serve_site() as (base, _hits):
         url = f"{base}/hours.html"
-        model = ScriptedModel([
-            "<|channel|>analysis<|message|>Open the hours page.<|end|><|start|>assistant"
-            f'<|channel|>analysis to=browser.open <|constrain|>json<|message|>{{"id": "{url}"}}<|call|>',
-            final("The library opens at the times listed 【0†L1-L3】."),
-        ])
-        browser = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
-                              screenshots=tmp_path / "run.screenshots")
+        model = ScriptedModel(
+            [
+                "<|channel|>analysis<|message|>Open the hours page.<|end|><|start|>assistant"
+                f'<|channel|>analysis to=browser.open <|constrain|>json<|message|>{{"id": "{url}"}}<|call|>',
+                final("The library opens at the times listed 【0†L1-L3】."),
+            ]
+        )
+        browser = BrowserTool(
+            policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]),
+            screenshots=tmp_path / "run.screenshots",
+        )
         transcript = tmp_path / "run.jsonl"
         with Agent(model, tools=[browser], transcript=transcript) as agent:
             result = agent.run("When is the library open?")
@@ -80,8 +84,10 @@ def test_run_report_shows_steps_reasoning_tool_results_screenshots_and_linked_ci
 
 def test_batch_report_links_each_run(tmp_path):
     require("chromium")
-    specs = [TaskSpec(id="good", task="a", checks=[{"answer_equals": "yes"}]),
-             TaskSpec(id="bad", task="b", checks=[{"answer_contains": "yes"}])]
+    specs = [
+        TaskSpec(id="good", task="a", checks=[{"answer_equals": "yes"}]),
+        TaskSpec(id="bad", task="b", checks=[{"answer_contains": "yes"}]),
+    ]
     answers = {"good": "yes", "bad": "no"}
 
     def agent_for(spec, transcript):
@@ -94,7 +100,11 @@ def test_batch_report_links_each_run(tmp_path):
     try:
         assert "1 of 2 passed" in page.inner_text("body")
         rows = page.locator("tbody tr")
-        assert rows.count() == 2 and "fail" in rows.nth(1).inner_text() and "the answer was 'no'" in rows.nth(1).inner_text()
+        assert (
+            rows.count() == 2
+            and "fail" in rows.nth(1).inner_text()
+            and "the answer was 'no'" in rows.nth(1).inner_text()
+        )
         page.click("text=good")
         assert page.inner_text("h1") == "a" and "yes" in page.inner_text(".final")
         ARTIFACTS.mkdir(exist_ok=True)

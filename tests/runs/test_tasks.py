@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import TESTS
 import asyncio
 import hashlib
-import json
 import signal
 import subprocess
 import sys
@@ -16,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from harmony_agent import Agent, ScriptedModel
-from harmony_agent.runs.batch import read_results, run_batch, summary
 from harmony_agent.models import load_model
+from harmony_agent.runs.batch import read_results, run_batch, summary
 from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_task_file, load_tasks
+from harmony_agent.tools import PythonTool
+from helpers import TESTS
 from helpers.available import require
 from helpers.completions import final
-from harmony_agent.tools import PythonTool
 
 HERE = TESTS
 TASKS = HERE / "tasks" / "squares.yaml"
@@ -37,19 +36,31 @@ def test_task_file_defaults_ids_and_relative_paths():
     assert (squares.id, wrong.id) == ("squares", "wrong")
     assert squares.tools == ["python"] and wrong.sandbox == "bubblewrap"  # defaults shared
     assert squares.model == f"scripted:{HERE / 'tasks' / 'squares_script.yaml'}"  # relative to the file
-    assert [c.kind for c in squares.checks] == ["answer_contains", "answer_matches", "file_exists", "file_contains", "function"]
+    assert [c.kind for c in squares.checks] == [
+        "answer_contains",
+        "answer_matches",
+        "file_exists",
+        "file_contains",
+        "function",
+    ]
 
 
-@pytest.mark.parametrize("body,message", [
-    ("task: hi\nmax_step: 3\n", "task 1: max_step: unknown key"),
-    ("task: hi\nmax_steps: lots\n", "max_steps: Input should be a valid integer"),
-    ("tasks:\n  - task: a\n    checks:\n      - answer_is: x\n", "checks: unknown check 'answer_is'"),
-    ("tasks:\n  - task: a\n    checks:\n      - file_contains: x.txt\n", r"file_contains takes \{path: FILE, text: ...\}"),
-    ("tasks:\n  - task: a\n    checks:\n      - answer_matches: '('\n", "not a regular expression"),
-    ("tasks: []\n", "non-empty list"),
-    ("tasks:\n  - id: same\n    task: a\n  - id: same\n    task: b\n", "ids must be unique"),
-    ("just text\n", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("task: hi\nmax_step: 3\n", "task 1: max_step: unknown key"),
+        ("task: hi\nmax_steps: lots\n", "max_steps: Input should be a valid integer"),
+        ("tasks:\n  - task: a\n    checks:\n      - answer_is: x\n", "checks: unknown check 'answer_is'"),
+        (
+            "tasks:\n  - task: a\n    checks:\n      - file_contains: x.txt\n",
+            r"file_contains takes \{path: FILE, text: ...\}",
+        ),
+        ("tasks:\n  - task: a\n    checks:\n      - answer_matches: '('\n", "not a regular expression"),
+        ("tasks: []\n", "non-empty list"),
+        ("tasks:\n  - id: same\n    task: a\n  - id: same\n    task: b\n", "ids must be unique"),
+        ("just text\n", "must be a mapping"),
+    ],
+)
 def test_a_bad_task_file_is_one_clear_error(tmp_path, body, message):
     path = tmp_path / "bad.yaml"
     path.write_text(body)
@@ -68,8 +79,15 @@ def test_a_folder_is_not_a_task_file_but_load_tasks_reads_it(tmp_path):
 
 def test_checks_pass_and_fail_with_reasons(tmp_path):
     require("bubblewrap")
-    results = asyncio.run(run_batch(load_task_file(TASKS), make_agent, results=tmp_path / "results.jsonl",
-                                    transcripts=tmp_path / "runs", concurrency=2))
+    results = asyncio.run(
+        run_batch(
+            load_task_file(TASKS),
+            make_agent,
+            results=tmp_path / "results.jsonl",
+            transcripts=tmp_path / "runs",
+            concurrency=2,
+        )
+    )
     squares, wrong = results
     assert squares.passed, [c for c in squares.checks if not c.passed]
     assert [c.passed for c in squares.checks] == [True] * 5
@@ -86,13 +104,16 @@ def test_sha256_check_and_a_crashing_and_a_slow_task_do_not_stop_the_batch(tmp_p
     require("bubblewrap")
     body = " ".join(str(i * i) for i in range(10)).encode()
     script = tmp_path / "slow.yaml"
-    script.write_text("completions:\n  - \"<|channel|>analysis to=python code<|message|>import time; time.sleep(30)<|call|>\"\n")
+    script.write_text(
+        'completions:\n  - "<|channel|>analysis to=python code<|message|>import time; time.sleep(30)<|call|>"\n'
+    )
     tasks = tmp_path / "tasks.yaml"
-    tasks.write_text(textwrap.dedent(f"""
+    tasks.write_text(
+        textwrap.dedent(f"""
         tools: [python]
         tasks:
           - id: hashed
-            model: scripted:{HERE / 'tasks' / 'squares_script.yaml'}
+            model: scripted:{HERE / "tasks" / "squares_script.yaml"}
             task: squares
             checks:
               - file_sha256: {{path: squares.txt, sha256: {hashlib.sha256(body).hexdigest()}}}
@@ -103,10 +124,12 @@ def test_sha256_check_and_a_crashing_and_a_slow_task_do_not_stop_the_batch(tmp_p
             model: scripted:slow.yaml
             task: wait
             timeout: 2
-    """))
+    """)
+    )
     started = time.monotonic()
-    hashed, broken, slow = asyncio.run(run_batch(load_task_file(tasks), make_agent, results=tmp_path / "r.jsonl",
-                                                 concurrency=3))
+    hashed, broken, slow = asyncio.run(
+        run_batch(load_task_file(tasks), make_agent, results=tmp_path / "r.jsonl", concurrency=3)
+    )
     assert hashed.passed and hashed.checks[0].passed
     assert not broken.passed and "could not build the agent" in broken.error
     assert not slow.passed and slow.stop_reason == "timeout" and "timeout of 2 s" in slow.error
@@ -128,7 +151,8 @@ def test_repeat_reports_a_pass_rate(tmp_path):
 def test_a_killed_batch_loses_no_finished_result_and_resume_skips_them(tmp_path):
     results = tmp_path / "results.jsonl"
     script = tmp_path / "batch.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import asyncio, sys
         sys.path[:0] = [{str(HERE.parent)!r}, {str(HERE)!r}]
         from harmony_agent import Agent, PolicyModel
@@ -144,7 +168,8 @@ def test_a_killed_batch_loses_no_finished_result_and_resume_skips_them(tmp_path)
 
         specs = [TaskSpec(id=f"t{{i}}", task=("hang" if i == 3 else f"answer {{i}}")) for i in range(5)]
         asyncio.run(run_batch(specs, lambda spec, t: Agent(PolicyModel(policy)), results={str(results)!r}))
-    """))
+    """)
+    )
     process = subprocess.Popen([sys.executable, str(script)])
     deadline = time.monotonic() + 60
     while len(read_results(results)) < 3 and time.monotonic() < deadline:

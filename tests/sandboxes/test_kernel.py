@@ -41,10 +41,21 @@ def kernel_python(mode: str) -> str:
 
 class KernelProcess:
     def __init__(self, data_dir: Path, mode: str = "standard") -> None:
-        env = {**os.environ, "HARMONY_KERNEL_DATA": str(data_dir), "HARMONY_KERNEL_MODE": mode, "HOME": str(data_dir.parent)}
+        env = {
+            **os.environ,
+            "HARMONY_KERNEL_DATA": str(data_dir),
+            "HARMONY_KERNEL_MODE": mode,
+            "HOME": str(data_dir.parent),
+        }
         self.mode = mode
-        self.proc = subprocess.Popen([kernel_python(mode), "-u", "-c", KERNEL_SOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [kernel_python(mode), "-u", "-c", KERNEL_SOURCE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.count = 0
 
     def send(self, op: str = "execute", **fields) -> None:
@@ -97,7 +108,9 @@ def test_exceptions_come_back_as_tracebacks_and_the_kernel_survives(kernel):
 
 
 def test_fd_level_output_is_captured_without_corrupting_the_protocol(kernel):
-    reply = kernel.run("import os, subprocess, sys\nos.write(1, b'raw\\n')\nsubprocess.run(['echo', 'child'])\nprint('err', file=sys.stderr)")
+    reply = kernel.run(
+        "import os, subprocess, sys\nos.write(1, b'raw\\n')\nsubprocess.run(['echo', 'child'])\nprint('err', file=sys.stderr)"
+    )
     assert "raw" in reply["stdout"] and "child" in reply["stdout"] and reply["stderr"] == "err\n"
 
 
@@ -155,6 +168,7 @@ def test_an_interrupt_request_stops_running_code_and_is_ignored_when_idle(kernel
 
 def test_upload_and_download_round_trip(kernel, tmp_path):
     import base64
+
     kernel.send(op="upload", path="in/data.bin", data=base64.b64encode(b"\x00\x01payload").decode())
     assert kernel.receive()["size"] == 9
     assert kernel.run("open('in/data.bin', 'rb').read()")["result"] == repr(b"\x00\x01payload")
@@ -173,8 +187,14 @@ def test_a_forked_child_never_answers_requests(kernel):
 @pytest.mark.parametrize("mode", ["ipython", "standard"])
 def test_the_kernel_runs_from_its_source_text(tmp_path, mode):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": mode, "HOME": str(tmp_path)}
-    proc = subprocess.run([kernel_python(mode), "-c", KERNEL_SOURCE], input='{"id": "1", "code": "1/0"}\n', capture_output=True,
-                          text=True, env=env, timeout=20)
+    proc = subprocess.run(
+        [kernel_python(mode), "-c", KERNEL_SOURCE],
+        input='{"id": "1", "code": "1/0"}\n',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=20,
+    )
     reply = json.loads(proc.stdout)
     assert reply["error"]["ename"] == "ZeroDivisionError" and "<string>" not in reply["error"]["traceback"]
     assert "harmony_kernel" not in reply["error"]["traceback"]
@@ -182,16 +202,28 @@ def test_the_kernel_runs_from_its_source_text(tmp_path, mode):
 
 def test_ipython_asked_for_but_missing_fails_with_a_clear_message(tmp_path):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path), "HARMONY_KERNEL_MODE": "ipython"}
-    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL_SOURCE], input='{"id": "1", "op": "ping"}\n',
-                          capture_output=True, text=True, env=env, timeout=20)  # -S: no site-packages, so no IPython
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", KERNEL_SOURCE],
+        input='{"id": "1", "op": "ping"}\n',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=20,
+    )  # -S: no site-packages, so no IPython
     assert proc.returncode == 1 and proc.stdout == ""
     assert "the IPython kernel cannot start: ModuleNotFoundError" in proc.stderr
 
 
 def test_auto_falls_back_and_says_why_where_ipython_is_missing(tmp_path):
     env = {**os.environ, "HARMONY_KERNEL_DATA": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-S", "-c", KERNEL_SOURCE], input='{"id": "1", "op": "ping"}\n{"id": "2", "code": "display(1); 2;"}\n',
-                          capture_output=True, text=True, env=env, timeout=20)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", KERNEL_SOURCE],
+        input='{"id": "1", "op": "ping"}\n{"id": "2", "code": "display(1); 2;"}\n',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=20,
+    )
     pong, reply = (json.loads(line) for line in proc.stdout.splitlines())
     assert (pong["kernel"], pong["fallback_reason"]) == ("standard library", "IPython is not installed")
     assert reply["stdout"] == "1\n" and reply["result"] is None

@@ -8,7 +8,6 @@ model is told what to do, and the session carries on.
 
 from __future__ import annotations
 
-from helpers import ROOT
 import ast
 import os
 import subprocess
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.available import KINDS, make
 from harmony_agent.sandboxes import Limits
+from helpers import ROOT
+from helpers.available import KINDS, make
 
 LIMIT_MB = 48
 FILL = """
@@ -69,7 +69,9 @@ async def test_writing_past_the_data_limit_fails_with_enospc_and_the_session_car
         assert after.result == kept.result == "['00.bin', '01.bin']"
         assert await box.download("fill/00.bin") == b"x" * (4 << 20)
 
-        freed = await box.execute("import shutil\nshutil.rmtree('fill')\nopen('again.bin', 'wb').write(b'z' * (32 << 20))")
+        freed = await box.execute(
+            "import shutil\nshutil.rmtree('fill')\nopen('again.bin', 'wb').write(b'z' * (32 << 20))"
+        )
         assert (freed.status, freed.result) == ("ok", str(32 << 20)), freed
         assert (await box.execute("6 * 7")).result == "42"
         if kind == "bubblewrap":
@@ -87,8 +89,14 @@ def test_a_user_who_may_not_mount_gets_the_reason_and_a_plain_folder():
     source = (ROOT / "sandboxes" / "datafs.py").read_text()
     probe = source + "\nimport sys\nprint(mount_bounded(Path(sys.argv[1]), 8)); print(is_mounted(Path(sys.argv[1])))"
     python = "/usr/bin/python3" if os.geteuid() == 0 else sys.executable
-    run = subprocess.run([python, "-c", probe, str(folder)], capture_output=True, text=True, timeout=60, cwd="/",
-                         **({"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}))
+    run = subprocess.run(
+        [python, "-c", probe, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        **({"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}),
+    )
     folder.rmdir()
     assert run.returncode == 0, run.stderr
     reason, mounted = run.stdout.splitlines()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helpers.available import require
 from harmony_agent.sandboxes.docker import OWNER_LABEL, SANDBOX_LABEL, docker_client, reap_orphans
+from helpers.available import require
 
 
 class _StaleListing:
@@ -30,8 +30,12 @@ class _Client:
 def test_a_container_gone_between_listing_and_inspecting_does_not_fail_the_next_start():
     require("docker")
     client = docker_client()
-    container = client.containers.create("harmony-agent/python:latest", ["sleep", "60"], network_mode="none",
-                                         labels={SANDBOX_LABEL: "python", OWNER_LABEL: "nowhere:1:1"})
+    container = client.containers.create(
+        "harmony-agent/python:latest",
+        ["sleep", "60"],
+        network_mode="none",
+        labels={SANDBOX_LABEL: "python", OWNER_LABEL: "nowhere:1:1"},
+    )
     listing = client.api.containers(all=True, filters={"label": SANDBOX_LABEL})
     assert container.id in {entry["Id"] for entry in listing}
     container.remove(force=True)  # removed by its owner just after the listing

@@ -7,7 +7,6 @@ standard-library fallback.
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import http.server
 import os
@@ -22,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from harmony_agent.sandboxes import DockerSandbox, LocalSandbox, SandboxError
+from helpers import ROOT
 from helpers.available import KINDS, make, require
-
-
 
 KERNELS = ["ipython", "standard"]
 
@@ -74,7 +72,9 @@ async def test_an_endless_loop_is_stopped(sandbox):
 
 async def test_code_that_ignores_the_interrupt_is_stopped_by_a_restart(sandbox):
     await sandbox.execute("open('keep.txt', 'w').write('kept'); lost = 1")
-    stubborn = await sandbox.execute("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", timeout=1)
+    stubborn = await sandbox.execute(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", timeout=1
+    )
     assert stubborn.status == "timeout" and stubborn.state_lost
     assert "restarted" in stubborn.notes[-1]
     assert (await sandbox.execute("'lost' in globals()")).result == "False"
@@ -126,15 +126,24 @@ async def test_the_network_is_unreachable(sandbox, host_server):
     import urllib.request
 
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/host", timeout=5).read() == b"reached"  # the server works
-    probe = await sandbox.execute(f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/sandbox', timeout=3).read()")
-    assert probe.status == "error" and probe.error.ename in ("URLError", "ConnectionRefusedError", "OSError", "TimeoutError")
+    probe = await sandbox.execute(
+        f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/sandbox', timeout=3).read()"
+    )
+    assert probe.status == "error" and probe.error.ename in (
+        "URLError",
+        "ConnectionRefusedError",
+        "OSError",
+        "TimeoutError",
+    )
     assert hits == ["/host"]
 
 
 async def test_writes_outside_the_data_folder_are_refused(sandbox):
     for path in ("/etc/harmony-probe", "/usr/harmony-probe", "/harmony-probe", "/root/harmony-probe"):
         result = await sandbox.execute(f"open({path!r}, 'w').write('x')")
-        assert result.status == "error" and result.error.ename in ("OSError", "PermissionError", "FileNotFoundError"), path
+        assert result.status == "error" and result.error.ename in ("OSError", "PermissionError", "FileNotFoundError"), (
+            path
+        )
         assert not os.path.exists(path)
     assert (await sandbox.execute("open('/mnt/data/ok.txt', 'w').write('ok')")).result == "2"
     marker = f"harmony-private-{os.getpid()}-{id(sandbox)}"
@@ -153,7 +162,9 @@ async def test_files_upload_and_download(sandbox, tmp_path):
     local.write_text("a,b\n1,2\n")
     where = await sandbox.upload(local, "inputs/table.csv")
     assert where == "/mnt/data/inputs/table.csv"
-    made = await sandbox.execute("import csv\nrows = list(csv.reader(open('inputs/table.csv')))\nopen('out.bin', 'wb').write(bytes(range(256)))\nrows")
+    made = await sandbox.execute(
+        "import csv\nrows = list(csv.reader(open('inputs/table.csv')))\nopen('out.bin', 'wb').write(bytes(range(256)))\nrows"
+    )
     assert made.result == "[['a', 'b'], ['1', '2']]" and made.files == ("/mnt/data/out.bin",)
     assert await sandbox.download("out.bin") == bytes(range(256))
     with pytest.raises(SandboxError, match="FileNotFoundError"):
@@ -321,8 +332,10 @@ async def test_killing_every_python_in_the_container_costs_the_kernel_only():
     require("docker")
     async with DockerSandbox(timeout=30) as box:
         await box.execute("open('kept.txt', 'w').write('kept')")
-        pkill = ("import os, signal\nfor pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
-                 "    try:\n        os.kill(pid, signal.SIGTERM)\n    except OSError:\n        pass")
+        pkill = (
+            "import os, signal\nfor pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
+            "    try:\n        os.kill(pid, signal.SIGTERM)\n    except OSError:\n        pass"
+        )
         died = await box.execute(pkill)  # what `pkill python3` does, the kernel's own process included
         assert died.status == "crashed" and died.state_lost and "are kept" in died.notes[0]
         assert (await box.execute("open('kept.txt').read()")).result == "'kept'"
@@ -335,7 +348,9 @@ async def test_a_stopped_container_is_replaced_and_the_model_told_what_was_lost(
         first = box.container.id
         box.container.kill()  # the engine stops it (docker stop, a daemon restart, its init killed)
         after = await box.execute("'lost' in globals(), __import__('os').path.exists('gone.txt')")
-        assert after.state_lost and any("replaced by a fresh one" in note and "files" in note for note in after.notes), after
+        assert after.state_lost and any(
+            "replaced by a fresh one" in note and "files" in note for note in after.notes
+        ), after
         if after.status == "ok":  # the stop was noticed before the call, which then ran in the new container
             assert after.result == "(False, False)"
         assert (await box.execute("6 * 7")).result == "42"
@@ -347,17 +362,21 @@ async def test_a_stopped_container_is_replaced_and_the_model_told_what_was_lost(
 
 
 async def test_dev_shm_is_bounded(sandbox):
-    fill = ("written = 0\ntry:\n    with open('/dev/shm/fill', 'wb') as f:\n        for _ in range(32):\n"
-            "            f.write(b'x' * (8 << 20)); f.flush(); written += 8\nexcept OSError as exc:\n    error = exc.errno\n"
-            "import os\nos.remove('/dev/shm/fill')\nwritten")
+    fill = (
+        "written = 0\ntry:\n    with open('/dev/shm/fill', 'wb') as f:\n        for _ in range(32):\n"
+        "            f.write(b'x' * (8 << 20)); f.flush(); written += 8\nexcept OSError as exc:\n    error = exc.errno\n"
+        "import os\nos.remove('/dev/shm/fill')\nwritten"
+    )
     written = int((await sandbox.execute(fill)).result)
     assert written <= 64  # megabytes: the limit, not the 256 MB the cell asked for
     assert (await sandbox.execute("error")).result == "28"  # ENOSPC
 
 
 async def test_a_cell_writing_thousands_of_files_gets_a_count_not_a_page_of_names(sandbox):
-    many = await sandbox.execute("import os\nos.makedirs('many', exist_ok=True)\nfor i in range(2000):\n"
-                                 "    open(f'many/{i:04}.txt', 'w').close()")
+    many = await sandbox.execute(
+        "import os\nos.makedirs('many', exist_ok=True)\nfor i in range(2000):\n"
+        "    open(f'many/{i:04}.txt', 'w').close()"
+    )
     assert len(many.files) == 50 and many.files_omitted == 1950
     from harmony_agent.tools.python import render_execution
 
@@ -367,8 +386,10 @@ async def test_a_cell_writing_thousands_of_files_gets_a_count_not_a_page_of_name
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_fork_bomb_in_one_session_leaves_the_others_working(kind):
     async with make(kind, timeout=60) as bombed, make(kind, timeout=60) as neighbour:
-        hold = ("import os, time\nchildren = 0\ntry:\n    for _ in range(400):\n        if os.fork() == 0:\n"
-                "            time.sleep(120)\n            os._exit(0)\n        children += 1\nexcept OSError:\n    pass\nchildren")
+        hold = (
+            "import os, time\nchildren = 0\ntry:\n    for _ in range(400):\n        if os.fork() == 0:\n"
+            "            time.sleep(120)\n            os._exit(0)\n        children += 1\nexcept OSError:\n    pass\nchildren"
+        )
         held = await bombed.execute(hold)  # every process its budget allows, left running
         assert held.status == "ok" and 0 < int(held.result) < 400, held
         started = await neighbour.execute("import subprocess\nsubprocess.run(['true']).returncode")

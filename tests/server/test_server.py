@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
+
+from helpers import ROOT
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -37,7 +37,7 @@ def running(config: ServerConfig):
         thread.join(20)
 
 
-def client(base_url: str, key: str = "unused") -> "openai.OpenAI":
+def client(base_url: str, key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
 
 
@@ -69,15 +69,24 @@ def test_streaming_events_in_order():
 
 def test_function_tool_round_trip_with_previous_response_id():
     model = RecordingModel([call("lookup", '{"city": "Oslo"}'), final("It is 3 degrees in Oslo.")], as_text=True)
-    tools = [{"type": "function", "name": "lookup", "description": "Weather in a city.",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    tools = [
+        {
+            "type": "function",
+            "name": "lookup",
+            "description": "Weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        }
+    ]
     with running(ServerConfig(model)) as url:
         c = client(url)
         first = c.responses.create(model="gpt-oss", input="Weather in Oslo?", tools=tools)
         [fc] = [item for item in first.output if item.type == "function_call"]
         assert fc.name == "lookup" and fc.arguments == '{"city": "Oslo"}'
-        second = c.responses.create(model="gpt-oss", previous_response_id=first.id,
-                                    input=[{"type": "function_call_output", "call_id": fc.call_id, "output": "3 degrees"}])
+        second = c.responses.create(
+            model="gpt-oss",
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": fc.call_id, "output": "3 degrees"}],
+        )
         assert second.output_text == "It is 3 degrees in Oslo."
     assert "type lookup = (_: {\ncity: string,\n}) => any;" in model.prompts[0]
     assert "<|start|>functions.lookup to=assistant<|channel|>commentary<|message|>3 degrees<|end|>" in model.prompts[1]
@@ -85,7 +94,13 @@ def test_function_tool_round_trip_with_previous_response_id():
 
 def test_streamed_function_call_arguments():
     model = ScriptedModel([call("lookup", '{"city": "Rome"}')])
-    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    tools = [
+        {
+            "type": "function",
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     with running(ServerConfig(model)) as url:
         events = list(client(url).responses.create(model="gpt-oss", input="x", tools=tools, stream=True))
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -115,7 +130,9 @@ def test_bad_requests_are_clear_errors():
     with running(ServerConfig(ScriptedModel([final("hi")]))) as url:
         c = client(url)
         with pytest.raises(openai.BadRequestError, match="does not run the python tool"):
-            c.responses.create(model="gpt-oss", input="x", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}])
+            c.responses.create(
+                model="gpt-oss", input="x", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]
+            )
         with pytest.raises(openai.NotFoundError, match="no stored response"):
             c.responses.create(model="gpt-oss", input="x", previous_response_id="resp_missing")
         with pytest.raises(openai.BadRequestError, match="previous_response_id"):
@@ -127,8 +144,8 @@ def py(code: str) -> str:
 
 
 def test_python_builtin_runs_on_the_server_and_conversations_are_isolated():
-    from helpers.available import require
     from harmony_agent.tools import PythonTool
+    from helpers.available import require
 
     require("bubblewrap")
     model = ScriptedModel([py("x = 5\nprint(x * 2)"), final("10"), py("print(x)"), final("?")])
@@ -145,14 +162,16 @@ def test_python_builtin_runs_on_the_server_and_conversations_are_isolated():
 
 
 def test_a_local_model_reuses_its_cache_across_requests(tiny_model):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from harmony_agent.models.transformers_model import TransformersModel
 
     model = TransformersModel(tiny_model)
     with running(ServerConfig(model)) as url:
         c = client(url)
         first = c.responses.create(model="gpt-oss", input="Hello there", max_output_tokens=4)
-        second = c.responses.create(model="gpt-oss", input="And again", previous_response_id=first.id, max_output_tokens=4)
+        second = c.responses.create(
+            model="gpt-oss", input="And again", previous_response_id=first.id, max_output_tokens=4
+        )
     assert first.status == "incomplete" and first.incomplete_details.reason == "max_output_tokens"
     new_tokens = second.usage.input_tokens - first.usage.input_tokens
     assert second.usage.input_tokens_details.cached_tokens >= second.usage.input_tokens - new_tokens - 1
@@ -182,11 +201,13 @@ def test_a_client_that_disconnects_mid_stream_releases_its_session():
     model = Slow([final("word " * 200)])
     config = ServerConfig(model)
     with running(config) as url:
-        with httpx.Client(timeout=30) as http:
-            with http.stream("POST", f"{url}/responses", json={"input": "talk", "stream": True}) as reply:
-                for line in reply.iter_lines():
-                    if "output_text.delta" in line:
-                        break  # hang up mid-answer
+        with (
+            httpx.Client(timeout=30) as http,
+            http.stream("POST", f"{url}/responses", json={"input": "talk", "stream": True}) as reply,
+        ):
+            for line in reply.iter_lines():
+                if "output_text.delta" in line:
+                    break  # hang up mid-answer
         assert model.stopped_early.wait(10)
         response = client(url).models.list()  # the server is still fine
         assert response.data
@@ -197,8 +218,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 def test_the_chat_page_streams_an_answer_with_reasoning_and_a_tool_call():
     """The page in real headless Chromium: send a message, watch the answer, the python call and its output arrive."""
-    from helpers.available import require
     from harmony_agent.tools import PythonTool
+    from helpers.available import require
 
     require("chromium")
     require("bubblewrap")
@@ -206,8 +227,12 @@ def test_the_chat_page_streams_an_answer_with_reasoning_and_a_tool_call():
 
     from harmony_agent.tools.browser.engine import find_chromium
 
-    model = ScriptedModel(["<|channel|>analysis<|message|>Square it in python.<|end|><|start|>assistant"
-                           + py("print(12 ** 2)"), final("12 squared is 144.")])
+    model = ScriptedModel(
+        [
+            "<|channel|>analysis<|message|>Square it in python.<|end|><|start|>assistant" + py("print(12 ** 2)"),
+            final("12 squared is 144."),
+        ]
+    )
     config = ServerConfig(model, builtin_tools={"python": PythonTool(sandbox="bubblewrap")})
     with running(config) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True)

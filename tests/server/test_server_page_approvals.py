@@ -11,13 +11,13 @@ import threading
 from pathlib import Path
 
 import httpx
+from test_server import ARTIFACTS, client, py, running
 
 from harmony_agent import ScriptedModel
 from harmony_agent.events import RunEndEvent, ToolResultEvent, event_from_json
 from harmony_agent.server import ServerConfig
 from helpers.available import require
 from helpers.completions import RecordingModel, final
-from test_server import ARTIFACTS, client, py, running
 
 CODE = "print(6 * 7)"
 
@@ -70,15 +70,18 @@ def test_a_denial_tells_the_model_the_reason_and_the_code_never_runs(tmp_path):
     with running(_config(model)) as url, httpx.Client(timeout=60) as http:
         seen, _ = _stream(http, url, {"python": {"approve": False, "reason": "not on my machine"}})
     [refused] = [item for item in seen[-1]["response"]["output"] if item["type"] == "code_interpreter_call"]
-    assert refused["status"] == "failed" and "not approved on the page: not on my machine" in refused["outputs"][0]["logs"]
+    assert (
+        refused["status"] == "failed" and "not approved on the page: not on my machine" in refused["outputs"][0]["logs"]
+    )
     assert "not on my machine" in model.prompts[-1]  # what the model read next
     assert not marker.exists()
 
 
 def test_without_a_stream_there_is_nobody_to_ask_so_calls_are_refused_at_once():
     with running(_config(ScriptedModel([py(CODE), final("Refused, then.")]))) as url:
-        response = client(url).responses.create(model="gpt-oss", input="Compute",
-                                                tools=[{"type": "code_interpreter", "container": {"type": "auto"}}])
+        response = client(url).responses.create(
+            model="gpt-oss", input="Compute", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]
+        )
     [refused] = [item for item in response.output if item.type == "code_interpreter_call"]
     assert refused.status == "failed" and "was not streamed" in refused.outputs[0].logs
     assert response.output_text == "Refused, then."
@@ -87,7 +90,11 @@ def test_without_a_stream_there_is_nobody_to_ask_so_calls_are_refused_at_once():
 def test_a_page_that_goes_away_while_asked_denies_and_releases_the_run():
     model = ScriptedModel([py(CODE), final("never")])
     with running(_config(model)) as url, httpx.Client(timeout=60) as http:
-        body = {"input": "Compute", "stream": True, "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}
+        body = {
+            "input": "Compute",
+            "stream": True,
+            "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
+        }
         with http.stream("POST", f"{url}/responses", json=body) as reply:
             asked = next(e for e in _events(reply) if e["type"] == "response.approval_requested")
         # Hung up while asked: the request is withdrawn, and the server answers others.

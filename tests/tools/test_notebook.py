@@ -18,13 +18,14 @@ import time
 
 import pytest
 
-from helpers.available import KINDS, make
 from harmony_agent.sandboxes import LocalSandbox, SandboxError
 from harmony_agent.tools import PythonTool, ToolCall
+from helpers.available import KINDS, make
 
 # An 8x8 red PNG, written out so the test needs no image library.
 RED_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAFWEXHbQSACj/P8Fu7N9hAAAAAElFTkSuQmCC")
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAFWEXHbQSACj/P8Fu7N9hAAAAAElFTkSuQmCC"
+)
 
 
 @pytest.fixture(params=KINDS)
@@ -58,8 +59,11 @@ async def test_display_shows_several_objects_in_order_with_printed_output(notebo
 
 
 async def test_a_dataframe_shows_as_its_text_table(notebook):
-    shown = await ok(notebook, "import pandas as pd\ndf = pd.DataFrame({'city': ['Oslo', 'Lima'], 'temp': [3, 19]})\n"
-                               "display(df)\ndf.describe()")
+    shown = await ok(
+        notebook,
+        "import pandas as pd\ndf = pd.DataFrame({'city': ['Oslo', 'Lima'], 'temp': [3, 19]})\n"
+        "display(df)\ndf.describe()",
+    )
     assert re.search(r"city\s+temp\n0\s+Oslo\s+3\n1\s+Lima\s+19\n", shown.stdout), shown.stdout
     assert "<pandas" not in shown.stdout and "object at" not in shown.stdout
     assert re.search(r"^mean\s+11\.0+$", shown.result, re.MULTILINE), shown.result
@@ -67,8 +71,11 @@ async def test_a_dataframe_shows_as_its_text_table(notebook):
 
 async def test_displayed_images_and_figures_are_saved_and_reported(notebook):
     await notebook.upload(RED_PNG, "red.png")
-    shown = await ok(notebook, "from IPython.display import Image\ndisplay(Image(filename='red.png'))\n"
-                               "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    shown = await ok(
+        notebook,
+        "from IPython.display import Image\ndisplay(Image(filename='red.png'))\n"
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+    )
     assert shown.images == ("/mnt/data/display-1.png", "/mnt/data/figure-1.png")
     assert await notebook.download("display-1.png") == RED_PNG
     assert (await notebook.download("figure-1.png"))[:4] == b"\x89PNG"
@@ -102,7 +109,9 @@ async def test_shell_commands_run_inside_the_sandbox(notebook):
     assert failed.result != "0" and "No such file" in failed.stdout + failed.stderr
 
 
-@pytest.mark.parametrize("command", ["!pip install requests", "%pip install requests", "!python3 -m pip install -q numpy-extra"])
+@pytest.mark.parametrize(
+    "command", ["!pip install requests", "%pip install requests", "!python3 -m pip install -q numpy-extra"]
+)
 async def test_installing_packages_says_at_once_that_there_is_no_network(notebook, command):
     started = time.monotonic()
     answer = await notebook.execute(command, timeout=20)
@@ -120,8 +129,11 @@ async def test_magics_timeit_pwd_and_writefile(notebook):
 
 
 async def test_top_level_await(notebook):
-    shown = await ok(notebook, "import asyncio\nasync def square(x):\n    await asyncio.sleep(0.01)\n    return x * x\n"
-                               "await asyncio.gather(*(square(i) for i in range(4)))")
+    shown = await ok(
+        notebook,
+        "import asyncio\nasync def square(x):\n    await asyncio.sleep(0.01)\n    return x * x\n"
+        "await asyncio.gather(*(square(i) for i in range(4)))",
+    )
     assert shown.result == "[0, 1, 4, 9]"
 
 
@@ -134,7 +146,9 @@ async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
     assert re.search(r"Cell In ?\[\d+\], line 4", text) and "----> 4 load('{')" in text
     assert "json/decoder.py" in text and '"""' not in text  # a library frame keeps only the line that ran
     assert "interactiveshell" not in text and "harmony_kernel" not in text
-    assert text.rstrip().endswith("JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+    assert text.rstrip().endswith(
+        "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
     syntax = await notebook.execute("def broken(:\n    pass")
     assert syntax.error.ename == "SyntaxError" and "\x1b[" not in syntax.error.traceback
 
@@ -181,8 +195,11 @@ async def test_the_tool_tells_the_model_once_when_cells_are_not_a_notebook(kind)
     plain = PythonTool(sandbox=make(kind, kernel="standard"))
     try:
         first = await plain.execute(ToolCall("python", "analysis", "1 + 1"))
-        assert first.text() == "2\n[python kernel: plain Python (the standard kernel was asked for): no !shell commands or %magics; " \
-                               "display() prints, top-level await works]"
+        assert (
+            first.text()
+            == "2\n[python kernel: plain Python (the standard kernel was asked for): no !shell commands or %magics; "
+            "display() prints, top-level await works]"
+        )
         assert (await plain.execute(ToolCall("python", "analysis", "2 + 2"))).text() == "4"
         assert first.metadata["kernel"] == "standard library"
     finally:
@@ -204,8 +221,11 @@ def test_an_unknown_kernel_is_refused():
 
 async def test_the_image_has_the_scientific_stack_and_no_compiler():
     async with make("docker", kernel="ipython") as box:
-        stack = await ok(box, "import numpy, pandas, matplotlib, scipy.stats, scipy.optimize, sympy, PIL\n"
-                              "round(scipy.stats.norm.cdf(1.96), 4), str(sympy.integrate(sympy.Symbol('x') ** 2))")
+        stack = await ok(
+            box,
+            "import numpy, pandas, matplotlib, scipy.stats, scipy.optimize, sympy, PIL\n"
+            "round(scipy.stats.norm.cdf(1.96), 4), str(sympy.integrate(sympy.Symbol('x') ** 2))",
+        )
         assert stack.result == "(0.975, 'x**3/3')"
         compilers = await ok(box, "!command -v gcc g++ cc c++ ld || echo none")
         assert compilers.stdout.strip() == "none"  # purged from the offline build; not in python:3.12-slim either

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from openai_harmony import ToolNamespaceConfig
-from openai_harmony import Role
+from openai_harmony import Role, ToolNamespaceConfig
 
 from harmony_agent import Agent, PolicyModel
 from harmony_agent.harmony.encoding import decode, render_prompt
 from harmony_agent.sandboxes import Execution, ExecutionError, LocalSandbox
-from helpers.available import KINDS, make, require
 from harmony_agent.tools import PythonTool, ToolCall
 from harmony_agent.tools.python import choose_sandbox, extract_code, render_execution, tool_description
-
+from helpers import ROOT
+from helpers.available import KINDS, make, require
 
 
 def python_call(code: str) -> str:
@@ -47,11 +44,23 @@ def test_calls_are_read_as_raw_code_with_tolerance_for_json_and_fences():
 
 
 def test_the_reply_shows_outputs_then_the_error_then_notes():
-    shown = render_execution(Execution(status="ok", stdout="hi\n", result="42", files=("/mnt/data/a.csv",), images=("/mnt/data/figure-1.png",)))
+    shown = render_execution(
+        Execution(
+            status="ok", stdout="hi\n", result="42", files=("/mnt/data/a.csv",), images=("/mnt/data/figure-1.png",)
+        )
+    )
     assert shown.text() == "hi\n42\n[files written: /mnt/data/a.csv]\n[figures saved: /mnt/data/figure-1.png]"
-    failed = render_execution(Execution(status="error", stdout="before\n", error=ExecutionError("ValueError", "bad", "Traceback ...\nValueError: bad\n")))
+    failed = render_execution(
+        Execution(
+            status="error",
+            stdout="before\n",
+            error=ExecutionError("ValueError", "bad", "Traceback ...\nValueError: bad\n"),
+        )
+    )
     assert failed.is_error and failed.text() == "before\n\nError: Traceback ...\nValueError: bad"
-    crashed = render_execution(Execution(status="crashed", error=ExecutionError("KernelDied", "killed"), state_lost=True, notes=("restarted",)))
+    crashed = render_execution(
+        Execution(status="crashed", error=ExecutionError("KernelDied", "killed"), state_lost=True, notes=("restarted",))
+    )
     assert crashed.text() == "Error: KernelDied: killed\nrestarted" and crashed.metadata["state_lost"]
     assert "no output" in render_execution(Execution(status="ok")).text()
 
@@ -115,14 +124,36 @@ async def test_an_agent_computes_with_python_and_answers(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_readme_example_runs_python_in_the_chosen_sandbox(kind):
     require(kind)
-    proc = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "run", "examples/python_task.yaml", "--sandbox", kind, "--yes"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harmony_agent.cli", "run", "examples/python_task.yaml", "--sandbox", kind, "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "The mean is 13.7 and the sample standard deviation is 1.273." in proc.stdout
     assert f"python tool: {'Docker' if kind == 'docker' else 'bubblewrap'} (asked for)" in proc.stderr
 
 
 def test_the_cli_refuses_an_unknown_sandbox(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "run", "x", "--model", "scripted:none.yaml", "--tools", "python", "--sandbox", "vm"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "x",
+            "--model",
+            "scripted:none.yaml",
+            "--tools",
+            "python",
+            "--sandbox",
+            "vm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2 and "unknown sandbox 'vm'" in proc.stderr

@@ -19,20 +19,29 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.proxy import PolicyProxy
 
 CHROMIUM_ARGS = [
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
-    "--metrics-recording-only", "--no-default-browser-check",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--metrics-recording-only",
+    "--no-default-browser-check",
     # Keep cross-site frames in the page's process, so the page's request interception sees their requests.
-    "--disable-site-isolation-trials", "--disable-features=IsolateOrigins,site-per-process",
+    "--disable-site-isolation-trials",
+    "--disable-features=IsolateOrigins,site-per-process",
     # No UDP for WebRTC (STUN datagrams go around request interception), and no DNS prefetching.
-    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--dns-prefetch-disable",
     # Chromium answers these names with loopback itself, and connects speculatively (a bare TCP connection) to a
     # refused frame's host before interception answers it: these spellings of localhost never resolve at all.
@@ -43,7 +52,9 @@ REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navig
 SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
 HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
 # How long since the DOM last changed, and how many short timers are pending (see hooks.js).
-SETTLE_PROBE = "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
+SETTLE_PROBE = (
+    "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
+)
 # Whether a person clicking the middle of an element would hit it, and if not, what they would hit instead.
 HIT_TEST = r"""(el) => {
   if (el.checkVisibility && !el.checkVisibility({ checkVisibilityCSS: true })) return "it is not visible now (hidden or collapsed)";
@@ -91,7 +102,7 @@ def _playwright_chromium() -> str | None:
 class BrowserEngine:
     """The process's browser, launched on first use and relaunched if it dies."""
 
-    _instances: dict[int, "BrowserEngine"] = {}
+    _instances: ClassVar[dict[int, BrowserEngine]] = {}
 
     def __init__(self, executable: str | None = None, *, headless: bool = True) -> None:
         self.executable = executable
@@ -102,7 +113,7 @@ class BrowserEngine:
         self._users = 0
 
     @classmethod
-    def shared(cls, executable: str | None = None, *, headless: bool = True) -> "BrowserEngine":
+    def shared(cls, executable: str | None = None, *, headless: bool = True) -> BrowserEngine:
         """One engine per event loop (Playwright objects belong to the loop that made them)."""
         key = id(asyncio.get_running_loop())
         engine = cls._instances.get(key)
@@ -120,13 +131,16 @@ class BrowserEngine:
                 raise ToolError("Playwright is not installed: pip install 'harmony-agent[browser]'") from None
             executable = find_chromium(self.executable)
             if executable is None:
-                raise ToolError("no Chromium found: apt-get install chromium, run `playwright install chromium`, "
-                                "or set HARMONY_AGENT_CHROMIUM")
+                raise ToolError(
+                    "no Chromium found: apt-get install chromium, run `playwright install chromium`, "
+                    "or set HARMONY_AGENT_CHROMIUM"
+                )
             if self._playwright is None:
                 self._playwright = await async_playwright().start()
             try:
-                self._browser = await self._playwright.chromium.launch(executable_path=executable, headless=self.headless,
-                                                                       args=CHROMIUM_ARGS)
+                self._browser = await self._playwright.chromium.launch(
+                    executable_path=executable, headless=self.headless, args=CHROMIUM_ARGS
+                )
             except Exception as exc:
                 raise ToolError(f"Chromium ({executable}) did not start: {exc}") from None
             return self._browser
@@ -168,9 +182,16 @@ class Snapshot:
 class BrowserSession:
     """One agent session's browser context and its single live tab."""
 
-    def __init__(self, engine: BrowserEngine, policy: NavigationPolicy, *, page_timeout: float = 15.0,
-                 downloads_dir: Path | None = None, allow_sockets: bool = False,
-                 viewport: tuple[int, int] = (1280, 900)) -> None:
+    def __init__(
+        self,
+        engine: BrowserEngine,
+        policy: NavigationPolicy,
+        *,
+        page_timeout: float = 15.0,
+        downloads_dir: Path | None = None,
+        allow_sockets: bool = False,
+        viewport: tuple[int, int] = (1280, 900),
+    ) -> None:
         self.engine = engine
         self.policy = policy
         self.page_timeout = page_timeout
@@ -201,14 +222,19 @@ class BrowserSession:
         browser = await self.engine.browser()
         if self.context is not None and (self.context.browser is not browser or not browser.is_connected()):
             self.context = self.page = None
-            self.notes.append("The browser had stopped and was restarted; pages opened before are gone, but earlier cursors still show what you saw.")
+            self.notes.append(
+                "The browser had stopped and was restarted; pages opened before are gone, but earlier cursors still show what you saw."
+            )
         if self.context is None:
             if self._proxy is None:
                 self._proxy = await PolicyProxy(self.policy, on_refused=self._refused_by_proxy).start()
             # `<-loopback>` sends loopback through the proxy too, which Chromium would otherwise connect to directly.
-            self.context = await browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
-                                                     accept_downloads=True, service_workers="block",
-                                                     proxy={"server": self._proxy.url, "bypass": "<-loopback>"})
+            self.context = await browser.new_context(
+                viewport={"width": self.viewport[0], "height": self.viewport[1]},
+                accept_downloads=True,
+                service_workers="block",
+                proxy={"server": self._proxy.url, "bypass": "<-loopback>"},
+            )
             await self.context.add_init_script(HOOKS_SCRIPT)
             if not self.allow_sockets:
                 await self.context.add_init_script(NO_SOCKETS_SCRIPT)
@@ -251,12 +277,20 @@ class BrowserSession:
                         self.refused[url] = reason
                     else:
                         self.blocked_subresources += 1
-                    await cdp.send("Fetch.fulfillRequest", {"requestId": event["requestId"], "responseCode": 403,
-                                                            "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
-                                                            "body": REFUSED_PAGE})
+                    await cdp.send(
+                        "Fetch.fulfillRequest",
+                        {
+                            "requestId": event["requestId"],
+                            "responseCode": 403,
+                            "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
+                            "body": REFUSED_PAGE,
+                        },
+                    )
                 else:
                     self.blocked_subresources += 1
-                    await cdp.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"})
+                    await cdp.send(
+                        "Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
+                    )
 
         cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
         await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
@@ -270,7 +304,9 @@ class BrowserSession:
         if reason:
             self.notes.append(f"The page tried to open a popup to {url}; refused: {reason}.")
         else:
-            self.notes.append(f"The page tried to open a popup{f' to {url}' if url != 'about:blank' else ''}; popups are closed (open the URL yourself if you need it).")
+            self.notes.append(
+                f"The page tried to open a popup{f' to {url}' if url != 'about:blank' else ''}; popups are closed (open the URL yourself if you need it)."
+            )
 
     def _refused_by_proxy(self, target: str, reason: str) -> None:
         """A connection that went around request interception (a popup, a worker, a preconnect) was refused."""
@@ -387,8 +423,16 @@ class BrowserSession:
         self.generation += 1
         links = {int(k): v["url"] for k, v in data["links"].items()}
         controls = {int(k): v for k, v in data["controls"].items()}
-        return Snapshot(data["url"], data["title"] or data["url"], data["text"], links, controls, data["interactive"],
-                        data["html"], self.generation)
+        return Snapshot(
+            data["url"],
+            data["title"] or data["url"],
+            data["text"],
+            links,
+            controls,
+            data["interactive"],
+            data["html"],
+            self.generation,
+        )
 
     async def screenshot(self, path: Path) -> str | None:
         try:
@@ -433,7 +477,9 @@ class BrowserSession:
                 except Exception:
                     await target.select_option(value=options["option"], timeout=timeout)
             elif action == "check":
-                await (await self.reachable(element_id)).set_checked(bool(options.get("checked", True)), timeout=timeout)
+                await (await self.reachable(element_id)).set_checked(
+                    bool(options.get("checked", True)), timeout=timeout
+                )
             elif action == "press":
                 await page.keyboard.press(options["key"])
             elif action == "back":

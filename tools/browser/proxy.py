@@ -26,8 +26,17 @@ import h11
 from harmony_agent.tools.browser.policy import NavigationPolicy
 
 #: Headers that describe one hop, not the message: never forwarded.
-HOP_HEADERS = {b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
-               b"upgrade", b"proxy-authorization", b"proxy-authenticate"}
+HOP_HEADERS = {
+    b"connection",
+    b"proxy-connection",
+    b"keep-alive",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authorization",
+    b"proxy-authenticate",
+}
 CONNECT_TIMEOUT = 10.0
 READ_SIZE = 65536
 
@@ -36,7 +45,9 @@ class Refused(Exception):
     """The policy refused a target; the text is why."""
 
 
-async def _open(policy: NavigationPolicy, url: str, host: str, port: int, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    policy: NavigationPolicy, url: str, host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to ``host:port`` at an address the policy checked for ``url`` (resolving off the event loop)."""
     reason, addresses = await policy.vet_async(url, top_level=False)
     if reason is not None:
@@ -70,8 +81,13 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class PolicyProxy:
     """A forward proxy on 127.0.0.1 for one browser session; ``refused`` counts what it turned away."""
 
-    def __init__(self, policy: NavigationPolicy, on_refused: Callable[[str, str], None] | None = None, *,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        policy: NavigationPolicy,
+        on_refused: Callable[[str, str], None] | None = None,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.on_refused = on_refused
@@ -85,7 +101,7 @@ class PolicyProxy:
         host, port = self._server.sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
-    async def start(self) -> "PolicyProxy":
+    async def start(self) -> PolicyProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return self
 
@@ -140,15 +156,18 @@ class PolicyProxy:
             writer.write(client.send(event) or b"")
         await writer.drain()
 
-    async def _tunnel(self, client: h11.Connection, request: h11.Request, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _tunnel(
+        self, client: h11.Connection, request: h11.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """``CONNECT host:port``: HTTPS and WebSockets. Only the host and port are known, so that is what is checked."""
         await _read_body(client, reader)  # a CONNECT has no body, but h11 must see its end before the switch
         target = request.target.decode("latin-1")
         host, _, port_text = target.rpartition(":")
         url = f"https://{host}:{port_text}/"
         try:
-            upstream_reader, upstream_writer = await _open(self.policy, url, host.strip("[]"), int(port_text), self.connect_timeout)
+            upstream_reader, upstream_writer = await _open(
+                self.policy, url, host.strip("[]"), int(port_text), self.connect_timeout
+            )
         except Refused as exc:
             await self._send(client, writer, self._refuse(target, str(exc)), h11.EndOfMessage())
             return
@@ -164,8 +183,9 @@ class PolicyProxy:
         finally:
             upstream_writer.close()
 
-    async def _forward(self, client: h11.Connection, request: h11.Request, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+    async def _forward(
+        self, client: h11.Connection, request: h11.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """A plain HTTP request in absolute form: checked as a URL, sent on a fresh connection to a checked address."""
         url = request.target.decode("latin-1")
         parts = urlsplit(url)
@@ -174,7 +194,9 @@ class PolicyProxy:
             await self._send(client, writer, _error(400, "the proxy takes absolute http:// URLs"), h11.EndOfMessage())
             return
         try:
-            upstream_reader, upstream_writer = await _open(self.policy, url, parts.hostname, parts.port or 80, self.connect_timeout)
+            upstream_reader, upstream_writer = await _open(
+                self.policy, url, parts.hostname, parts.port or 80, self.connect_timeout
+            )
         except Refused as exc:
             await self._send(client, writer, self._refuse(url, str(exc)), h11.EndOfMessage())
             return
@@ -186,8 +208,16 @@ class PolicyProxy:
         finally:
             upstream_writer.close()
 
-    async def _relay(self, client: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, body: bytes,
-                     upstream_reader: asyncio.StreamReader, upstream_writer: asyncio.StreamWriter, parts: SplitResult) -> None:
+    async def _relay(
+        self,
+        client: h11.Connection,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body: bytes,
+        upstream_reader: asyncio.StreamReader,
+        upstream_writer: asyncio.StreamWriter,
+        parts: SplitResult,
+    ) -> None:
         upstream = h11.Connection(h11.CLIENT)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_HEADERS]
@@ -208,8 +238,9 @@ class PolicyProxy:
                 continue
             if isinstance(event, h11.Response):
                 kept = [(n, v) for n, v in event.headers if n.lower() not in HOP_HEADERS]
-                await self._send(client, writer, h11.Response(status_code=event.status_code, headers=kept,
-                                                              reason=event.reason))
+                await self._send(
+                    client, writer, h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)
+                )
                 head_sent = True
             elif isinstance(event, h11.Data):
                 await self._send(client, writer, h11.Data(data=event.data))
@@ -217,7 +248,9 @@ class PolicyProxy:
                 if head_sent:
                     await self._send(client, writer, h11.EndOfMessage())
                 else:
-                    await self._send(client, writer, _error(502, "the server closed without answering"), h11.EndOfMessage())
+                    await self._send(
+                        client, writer, _error(502, "the server closed without answering"), h11.EndOfMessage()
+                    )
                 return
 
 
@@ -234,6 +267,8 @@ async def _read_body(client: h11.Connection, reader: asyncio.StreamReader) -> by
 
 
 def _error(status: int, text: str) -> h11.Response:
-    return h11.Response(status_code=status, headers=[(b"content-type", b"text/plain"), (b"content-length", b"0")],
-                        reason=" ".join(text.split()).encode("latin-1", "replace")[:200])
-
+    return h11.Response(
+        status_code=status,
+        headers=[(b"content-type", b"text/plain"), (b"content-length", b"0")],
+        reason=" ".join(text.split()).encode("latin-1", "replace")[:200],
+    )

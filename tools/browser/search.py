@@ -39,8 +39,7 @@ class SearchBackend(ABC):
     name: str = "search"
 
     @abstractmethod
-    async def search(self, query: str, topn: int) -> list[SearchResult]:
-        ...
+    async def search(self, query: str, topn: int) -> list[SearchResult]: ...
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -74,8 +73,13 @@ class LocalSearch(SearchBackend):
 
     name = "local"
 
-    def __init__(self, pages: Iterable[tuple[str, str, str]] | None = None, *, folder: str | Path | None = None,
-                 base_url: str = "") -> None:
+    def __init__(
+        self,
+        pages: Iterable[tuple[str, str, str]] | None = None,
+        *,
+        folder: str | Path | None = None,
+        base_url: str = "",
+    ) -> None:
         self.pages: list[tuple[str, str, str]] = list(pages or [])
         if folder is not None:
             root = Path(folder)
@@ -84,7 +88,11 @@ class LocalSearch(SearchBackend):
                     continue
                 raw = path.read_text(errors="replace")
                 title, text = _plain_text(raw) if path.suffix.lower() in (".html", ".htm") else (path.stem, raw)
-                url = f"{base_url.rstrip('/')}/{path.relative_to(root).as_posix()}" if base_url else path.resolve().as_uri()
+                url = (
+                    f"{base_url.rstrip('/')}/{path.relative_to(root).as_posix()}"
+                    if base_url
+                    else path.resolve().as_uri()
+                )
                 self.pages.append((url, title or path.stem, text))
         self._counts = [Counter(_terms(f"{title} {title} {text}")) for _url, title, text in self.pages]
         documents = len(self.pages) or 1
@@ -110,7 +118,7 @@ def _snippet(text: str, terms: set[str], width: int = 200) -> str:
     lowered = text.lower()
     hits = [lowered.find(t) for t in terms if lowered.find(t) >= 0]
     start = max(min(hits) - 60, 0) if hits else 0
-    piece = " ".join(text[start:start + width].split())
+    piece = " ".join(text[start : start + width].split())
     return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")
 
 
@@ -153,7 +161,11 @@ def _results(items: Any, title: str, url: str, snippet: str, topn: int) -> list[
     results = []
     for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping) and item.get(url):
-            results.append(SearchResult(str(item.get(title) or item[url]), str(item[url]), " ".join(str(item.get(snippet) or "").split())))
+            results.append(
+                SearchResult(
+                    str(item.get(title) or item[url]), str(item[url]), " ".join(str(item.get(snippet) or "").split())
+                )
+            )
     return results[:topn]
 
 
@@ -179,8 +191,9 @@ class DuckDuckGoSearch(_HttpBackend):
     async def search(self, query: str, topn: int) -> list[SearchResult]:
         import lxml.html
 
-        response = await self._request("POST", f"{self.base_url}/html/", data={"q": query},
-                                       headers={"User-Agent": "Mozilla/5.0 (harmony-agent)"})
+        response = await self._request(
+            "POST", f"{self.base_url}/html/", data={"q": query}, headers={"User-Agent": "Mozilla/5.0 (harmony-agent)"}
+        )
         tree = lxml.html.fromstring(response.text or "<html/>")
         results = []
         for block in tree.xpath("//div[contains(@class, 'result')][.//a[contains(@class, 'result__a')]]"):
@@ -199,8 +212,12 @@ class ExaSearch(_HttpBackend):
     default_url = "https://api.exa.ai"
 
     async def search(self, query: str, topn: int) -> list[SearchResult]:
-        data = await self._json("POST", f"{self.base_url}/search", headers={"x-api-key": self.api_key or ""},
-                                json={"query": query, "numResults": topn, "contents": {"text": {"maxCharacters": 300}}})
+        data = await self._json(
+            "POST",
+            f"{self.base_url}/search",
+            headers={"x-api-key": self.api_key or ""},
+            json={"query": query, "numResults": topn, "contents": {"text": {"maxCharacters": 300}}},
+        )
         return _results(data.get("results"), "title", "url", "text", topn)
 
 
@@ -210,10 +227,17 @@ class YouSearch(_HttpBackend):
     default_url = "https://api.ydc-index.io"
 
     async def search(self, query: str, topn: int) -> list[SearchResult]:
-        data = await self._json("GET", f"{self.base_url}/search", params={"query": query, "num_web_results": topn},
-                                headers={"X-API-Key": self.api_key or ""})
-        hits = [{**hit, "snippet": " ".join(hit.get("snippets") or [hit.get("description", "")])}
-                for hit in data.get("hits", []) if isinstance(hit, Mapping)]
+        data = await self._json(
+            "GET",
+            f"{self.base_url}/search",
+            params={"query": query, "num_web_results": topn},
+            headers={"X-API-Key": self.api_key or ""},
+        )
+        hits = [
+            {**hit, "snippet": " ".join(hit.get("snippets") or [hit.get("description", "")])}
+            for hit in data.get("hits", [])
+            if isinstance(hit, Mapping)
+        ]
         return _results(hits, "title", "url", "snippet", topn)
 
 
@@ -223,8 +247,12 @@ class TavilySearch(_HttpBackend):
     default_url = "https://api.tavily.com"
 
     async def search(self, query: str, topn: int) -> list[SearchResult]:
-        data = await self._json("POST", f"{self.base_url}/search", headers={"Authorization": f"Bearer {self.api_key}"},
-                                json={"query": query, "max_results": topn})
+        data = await self._json(
+            "POST",
+            f"{self.base_url}/search",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            json={"query": query, "max_results": topn},
+        )
         return _results(data.get("results"), "title", "url", "content", topn)
 
 
@@ -240,4 +268,6 @@ def backend_from_spec(spec: str) -> SearchBackend:
         return LocalSearch(folder=folder, base_url=base_url)
     if kind in ("exa", "you", "tavily"):
         return {"exa": ExaSearch, "you": YouSearch, "tavily": TavilySearch}[kind]()
-    raise ValueError(f"unknown search backend {spec!r}: use duckduckgo, searxng:URL, exa, you, tavily or local:FOLDER[@BASE_URL]")
+    raise ValueError(
+        f"unknown search backend {spec!r}: use duckduckgo, searxng:URL, exa, you, tavily or local:FOLDER[@BASE_URL]"
+    )

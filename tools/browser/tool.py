@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -49,25 +49,55 @@ def harmony_token_counter() -> Callable[[str], int]:
 
 
 def _action(name: str, description: str, properties: dict[str, Any], required: list[str]) -> ToolDescription:
-    return ToolDescription.new(name, description, parameters={"type": "object", "properties": properties, "required": required})
+    return ToolDescription.new(
+        name, description, parameters={"type": "object", "properties": properties, "required": required}
+    )
 
 
 ACTIONS = [
-    _action("click", "Clicks the link, button, checkbox or other element `id` of the latest page view, then shows the page.",
-            {"id": {"type": "number"}}, ["id"]),
-    _action("type", "Replaces the text of input `id` with `text`; with `submit` true, presses Enter after it. Shows the page.",
-            {"id": {"type": "number"}, "text": {"type": "string"}, "submit": {"type": "boolean", "default": False}}, ["id", "text"]),
-    _action("select", "Chooses `option` (its label or value) in select `id`, then shows the page.",
-            {"id": {"type": "number"}, "option": {"type": "string"}}, ["id", "option"]),
-    _action("check", "Ticks (or with `checked` false, unticks) checkbox or radio `id`, then shows the page.",
-            {"id": {"type": "number"}, "checked": {"type": "boolean", "default": True}}, ["id"]),
-    _action("press", "Presses a key or chord on the focused element, like `Enter`, `Tab`, `Escape` or `Control+A`.",
-            {"key": {"type": "string"}}, ["key"]),
+    _action(
+        "click",
+        "Clicks the link, button, checkbox or other element `id` of the latest page view, then shows the page.",
+        {"id": {"type": "number"}},
+        ["id"],
+    ),
+    _action(
+        "type",
+        "Replaces the text of input `id` with `text`; with `submit` true, presses Enter after it. Shows the page.",
+        {"id": {"type": "number"}, "text": {"type": "string"}, "submit": {"type": "boolean", "default": False}},
+        ["id", "text"],
+    ),
+    _action(
+        "select",
+        "Chooses `option` (its label or value) in select `id`, then shows the page.",
+        {"id": {"type": "number"}, "option": {"type": "string"}},
+        ["id", "option"],
+    ),
+    _action(
+        "check",
+        "Ticks (or with `checked` false, unticks) checkbox or radio `id`, then shows the page.",
+        {"id": {"type": "number"}, "checked": {"type": "boolean", "default": True}},
+        ["id"],
+    ),
+    _action(
+        "press",
+        "Presses a key or chord on the focused element, like `Enter`, `Tab`, `Escape` or `Control+A`.",
+        {"key": {"type": "string"}},
+        ["key"],
+    ),
     _action("back", "Goes back to the previous page in this tab's history, and shows it.", {}, []),
-    _action("scroll", "Scrolls the live page (for pages that load more as you scroll), then shows it again.",
-            {"pixels": {"type": "number", "default": 2000}}, []),
-    _action("wait", "Waits `seconds` (at most 10) without acting, then shows the live page as it is now.",
-            {"seconds": {"type": "number", "default": 1}}, []),
+    _action(
+        "scroll",
+        "Scrolls the live page (for pages that load more as you scroll), then shows it again.",
+        {"pixels": {"type": "number", "default": 2000}},
+        [],
+    ),
+    _action(
+        "wait",
+        "Waits `seconds` (at most 10) without acting, then shows the live page as it is now.",
+        {"seconds": {"type": "number", "default": 1}},
+        [],
+    ),
 ]
 ELEMENT_ACTIONS = ("click", "type", "select", "check")
 
@@ -98,16 +128,30 @@ class BrowserTool(Tool):
 
     namespace = "browser"
 
-    def __init__(self, backend: SearchBackend | None = None, *, policy: NavigationPolicy | None = None,
-                 allow_domains: list[str] | None = None, deny_domains: list[str] | None = None,
-                 allow_addresses: list[str] | None = None, screenshots: str | Path | None = None,
-                 downloads: str | Path | None = None, page_timeout: float = 15.0, view_tokens: int = 1024,
-                 executable: str | None = None, headless: bool = True, reader_mode: bool = True, actions: bool = True,
-                 count_tokens: Callable[[str], int] | None = None, allow_sockets: bool = False) -> None:
+    def __init__(
+        self,
+        backend: SearchBackend | None = None,
+        *,
+        policy: NavigationPolicy | None = None,
+        allow_domains: list[str] | None = None,
+        deny_domains: list[str] | None = None,
+        allow_addresses: list[str] | None = None,
+        screenshots: str | Path | None = None,
+        downloads: str | Path | None = None,
+        page_timeout: float = 15.0,
+        view_tokens: int = 1024,
+        executable: str | None = None,
+        headless: bool = True,
+        reader_mode: bool = True,
+        actions: bool = True,
+        count_tokens: Callable[[str], int] | None = None,
+        allow_sockets: bool = False,
+    ) -> None:
         self.backend = backend
         self.allow_sockets = allow_sockets
-        self.policy = policy or NavigationPolicy(allow_domains=allow_domains or (), deny_domains=deny_domains or (),
-                                                 allow_addresses=allow_addresses or ())
+        self.policy = policy or NavigationPolicy(
+            allow_domains=allow_domains or (), deny_domains=deny_domains or (), allow_addresses=allow_addresses or ()
+        )
         self.namespace_description = ToolNamespaceConfig.browser().description
         self.screenshots = Path(screenshots) if screenshots else None
         self.downloads = Path(downloads) if downloads else None
@@ -123,12 +167,22 @@ class BrowserTool(Tool):
         self._live: Page | None = None
         self._searches = 0
 
-    def fresh(self) -> "BrowserTool":
+    def fresh(self) -> BrowserTool:
         """A new BrowserTool for another session: the same backend, policy and settings; its own context and cursor stack."""
-        return BrowserTool(self.backend, policy=self.policy, screenshots=self.screenshots, downloads=self.downloads,
-                           page_timeout=self.page_timeout, view_tokens=self.view_tokens, executable=self.executable,
-                           headless=self.headless, reader_mode=self.reader_mode, actions=self.actions,
-                           count_tokens=self.count_tokens, allow_sockets=self.allow_sockets)
+        return BrowserTool(
+            self.backend,
+            policy=self.policy,
+            screenshots=self.screenshots,
+            downloads=self.downloads,
+            page_timeout=self.page_timeout,
+            view_tokens=self.view_tokens,
+            executable=self.executable,
+            headless=self.headless,
+            reader_mode=self.reader_mode,
+            actions=self.actions,
+            count_tokens=self.count_tokens,
+            allow_sockets=self.allow_sockets,
+        )
 
     # -- description -------------------------------------------------------
 
@@ -136,7 +190,9 @@ class BrowserTool(Tool):
         return [*ToolNamespaceConfig.browser().tools, *(ACTIONS if self.actions else ())]
 
     def namespace_config(self) -> ToolNamespaceConfig:
-        return ToolNamespaceConfig(name=self.namespace, description=self.namespace_description, tools=self.descriptions())
+        return ToolNamespaceConfig(
+            name=self.namespace, description=self.namespace_description, tools=self.descriptions()
+        )
 
     # -- dispatch ----------------------------------------------------------
 
@@ -155,7 +211,9 @@ class BrowserTool(Tool):
             return await self._show(find(self._page_at(arguments), pattern), 0, None)
         if self.actions and name in {a.name for a in ACTIONS}:
             return await self._act(name, arguments)
-        raise ToolError(f"the browser has no function {name!r}; it has {', '.join(d.name for d in self.descriptions())}")
+        raise ToolError(
+            f"the browser has no function {name!r}; it has {', '.join(d.name for d in self.descriptions())}"
+        )
 
     def _page_at(self, arguments: dict[str, Any]) -> Page:
         if not self.stack:
@@ -169,9 +227,13 @@ class BrowserTool(Tool):
 
     async def _session(self) -> BrowserSession:
         if self.session is None:
-            self.session = BrowserSession(BrowserEngine.shared(self.executable, headless=self.headless), self.policy,
-                                          page_timeout=self.page_timeout, downloads_dir=self.downloads,
-                                          allow_sockets=self.allow_sockets)
+            self.session = BrowserSession(
+                BrowserEngine.shared(self.executable, headless=self.headless),
+                self.policy,
+                page_timeout=self.page_timeout,
+                downloads_dir=self.downloads,
+                allow_sockets=self.allow_sockets,
+            )
         return self.session
 
     # -- the three harmony functions -----------------------------------------
@@ -224,7 +286,10 @@ class BrowserTool(Tool):
             return await self._act("click", {**arguments, "id": link_id}, force=True)
         valid = sorted([*page.links, *page.controls])
         shown = ", ".join(map(str, valid[:30])) + (" …" if len(valid) > 30 else "")
-        raise ToolError(f"page [{self.stack.index(page)}] has no link {link_id}" + (f"; its ids are {shown}" if valid else "; it has no links"))
+        raise ToolError(
+            f"page [{self.stack.index(page)}] has no link {link_id}"
+            + (f"; its ids are {shown}" if valid else "; it has no links")
+        )
 
     async def _navigate(self, url: str, *, view_source: bool = False) -> Page:
         if "://" not in url and not url.startswith(("about:", "data:", "blob:", "javascript:", "file:", "chrome:")):
@@ -233,8 +298,12 @@ class BrowserTool(Tool):
         await session.goto(url)
         if view_source:
             html = await session.page.content()
-            return Page(url=session.page.url, title=f"Source of {await session.page.title() or session.page.url}",
-                        lines=wrap_text(escape_marker_text(html)), source="source")
+            return Page(
+                url=session.page.url,
+                title=f"Source of {await session.page.title() or session.page.url}",
+                lines=wrap_text(escape_marker_text(html)),
+                source="source",
+            )
         return self._page_from(await session.snapshot(want_html=self.reader_mode))
 
     # -- actions -----------------------------------------------------------
@@ -250,8 +319,10 @@ class BrowserTool(Tool):
             element_id = _number(arguments, "id", -1)
             page = self._page_at(arguments) if "cursor" in arguments else self._live
             if page is not self._live and page.generation != self._live.generation:
-                raise ToolError(f"element ids of cursor [{self.stack.index(page)}] are out of date; use the ids of the latest view "
-                                f"[{self._cursor_of(self._live)}]")
+                raise ToolError(
+                    f"element ids of cursor [{self.stack.index(page)}] are out of date; use the ids of the latest view "
+                    f"[{self._cursor_of(self._live)}]"
+                )
             if element_id not in self._live.controls and element_id not in self._live.links:
                 raise ToolError(f"the latest page view has no element {element_id}")
         if name == "type":
@@ -287,8 +358,15 @@ class BrowserTool(Tool):
             article = self._article_text(snapshot)
             if article is not None:
                 text, source = article, "article"
-        page = Page(url=snapshot.url, title=snapshot.title, lines=wrap_text(text), links=dict(snapshot.links),
-                    controls=snapshot.controls, generation=snapshot.generation, source=source)
+        page = Page(
+            url=snapshot.url,
+            title=snapshot.title,
+            lines=wrap_text(text),
+            links=dict(snapshot.links),
+            controls=snapshot.controls,
+            generation=snapshot.generation,
+            source=source,
+        )
         self._live = page
         return page
 
@@ -300,10 +378,19 @@ class BrowserTool(Tool):
         except ImportError as exc:  # a broken install must not pass silently: say so once, show DOM text
             if not _warned_about_reader_mode:
                 _warned_about_reader_mode.append(True)
-                log.warning("reader mode is off: trafilatura cannot be imported (%s); pip install 'harmony-agent[browser]'", exc)
+                log.warning(
+                    "reader mode is off: trafilatura cannot be imported (%s); pip install 'harmony-agent[browser]'", exc
+                )
             return None
-        extracted = trafilatura.extract(snapshot.html, url=snapshot.url, output_format="markdown", include_links=True,
-                                        include_tables=True, include_images=False, include_comments=False)
+        extracted = trafilatura.extract(
+            snapshot.html,
+            url=snapshot.url,
+            output_format="markdown",
+            include_links=True,
+            include_tables=True,
+            include_images=False,
+            include_comments=False,
+        )
         if not extracted or len(extracted) < ARTICLE_MIN_CHARS:
             return None
         ids: dict[str, int] = {}
@@ -342,8 +429,9 @@ class BrowserTool(Tool):
                 images = (shot,) if shot else ()
         text = display if not notes else display + "\n\n" + "\n".join(f"[note: {n}]" for n in notes)
         files = tuple(self.session.downloads) if self.session is not None else ()
-        return ToolResult(output=text, images=images, files=files,
-                          metadata={"cursor": cursor, "url": page.url, "source": page.source})
+        return ToolResult(
+            output=text, images=images, files=files, metadata={"cursor": cursor, "url": page.url, "source": page.source}
+        )
 
     def cite_for_people(self, text: str) -> str:
         """``text`` with the model's citations ``【cursor†La-Lb】`` turned into Markdown links to the cited page and lines.
@@ -351,6 +439,7 @@ class BrowserTool(Tool):
         For what a person reads (final answers in the CLI, results, reports); the model's history keeps its tokens.
         A citation of a cursor this session never showed is left as written.
         """
+
         def link(match: re.Match) -> str:
             cursor, first, last = int(match.group(1)), int(match.group(2)), match.group(3)
             if not 0 <= cursor < len(self.stack) or self.stack[cursor].url.startswith("search://"):

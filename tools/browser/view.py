@@ -35,7 +35,7 @@ class Page:
     generation: int | None = None  # which live page state this came from; None for pages we composed
     source: str = "dom"  # dom, article, find, search or source
     link_lines: dict[int, int] = field(default_factory=dict)  # for find results: id -> line to open at
-    parent: "Page | None" = None  # for find results: the page searched
+    parent: Page | None = None  # for find results: the page searched
 
     @property
     def live(self) -> bool:
@@ -63,8 +63,9 @@ def wrap_text(text: str) -> list[str]:
     return lines or [""]
 
 
-def render(page: Page, cursor: int, loc: int, num_lines: int | None, max_tokens: int,
-           count_tokens: Callable[[str], int]) -> str:
+def render(
+    page: Page, cursor: int, loc: int, num_lines: int | None, max_tokens: int, count_tokens: Callable[[str], int]
+) -> str:
     """The display of ``page`` from line ``loc``: ``num_lines`` lines, or as many as fit the token budget."""
     total = len(page.lines)
     start = min(max(loc, 0), max(total - 1, 0))
@@ -99,12 +100,19 @@ def find(page: Page, pattern: str) -> Page:
         links[index] = page.url
         link_lines[index] = max(number - FIND_OPEN_OFFSET, 0)
         lines.append(f"# 【{index}†match at L{number}】")
-        lines.extend(page.lines[number:number + FIND_CONTEXT_LINES])
+        lines.extend(page.lines[number : number + FIND_CONTEXT_LINES])
         lines.append("")
     if not links:
         lines = [f"No `find` results for pattern: `{pattern}`"]
-    return Page(url=f"{page.url}#find={pattern}", title=f"Find results for text: `{pattern}` in `{page.title}`",
-                lines=lines or [""], links=links, link_lines=link_lines, source="find", parent=page)
+    return Page(
+        url=f"{page.url}#find={pattern}",
+        title=f"Find results for text: `{pattern}` in `{page.title}`",
+        lines=lines or [""],
+        links=links,
+        link_lines=link_lines,
+        source="find",
+        parent=page,
+    )
 
 
 def escape_text(text: str) -> str:

@@ -18,8 +18,23 @@ ACCESSIBLE = "org.a11y.atspi.Accessible"
 REGISTRY = ("org.a11y.atspi.Registry", "/org/a11y/atspi/accessible/root")
 STATE_CHECKED, STATE_FOCUSED, STATE_SHOWING = 4, 12, 25
 #: Roles worth showing even without a name: the model can act on them.
-ACTIONABLE = {"push button", "toggle button", "check box", "radio button", "text", "entry", "password text",
-              "combo box", "menu item", "spin button", "slider", "link", "list item", "page tab", "table cell"}
+ACTIONABLE = {
+    "push button",
+    "toggle button",
+    "check box",
+    "radio button",
+    "text",
+    "entry",
+    "password text",
+    "combo box",
+    "menu item",
+    "spin button",
+    "slider",
+    "link",
+    "list item",
+    "page tab",
+    "table cell",
+}
 #: Roles whose text content is worth reading.
 TEXT_ROLES = ("text", "entry", "password text", "spin button")
 #: Containers that only add noise when they have no name.
@@ -74,15 +89,20 @@ class AccessibilityReader:
 
             with open_dbus_connection(self.session_bus) as session:
                 reply = session.send_and_get_reply(
-                    new_method_call(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress"), timeout=self.timeout)
+                    new_method_call(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress"),
+                    timeout=self.timeout,
+                )
             self._connection = open_dbus_connection(reply.body[0])
         return self._connection
 
-    def _call(self, name: str, path: str, interface: str, method: str, signature: str | None = None, body: tuple = ()) -> Any:
+    def _call(
+        self, name: str, path: str, interface: str, method: str, signature: str | None = None, body: tuple = ()
+    ) -> Any:
         from jeepney import DBusAddress, MessageType, new_method_call
 
-        reply = self._bus().send_and_get_reply(new_method_call(DBusAddress(path, name, interface), method, signature, body),
-                                               timeout=self.timeout)
+        reply = self._bus().send_and_get_reply(
+            new_method_call(DBusAddress(path, name, interface), method, signature, body), timeout=self.timeout
+        )
         if reply.header.message_type == MessageType.error:
             raise LookupError(f"{interface}.{method} failed on {path}")
         return reply.body
@@ -90,7 +110,9 @@ class AccessibilityReader:
     def _name(self, name: str, path: str) -> str:
         from jeepney import DBusAddress, Properties
 
-        reply = self._bus().send_and_get_reply(Properties(DBusAddress(path, name, ACCESSIBLE)).get("Name"), timeout=self.timeout)
+        reply = self._bus().send_and_get_reply(
+            Properties(DBusAddress(path, name, ACCESSIBLE)).get("Name"), timeout=self.timeout
+        )
         return str(reply.body[0][1]) if reply.body else ""
 
     def read(self, window_title: str | None = None, *, batched: bool = True) -> list[AccessibleNode]:
@@ -158,12 +180,21 @@ class AccessibilityReader:
         shown: list[dict] = []
         while level and visited < self.max_nodes * 10:
             visited += len(level)
-            replies = self._batch([message for bus, path, _, _ in level for message in (
-                method(bus, path, ACCESSIBLE, "GetRoleName"), Properties(DBusAddress(path, bus, ACCESSIBLE)).get("Name"),
-                method(bus, path, ACCESSIBLE, "GetState"), method(bus, path, ACCESSIBLE, "GetChildren"))])
+            replies = self._batch(
+                [
+                    message
+                    for bus, path, _, _ in level
+                    for message in (
+                        method(bus, path, ACCESSIBLE, "GetRoleName"),
+                        Properties(DBusAddress(path, bus, ACCESSIBLE)).get("Name"),
+                        method(bus, path, ACCESSIBLE, "GetState"),
+                        method(bus, path, ACCESSIBLE, "GetChildren"),
+                    )
+                ]
+            )
             next_level: list[tuple[str, str, bool, dict | None]] = []
             for index, (bus, path, inside, parent) in enumerate(level):
-                role_body, name_body, state_body, children_body = replies[4 * index:4 * index + 4]
+                role_body, name_body, state_body, children_body = replies[4 * index : 4 * index + 4]
                 if role_body is None or state_body is None:
                     continue  # gone, or answering badly
                 role, name = str(role_body[0]), str(name_body[0][1]) if name_body else ""
@@ -175,20 +206,30 @@ class AccessibilityReader:
                 bits = (states[0] if states else 0) | ((states[1] if len(states) > 1 else 0) << 32)
                 if role != "application" and not bits >> STATE_SHOWING & 1:
                     continue
-                record = {"bus": bus, "path": path, "role": role, "name": name, "bits": bits, "children": [],
-                          "show": inside and role not in SILENT and bool(name or role in ACTIONABLE)}
+                record = {
+                    "bus": bus,
+                    "path": path,
+                    "role": role,
+                    "name": name,
+                    "bits": bits,
+                    "children": [],
+                    "show": inside and role not in SILENT and bool(name or role in ACTIONABLE),
+                }
                 (parent["children"] if parent is not None else roots).append(record)
                 if record["show"] and len(shown) < self.max_nodes:
                     shown.append(record)
-                for child_bus, child_path in (children_body[0] if children_body else []):
+                for child_bus, child_path in children_body[0] if children_body else []:
                     next_level.append((child_bus, child_path, inside, record))
             level = next_level
         # Extents (and text for fields) of the nodes to show, in one more batch.
         asks = []
         for record in shown:
             asks.append(method(record["bus"], record["path"], "org.a11y.atspi.Component", "GetExtents", "u", (0,)))
-            asks.append(method(record["bus"], record["path"], "org.a11y.atspi.Text", "GetText", "ii", (0, -1))
-                        if record["role"] in TEXT_ROLES else None)
+            asks.append(
+                method(record["bus"], record["path"], "org.a11y.atspi.Text", "GetText", "ii", (0, -1))
+                if record["role"] in TEXT_ROLES
+                else None
+            )
         answers = self._batch([ask for ask in asks if ask is not None])
         answered = iter(answers)
         for index, record in enumerate(shown):
@@ -203,18 +244,31 @@ class AccessibilityReader:
                 x, y, width, height = extents[0]
                 if width > 0 and height > 0:
                     text = str(record["text"][0]) if record.get("text") else None
-                    nodes.append(AccessibleNode(record["role"], record["name"], x, y, width, height, depth,
-                                                bool(record["bits"] >> STATE_CHECKED & 1),
-                                                bool(record["bits"] >> STATE_FOCUSED & 1), text))
+                    nodes.append(
+                        AccessibleNode(
+                            record["role"],
+                            record["name"],
+                            x,
+                            y,
+                            width,
+                            height,
+                            depth,
+                            bool(record["bits"] >> STATE_CHECKED & 1),
+                            bool(record["bits"] >> STATE_FOCUSED & 1),
+                            text,
+                        )
+                    )
                     child_depth = depth + 1
             for child in record["children"]:
                 emit(child, child_depth)
 
         for root in roots:
             emit(root, 0)
-        return nodes[:self.max_nodes]
+        return nodes[: self.max_nodes]
 
-    def _walk(self, bus_name: str, path: str, depth: int, nodes: list[AccessibleNode], window: str | None, inside: bool) -> None:
+    def _walk(
+        self, bus_name: str, path: str, depth: int, nodes: list[AccessibleNode], window: str | None, inside: bool
+    ) -> None:
         """Depth counts shown nodes only, so silent containers do not indent the listing."""
         if len(nodes) >= self.max_nodes:
             return
@@ -250,8 +304,18 @@ class AccessibilityReader:
                 text = str(self._call(bus_name, path, "org.a11y.atspi.Text", "GetText", "ii", (0, -1))[0])
             except Exception:
                 text = None
-        return AccessibleNode(role, name, x, y, width, height, depth, bool(bits >> STATE_CHECKED & 1),
-                              bool(bits >> STATE_FOCUSED & 1), text)
+        return AccessibleNode(
+            role,
+            name,
+            x,
+            y,
+            width,
+            height,
+            depth,
+            bool(bits >> STATE_CHECKED & 1),
+            bool(bits >> STATE_FOCUSED & 1),
+            text,
+        )
 
     def close(self) -> None:
         if self._connection is not None:

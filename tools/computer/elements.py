@@ -62,8 +62,9 @@ def _holds_text(box: tuple[int, int, int, int], text_boxes: list[tuple[int, int,
     return False
 
 
-def from_window_tree(connection: Any, window_id: int, text_boxes: list[tuple[int, int, int, int]],
-                     limit: int = 200) -> list[Element]:
+def from_window_tree(
+    connection: Any, window_id: int, text_boxes: list[tuple[int, int, int, int]], limit: int = 200
+) -> list[Element]:
     """Viewable leaf windows under ``window_id`` (an Xlib connection's window) that hold no text, in screen coordinates."""
     from Xlib import X
     from Xlib.error import XError
@@ -94,15 +95,17 @@ def from_window_tree(connection: Any, window_id: int, text_boxes: list[tuple[int
             continue
         box = (-origin.x, -origin.y, geometry.width, geometry.height)
         if min(geometry.width, geometry.height) < MIN_SIDE or (
-                geometry.width >= top_geometry.width - 4 and geometry.height >= top_geometry.height - 4):
+            geometry.width >= top_geometry.width - 4 and geometry.height >= top_geometry.height - 4
+        ):
             continue
         if not _holds_text(box, text_boxes):
             found.append(Element(shape(geometry.width, geometry.height), *box, source="window"))
     return sorted(found, key=lambda e: (e.y, e.x))
 
 
-def from_pixels(image: Any, origin: tuple[int, int], text_boxes: list[tuple[int, int, int, int]],
-                limit: int = 60) -> list[Element]:
+def from_pixels(
+    image: Any, origin: tuple[int, int], text_boxes: list[tuple[int, int, int, int]], limit: int = 60
+) -> list[Element]:
     """Closed rectangular outlines in a window's pixels that hold no text (an empty input box, a check box).
 
     An outline is a run of one colour, darker than the inside, along four
@@ -113,7 +116,7 @@ def from_pixels(image: Any, origin: tuple[int, int], text_boxes: list[tuple[int,
     import numpy
 
     grey = numpy.asarray(image.convert("L"), dtype=numpy.int16)
-    height, width = grey.shape
+    _height, width = grey.shape
     # Horizontal edges: pixels clearly darker than the pixel below or above them.
     darker_below = numpy.zeros_like(grey, dtype=bool)
     darker_below[:-1] = grey[:-1] + 30 < grey[1:]
@@ -128,7 +131,7 @@ def from_pixels(image: Any, origin: tuple[int, int], text_boxes: list[tuple[int,
         if not below:
             continue
         bottom = min(below)
-        inside = grey[row + 3:bottom - 2, start + 3:end - 2]  # borders may be a few pixels thick
+        inside = grey[row + 3 : bottom - 2, start + 3 : end - 2]  # borders may be a few pixels thick
         if inside.size == 0:
             continue
         surface = float(numpy.median(inside))
@@ -169,7 +172,12 @@ def _runs(mask: Any, minimum: int) -> list[tuple[int, int, int]]:
 def _without_nested(elements: list[Element]) -> list[Element]:
     kept: list[Element] = []
     for element in sorted(elements, key=lambda e: -(e.width * e.height)):
-        if not any(k.x <= element.x and k.y <= element.y and element.x + element.width <= k.x + k.width
-                   and element.y + element.height <= k.y + k.height for k in kept):
+        if not any(
+            k.x <= element.x
+            and k.y <= element.y
+            and element.x + element.width <= k.x + k.width
+            and element.y + element.height <= k.y + k.height
+            for k in kept
+        ):
             kept.append(element)
     return sorted(kept, key=lambda e: (e.y, e.x))

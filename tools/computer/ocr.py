@@ -39,7 +39,9 @@ def default_language() -> str:
     """``Latin`` (every Latin-script letter; benchmarks/screen_reading.py: 99% of characters against 88% for
     ``eng`` on UI text with diacritics) when its data is installed, else ``eng``."""
     try:
-        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=10).stdout.split()
+        listed = subprocess.run(
+            ["tesseract", "--list-langs"], capture_output=True, text=True, timeout=10
+        ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return "eng"
     return "Latin" if "Latin" in listed else "eng"
@@ -67,8 +69,15 @@ class Tesseract:
     ``-c`` settings.
     """
 
-    def __init__(self, language: str | None = None, psm: int = 11, timeout: float = 30,
-                 variables: dict[str, str] | None = None, *, persistent: bool = True) -> None:
+    def __init__(
+        self,
+        language: str | None = None,
+        psm: int = 11,
+        timeout: float = 30,
+        variables: dict[str, str] | None = None,
+        *,
+        persistent: bool = True,
+    ) -> None:
         """``language`` defaults to ``Latin`` where installed (else ``eng``); ``variables`` default to
         ``tessedit_do_invert=0`` (the screen is inverted before, when dark; tesseract's own retry of every
         line inverted cost time and read button borders as text)."""
@@ -76,8 +85,11 @@ class Tesseract:
         self.psm, self.timeout = psm, timeout
         self.variables = dict(DEFAULT_VARIABLES if variables is None else variables)
         self.persistent = persistent
-        self.name = f"tesseract {language} psm {psm}" + "".join(f" {k}={v}" for k, v in self.variables.items()) + (
-            "" if persistent else " (command)")
+        self.name = (
+            f"tesseract {language} psm {psm}"
+            + "".join(f" {k}={v}" for k, v in self.variables.items())
+            + ("" if persistent else " (command)")
+        )
         self._worker: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -102,9 +114,13 @@ class Tesseract:
         image.save(buffer, format="PNG", compress_level=1)
         options = [part for key, value in self.variables.items() for part in ("-c", f"{key}={value}")]
         try:
-            result = subprocess.run(["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", self.language, *options, "tsv"],
-                                    input=buffer.getvalue(), capture_output=True, env={**os.environ, **TESSERACT_ENV},
-                                    timeout=self.timeout)
+            result = subprocess.run(
+                ["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", self.language, *options, "tsv"],
+                input=buffer.getvalue(),
+                capture_output=True,
+                env={**os.environ, **TESSERACT_ENV},
+                timeout=self.timeout,
+            )
         except FileNotFoundError:
             raise RuntimeError("tesseract is not installed: apt-get install tesseract-ocr") from None
         if result.returncode != 0:
@@ -113,15 +129,24 @@ class Tesseract:
 
     def _worker_tsv(self, image: Any, psm: int) -> str:
         grey = image.convert("L")
-        request = json.dumps({"width": grey.width, "height": grey.height, "language": self.language, "psm": psm,
-                              "variables": self.variables}).encode()
+        request = json.dumps(
+            {
+                "width": grey.width,
+                "height": grey.height,
+                "language": self.language,
+                "psm": psm,
+                "variables": self.variables,
+            }
+        ).encode()
         with self._lock:
             for attempt in range(2):  # a worker that died (killed, or crashed on an image) is replaced once
                 worker = self._start_worker()
                 try:
                     assert worker.stdin is not None and worker.stdout is not None
                     payload = grey.tobytes()
-                    worker.stdin.write(struct.pack(">I", len(request)) + request + struct.pack(">I", len(payload)) + payload)
+                    worker.stdin.write(
+                        struct.pack(">I", len(request)) + request + struct.pack(">I", len(payload)) + payload
+                    )
                     worker.stdin.flush()
                     header = worker.stdout.read(4)
                     if len(header) < 4:
@@ -139,8 +164,13 @@ class Tesseract:
 
     def _start_worker(self) -> subprocess.Popen:
         if self._worker is None or self._worker.poll() is not None:
-            self._worker = subprocess.Popen([sys.executable, "-I", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, env={**os.environ, **TESSERACT_ENV})
+            self._worker = subprocess.Popen(
+                [sys.executable, "-I", str(WORKER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **TESSERACT_ENV},
+            )
         return self._worker
 
     def close(self) -> None:
@@ -182,7 +212,9 @@ class RapidOcr:
         found = []
         for corners, text, score in result or []:
             xs, ys = [int(p[0]) for p in corners], [int(p[1]) for p in corners]
-            found.append((str(text).strip(), min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys), float(score) * 100))
+            found.append(
+                (str(text).strip(), min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys), float(score) * 100)
+            )
         return [word for word in found if word[0]]
 
     def close(self) -> None:

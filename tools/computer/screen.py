@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmony_agent.sandboxes.display import VirtualDisplay
-
 from harmony_agent.tools.computer.elements import Element, from_pixels, from_window_tree
 from harmony_agent.tools.computer.ocr import OcrEngine, Tesseract
 
@@ -55,8 +54,9 @@ class TextLine:
 class Screen:
     """Reads one display: windows, pixels and text."""
 
-    def __init__(self, display: VirtualDisplay, *, scale: int = 2, min_confidence: float = 40.0,
-                 ocr: OcrEngine | None = None) -> None:
+    def __init__(
+        self, display: VirtualDisplay, *, scale: int = 2, min_confidence: float = 40.0, ocr: OcrEngine | None = None
+    ) -> None:
         self.display = display
         self.ocr = ocr or Tesseract()
         self.scale = scale
@@ -94,7 +94,10 @@ class Screen:
 
     def geometry(self, window_id: int) -> tuple[int, int, int, int] | None:
         info = self._run("xwininfo", "-id", str(window_id))
-        values = {key: int(value) for key, value in re.findall(r"(Absolute upper-left X|Absolute upper-left Y|Width|Height):\s+(-?\d+)", info)}
+        values = {
+            key: int(value)
+            for key, value in re.findall(r"(Absolute upper-left X|Absolute upper-left Y|Width|Height):\s+(-?\d+)", info)
+        }
         if len(values) < 4:
             return None
         return values["Absolute upper-left X"], values["Absolute upper-left Y"], values["Width"], values["Height"]
@@ -136,9 +139,11 @@ class Screen:
         shot = self.grab(region)
         self.last_grab = (shot, (left, top))
         image = self.prepare(shot)
-        return [(text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
-                for text, x, y, w, h, confidence in self.ocr.words(image)
-                if confidence >= self.min_confidence and text.strip(BORDERS)]
+        return [
+            (text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
+            for text, x, y, w, h, confidence in self.ocr.words(image)
+            if confidence >= self.min_confidence and text.strip(BORDERS)
+        ]
 
     def read_text(self, region: tuple[int, int, int, int] | None = None) -> list[TextLine]:
         """OCR lines in screen coordinates."""
@@ -157,7 +162,9 @@ class Screen:
             found = from_pixels(image, origin, text_boxes)
         return found
 
-    def read_boxes(self, elements: list[Element], scale: int = 3, gap: int = 30) -> tuple[list[TextLine], list[Element]]:
+    def read_boxes(
+        self, elements: list[Element], scale: int = 3, gap: int = 30
+    ) -> tuple[list[TextLine], list[Element]]:
         """Read small boxes one by one in a single OCR call: each box cropped, enlarged and laid on a sheet of its
         own row, read as one block. Sparse-text OCR of a whole window misses single characters on buttons (the
         digits of xcalc); read this way they are found. Returns the lines read and the boxes still without text.
@@ -169,8 +176,16 @@ class Screen:
         image, (left, top) = self.last_grab
         crops, inked = [], []
         for element in elements:
-            crop = ImageOps.grayscale(image.crop((element.x - left, element.y - top, element.x - left + element.width,
-                                                  element.y - top + element.height)))
+            crop = ImageOps.grayscale(
+                image.crop(
+                    (
+                        element.x - left,
+                        element.y - top,
+                        element.x - left + element.width,
+                        element.y - top + element.height,
+                    )
+                )
+            )
             crop = _without_caret(crop)
             if not _has_ink(crop):
                 continue  # blank inside its borders (an empty field): OCR would only imagine something there
@@ -192,8 +207,11 @@ class Screen:
             row = next((i for i, (a, b) in enumerate(rows) if a - gap / 2 <= centre <= b + gap / 2), None)
             if row is not None and confidence >= self.min_confidence and text.strip(BORDERS):
                 read.setdefault(row, []).append((x, text))
-        lines = [TextLine(" ".join(word for _, word in sorted(read[index])), e.x, e.y, e.width, e.height)
-                 for index, e in enumerate(inked) if index in read]
+        lines = [
+            TextLine(" ".join(word for _, word in sorted(read[index])), e.x, e.y, e.width, e.height)
+            for index, e in enumerate(inked)
+            if index in read
+        ]
         read_elements = {id(e) for index, e in enumerate(inked) if index in read}
         return lines, [e for e in elements if id(e) not in read_elements]
 
@@ -228,7 +246,7 @@ def _without_caret(image: Any, margin: int = 3) -> Any:
         while end + 1 < full.size and full[end + 1]:
             end += 1
         if end - column < 2:
-            inside[:, column:end + 1] = surface
+            inside[:, column : end + 1] = surface
         column = end + 1
     grey[margin:-margin, margin:-margin] = inside
     return Image.fromarray(grey.astype(numpy.uint8))

@@ -27,13 +27,12 @@ from pydantic_core import core_schema
 
 from harmony_agent.sandboxes import SandboxError
 from harmony_agent.sandboxes.display import VirtualDisplay
-
 from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolError, ToolResult
-from harmony_agent.tools.functions import FunctionTool
 from harmony_agent.tools.computer.accessibility import AccessibilityReader, AccessibleNode
 from harmony_agent.tools.computer.ocr import OcrEngine
 from harmony_agent.tools.computer.screen import Screen, TextLine
 from harmony_agent.tools.computer.xinput import XInput, key_symbols
+from harmony_agent.tools.functions import FunctionTool
 
 MAX_WAIT_SECONDS = 10.0
 
@@ -68,8 +67,15 @@ class ComputerTool(Tool):
 
     namespace = FUNCTIONS_NAMESPACE
 
-    def __init__(self, display: VirtualDisplay | None = None, *, apps: Mapping[str, Sequence[str]] | None = None,
-                 screenshots: str | Path | None = None, ocr_scale: int = 2, ocr: OcrEngine | None = None) -> None:
+    def __init__(
+        self,
+        display: VirtualDisplay | None = None,
+        *,
+        apps: Mapping[str, Sequence[str]] | None = None,
+        screenshots: str | Path | None = None,
+        ocr_scale: int = 2,
+        ocr: OcrEngine | None = None,
+    ) -> None:
         self.display = display or VirtualDisplay()
         self.apps = {name: list(command) for name, command in (apps or {}).items()}
         self.screenshots = Path(screenshots) if screenshots else None
@@ -81,16 +87,25 @@ class ComputerTool(Tool):
         self._actions = 0
         self._lock = threading.Lock()
         self._input: XInput | None = None
-        functions = [self.observe, self.click, self.double_click, self.right_click, self.move, self.drag, self.scroll,
-                     self.type_text, self.key, self.wait]
+        functions = [
+            self.observe,
+            self.click,
+            self.double_click,
+            self.right_click,
+            self.move,
+            self.drag,
+            self.scroll,
+            self.type_text,
+            self.key,
+            self.wait,
+        ]
         if self.apps:
             functions.append(self.launch)
         self._functions = {f.__name__: FunctionTool(f) for f in functions}
 
     # -- the Tool interface ---------------------------------------------------
 
-
-    def fresh(self) -> "ComputerTool":
+    def fresh(self) -> ComputerTool:
         """A new, unstarted ComputerTool with a display of its own (same size, sandbox and apps) for another session."""
         try:
             display = self.display.fresh()
@@ -102,8 +117,11 @@ class ComputerTool(Tool):
         descriptions = [d for function in self._functions.values() for d in function.descriptions()]
         if "launch" in self._functions:
             launch = descriptions[-1]
-            descriptions[-1] = ToolDescription.new(launch.name, f"{launch.description} Allowed: {', '.join(sorted(self.apps))}.",
-                                                   parameters=launch.parameters)
+            descriptions[-1] = ToolDescription.new(
+                launch.name,
+                f"{launch.description} Allowed: {', '.join(sorted(self.apps))}.",
+                parameters=launch.parameters,
+            )
         return descriptions
 
     def recipients(self) -> list[str]:
@@ -152,8 +170,10 @@ class ComputerTool(Tool):
         if x is None or y is None:
             raise ToolError("give either x and y, or the text to click on")
         if not (0 <= x < self.display.width and 0 <= y < self.display.height):
-            raise ToolError(f"({x}, {y}) is outside the screen, which is {self.display.width}x{self.display.height}; "
-                            "nothing was done")
+            raise ToolError(
+                f"({x}, {y}) is outside the screen, which is {self.display.width}x{self.display.height}; "
+                "nothing was done"
+            )
         return x, y
 
     def _accessible(self, window_title: str | None) -> list[AccessibleNode]:
@@ -168,7 +188,9 @@ class ComputerTool(Tool):
         for nodes in (self._last_nodes, None):  # exact names from the accessibility tree first
             if nodes is None:
                 nodes = self._accessible(None)
-            named = [n for n in nodes if n.name.casefold() == wanted] or [n for n in nodes if wanted in n.name.casefold()]
+            named = [n for n in nodes if n.name.casefold() == wanted] or [
+                n for n in nodes if wanted in n.name.casefold()
+            ]
             if named:
                 return named[0].center
         for region in (None, "focused", "screen"):
@@ -241,7 +263,10 @@ class ComputerTool(Tool):
         out = [f"Screen {self.display.width}x{self.display.height}."]
         if windows:
             out.append("Windows:")
-            out += [f'- "{w.title}" at ({w.x}, {w.y}), {w.width}x{w.height}{" [focused]" if w.focused else ""}' for w in windows]
+            out += [
+                f'- "{w.title}" at ({w.x}, {w.y}), {w.width}x{w.height}{" [focused]" if w.focused else ""}'
+                for w in windows
+            ]
         else:
             out.append("No windows are open.")
         if self._last_nodes:
@@ -257,8 +282,13 @@ class ComputerTool(Tool):
             out += [element.describe() for element in elements]
         return out
 
-    def click(self, x: Pixel | None = None, y: Pixel | None = None, text: str | None = None,
-              button: Literal["left", "right", "middle"] = "left") -> ToolResult:
+    def click(
+        self,
+        x: Pixel | None = None,
+        y: Pixel | None = None,
+        text: str | None = None,
+        button: Literal["left", "right", "middle"] = "left",
+    ) -> ToolResult:
         """Click at a point, or on a line of text seen by observe.
 
         Args:
@@ -329,8 +359,9 @@ class ComputerTool(Tool):
             gui.button("left", False)
             return self._after_action(f"dragged from {start} to {end}")
 
-    def scroll(self, direction: Literal["up", "down"] = "down", amount: int = 3, x: Pixel | None = None,
-               y: Pixel | None = None) -> ToolResult:
+    def scroll(
+        self, direction: Literal["up", "down"] = "down", amount: int = 3, x: Pixel | None = None, y: Pixel | None = None
+    ) -> ToolResult:
         """Scroll the mouse wheel, over a point if given (else where the pointer is).
 
         Args:

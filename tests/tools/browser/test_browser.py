@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import contextlib
 import json
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.available import require
 from examples.local_site import serve_site
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, LocalSearch, NavigationPolicy
+from helpers import ROOT
+from helpers.available import require
 
 SITE_FOLDER = ROOT / "examples" / "site"
 
@@ -29,8 +29,13 @@ def make_tool(base: str, tmp_path: Path, **options) -> BrowserTool:
     require("chromium")
     # Only the test site's own address is reachable; every other host is refused before any connection.
     policy = options.pop("policy", None) or NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
-    return BrowserTool(LocalSearch(folder=SITE_FOLDER, base_url=base), policy=policy, screenshots=tmp_path / "shots",
-                       downloads=tmp_path / "downloads", **options)
+    return BrowserTool(
+        LocalSearch(folder=SITE_FOLDER, base_url=base),
+        policy=policy,
+        screenshots=tmp_path / "shots",
+        downloads=tmp_path / "downloads",
+        **options,
+    )
 
 
 @pytest.fixture
@@ -144,14 +149,17 @@ async def test_a_long_article_is_read_in_views_and_find_opens_near_the_match(bro
     assert followed.metadata["url"].endswith("/about.html")
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("file:///etc/passwd", "file scheme is not allowed"),
-    ("data:text/html,<h1>hi</h1>", "data: URLs are not opened as pages"),
-    ("javascript:alert(1)", "javascript scheme is not allowed"),
-    ("chrome://settings", "chrome scheme is not allowed"),
-    ("blob:http://127.0.0.1/abc", "blob: URLs are not opened as pages"),
-    ("http://10.1.2.3/", "not on the allow list"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("file:///etc/passwd", "file scheme is not allowed"),
+        ("data:text/html,<h1>hi</h1>", "data: URLs are not opened as pages"),
+        ("javascript:alert(1)", "javascript scheme is not allowed"),
+        ("chrome://settings", "chrome scheme is not allowed"),
+        ("blob:http://127.0.0.1/abc", "blob: URLs are not opened as pages"),
+        ("http://10.1.2.3/", "not on the allow list"),
+    ],
+)
 async def test_navigation_to_blocked_kinds_is_refused(browser, site, url, reason):
     refused = await call(browser, "open", id=url)
     assert refused.is_error and reason in refused.text()
@@ -159,13 +167,20 @@ async def test_navigation_to_blocked_kinds_is_refused(browser, site, url, reason
 
 async def test_refusals_are_decided_before_connecting(site, tmp_path):
     base, hits = site
-    policy = NavigationPolicy(deny_domains=["localhost"], allow_addresses=["127.0.0.1"],
-                              resolver=lambda host: ["127.0.0.1"] if host == "localhost" else [])
+    policy = NavigationPolicy(
+        deny_domains=["localhost"],
+        allow_addresses=["127.0.0.1"],
+        resolver=lambda host: ["127.0.0.1"] if host == "localhost" else [],
+    )
     tool = make_tool(base, tmp_path, policy=policy)
     try:
         port = base.rsplit(":", 1)[1]
         redirected = await call(tool, "open", id=f"{base}/redirect?to=http://localhost:{port}/about.html?via-redirect")
-        assert redirected.is_error and "refused at http://localhost" in redirected.text() and "deny list" in redirected.text()
+        assert (
+            redirected.is_error
+            and "refused at http://localhost" in redirected.text()
+            and "deny list" in redirected.text()
+        )
         private = await call(tool, "open", id=f"{base}/redirect?to=http://10.1.2.3/")
         assert private.is_error and "private or reserved address (10.1.2.3)" in private.text()
         framed = await call(tool, "open", id=f"{base}/quirks?frame=http://localhost:{port}/fees.html?via-frame")
@@ -181,13 +196,21 @@ def test_policy_decisions_for_addresses_domains_and_schemes():
     policy = NavigationPolicy(resolver=lambda host: resolver(host) or [])
     assert policy.check("https://public.test/page") is None
     assert policy.check("http://93.184.216.34/") is None
-    for url in ("http://intranet.test/", "http://localhost:8000/", "http://127.0.0.1/", "http://[::1]/",
-                "http://169.254.169.254/latest/meta-data", "http://192.168.1.1/", "http://0.0.0.0/"):
+    for url in (
+        "http://intranet.test/",
+        "http://localhost:8000/",
+        "http://127.0.0.1/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://192.168.1.1/",
+        "http://0.0.0.0/",
+    ):
         assert policy.check(url) is not None, url
     assert policy.check("data:image/png;base64,AAAA", top_level=False) is None  # inline images are fine
     assert policy.check("data:text/html,hi") is not None
-    allowed = NavigationPolicy(allow_domains=["example.org"], deny_domains=["ads.example.org"],
-                               resolver=lambda host: ["93.184.216.34"])
+    allowed = NavigationPolicy(
+        allow_domains=["example.org"], deny_domains=["ads.example.org"], resolver=lambda host: ["93.184.216.34"]
+    )
     assert allowed.check("https://docs.example.org/") is None
     assert "deny list" in allowed.check("https://ads.example.org/")
     assert "allow list" in allowed.check("https://example.com/")
@@ -260,9 +283,9 @@ def test_the_browser_namespace_keeps_harmonys_functions_and_adds_actions():
 
 async def test_an_agent_researches_on_the_site_and_cites_the_line_it_read(site, tmp_path):
     require("chromium")
-    from harmony_agent import PolicyModel
     from examples.research_demo import research
     from examples.research_policy import policy
+    from harmony_agent import PolicyModel
     from harmony_agent.transcript import read_transcript
 
     transcript = tmp_path / "research.jsonl"
@@ -270,9 +293,15 @@ async def test_an_agent_researches_on_the_site_and_cites_the_line_it_read(site, 
     assert answer.startswith("On Wednesday the library opens at 12:00 and closes at 20:00")
     cited = re.search(r"【(\d+)†L(\d+)】", answer)
     events = list(read_transcript(transcript))
-    views = {e.content.split("]")[0].lstrip("["): e.content for e in events if e.type == "tool_result" and e.content.startswith("[")}
+    views = {
+        e.content.split("]")[0].lstrip("["): e.content
+        for e in events
+        if e.type == "tool_result" and e.content.startswith("[")
+    }
     cited_view = views[cited.group(1)]
-    assert re.search(rf"^L{cited.group(2)}: Wednesday \| 12:00 \| 20:00$", cited_view, re.MULTILINE)  # the citation is true
+    assert re.search(
+        rf"^L{cited.group(2)}: Wednesday \| 12:00 \| 20:00$", cited_view, re.MULTILINE
+    )  # the citation is true
     shots = [image for e in events if e.type == "tool_result" for image in e.images]
     assert shots and all(Path(s).exists() for s in shots)  # screenshots saved with the transcript
     assert Path(shots[0]).parent == transcript.with_suffix(".screenshots")
@@ -286,13 +315,49 @@ def test_the_cli_runs_the_browser_with_a_search_backend_and_an_allow_list(site, 
     root = ROOT
     transcript = tmp_path / "cli.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "When does the library open on Wednesdays?", "--tools", "browser",
-         "--model", "policy:examples.research_policy:policy", "--search", f"local:{SITE_FOLDER}@{site[0]}",
-         "--allow", "127.0.0.1", "--yes", "--transcript", str(transcript)],
-        capture_output=True, text=True, timeout=120, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "When does the library open on Wednesdays?",
+            "--tools",
+            "browser",
+            "--model",
+            "policy:examples.research_policy:policy",
+            "--search",
+            f"local:{SITE_FOLDER}@{site[0]}",
+            "--allow",
+            "127.0.0.1",
+            "--yes",
+            "--transcript",
+            str(transcript),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "On Wednesday the library opens at 12:00 and closes at 20:00" in proc.stdout
     assert list(transcript.with_suffix(".screenshots").glob("*.jpg"))
-    bad = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "run", "x", "--tools", "browser", "--search", "bing",
-                          "--model", "policy:examples.research_policy:policy"], capture_output=True, text=True, timeout=60, cwd=root)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "x",
+            "--tools",
+            "browser",
+            "--search",
+            "bing",
+            "--model",
+            "policy:examples.research_policy:policy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
     assert bad.returncode == 2 and "unknown search backend 'bing'" in bad.stderr

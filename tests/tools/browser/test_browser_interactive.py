@@ -7,7 +7,6 @@ autocomplete, update themselves, and carry CJK text.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import re
@@ -17,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers.available import require
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
+from helpers.available import require
 
 LOREM = " ".join(["The harbor light was built in 1871 and still guides the ferries home every night."] * 12)
 
@@ -40,8 +39,12 @@ document.getElementById('aria').addEventListener('click', () => log('aria'));
 document.getElementById('pointer').addEventListener('click', () => log('pointer'));
 </script></body>""",
     "/same-links": """<!doctype html><title>Same links</title><body><p id="log">none</p><ul>
-""" + "".join(f'<li><a href="#" onclick="document.getElementById(\'log\').textContent=\'picked {n}\';return false;">Item {n}</a></li>'
-              for n in range(1, 8)) + """</ul><p><a href="/handlers">Handlers</a> and <a href="/handlers">handlers again</a></p></body>""",
+"""
+    + "".join(
+        f"<li><a href=\"#\" onclick=\"document.getElementById('log').textContent='picked {n}';return false;\">Item {n}</a></li>"
+        for n in range(1, 8)
+    )
+    + """</ul><p><a href="/handlers">Handlers</a> and <a href="/handlers">handlers again</a></p></body>""",
     "/cover": """<!doctype html><title>Cover</title><body>
 <p id="log">waiting</p><button id="go" onclick="document.getElementById('log').textContent='pressed'">Press me</button>
 <div id="cover" style="position:fixed;inset:0;background:rgba(0,0,0,.5)">START</div>
@@ -49,7 +52,9 @@ document.getElementById('pointer').addEventListener('click', () => log('pointer'
     "/tabs": """<!doctype html><title>Tabs</title><body><h1>Station guide</h1>
 <div role="tablist"><button role="tab" aria-selected="true" id="t1">Overview</button>
 <button role="tab" aria-selected="false" id="t2">Timetable</button></div>
-<div role="tabpanel" id="p1"><p>""" + LOREM + """</p></div>
+<div role="tabpanel" id="p1"><p>"""
+    + LOREM
+    + """</p></div>
 <div role="tabpanel" id="p2" hidden><p>Secret timetable: the last ferry leaves at 23:40.</p></div>
 <script>
 for (const tab of document.querySelectorAll('[role=tab]')) tab.addEventListener('click', () => {
@@ -58,8 +63,12 @@ for (const tab of document.querySelectorAll('[role=tab]')) tab.addEventListener(
   document.getElementById('p2').hidden = tab.id !== 't2';
 });
 </script></body>""",
-    "/article": """<!doctype html><title>Article</title><body><article><h1>The harbor light</h1><p>""" + LOREM + """</p>
-<p>""" + LOREM + """</p><div style="display:none"><p>Hidden draft paragraph that nobody can see.</p></div></article></body>""",
+    "/article": """<!doctype html><title>Article</title><body><article><h1>The harbor light</h1><p>"""
+    + LOREM
+    + """</p>
+<p>"""
+    + LOREM
+    + """</p><div style="display:none"><p>Hidden draft paragraph that nobody can see.</p></div></article></body>""",
     "/autocomplete": """<!doctype html><title>Autocomplete</title><body>
 <label for="q">Country</label> <input id="q" autocomplete="off"><ul id="menu" role="listbox"></ul><p id="log"></p>
 <script>
@@ -83,8 +92,12 @@ document.getElementById('q').addEventListener('input', (event) => {
 </script></body>""",
     "/ticker": """<!doctype html><title>Ticker</title><body><p id="status">loading</p>
 <script>setTimeout(() => { document.getElementById('status').textContent = 'ready: 42 ferries'; }, 1500);</script></body>""",
-    "/cjk": "<!doctype html><title>CJK</title><body>" + "".join(
-        f"<p>第{n}段：港口的灯塔建于一八七一年，至今每晚仍为渡轮指引回家的路。東京の港でも同じ灯りが見える。</p>" for n in range(120)) + "</body>",
+    "/cjk": "<!doctype html><title>CJK</title><body>"
+    + "".join(
+        f"<p>第{n}段：港口的灯塔建于一八七一年，至今每晚仍为渡轮指引回家的路。東京の港でも同じ灯りが見える。</p>"
+        for n in range(120)
+    )
+    + "</body>",
 }
 
 
@@ -92,7 +105,7 @@ class _Pages(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         body = PAGES.get(self.path.split("?")[0])
         data = (body or "not found").encode()
         self.send_response(200 if body else 404)
@@ -129,13 +142,16 @@ def marker(view: str, text: str) -> int:
     return int(match.group(1))
 
 
-@pytest.mark.parametrize("label, effect", [
-    ("Save draft", "clicked listener"),  # addEventListener on a div
-    ("Archive", "clicked property"),  # onclick property, not attribute
-    ("[trash]", "clicked icon"),  # icon-only, named by its class
-    ("button: Close panel", "clicked aria"),  # icon button named by aria-label
-    ("Open the map", "clicked pointer"),  # cursor: pointer
-])
+@pytest.mark.parametrize(
+    "label, effect",
+    [
+        ("Save draft", "clicked listener"),  # addEventListener on a div
+        ("Archive", "clicked property"),  # onclick property, not attribute
+        ("[trash]", "clicked icon"),  # icon-only, named by its class
+        ("button: Close panel", "clicked aria"),  # icon button named by aria-label
+        ("Open the map", "clicked pointer"),  # cursor: pointer
+    ],
+)
 async def test_elements_with_script_handlers_get_markers_named_for_people(browser, site, label, effect):
     view = (await call(browser, "open", id=f"{site}/handlers")).text()
     clicked = await call(browser, "click", id=marker(view, label))
@@ -172,7 +188,10 @@ async def test_pages_with_widgets_keep_the_live_view_and_hidden_panels_stay_hidd
     assert tabs.metadata["source"] == "dom" and "Secret timetable" not in tabs.text()
     assert "tab: Overview (selected)" in tabs.text()
     shown = await call(browser, "click", id=marker(tabs.text(), "tab: Timetable"))
-    assert "Secret timetable: the last ferry leaves at 23:40." in shown.text() and "tab: Timetable (selected)" in shown.text()
+    assert (
+        "Secret timetable: the last ferry leaves at 23:40." in shown.text()
+        and "tab: Timetable (selected)" in shown.text()
+    )
     article = await call(browser, "open", id=f"{site}/article")
     assert article.metadata["source"] == "article"  # reading page: reader mode, from the rendered DOM
     assert "harbor light was built" in article.text() and "Hidden draft paragraph" not in article.text()
@@ -216,7 +235,9 @@ async def test_without_actions_the_namespace_is_harmonys_trained_browser_byte_fo
     require("chromium")
     from openai_harmony import ToolNamespaceConfig
 
-    tool = BrowserTool(actions=False, policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
+    tool = BrowserTool(
+        actions=False, policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
+    )
     try:
         assert tool.namespace_config() == ToolNamespaceConfig.browser()
         view = (await call(tool, "open", id=f"{site}/same-links")).text()

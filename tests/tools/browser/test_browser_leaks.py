@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers.available import require
-from helpers.logging_servers import ForbiddenServer, serve
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
+from helpers.available import require
+from helpers.logging_servers import ForbiddenServer, serve
 
 
 @pytest.fixture
@@ -33,13 +33,19 @@ def forbidden() -> Iterator[ForbiddenServer]:
 
 def test_loopback_names_and_unresolvable_names_are_refused():
     nothing = NavigationPolicy(resolver=lambda host: [])
-    for url in ("http://localhost./", "http://anything.localhost:8080/", "http://a.b.localhost./x", "http://LOCALHOST.:1/"):
+    for url in (
+        "http://localhost./",
+        "http://anything.localhost:8080/",
+        "http://a.b.localhost./x",
+        "http://LOCALHOST.:1/",
+    ):
         assert "loopback" in (nothing.check(url) or ""), url
     assert "does not resolve" in nothing.check("http://no-such-name.invalid/")
     named = NavigationPolicy(allow_domains=["intranet.test"], resolver=lambda host: [])
     assert named.check("http://wiki.intranet.test/") is None  # explicitly allowed by name
     assert "deny list" in NavigationPolicy(deny_domains=["example.org"], resolver=lambda host: ["93.184.216.34"]).check(
-        "http://example.org./")
+        "http://example.org./"
+    )
     # Allowing 127.0.0.1 does not open localhost names, which may also lead to ::1.
     assert NavigationPolicy(allow_addresses=["127.0.0.1"]).check("http://x.localhost/") is not None
 
@@ -47,12 +53,18 @@ def test_loopback_names_and_unresolvable_names_are_refused():
 async def test_chromium_never_reaches_a_refused_local_port_through_localhost_names(forbidden):
     require("chromium")
     port = forbidden.port
-    page = (f'<title>Lures</title><img src="http://localhost.:{port}/img"><img src="http://x.localhost:{port}/img2">'
-            f'<iframe src="http://anything.localhost:{port}/frame"></iframe>'
-            f'<script>fetch("http://localhost.:{port}/fetch").catch(() => {{}});</script><p>lures set</p>')
+    page = (
+        f'<title>Lures</title><img src="http://localhost.:{port}/img"><img src="http://x.localhost:{port}/img2">'
+        f'<iframe src="http://anything.localhost:{port}/frame"></iframe>'
+        f'<script>fetch("http://localhost.:{port}/fetch").catch(() => {{}});</script><p>lures set</p>'
+    )
     tool = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
     with serve({"/lures": page}) as base:
-        for url in (f"http://localhost.:{port}/open", f"http://anything.localhost:{port}/open", f"http://x.localhost.:{port}/"):
+        for url in (
+            f"http://localhost.:{port}/open",
+            f"http://anything.localhost:{port}/open",
+            f"http://x.localhost.:{port}/",
+        ):
             refused = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
             assert refused.is_error and "loopback" in refused.text(), refused.text()
         lured = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/lures"})))
@@ -64,21 +76,23 @@ async def test_chromium_never_reaches_a_refused_local_port_through_localhost_nam
 
 async def test_webrtc_sends_no_datagrams_under_any_constructor_name(forbidden):
     require("chromium")
-    page = """<title>RTC</title><p id="out">starting</p><script>
+    page = (
+        """<title>RTC</title><p id="out">starting</p><script>
 const names = ["RTCPeerConnection", "webkitRTCPeerConnection"];
 const report = [];
 for (const name of names) {
   const Ctor = window[name];
   if (typeof Ctor !== "function") { report.push(name + ": none"); continue; }
   try {
-    const pc = new Ctor({ iceServers: [{ urls: "stun:127.0.0.1:%d" }] });
+    const pc = new Ctor({ iceServers: [{ urls: "stun:127.0.0.1:PORT" }] });
     pc.createDataChannel("x");
     pc.createOffer().then((offer) => pc.setLocalDescription(offer));
     report.push(name + ": made");
   } catch (e) { report.push(name + ": " + e.name); }
 }
 document.getElementById("out").textContent = report.join("; ");
-</script>""" % forbidden.udp_port
+</script>"""
+    ).replace("PORT", str(forbidden.udp_port))
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
     with serve({"/rtc": page}) as base:
         view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
@@ -173,8 +187,9 @@ async def test_connections_go_to_the_address_the_policy_checked():
     require("chromium")
     with serve({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
         port = base.rsplit(":", 1)[1]
-        policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{port}"],
-                                  resolver=lambda host: ["127.0.0.1"] if host == "site.test" else [])
+        policy = NavigationPolicy(
+            allow_addresses=[f"127.0.0.1:{port}"], resolver=lambda host: ["127.0.0.1"] if host == "site.test" else []
+        )
         tool = BrowserTool(policy=policy)
         view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"http://site.test:{port}/"})))
         await tool.aclose()
@@ -212,9 +227,12 @@ async def test_the_proxy_refuses_what_the_policy_refuses_and_says_so(forbidden):
     proxy = await PolicyProxy(NavigationPolicy()).start()
     port = int(proxy.url.rsplit(":", 1)[1])
     replies = []
-    for request in (f"CONNECT 127.0.0.1:{forbidden.port} HTTP/1.1\r\nHost: x\r\n\r\n",
-                    f"GET http://127.0.0.1:{forbidden.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                    "GET /relative HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "nonsense\r\n\r\n"):
+    for request in (
+        f"CONNECT 127.0.0.1:{forbidden.port} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET http://127.0.0.1:{forbidden.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "GET /relative HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "nonsense\r\n\r\n",
+    ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request.encode())
         await writer.drain()
@@ -247,10 +265,14 @@ def _websocket_server() -> tuple[socket.socket, list[str]]:
                 head += chunk
             lines = head.decode(errors="replace").split("\r\n")
             seen.append(lines[0])
-            key = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("sec-websocket-key:")), "")
+            key = next(
+                (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("sec-websocket-key:")), ""
+            )
             accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 5]) + b"hello")
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 5]) + b"hello"
+            )
             time.sleep(1)
             conn.close()
 

@@ -25,8 +25,17 @@ def miniwob_site():
 # Each needs something the text view once lacked: a START cover set by an onclick property, a jQuery UI dialog's
 # icon button, an accordion header, a debounced autocomplete list, a d3 link on a span, and an inbox whose rows,
 # icons and reply form carry handlers attached from JavaScript.
-@pytest.mark.parametrize("task, seed", [("click-dialog", 1), ("click-collapsible", 2), ("use-autocomplete", 4),
-                                        ("click-link", 1), ("email-inbox", 3), ("search-engine", 3)])
+@pytest.mark.parametrize(
+    "task, seed",
+    [
+        ("click-dialog", 1),
+        ("click-collapsible", 2),
+        ("use-autocomplete", 4),
+        ("click-link", 1),
+        ("email-inbox", 3),
+        ("search-engine", 3),
+    ],
+)
 async def test_the_text_policy_solves_miniwob_episodes_through_the_tool(miniwob_site, task, seed):
     require("chromium")
     from examples.miniwob import run_text_episode

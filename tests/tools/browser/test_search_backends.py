@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import http.server
 import json
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from harmony_agent.tools import ToolError
-from harmony_agent.tools.browser import (DuckDuckGoSearch, ExaSearch, LocalSearch, SearxngSearch, TavilySearch, YouSearch,
-                           backend_from_spec)
+from harmony_agent.tools.browser import (
+    DuckDuckGoSearch,
+    ExaSearch,
+    LocalSearch,
+    SearxngSearch,
+    TavilySearch,
+    YouSearch,
+    backend_from_spec,
+)
+from helpers import ROOT
 
 SITE = ROOT / "examples" / "site"
 
@@ -33,8 +39,15 @@ def fake_service():
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self, body: bytes | None = None) -> None:
             parts = urlsplit(self.path)
-            seen.append({"method": self.command, "path": parts.path, "query": parse_qs(parts.query),
-                         "headers": dict(self.headers), "body": body})
+            seen.append(
+                {
+                    "method": self.command,
+                    "path": parts.path,
+                    "query": parse_qs(parts.query),
+                    "headers": dict(self.headers),
+                    "body": body,
+                }
+            )
             if parts.path.startswith("/broken"):
                 self.send_response(500)
                 self.end_headers()
@@ -43,12 +56,23 @@ def fake_service():
             if parts.path == "/html/":
                 payload, kind = DUCK_HTML.encode(), "text/html"
             elif parts.path == "/search" and self.command == "GET" and self.headers.get("X-API-Key"):  # You.com
-                payload, kind = json.dumps({"hits": [{"title": "Y", "url": "https://y.test/", "snippets": ["you", "said"]}]}).encode(), "application/json"
+                payload, kind = (
+                    json.dumps(
+                        {"hits": [{"title": "Y", "url": "https://y.test/", "snippets": ["you", "said"]}]}
+                    ).encode(),
+                    "application/json",
+                )
             else:
                 key = "results"
-                payload = json.dumps({key: [{"title": "R1", "url": "https://r1.test/", "content": "c1", "text": "t1"},
-                                            {"title": "R2", "url": "https://r2.test/", "content": "c2", "text": "t2"},
-                                            {"title": "no url"}]}).encode()
+                payload = json.dumps(
+                    {
+                        key: [
+                            {"title": "R1", "url": "https://r1.test/", "content": "c1", "text": "t1"},
+                            {"title": "R2", "url": "https://r2.test/", "content": "c2", "text": "t2"},
+                            {"title": "no url"},
+                        ]
+                    }
+                ).encode()
                 kind = "application/json"
             self.send_response(200)
             self.send_header("Content-Type", kind)
@@ -86,8 +110,10 @@ async def test_searxng_and_duckduckgo_need_no_key(fake_service):
     assert [(r.title, r.url, r.snippet) for r in results] == [("R1", "https://r1.test/", "c1")]
     assert seen[-1]["query"] == {"q": ["tides"], "format": ["json"]}
     duck = await DuckDuckGoSearch(base_url=base).search("docs", 5)
-    assert [(r.title, r.url, r.snippet) for r in duck] == [("Doc A", "https://docs.example.org/a", "First snippet"),
-                                                           ("Doc B", "https://example.com/b", "Second snippet")]
+    assert [(r.title, r.url, r.snippet) for r in duck] == [
+        ("Doc A", "https://docs.example.org/a", "First snippet"),
+        ("Doc B", "https://example.com/b", "Second snippet"),
+    ]
     assert seen[-1]["method"] == "POST" and seen[-1]["body"] == b"q=docs"
 
 
@@ -100,9 +126,13 @@ async def test_keyed_backends_send_their_keys_from_the_environment(fake_service,
     assert [r.snippet for r in exa] == ["t1", "t2"] and seen[-1]["headers"]["x-api-key"] == "exa-key"
     assert json.loads(seen[-1]["body"])["numResults"] == 2
     you = await YouSearch(base_url=base).search("q", 2)
-    assert [(r.url, r.snippet) for r in you] == [("https://y.test/", "you said")] and seen[-1]["headers"]["X-API-Key"] == "you-key"
+    assert [(r.url, r.snippet) for r in you] == [("https://y.test/", "you said")] and seen[-1]["headers"][
+        "X-API-Key"
+    ] == "you-key"
     tavily = await TavilySearch(base_url=base).search("q", 1)
-    assert [r.url for r in tavily] == ["https://r1.test/"] and seen[-1]["headers"]["Authorization"] == "Bearer tavily-key"
+    assert [r.url for r in tavily] == ["https://r1.test/"] and seen[-1]["headers"][
+        "Authorization"
+    ] == "Bearer tavily-key"
 
 
 def test_a_missing_key_is_a_clear_error(monkeypatch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import json
 import os
@@ -15,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from harmony_agent import Agent, PolicyModel
-from helpers.available import require
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.computer import ComputerTool
+from helpers import ROOT
+from helpers.available import require
 
 GREETER = ROOT / "examples" / "desktop" / "greeter.py"
 
@@ -35,8 +35,11 @@ def alive(pid: int) -> bool:
 async def desktop(tmp_path):
     require("desktop")
     state = tmp_path / "greeter.json"
-    tool = ComputerTool(VirtualDisplay(1024, 700), apps={"greeter": [sys.executable, str(GREETER), str(state)], "xterm": ["xterm"]},
-                        screenshots=tmp_path / "shots")
+    tool = ComputerTool(
+        VirtualDisplay(1024, 700),
+        apps={"greeter": [sys.executable, str(GREETER), str(state)], "xterm": ["xterm"]},
+        screenshots=tmp_path / "shots",
+    )
     await tool.start()
     yield tool, state
     await tool.aclose()
@@ -69,7 +72,9 @@ async def start_greeter(tool: ComputerTool, state: Path) -> None:
     await asyncio.sleep(0.3)
 
 
-async def test_a_policy_reading_only_the_screen_launches_the_app_fills_the_form_with_unicode_and_reads_the_result(desktop):
+async def test_a_policy_reading_only_the_screen_launches_the_app_fills_the_form_with_unicode_and_reads_the_result(
+    desktop,
+):
     tool, state = desktop
     from examples.desktop.greeter_policy import NAME, policy
 
@@ -124,9 +129,13 @@ async def test_hotkeys_scrolling_and_keys_in_xterm(desktop, tmp_path):
 
 async def test_actions_outside_the_screen_and_bad_requests_are_refused(desktop):
     tool, _state = desktop
-    for name, arguments in [("click", {"x": 1024, "y": 10}), ("move", {"x": -1, "y": 5}), ("double_click", {"x": 5, "y": 700}),
-                            ("drag", {"from_x": 10, "from_y": 10, "to_x": 5000, "to_y": 10}),
-                            ("scroll", {"x": 2000, "y": 10})]:
+    for name, arguments in [
+        ("click", {"x": 1024, "y": 10}),
+        ("move", {"x": -1, "y": 5}),
+        ("double_click", {"x": 5, "y": 700}),
+        ("drag", {"from_x": 10, "from_y": 10, "to_x": 5000, "to_y": 10}),
+        ("scroll", {"x": 2000, "y": 10}),
+    ]:
         refused = await call(tool, name, **arguments)
         assert refused.is_error and "outside the screen" in refused.text(), name
     assert "give either x and y" in (await call(tool, "click")).text()
@@ -178,7 +187,8 @@ def test_the_display_dies_with_a_killed_agent(tmp_path):
         "d = VirtualDisplay().start()\n"
         "d.launch(['xterm'])\n"
         "print(' '.join(map(str, d.pids)), flush=True)\n"
-        "time.sleep(600)\n")
+        "time.sleep(600)\n"
+    )
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in owner.stdout.readline().split()]
@@ -198,16 +208,52 @@ def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
     state = tmp_path / "state.json"
     transcript = tmp_path / "desk.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "Greet someone in the Greeter app", "--tools", "computer",
-         "--model", "policy:examples.desktop.greeter_policy:policy", "--app", f"greeter={sys.executable} {GREETER} {state}",
-         "--yes", "--transcript", str(transcript), "--max-steps", "12"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "Greet someone in the Greeter app",
+            "--tools",
+            "computer",
+            "--model",
+            "policy:examples.desktop.greeter_policy:policy",
+            "--app",
+            f"greeter={sys.executable} {GREETER} {state}",
+            "--yes",
+            "--transcript",
+            str(transcript),
+            "--max-steps",
+            "12",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "The app now says: Hello" in proc.stdout and "computer tool: display" in proc.stderr
     assert json.loads(state.read_text())["greeting"] == "Hello, Zoë Ørsted!"
     assert len(list(transcript.with_suffix(".screenshots").glob("*.png"))) == 3
-    bad = subprocess.run([sys.executable, "-m", "harmony_agent.cli", "run", "x", "--tools", "computer", "--app", "nocommand",
-                          "--model", "policy:examples.desktop.greeter_policy:policy"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harmony_agent.cli",
+            "run",
+            "x",
+            "--tools",
+            "computer",
+            "--app",
+            "nocommand",
+            "--model",
+            "policy:examples.desktop.greeter_policy:policy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert bad.returncode == 2 and "--app takes NAME=COMMAND" in bad.stderr
 
 

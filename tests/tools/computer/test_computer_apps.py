@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from harmony_agent import Agent, PolicyModel
-from helpers.available import require
 from examples.desktop import app_policies
+from harmony_agent import Agent, PolicyModel
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer import ComputerTool
 from harmony_agent.tools.computer.accessibility import AccessibilityReader
+from helpers.available import require
 
 
 def need(program: str) -> None:

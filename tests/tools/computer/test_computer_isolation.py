@@ -3,7 +3,6 @@ apps that cannot see the agent's secrets (or, sandboxed, its network and files),
 
 from __future__ import annotations
 
-from helpers import ROOT
 import json
 import os
 import re
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.available import require
-from helpers.computer_helpers import call, observe_until
 from harmony_agent.sandboxes.display import VirtualDisplay, reap_stale_displays
 from harmony_agent.tools.computer import ComputerTool
+from helpers import ROOT
+from helpers.available import require
+from helpers.computer_helpers import call, observe_until
 
 GTK_GREETER = ROOT / "examples" / "desktop" / "gtk_greeter.py"
 SECRET = "s3cret-9f1c-do-not-leak"
@@ -28,7 +28,9 @@ SECRET = "s3cret-9f1c-do-not-leak"
 
 def pointer(display: VirtualDisplay) -> tuple[int, int]:
     """Where the pointer is, asked of the display by a separate program (not through the tool's own connection)."""
-    out = subprocess.run(["xdotool", "getmouselocation", "--shell"], env=display.env(), capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["xdotool", "getmouselocation", "--shell"], env=display.env(), capture_output=True, text=True
+    ).stdout
     values = dict(line.split("=", 1) for line in out.split())
     return int(values["X"]), int(values["Y"])
 
@@ -71,10 +73,13 @@ def test_importing_and_using_the_computer_tool_leaves_the_process_environment_un
         "    return during\n"
         "during = asyncio.run(main())\n"
         "print(json.dumps({'import': after_import == before, 'during': during == before, 'after': dict(os.environ) == before,\n"
-        "                  'changed': sorted(set(during.items()) ^ set(before.items()))}))\n")
+        "                  'changed': sorted(set(during.items()) ^ set(before.items()))}))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_THREAD_LIMIT", "DISPLAY", "XAUTHORITY")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"import": True, "during": True, "after": True, "changed": []}
@@ -103,9 +108,13 @@ async def test_two_tools_in_one_process_each_act_on_their_own_display():
 
 async def test_booleans_are_refused_as_coordinates():
     tool = ComputerTool(VirtualDisplay(640, 480))  # refused before any display is needed
-    for name, arguments in [("click", {"x": True, "y": 5}), ("move", {"x": 5, "y": False}),
-                            ("drag", {"from_x": 1, "from_y": 1, "to_x": True, "to_y": 1}),
-                            ("scroll", {"x": True, "y": 1}), ("double_click", {"x": False, "y": 0})]:
+    for name, arguments in [
+        ("click", {"x": True, "y": 5}),
+        ("move", {"x": 5, "y": False}),
+        ("drag", {"from_x": 1, "from_y": 1, "to_x": True, "to_y": 1}),
+        ("scroll", {"x": True, "y": 1}),
+        ("double_click", {"x": False, "y": 0}),
+    ]:
         refused = await call(tool, name, **arguments)
         assert refused.is_error and "not true or false" in refused.text(), (name, refused.text())
     assert not tool.display.started
@@ -116,8 +125,10 @@ async def test_a_launched_app_cannot_see_the_agents_secrets(tmp_path, monkeypatc
     monkeypatch.setenv("TAVILY_API_KEY", SECRET)
     monkeypatch.setenv("HARMONY_AGENT_API_KEY", SECRET)
     dump = tmp_path / "env.txt"
-    tool = ComputerTool(VirtualDisplay(640, 480, env={"GREETING": "named by the user"}),
-                        apps={"dump": ["sh", "-c", f"env > {dump}.part && mv {dump}.part {dump}"]})
+    tool = ComputerTool(
+        VirtualDisplay(640, 480, env={"GREETING": "named by the user"}),
+        apps={"dump": ["sh", "-c", f"env > {dump}.part && mv {dump}.part {dump}"]},
+    )
     try:
         await tool.start()
         assert not (await call(tool, "launch", app="dump")).is_error
@@ -129,9 +140,26 @@ async def test_a_launched_app_cannot_see_the_agents_secrets(tmp_path, monkeypatc
     assert seen["DISPLAY"] == tool.display.display and seen["GREETING"] == "named by the user"
     assert "harmony-display-" in seen["HOME"] and "harmony-display-" in seen["XAUTHORITY"]
     assert "DBUS_SESSION_BUS_ADDRESS" in seen and "PATH" in seen
-    assert set(seen) <= {"DISPLAY", "XAUTHORITY", "HOME", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS", "PATH", "LANG",
-                         "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "QT_LINUX_ACCESSIBILITY_ALWAYS_ON",
-                         "GREETING", "PWD", "SHLVL", "_", "OLDPWD"}, seen
+    assert set(seen) <= {
+        "DISPLAY",
+        "XAUTHORITY",
+        "HOME",
+        "XDG_RUNTIME_DIR",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LC_MESSAGES",
+        "TZ",
+        "QT_LINUX_ACCESSIBILITY_ALWAYS_ON",
+        "GREETING",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
+    }, seen
 
 
 async def test_a_bubblewrap_sandboxed_app_has_no_network_no_host_files_and_no_secrets(tmp_path, monkeypatch):
@@ -140,8 +168,10 @@ async def test_a_bubblewrap_sandboxed_app_has_no_network_no_host_files_and_no_se
     monkeypatch.setenv("TAVILY_API_KEY", SECRET)
     private = tmp_path / "private.txt"
     private.write_text(SECRET)
-    probe = ("env > env.txt; cat /proc/net/dev > net.txt; "
-             f"(cat {private} 2>&1 || true) > private.txt; ls / > root.txt; touch done")
+    probe = (
+        "env > env.txt; cat /proc/net/dev > net.txt; "
+        f"(cat {private} 2>&1 || true) > private.txt; ls / > root.txt; touch done"
+    )
     tool = ComputerTool(VirtualDisplay(640, 480, sandbox="bubblewrap"), apps={"probe": ["sh", "-c", probe]})
     try:
         await tool.start()
@@ -161,8 +191,10 @@ async def test_a_bubblewrap_sandboxed_app_has_no_network_no_host_files_and_no_se
 async def test_a_gtk_app_in_the_bubblewrap_sandbox_is_still_seen_and_driven(tmp_path):
     require("desktop")
     require("bubblewrap")
-    tool = ComputerTool(VirtualDisplay(1024, 700, sandbox="bubblewrap", read_only=[GTK_GREETER.parent]),
-                        apps={"gtk": ["/usr/bin/python3", str(GTK_GREETER)]})
+    tool = ComputerTool(
+        VirtualDisplay(1024, 700, sandbox="bubblewrap", read_only=[GTK_GREETER.parent]),
+        apps={"gtk": ["/usr/bin/python3", str(GTK_GREETER)]},
+    )
     try:
         await tool.start()
         await call(tool, "launch", app="gtk")
@@ -188,7 +220,8 @@ def test_a_killed_agents_display_folder_and_stale_socket_are_reaped_at_the_next_
         "from sandboxes.display import VirtualDisplay\n"
         "d = VirtualDisplay(320, 240, accessibility=False).start()\n"
         "print(json.dumps({'folder': str(d._folder), 'display': d.display, 'server': d.pids[0]}), flush=True)\n"
-        "time.sleep(600)\n")
+        "time.sleep(600)\n"
+    )
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         started = json.loads(owner.stdout.readline())
@@ -200,8 +233,13 @@ def test_a_killed_agents_display_folder_and_stale_socket_are_reaped_at_the_next_
         owner.wait()
     number = started["display"].lstrip(":")
     socket, folder = Path(f"/tmp/.X11-unix/X{number}"), Path(started["folder"])
-    assert wait_for(lambda: not Path(f"/proc/{started['server']}").exists() or
-                    "Z" in Path(f"/proc/{started['server']}/stat").read_text().split(")")[1].split()[0], 5)
+    assert wait_for(
+        lambda: (
+            not Path(f"/proc/{started['server']}").exists()
+            or "Z" in Path(f"/proc/{started['server']}/stat").read_text().split(")")[1].split()[0]
+        ),
+        5,
+    )
     assert folder.exists() and (folder / "Xauthority").exists() and socket.exists()
     assert str(folder) in reap_stale_displays()
     assert not folder.exists() and not socket.exists()
@@ -268,7 +306,9 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
     greeter = ROOT / "examples" / "desktop" / "greeter.py"
     display = VirtualDisplay(1024, 700, sandbox="docker", read_only=[greeter.parent])
     probe = f"env > env.txt; cat /proc/net/dev > net.txt; ls {ROOT} > root.txt; ls /root > home.txt 2>&1; touch done"
-    tool = ComputerTool(display, apps={"greeter": ["python3", str(greeter), "state.json"], "probe": ["sh", "-c", probe]})
+    tool = ComputerTool(
+        display, apps={"greeter": ["python3", str(greeter), "state.json"], "probe": ["sh", "-c", probe]}
+    )
     try:
         await tool.start()
         home = Path(display.env()["HOME"])
@@ -307,8 +347,13 @@ def test_a_desktop_container_left_by_a_killed_agent_is_removed_at_the_next_start
     client = docker_client()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    orphan = client.containers.run(DESKTOP_IMAGE, ["sleep", "600"], detach=True, network_mode="none",
-                                   labels={SANDBOX_LABEL: "desktop", OWNER_LABEL: f"{socket.gethostname()}:{gone.pid}:1"})
+    orphan = client.containers.run(
+        DESKTOP_IMAGE,
+        ["sleep", "600"],
+        detach=True,
+        network_mode="none",
+        labels={SANDBOX_LABEL: "desktop", OWNER_LABEL: f"{socket.gethostname()}:{gone.pid}:1"},
+    )
     try:
         display = VirtualDisplay(320, 240, sandbox="docker", window_manager=False, accessibility=False).start()
         display.stop()

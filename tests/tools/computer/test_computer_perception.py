@@ -3,7 +3,6 @@ OCR lines grouped in O(n log n); the long-lived tesseract worker replaced when i
 
 from __future__ import annotations
 
-from helpers import ROOT
 import asyncio
 import json
 import random
@@ -15,11 +14,12 @@ from pathlib import Path
 from openai_harmony import Message, Role
 
 from harmony_agent import Agent, PolicyModel
-from helpers.available import require
-from helpers.computer_helpers import call, observe_until
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer import ComputerTool
 from harmony_agent.tools.computer.screen import merge_words
+from helpers import ROOT
+from helpers.available import require
+from helpers.computer_helpers import call, observe_until
 
 DESKTOP = ROOT / "examples" / "desktop"
 
@@ -33,9 +33,16 @@ def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
 
 # -- grouping words into lines ---------------------------------------------------------------------
 
+
 def test_words_are_grouped_into_lines_by_row_and_gap_whatever_their_order():
-    words = [("Save", 300, 10, 40, 14), ("File", 10, 11, 30, 14), ("Edit", 48, 9, 30, 14), ("as", 346, 10, 16, 14),
-             ("Row", 10, 40, 30, 14), ("two", 46, 41, 28, 14)]
+    words = [
+        ("Save", 300, 10, 40, 14),
+        ("File", 10, 11, 30, 14),
+        ("Edit", 48, 9, 30, 14),
+        ("as", 346, 10, 16, 14),
+        ("Row", 10, 40, 30, 14),
+        ("two", 46, 41, 28, 14),
+    ]
     for seed in range(5):
         random.Random(seed).shuffle(words)
         lines = merge_words(words)
@@ -55,17 +62,23 @@ def test_a_full_screen_of_words_is_grouped_correctly():
     rng.shuffle(words)
     lines = merge_words(words)
     assert len(lines) == 80
-    assert all(line.text.split() == [f"r{line.text.split()[0][1:].split('c')[0]}c{c}" for c in
-                                     (range(10) if line.left < 600 else range(10, 20))] for line in lines)
+    assert all(
+        line.text.split()
+        == [f"r{line.text.split()[0][1:].split('c')[0]}c{c}" for c in (range(10) if line.left < 600 else range(10, 20))]
+        for line in lines
+    )
 
 
 # -- reading what is on screen ----------------------------------------------------------------------
 
+
 async def test_observe_reads_names_with_diacritics_exactly(tmp_path):
     require("desktop")
     state = tmp_path / "names.json"
-    tool = ComputerTool(VirtualDisplay(1024, 700, accessibility=False),
-                        apps={"corpus": [sys.executable, str(DESKTOP / "ui_corpus.py"), "names", str(state)]})
+    tool = ComputerTool(
+        VirtualDisplay(1024, 700, accessibility=False),
+        apps={"corpus": [sys.executable, str(DESKTOP / "ui_corpus.py"), "names", str(state)]},
+    )
     try:
         await tool.start()
         await call(tool, "launch", app="corpus")
@@ -83,8 +96,9 @@ async def test_observe_reads_names_with_diacritics_exactly(tmp_path):
 
 async def test_a_killed_tesseract_worker_is_replaced(tmp_path):
     require("desktop")
-    tool = ComputerTool(VirtualDisplay(640, 480, accessibility=False),
-                        apps={"form": [sys.executable, str(DESKTOP / "blank_form.py")]})
+    tool = ComputerTool(
+        VirtualDisplay(640, 480, accessibility=False), apps={"form": [sys.executable, str(DESKTOP / "blank_form.py")]}
+    )
     try:
         await tool.start()
         await call(tool, "launch", app="form")
@@ -102,14 +116,17 @@ async def test_a_killed_tesseract_worker_is_replaced(tmp_path):
 
 # -- what has no text ---------------------------------------------------------------------------------
 
+
 def blank_form_policy(messages: list[Message]) -> str:
     """A stand-in model that reads only observe: it finds the field without text, fills it and submits."""
     done = [m.author.name for m in messages if m.author.role == Role.TOOL]
     last = messages[-1].content[0].text if done else ""
 
     def call_(name: str, arguments: dict) -> str:
-        return (f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
-                f"{json.dumps(arguments, ensure_ascii=False)}<|call|>")
+        return (
+            f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
+            f"{json.dumps(arguments, ensure_ascii=False)}<|call|>"
+        )
 
     if not done:
         return call_("launch", {"app": "form"})
@@ -135,7 +152,9 @@ def blank_form_policy(messages: list[Message]) -> str:
 async def test_a_model_finds_and_fills_an_empty_field_from_observe_alone(tmp_path):
     require("desktop")
     state = tmp_path / "form.json"
-    tool = ComputerTool(VirtualDisplay(800, 600), apps={"form": [sys.executable, str(DESKTOP / "blank_form.py"), str(state)]})
+    tool = ComputerTool(
+        VirtualDisplay(800, 600), apps={"form": [sys.executable, str(DESKTOP / "blank_form.py"), str(state)]}
+    )
     async with Agent(PolicyModel(blank_form_policy), tools=[tool], max_steps=30) as agent:
         result = await agent.arun("Type Łódź into the form's field and submit it.")
     assert result.final_text == "Submitted.", result.final_text
@@ -144,8 +163,10 @@ async def test_a_model_finds_and_fills_an_empty_field_from_observe_alone(tmp_pat
 
 async def test_an_empty_gtk_entry_and_check_box_are_found_in_the_pixels_without_an_accessibility_tree():
     require("desktop")
-    tool = ComputerTool(VirtualDisplay(1024, 700, accessibility=False),
-                        apps={"gtk": ["/usr/bin/python3", str(DESKTOP / "gtk_greeter.py")]})
+    tool = ComputerTool(
+        VirtualDisplay(1024, 700, accessibility=False),
+        apps={"gtk": ["/usr/bin/python3", str(DESKTOP / "gtk_greeter.py")]},
+    )
     try:
         await tool.start()
         await call(tool, "launch", app="gtk")
