@@ -304,7 +304,7 @@ async def _route(
             result = ToolResult(error=f"call refused: {reason}")
             replies = [result_message(call, result)]
         else:
-            result, replies = await _execute(tool, call)
+            result, replies = await _process(tool, call)
             if result.is_error:
                 yield ev.ErrorEvent(step=step, kind="tool", message=result.error or "")
     replies = [_capped(message, settings.max_result_chars) for message in replies]
@@ -322,22 +322,21 @@ async def _route(
     )
 
 
-async def _execute(tool: Tool, call: ToolCall) -> tuple[ToolResult, list[Message]]:
+async def _process(tool: Tool, call: ToolCall) -> tuple[ToolResult, list[Message]]:
     """Run a tool, containing anything it raises (``SystemExit`` from argparse included).
 
     Only a cancellation of the run goes through; a ``CancelledError`` the tool
     raised of its own accord is the tool's failure like any other.
     """
     try:
-        result = await tool.execute(call)
-        return result, tool.reply(call, result)
+        result = await tool.process(call)
+        return result, [result_message(call, result)]
     except asyncio.CancelledError:
         if _being_cancelled():
             raise
         result = ToolResult(error="the tool was cancelled before it answered")
-    except (
-        BaseException
-    ) as exc:  # a misbehaving tool must not end the run; Ctrl-C reaches the caller's thread, not this one
+    # a misbehaving tool must not end the run; Ctrl-C reaches the caller's thread, not this one
+    except BaseException as exc:
         result = ToolResult(error=f"{type(exc).__name__}: {exc}")
     return result, [result_message(call, result)]
 

@@ -48,7 +48,7 @@ async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
     for index in range(count):
         url = base + PAGES[index % len(PAGES)]
         started = time.perf_counter()
-        result = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+        result = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
         times.append(time.perf_counter() - started)
         assert not result.is_error, result.text()
     return times
@@ -68,7 +68,7 @@ async def interleaved(tool: BrowserTool, base: str, count: int) -> tuple[list[fl
         await page.goto(url, wait_until="load")
         gotos.append(time.perf_counter() - started)
         started = time.perf_counter()
-        result = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+        result = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
         opens.append(time.perf_counter() - started)
         assert not result.is_error, result.text()
     await context.close()
@@ -85,10 +85,10 @@ async def run(base: str, opens: int, sessions: int) -> None:
         with_shots = await timed_opens(pictured, base, opens)
         await pictured.aclose()
     finds = []
-    await warm.execute(ToolCall("browser.open", "analysis", json.dumps({"id": base + "/history.html"})))
+    await warm.process(ToolCall("browser.open", "analysis", json.dumps({"id": base + "/history.html"})))
     for word in ["lighthouse", "Elsa", "railway", "festival", "storm"] * 4:
         started = time.perf_counter()
-        await warm.execute(ToolCall("browser.find", "analysis", json.dumps({"pattern": word, "cursor": 0})))
+        await warm.process(ToolCall("browser.find", "analysis", json.dumps({"pattern": word, "cursor": 0})))
         finds.append(time.perf_counter() - started)
 
     tools = [BrowserTool(policy=policy()) for _ in range(sessions)]

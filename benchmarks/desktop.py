@@ -38,7 +38,7 @@ async def timed(tool: ComputerTool, name: str, rounds: int, **arguments) -> list
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        result = await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments)))
+        result = await tool.process(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments)))
         times.append(time.perf_counter() - started)
         assert not result.is_error, result.text()
     return times

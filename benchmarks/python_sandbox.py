@@ -47,11 +47,11 @@ async def warm_calls(make, calls: int) -> list[float]:
     try:
         await tool.start()
         for _ in range(20):  # warm-up (the first reply also carries the fallback kernel's one-time note)
-            await tool.execute(CALL)
+            await tool.process(CALL)
         times = []
         for _ in range(calls):
             started = time.perf_counter()
-            result = await tool.execute(CALL)
+            result = await tool.process(CALL)
             times.append(time.perf_counter() - started)
             assert result.text() == "1", result.text()
         return times

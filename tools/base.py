@@ -105,14 +105,14 @@ class Tool(ABC):
     """Base class of every tool.
 
     Subclasses set ``namespace`` and implement :meth:`descriptions` and
-    :meth:`run`. A tool in the ``functions`` namespace is rendered in the
+    :meth:`_process`; callers use :meth:`process`. A tool in the ``functions`` namespace is rendered in the
     developer message; any other namespace is a built-in tool rendered in the
     system message via :meth:`namespace_config`.
     """
 
     namespace: str = FUNCTIONS_NAMESPACE
     namespace_description: str = ""
-    #: Calls to this tool are answered by whoever runs the agent, not by :meth:`run`: the turn
+    #: Calls to this tool are answered by whoever runs the agent, not by :meth:`process`: the turn
     #: pauses with the call pending (a Responses API client's own functions work this way).
     answered_by_caller: bool = False
 
@@ -137,27 +137,25 @@ class Tool(ABC):
         names = [f"{self.namespace}.{d.name}" for d in self.descriptions()]
         return names or [self.namespace]
 
-    @abstractmethod
-    async def run(self, call: ToolCall) -> ToolResult:
-        """Do the work. Raise ToolError for failures the model should see."""
+    async def process(self, call: ToolCall) -> ToolResult:
+        """Answer one call: the one public entry point, which never raises for the tool's own failures.
 
-    async def call(self, message: Message, recipient: str | None = None) -> list[Message]:
-        """Answer the assistant's message with harmony messages authored by this tool."""
-        tool_call = ToolCall.from_message(message, recipient)
-        return self.reply(tool_call, await self.execute(tool_call))
-
-    def reply(self, call: ToolCall, result: ToolResult) -> list[Message]:
-        """The harmony messages that carry ``result`` back; override to author richer replies."""
-        return [result_message(call, result)]
-
-    async def execute(self, call: ToolCall) -> ToolResult:
-        """Run a call, turning any exception into an error result."""
+        A :class:`ToolError` becomes an error result with its message; any other exception
+        becomes one naming its type, since a tool's bug must not end the run: the model is told.
+        """
         try:
-            return await self.run(call)
+            return await self._process(call)
         except ToolError as exc:
             return ToolResult(error=str(exc))
-        except Exception as exc:  # a tool's bug must not end the run; the model is told
+        except Exception as exc:
             return ToolResult(error=f"{type(exc).__name__}: {exc}")
+
+    @abstractmethod
+    async def _process(self, call: ToolCall) -> ToolResult:
+        """Do the work of one call: the one method a tool overrides.
+
+        Raise :class:`ToolError` for failures the model should read and act on.
+        """
 
     def fresh(self) -> Tool:
         """This tool for another session: the same configuration, none of this one's live state.

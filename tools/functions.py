@@ -88,7 +88,7 @@ class FunctionTool(Tool):
     def recipients(self) -> list[str]:
         return [f"{FUNCTIONS_NAMESPACE}.{self.name}"]
 
-    async def run(self, call: ToolCall) -> ToolResult:
+    async def _process(self, call: ToolCall) -> ToolResult:
         raw = parse_arguments(call)
         try:
             arguments = self._args_model.model_validate(raw)

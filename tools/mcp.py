@@ -397,7 +397,7 @@ class MCPTools(Tool):
 
     # -- calls -----------------------------------------------------------------
 
-    async def run(self, call: ToolCall) -> ToolResult:
+    async def _process(self, call: ToolCall) -> ToolResult:
         from mcp.shared.exceptions import MCPError
         from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 

@@ -178,7 +178,7 @@ class PythonTool(Tool):
             log.info(line)
             return line
 
-    async def run(self, call: ToolCall) -> ToolResult:
+    async def _process(self, call: ToolCall) -> ToolResult:
         code = extract_code(call)
         if not code.strip():
             raise ToolError("the message was empty: send Python code as the message content")

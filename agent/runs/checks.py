@@ -108,7 +108,7 @@ async def _screen_check(value: str, session: Session) -> tuple[bool, str]:
     computer = next((tool for tool in session.tools if "functions.observe" in tool.recipients()), None)
     if computer is None:
         return False, "the run has no computer tool, so there is no screen to read"
-    seen = await session.perform(computer.execute(ToolCall("functions.observe", "commentary", "{}")))
+    seen = await session.perform(computer.process(ToolCall("functions.observe", "commentary", "{}")))
     if seen.is_error:
         return False, f"observing the screen failed: {seen.error}"
     return value in seen.output, f"{'found' if value in seen.output else 'did not find'} {value!r} on the screen"

@@ -57,7 +57,7 @@ class ClientFunction(Tool):
     def descriptions(self) -> list[ToolDescription]:
         return [ToolDescription.new(self.spec.name, self.spec.description or "", parameters=self.spec.parameters)]
 
-    async def run(self, call: ToolCall) -> ToolResult:  # pragma: no cover - the loop never runs it
+    async def _process(self, call: ToolCall) -> ToolResult:  # pragma: no cover - the loop never runs it
         raise RuntimeError("a client function is answered by the client")
 
     def __repr__(self) -> str:

@@ -209,7 +209,7 @@ class ToolServer:
         session, for_this_call = await self._session_for(ctx)
         try:
             tool = await session.get(served.kind)
-            result = await tool.execute(served.call_for(params.name, params.arguments or {}))
+            result = await tool.process(served.call_for(params.name, params.arguments or {}))
         except Exception as exc:  # the tool could not even start (no sandbox, no browser): the client reads why
             result = ToolResult(error=f"the {served.kind} tool is unavailable: {exc}")
         finally:

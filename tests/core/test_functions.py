@@ -10,7 +10,7 @@ from harmony_agent.tools.base import parse_arguments
 
 
 def run(tool, args: str) -> ToolResult:
-    return asyncio.run(tool.execute(ToolCall(f"functions.{tool.name}", "commentary", args)))
+    return asyncio.run(tool.process(ToolCall(f"functions.{tool.name}", "commentary", args)))
 
 
 class Point(pydantic.BaseModel):

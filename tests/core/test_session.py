@@ -94,7 +94,7 @@ class Gate(Tool):
 
         return [ToolDescription.new("gate", "Wait.", parameters=None)]
 
-    async def run(self, call):
+    async def _process(self, call):
         self.entered.set()
         await asyncio.to_thread(self.release.wait, 10)
         return ToolResult(output="open")
@@ -191,7 +191,7 @@ class ClientSide(Tool):
             )
         ]
 
-    async def run(self, call):
+    async def _process(self, call):
         raise AssertionError("a caller-answered tool is never run by the loop")
 
 

@@ -26,7 +26,7 @@ class FakePython(Tool):
     def namespace_config(self):
         return ToolNamespaceConfig.python()
 
-    async def run(self, call):
+    async def _process(self, call):
         return ToolResult(output=f"ran: {call.content}")
 
 
@@ -39,7 +39,7 @@ class FakeBrowser(Tool):
     def namespace_config(self):
         return ToolNamespaceConfig.browser()
 
-    async def run(self, call):
+    async def _process(self, call):
         return ToolResult(output=f"{call.name}: {call.content}")
 
 

@@ -197,7 +197,7 @@ def test_builtin_tool_descriptions_are_normalised_in_the_system_message():
         def descriptions(self):
             return [ToolDescription.new("back", "Go back.", parameters={"type": "object", "properties": {}})]
 
-        async def run(self, call):
+        async def _process(self, call):
             raise NotImplementedError
 
     system = Agent(ScriptedModel([]), tools=[Pager()]).preamble()[0]

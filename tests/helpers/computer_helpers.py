@@ -11,7 +11,7 @@ from harmony_agent.tools.computer import ComputerTool
 
 
 async def call(tool: ComputerTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
+    return await tool.process(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
 
 
 async def observe_until(tool: ComputerTool, needle: str, timeout: float = 30.0) -> str:

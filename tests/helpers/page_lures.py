@@ -212,7 +212,7 @@ async def run_battery(settle: float = 2.0) -> Figures:
             for path in list(names) + opens:
                 url = base + path if path.startswith("/") else path
                 try:
-                    result = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+                    result = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
                     downloads = tool.session.downloads_dir
                     if path in names and f"{path[1:]} lures set" not in result.text():
                         figures.crashes.append(f"{path}: the page did not load ({result.text()[:120]})")

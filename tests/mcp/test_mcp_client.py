@@ -175,9 +175,9 @@ async def test_fresh_copies_connect_separately_and_close():
     await copy.start()
     await tool.start()
     try:
-        one = await copy.execute(ToolCall("functions.count", "commentary", "{}"))
-        two = await copy.execute(ToolCall("functions.count", "commentary", "{}"))
-        other = await tool.execute(ToolCall("functions.count", "commentary", "{}"))
+        one = await copy.process(ToolCall("functions.count", "commentary", "{}"))
+        two = await copy.process(ToolCall("functions.count", "commentary", "{}"))
+        other = await tool.process(ToolCall("functions.count", "commentary", "{}"))
         assert (one.output, two.output, other.output) == ("1", "2", "1")  # two server processes
     finally:
         await copy.aclose()

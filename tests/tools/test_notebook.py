@@ -114,7 +114,7 @@ async def test_shell_commands_run_inside_the_sandbox(notebook):
 )
 async def test_installing_packages_says_at_once_that_there_is_no_network(notebook, command):
     started = time.monotonic()
-    answer = await notebook.execute(command, timeout=20)
+    answer = await notebook.process(command, timeout=20)
     assert time.monotonic() - started < 5
     assert answer.status == "ok" and "no network access" in answer.stderr, answer
 
@@ -138,7 +138,7 @@ async def test_top_level_await(notebook):
 
 
 async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
-    failed = await notebook.execute("import json\ndef load(text):\n    return json.loads(text)\nload('{')")
+    failed = await notebook.process("import json\ndef load(text):\n    return json.loads(text)\nload('{')")
     text = failed.error.traceback
     assert failed.status == "error" and failed.error.ename == "JSONDecodeError"
     assert "\x1b[" not in text and not re.search(r"^-{20,}$", text, re.MULTILINE)  # no colour codes, no rule line
@@ -149,13 +149,13 @@ async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
     assert text.rstrip().endswith(
         "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
     )
-    syntax = await notebook.execute("def broken(:\n    pass")
+    syntax = await notebook.process("def broken(:\n    pass")
     assert syntax.error.ename == "SyntaxError" and "\x1b[" not in syntax.error.traceback
 
 
 async def test_exit_raises_system_exit_and_the_session_survives(notebook):
     await ok(notebook, "kept = 1")
-    ended = await notebook.execute("exit(3)")
+    ended = await notebook.process("exit(3)")
     assert ended.status == "error" and ended.error.ename == "SystemExit" and ended.error.evalue == "3"
     assert (await ok(notebook, "kept")).result == "1"
 
@@ -163,7 +163,7 @@ async def test_exit_raises_system_exit_and_the_session_survives(notebook):
 async def test_a_shell_command_past_the_time_limit_is_interrupted_and_state_kept(notebook):
     await ok(notebook, "kept = 'yes'")
     started = time.monotonic()
-    slow = await notebook.execute("!sleep 60", timeout=1)
+    slow = await notebook.process("!sleep 60", timeout=1)
     assert slow.status == "timeout" and not slow.state_lost and time.monotonic() - started < 10
     assert (await ok(notebook, "kept")).result == "'yes'"
 
@@ -173,7 +173,7 @@ async def test_the_standard_fallback_keeps_the_habits_it_can(plain):
     assert shown.stdout == "a\n1\n'two'\n" and shown.result is None
     assert (await ok(plain, "import asyncio\nawait asyncio.sleep(0.01)\n'awaited'")).result == "'awaited'"
     assert (await ok(plain, "_")).result == "'awaited'"
-    magic = await plain.execute("!ls")
+    magic = await plain.process("!ls")
     assert magic.status == "error" and magic.error.ename == "SyntaxError"
 
 
@@ -194,13 +194,13 @@ async def test_auto_falls_back_to_the_standard_kernel_where_ipython_is_missing(t
 async def test_the_tool_tells_the_model_once_when_cells_are_not_a_notebook(kind):
     plain = PythonTool(sandbox=make(kind, kernel="standard"))
     try:
-        first = await plain.execute(ToolCall("python", "analysis", "1 + 1"))
+        first = await plain.process(ToolCall("python", "analysis", "1 + 1"))
         assert (
             first.text()
             == "2\n[python kernel: plain Python (the standard kernel was asked for): no !shell commands or %magics; "
             "display() prints, top-level await works]"
         )
-        assert (await plain.execute(ToolCall("python", "analysis", "2 + 2"))).text() == "4"
+        assert (await plain.process(ToolCall("python", "analysis", "2 + 2"))).text() == "4"
         assert first.metadata["kernel"] == "standard library"
     finally:
         await plain.aclose()
@@ -208,7 +208,7 @@ async def test_the_tool_tells_the_model_once_when_cells_are_not_a_notebook(kind)
     try:
         line = await notebook.start()
         assert "kernel: IPython" in line
-        first = await notebook.execute(ToolCall("python", "analysis", "!echo hi"))
+        first = await notebook.process(ToolCall("python", "analysis", "!echo hi"))
         assert first.text() == "hi" and first.metadata["kernel"].startswith("IPython")  # the promised notebook: no note
     finally:
         await notebook.aclose()

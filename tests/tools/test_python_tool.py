@@ -85,14 +85,14 @@ async def test_state_errors_and_timeouts_reach_the_model_as_a_notebook_would_sho
     try:
         line = await tool.start()
         assert kind in line.lower()
-        first = await tool.execute(ToolCall("python", "analysis", "total = sum(range(10))\ntotal"))
+        first = await tool.process(ToolCall("python", "analysis", "total = sum(range(10))\ntotal"))
         assert first.text() == "45" and first.metadata["sandbox"] == kind
-        second = await tool.execute(ToolCall("python", "analysis", "print(total * 2)\n1 / 0"))
+        second = await tool.process(ToolCall("python", "analysis", "print(total * 2)\n1 / 0"))
         assert second.text().startswith("90\n\nError: ZeroDivisionError Traceback (most recent call last)\n")
         assert "----> 2 1 / 0" in second.text() and second.text().endswith("ZeroDivisionError: division by zero")
-        late = await tool.execute(ToolCall("python", "analysis", "import time\ntime.sleep(30)"))
+        late = await tool.process(ToolCall("python", "analysis", "import time\ntime.sleep(30)"))
         assert late.is_error and "timed out after 2 s" in late.text() and late.metadata["status"] == "timeout"
-        assert (await tool.execute(ToolCall("python", "analysis", "total"))).text() == "45"
+        assert (await tool.process(ToolCall("python", "analysis", "total"))).text() == "45"
     finally:
         await tool.aclose()
 

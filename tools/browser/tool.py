@@ -196,7 +196,7 @@ class BrowserTool(Tool):
 
     # -- dispatch ----------------------------------------------------------
 
-    async def run(self, call: ToolCall) -> ToolResult:
+    async def _process(self, call: ToolCall) -> ToolResult:
         arguments = parse_arguments(call)
         name = call.name
         if name == "search":

@@ -131,12 +131,12 @@ class ComputerTool(Tool):
         await asyncio.to_thread(self._ensure_display)
         return f"computer tool: display {self.display.display} ({self.display.width}x{self.display.height})"
 
-    async def run(self, call: ToolCall) -> ToolResult:
+    async def _process(self, call: ToolCall) -> ToolResult:
         function = self._functions.get(call.name)
         if function is None:
             raise ToolError(f"the computer tool has no function {call.name!r}")
         try:
-            return await function.run(call)
+            return await function._process(call)
         except SandboxError as exc:
             raise ToolError(str(exc)) from None
 

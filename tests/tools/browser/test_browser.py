@@ -46,7 +46,7 @@ async def browser(site, tmp_path):
 
 
 async def call(tool: BrowserTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
+    return await tool.process(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
 
 
 def link_id(view: str, text: str) -> int:
@@ -264,8 +264,8 @@ async def test_bad_calls_get_clear_errors(browser, site):
     assert "whole number" in (await call(browser, "open", loc="middle")).text()
     assert "`id` must be a whole number" in (await call(browser, "open", id=1.5)).text()
     assert "`id` must be a whole number" in (await call(browser, "open", id=[1])).text()
-    assert "no function 'dance'" in (await browser.execute(ToolCall("browser.dance", "analysis", "{}"))).text()
-    assert "not valid JSON" in (await browser.execute(ToolCall("browser.open", "analysis", "{id: 3"))).text()
+    assert "no function 'dance'" in (await browser.process(ToolCall("browser.dance", "analysis", "{}"))).text()
+    assert "not valid JSON" in (await browser.process(ToolCall("browser.open", "analysis", "{id: 3"))).text()
     assert not home.is_error
 
 

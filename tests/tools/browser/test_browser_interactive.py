@@ -133,7 +133,7 @@ async def browser():
 
 
 async def call(tool: BrowserTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
+    return await tool.process(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
 
 
 def marker(view: str, text: str) -> int:

@@ -65,9 +65,9 @@ async def test_chromium_never_reaches_a_refused_local_port_through_localhost_nam
             f"http://anything.localhost:{port}/open",
             f"http://x.localhost.:{port}/",
         ):
-            refused = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+            refused = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
             assert refused.is_error and "loopback" in refused.text(), refused.text()
-        lured = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/lures"})))
+        lured = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/lures"})))
         assert "lures set" in lured.text()
         time.sleep(0.5)
         await tool.aclose()
@@ -95,7 +95,7 @@ document.getElementById("out").textContent = report.join("; ");
     ).replace("PORT", str(forbidden.udp_port))
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
     with serve({"/rtc": page}) as base:
-        view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
+        view = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
         assert "RTCPeerConnection: none" in view.text() and "webkitRTCPeerConnection: none" in view.text(), view.text()
         time.sleep(2)  # ICE gathering would have sent its STUN requests by now
         await tool.aclose()
@@ -108,7 +108,7 @@ async def test_a_sessions_own_downloads_folder_is_removed_on_close_and_a_given_o
     own, given = BrowserTool(policy=policy), BrowserTool(policy=policy, downloads=tmp_path / "mine")
     with serve({"/": "<title>x</title><p>hello</p>"}) as base:
         for tool in (own, given):
-            await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/"})))
+            await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/"})))
         folders = (own.session.downloads_dir, given.session.downloads_dir)
         (folders[1]).mkdir(parents=True, exist_ok=True)
         assert folders[0].is_dir()
@@ -123,7 +123,7 @@ def _only(base: str) -> NavigationPolicy:
 
 
 async def _open_and_wait(tool: BrowserTool, url: str, seconds: float = 2.0) -> str:
-    view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+    view = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
     time.sleep(seconds)  # let timers, workers and speculative work run
     return view.text()
 
@@ -191,7 +191,7 @@ async def test_connections_go_to_the_address_the_policy_checked():
             allow_addresses=[f"127.0.0.1:{port}"], resolver=lambda host: ["127.0.0.1"] if host == "site.test" else []
         )
         tool = BrowserTool(policy=policy)
-        view = await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"http://site.test:{port}/"})))
+        view = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"http://site.test:{port}/"})))
         await tool.aclose()
     assert "reached through the checked address" in view.text(), view.text()
 
@@ -294,9 +294,9 @@ ws.onerror = () => {{ document.getElementById("out").textContent = "socket faile
         with serve({"/socket": page}) as base:
             policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}", f"127.0.0.1:{ws_port}"])
             tool = BrowserTool(policy=policy, allow_sockets=True)
-            await tool.execute(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/socket"})))
+            await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/socket"})))
             time.sleep(1)
-            view = await tool.execute(ToolCall("browser.open", "analysis", "{}"))
+            view = await tool.process(ToolCall("browser.open", "analysis", "{}"))
             await tool.aclose()
     finally:
         server.close()

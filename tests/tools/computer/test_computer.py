@@ -46,7 +46,7 @@ async def desktop(tmp_path):
 
 
 async def call(tool: ComputerTool, name: str, **arguments):
-    return await tool.execute(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
+    return await tool.process(ToolCall(f"functions.{name}", "commentary", json.dumps(arguments, ensure_ascii=False)))
 
 
 def read_state(path: Path, key: str, expected, timeout: float = 5.0):

@@ -66,7 +66,7 @@ def test_importing_and_using_the_computer_tool_leaves_the_process_environment_un
         "    await tool.start()\n"
         "    for name, args in [('observe', {}), ('click', {'x': 5, 'y': 5}), ('key', {'keys': 'ctrl+a'}),\n"
         "                       ('type_text', {'text': 'Zoë'}), ('scroll', {})]:\n"
-        "        r = await tool.execute(ToolCall('functions.' + name, 'commentary', json.dumps(args)))\n"
+        "        r = await tool.process(ToolCall('functions.' + name, 'commentary', json.dumps(args)))\n"
         "        assert not r.is_error, r.text()\n"
         "    during = dict(os.environ)\n"
         "    await tool.aclose()\n"
