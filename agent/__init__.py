@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "Agent": "harmony_agent.agent",
-    "RunResult": "harmony_agent.loop",
+    "RunResult": "harmony_agent.results",
     "Session": "harmony_agent.session",
     "SessionBusyError": "harmony_agent.session",
     "SessionClosedError": "harmony_agent.session",
@@ -74,7 +74,6 @@ __all__ = [
 if TYPE_CHECKING:
     from harmony_agent import events
     from harmony_agent.agent import Agent
-    from harmony_agent.loop import RunResult
     from harmony_agent.models import (
         Model,
         ModelError,
@@ -84,6 +83,7 @@ if TYPE_CHECKING:
         ScriptedModel,
         load_model,
     )
+    from harmony_agent.results import RunResult
     from harmony_agent.session import Session, SessionBusyError, SessionClosedError
     from harmony_agent.tools import (
         BrowserTool,

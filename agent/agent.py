@@ -20,8 +20,9 @@ from openai_harmony import Message
 from harmony_agent import events as ev
 from harmony_agent.harmony.encoding import GPT_OSS_CONTEXT_WINDOW, developer_message, reasoning_effort, system_message
 from harmony_agent.harmony.schema import normalize_description
-from harmony_agent.loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
+from harmony_agent.loop import MAX_RESULT_CHARS, Approver, TurnSettings
 from harmony_agent.models import Model, SamplingParams, load_model
+from harmony_agent.results import RunResult
 from harmony_agent.routing import Router
 from harmony_agent.session import Session
 from harmony_agent.tools.base import Tool
@@ -146,8 +147,11 @@ class Agent:
             return self._default
 
     def _session_for(self, previous: RunResult | None) -> Session:
-        if previous is not None and previous.session is not None and not previous.session.closed:
-            return previous.session
+        if previous is not None and previous.session_number is not None:
+            with self._guard:
+                found = next((s for s in self._sessions if s.number == previous.session_number), None)
+            if found is not None and not found.closed:
+                return found
         return self.default_session
 
     @property

@@ -17,8 +17,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from openai_harmony import Message, TextContent
 
@@ -27,62 +26,16 @@ from harmony_agent.harmony.encoding import VOCAB_SIZE, stop_tokens
 from harmony_agent.harmony.parsing import CompletionParser, ParsedMessage
 from harmony_agent.history import History
 from harmony_agent.models import Model, ModelError, SamplingParams
+from harmony_agent.results import PendingCall
 from harmony_agent.routing import Router
 from harmony_agent.runtime import call_maybe_async
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
-
-if TYPE_CHECKING:
-    from harmony_agent.session import Session
 
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.
 Approver = Callable[[ToolCall], bool | str | Awaitable[bool | str]]
 
 #: A tool result longer than this is cut (head and tail kept) before it is tokenized.
 MAX_RESULT_CHARS = 32_000
-
-
-@dataclass(frozen=True)
-class PendingCall:
-    """A call the turn paused on, for the caller to answer (see ``Tool.answered_by_caller``)."""
-
-    call_id: str
-    recipient: str
-    channel: str | None
-    arguments: str
-
-
-@dataclass
-class RunResult:
-    """The outcome of a run.
-
-    ``stop_reason`` is ``final``, ``max_steps``, ``max_tokens``,
-    ``context_window``, ``model_error``, or ``tool_call`` when the turn paused
-    on ``pending_calls`` for the caller to answer; ``error`` says what ended a
-    run that did not end with an answer. Pass the result as ``previous=`` to
-    continue its conversation (in the session it came from), with
-    ``tool_outputs=`` when it paused.
-    """
-
-    final_text: str | None
-    stop_reason: str
-    steps: int
-    usage: ev.Usage
-    messages: list[Message]
-    events: list[ev.Event] = field(default_factory=list, repr=False)
-    error: str | None = None
-    pending_calls: list[PendingCall] = field(default_factory=list)
-    session: Session | None = field(default=None, repr=False, compare=False)
-    _history: History | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.stop_reason == "final"
-
-    @property
-    def sources(self) -> list[ev.Source]:
-        """The pages the final answer cites (its ``【cursor†Lx-Ly】`` marks), with their URLs, for people to follow."""
-        end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
-        return list(end.sources) if end is not None else []
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,20 @@ import logging
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from openai_harmony import Message
 
 from harmony_agent import events as ev
 from harmony_agent.citations import PagesSeen
 from harmony_agent.history import History
-from harmony_agent.loop import PendingCall, RunResult, run_turn
+from harmony_agent.loop import TurnSettings, run_turn
+from harmony_agent.models import Model
+from harmony_agent.results import PendingCall, RunResult
 from harmony_agent.routing import Router
 from harmony_agent.runtime import LoopThread
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
-
-if TYPE_CHECKING:
-    from harmony_agent.agent import Agent
+from harmony_agent.transcript import Transcript
 
 log = logging.getLogger("harmony_agent.session")
 
@@ -47,6 +49,22 @@ class SessionClosedError(RuntimeError):
     """A turn was started on a session that was closed."""
 
 
+class SessionSettings(Protocol):
+    """What a session reads from the configuration it serves (an :class:`~harmony_agent.Agent` is one).
+
+    A protocol rather than the Agent class, so the session depends on what it uses and the agent
+    module, which makes sessions, is the only one of the two that knows the other.
+    """
+
+    model: Model
+    transcript: Transcript | None
+    reasoning: str
+
+    def preamble(self) -> list[Message]: ...
+
+    def turn_settings(self) -> TurnSettings: ...
+
+
 class Session:
     """The live resources of one conversation thread of an agent; see the module's docstring.
 
@@ -55,7 +73,7 @@ class Session:
     still open at interpreter exit is closed then.
     """
 
-    def __init__(self, agent: Agent, tools: Sequence[Tool]) -> None:
+    def __init__(self, agent: SessionSettings, tools: Sequence[Tool]) -> None:
         self.agent = agent
         self.number = next(_numbers)
         self.tools = list(tools)
@@ -207,8 +225,8 @@ class Session:
                 collected,
                 error,
                 [],
-                self,
-                previous._history if previous is not None else None,
+                session_number=self.number,
+                _history=previous._history if previous is not None else None,
             )
             return
         for problem in problems:
@@ -237,8 +255,8 @@ class Session:
                     collected,
                     event.error,
                     pending,
-                    self,
-                    history.copy(),
+                    session_number=self.number,
+                    _history=history.copy(),
                 )
                 collected.pop()
             yield emit(event)

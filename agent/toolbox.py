@@ -1,9 +1,8 @@
-"""Tools and agents from names: what a task file, the command line, a batch or a Ray worker asks for.
+"""Tools from names: what a task file, the command line, a batch or a Ray worker asks for.
 
-``build_tools(["python", "browser", "mymodule:lookup"], ToolOptions(...))``
-gives the tool objects; :class:`TaskAgentFactory` builds a whole agent for
-a :class:`~agent.tasks.TaskSpec`. This is the one place where names become
-tools, so every entry point offers the same ones with the same options.
+``build_tools(["python", "browser", "mymodule:lookup"], ToolOptions(...))`` gives the tool objects
+(``harmony_agent.runs.factory`` builds a whole agent for a task from them). This is the one place
+where names become tools, so every entry point offers the same ones with the same options.
 """
 
 from __future__ import annotations
@@ -18,13 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_agent.agent import Agent
-from harmony_agent.models import load_model
-from harmony_agent.runs.tasks import TaskSpec
 from harmony_agent.tools.base import Tool
 from harmony_agent.tools.functions import function_tool
-
-DEFAULT_MODEL = "openai/gpt-oss-20b"
 
 
 class ToolSpecError(ValueError):
@@ -150,42 +144,3 @@ def mcp_tools(entries: list[Any]) -> list[Tool]:
             raise ToolSpecError(str(exc)) from None
         tools.append(tool)
     return tools
-
-
-@dataclass
-class TaskAgentFactory:
-    """Builds the agent of a task (picklable, so a Ray worker can build it where the task runs).
-
-    The task's own settings win over ``defaults`` (the command line's).
-    """
-
-    defaults: TaskSpec | None = None
-    approve: object = None
-
-    def __call__(self, spec: TaskSpec, transcript: Path | None) -> Agent:
-        base = self.defaults
-        merged = {
-            k: v for k, v in (base.model_dump(exclude_unset=True) if base else {}).items() if k not in ("id", "task")
-        }
-        merged.update(spec.model_dump(exclude_unset=True))
-        full = TaskSpec.model_validate({**merged, "task": spec.task, "id": spec.id})
-        options = ToolOptions(
-            sandbox=full.sandbox,
-            search=full.search,
-            allow=full.allow,
-            deny=full.deny,
-            apps=full.apps,
-            mcp=full.mcp,
-            screenshots=transcript.with_suffix(".screenshots") if transcript else None,
-        )
-        tools = build_tools(full.tools, options, search_path=spec.folder or Path.cwd())
-        return Agent(
-            load_model(full.model or DEFAULT_MODEL),
-            tools=tools,
-            instructions=full.instructions,
-            reasoning=full.reasoning or "medium",
-            max_steps=full.max_steps or 20,
-            max_tokens=full.max_tokens or 4096,
-            transcript=transcript,
-            approve=self.approve,
-        )  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from harmony_agent import events as ev
 from harmony_agent.cli.turns import TurnDriver
-from harmony_agent.loop import RunResult
+from harmony_agent.results import RunResult
 
 HELP = """\
 /reset        start the conversation over (the tools keep their state: python variables, browser pages)

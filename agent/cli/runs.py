@@ -21,9 +21,9 @@ from rich.table import Table
 
 from harmony_agent.cli.console import make_console
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks
-from harmony_agent.toolbox import TaskAgentFactory
 
 console = make_console()
 err = make_console(stderr=True)

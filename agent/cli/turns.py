@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from harmony_agent import events as ev
 from harmony_agent.cli.console import shorten
-from harmony_agent.loop import RunResult
+from harmony_agent.results import RunResult
 from harmony_agent.runtime import LoopThread
 from harmony_agent.tools.base import ToolCall
 

@@ -28,7 +28,7 @@ from harmony_agent.runs.tasks import Check
 from harmony_agent.tools.base import ToolCall
 
 if TYPE_CHECKING:
-    from harmony_agent.loop import RunResult
+    from harmony_agent.results import RunResult
     from harmony_agent.session import Session
 
 

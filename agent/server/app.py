@@ -33,8 +33,8 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from harmony_agent.agent import Agent
-from harmony_agent.loop import RunResult
 from harmony_agent.models import Model
+from harmony_agent.results import RunResult
 from harmony_agent.runs.report import run_report
 from harmony_agent.server.approvals import ApprovalGate, Approvals
 from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id

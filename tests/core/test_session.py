@@ -45,7 +45,7 @@ def test_readme_multi_turn_pattern_keeps_python_state(kind):
         follow_up = agent.run("Print x + 1.", previous=result)
         assert follow_up.ok, follow_up.error
         assert outputs(follow_up) == ["42"]
-        assert follow_up.session is result.session
+        assert follow_up.session_number == result.session_number is not None
     finally:
         agent.close()
 
@@ -280,3 +280,17 @@ def test_leaving_a_stream_early_waits_for_the_turn_to_end_cleanly(caplog):
         r for r in caplog.records if "Event loop is closed" in r.getMessage() or "never retrieved" in r.getMessage()
     ]
     agent.close()
+
+
+def test_a_result_is_data_that_names_its_session_by_number():
+    """A result holds no live session: it pickles, and previous= finds the session by number."""
+    import pickle
+
+    model = ScriptedModel([final("one"), final("two"), final("three")])
+    with Agent(model) as agent, agent.session() as own:
+        first = own.run("first")
+        copied = pickle.loads(pickle.dumps(first))
+        assert copied.final_text == "one" and copied.session_number == own.number
+        second = agent.run("second", previous=copied)  # continues in `own`, not in the default session
+        assert second.session_number == own.number
+        assert agent.last_result is None  # the default session never ran

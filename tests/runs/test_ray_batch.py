@@ -9,9 +9,9 @@ from helpers import TESTS
 ray = pytest.importorskip("ray")
 
 from harmony_agent.runs.batch import read_results
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.ray import run_batch_on_ray, task_resources
 from harmony_agent.runs.tasks import load_task_file
-from harmony_agent.toolbox import TaskAgentFactory
 from helpers.available import require
 
 TASKS = TESTS / "tasks" / "squares.yaml"

@@ -168,10 +168,20 @@ class AccessibilityReader:
         return replies
 
     def _read_batched(self, apps: list[tuple[str, str]], window: str | None) -> list[AccessibleNode]:
-        from jeepney import DBusAddress, Properties, new_method_call
+        """The tree a level per round trip, then the extents of what is shown in one more."""
+        roots, shown = self._read_levels(apps, window)
+        self._read_extents(shown)
+        nodes: list[AccessibleNode] = []
+        for root in roots:
+            _emit(root, 0, nodes)
+        return nodes[: self.max_nodes]
 
-        def method(bus_name: str, path: str, interface: str, name: str, signature: str | None = None, body: tuple = ()):
-            return new_method_call(DBusAddress(path, bus_name, interface), name, signature, body)
+    def _read_levels(self, apps: list[tuple[str, str]], window: str | None) -> tuple[list[dict], list[dict]]:
+        """Every node's role, name, state and children, asked for a whole level at once.
+
+        Returns the root records (each with its ``children``) and the records to show.
+        """
+        from jeepney import DBusAddress, Properties
 
         # (bus, path, inside the asked-for window, parent's record) per node of the current level
         level: list[tuple[str, str, bool, dict | None]] = [(bus, path, window is None, None) for bus, path in apps]
@@ -185,10 +195,10 @@ class AccessibilityReader:
                     message
                     for bus, path, _, _ in level
                     for message in (
-                        method(bus, path, ACCESSIBLE, "GetRoleName"),
+                        _method(bus, path, ACCESSIBLE, "GetRoleName"),
                         Properties(DBusAddress(path, bus, ACCESSIBLE)).get("Name"),
-                        method(bus, path, ACCESSIBLE, "GetState"),
-                        method(bus, path, ACCESSIBLE, "GetChildren"),
+                        _method(bus, path, ACCESSIBLE, "GetState"),
+                        _method(bus, path, ACCESSIBLE, "GetChildren"),
                     )
                 ]
             )
@@ -221,50 +231,22 @@ class AccessibilityReader:
                 for child_bus, child_path in children_body[0] if children_body else []:
                     next_level.append((child_bus, child_path, inside, record))
             level = next_level
-        # Extents (and text for fields) of the nodes to show, in one more batch.
+        return roots, shown
+
+    def _read_extents(self, shown: list[dict]) -> None:
+        """Extents (and text, for fields) of the nodes to show, in one batch, into their records."""
         asks = []
         for record in shown:
-            asks.append(method(record["bus"], record["path"], "org.a11y.atspi.Component", "GetExtents", "u", (0,)))
+            asks.append(_method(record["bus"], record["path"], "org.a11y.atspi.Component", "GetExtents", "u", (0,)))
             asks.append(
-                method(record["bus"], record["path"], "org.a11y.atspi.Text", "GetText", "ii", (0, -1))
+                _method(record["bus"], record["path"], "org.a11y.atspi.Text", "GetText", "ii", (0, -1))
                 if record["role"] in TEXT_ROLES
                 else None
             )
-        answers = self._batch([ask for ask in asks if ask is not None])
-        answered = iter(answers)
+        answered = iter(self._batch([ask for ask in asks if ask is not None]))
         for index, record in enumerate(shown):
             record["extents"] = next(answered)
             record["text"] = next(answered) if asks[2 * index + 1] is not None else None
-        nodes: list[AccessibleNode] = []
-
-        def emit(record: dict, depth: int) -> None:
-            child_depth = depth
-            extents = record.get("extents")
-            if record["show"] and extents:
-                x, y, width, height = extents[0]
-                if width > 0 and height > 0:
-                    text = str(record["text"][0]) if record.get("text") else None
-                    nodes.append(
-                        AccessibleNode(
-                            record["role"],
-                            record["name"],
-                            x,
-                            y,
-                            width,
-                            height,
-                            depth,
-                            bool(record["bits"] >> STATE_CHECKED & 1),
-                            bool(record["bits"] >> STATE_FOCUSED & 1),
-                            text,
-                        )
-                    )
-                    child_depth = depth + 1
-            for child in record["children"]:
-                emit(child, child_depth)
-
-        for root in roots:
-            emit(root, 0)
-        return nodes[: self.max_nodes]
 
     def _walk(
         self, bus_name: str, path: str, depth: int, nodes: list[AccessibleNode], window: str | None, inside: bool
@@ -324,3 +306,27 @@ class AccessibilityReader:
             except Exception:
                 pass
             self._connection = None
+
+
+def _method(bus_name: str, path: str, interface: str, name: str, signature: str | None = None, body: tuple = ()) -> Any:
+    from jeepney import DBusAddress, new_method_call
+
+    return new_method_call(DBusAddress(path, bus_name, interface), name, signature, body)
+
+
+def _emit(record: dict, depth: int, nodes: list[AccessibleNode]) -> None:
+    """A record and its children as nodes; depth counts shown nodes only."""
+    child_depth = depth
+    extents = record.get("extents")
+    if record["show"] and extents:
+        x, y, width, height = extents[0]
+        if width > 0 and height > 0:
+            text = str(record["text"][0]) if record.get("text") else None
+            checked = bool(record["bits"] >> STATE_CHECKED & 1)
+            focused = bool(record["bits"] >> STATE_FOCUSED & 1)
+            nodes.append(
+                AccessibleNode(record["role"], record["name"], x, y, width, height, depth, checked, focused, text)
+            )
+            child_depth = depth + 1
+    for child in record["children"]:
+        _emit(child, child_depth, nodes)
