@@ -189,6 +189,7 @@ def test_transcript_records_every_event_with_tokens_and_timing(tmp_path, weather
     assert tool_result.duration_s >= 0 and "temperature" in tool_result.content
 
 
+@pytest.mark.slow  # a subprocess killed mid-run
 def test_killed_run_keeps_completed_steps(tmp_path):
     """SIGKILL mid-run: every step completed before the kill is in the transcript."""
     path = tmp_path / "killed.jsonl"

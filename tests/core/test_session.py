@@ -219,6 +219,7 @@ def test_a_turn_pauses_on_a_call_the_caller_answers_and_goes_on_with_its_output(
     agent.close()
 
 
+@pytest.mark.slow  # starts Xvfb
 def test_each_session_gets_a_display_of_its_own():
     from harmony_agent.sandboxes import VirtualDisplay
     from harmony_agent.tools import ComputerTool
@@ -235,6 +236,7 @@ def test_each_session_gets_a_display_of_its_own():
     agent.close()
 
 
+@pytest.mark.slow  # starts Chromium
 def test_each_session_gets_a_browser_cursor_stack_of_its_own():
     from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 
