@@ -28,6 +28,7 @@ from typing import Any
 from openai_harmony import ToolDescription
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -87,14 +88,23 @@ class Conversation:
     gate: ApprovalGate | None = None
 
 
+@dataclass
+class Stored:
+    """A stored response: its conversation (to continue it), its run, and the response object (to retrieve it)."""
+
+    conversation: Conversation
+    result: RunResult
+    response: dict[str, Any]
+
+
 class ConversationStore:
     """Conversations by response id, the oldest closed once there are too many."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._responses: OrderedDict[str, tuple[Conversation, RunResult]] = OrderedDict()
+        self._responses: OrderedDict[str, Stored] = OrderedDict()
 
-    def get(self, response_id: str) -> tuple[Conversation, RunResult]:
+    def get(self, response_id: str) -> Stored:
         try:
             found = self._responses[response_id]
         except KeyError:
@@ -104,15 +114,15 @@ class ConversationStore:
         self._responses.move_to_end(response_id)
         return found
 
-    async def put(self, response_id: str, conversation: Conversation, result: RunResult) -> None:
-        self._responses[response_id] = (conversation, result)
-        while len({id(c) for c, _ in self._responses.values()}) > self.limit:
-            _, (oldest, _) = self._responses.popitem(last=False)
-            if all(c is not oldest for c, _ in self._responses.values()):
-                await oldest.session.aclose()
+    async def put(self, response_id: str, stored: Stored) -> None:
+        self._responses[response_id] = stored
+        while len({id(s.conversation) for s in self._responses.values()}) > self.limit:
+            _, oldest = self._responses.popitem(last=False)
+            if all(s.conversation is not oldest.conversation for s in self._responses.values()):
+                await oldest.conversation.session.aclose()
 
     async def close(self) -> None:
-        conversations = {id(c): c for c, _ in self._responses.values()}
+        conversations = {id(s.conversation): s.conversation for s in self._responses.values()}
         self._responses.clear()
         for conversation in conversations.values():
             await conversation.session.aclose()
@@ -219,7 +229,7 @@ def create_app(config: ServerConfig) -> Starlette:
             return denied
         response_id, kind = request.path_params["response_id"], request.path_params["kind"]
         try:
-            _, result = store.get(response_id)
+            result = store.get(response_id).result
         except LookupError as exc:
             return _error(404, str(exc), "not_found")
         if kind == "report.html":
@@ -233,6 +243,15 @@ def create_app(config: ServerConfig) -> Starlette:
                 headers={"Content-Disposition": f'attachment; filename="{response_id}.jsonl"'},
             )
         return _error(404, "ask for report.html or transcript.jsonl", "not_found")
+
+    async def retrieve(request: Request) -> Response:
+        """``GET /v1/responses/{id}``: a stored response object, as ``client.responses.retrieve(id)`` reads it."""
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        try:
+            return JSONResponse(store.get(request.path_params["response_id"]).response)
+        except LookupError as exc:
+            return _error(404, str(exc), "not_found")
 
     async def page(request: Request) -> Response:
         html = resources.files("harmony_agent.server").joinpath("page.html").read_text(encoding="utf-8")
@@ -265,12 +284,14 @@ def create_app(config: ServerConfig) -> Starlette:
             Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/approvals/{approval_id}", approval, methods=["POST"]),
+            Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
             Route("/v1/responses/{response_id}/{kind}", download, methods=["GET"]),
             Route("/", page, methods=["GET"]),
             Route("/info", info, methods=["GET"]),
             Route("/files/{token}", file, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.store = store
     return app
@@ -281,7 +302,8 @@ def _prepare(
 ) -> tuple[Conversation, RunResult | None, str | None, dict[str, str]]:
     text, outputs, extra = req.conversation_input()
     if req.previous_response_id:
-        conversation, previous = store.get(req.previous_response_id)
+        stored = store.get(req.previous_response_id)
+        conversation, previous = stored.conversation, stored.result
         pending = {c.call_id for c in previous.pending_calls}
         mapped = {}
         for client_id, output in outputs.items():
@@ -347,7 +369,7 @@ async def _finish(
     conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
     result = conversation.session.last_result
     if req.store and result is not None:
-        await store.put(builder.id, conversation, result)
+        await store.put(builder.id, Stored(conversation, result, builder.response()))
     elif req.previous_response_id is None:
         await conversation.session.aclose()
 
@@ -403,6 +425,25 @@ async def _sse(
 
 def _error(status: int, message: str, code: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": code, "code": code}}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and the like in the API's error shape, which the SDKs read (Starlette would answer plain text)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error(404, f"no route {request.method} {request.url.path}", "not_found")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return _error(
+            405, f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})", "method_not_allowed"
+        )
+    return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: logged here, and a JSON error for the client instead of a bare 500."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, f"the server failed: {type(exc).__name__}", "server_error")
 
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8080) -> None:

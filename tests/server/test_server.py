@@ -255,3 +255,28 @@ def test_the_chat_page_streams_an_answer_with_reasoning_and_a_tool_call():
             page.screenshot(path=str(ARTIFACTS / "server-page.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_errors_are_json_on_every_route_and_stored_responses_can_be_retrieved():
+    import httpx
+
+    with running(ServerConfig(ScriptedModel([final("Kept."), final("Not kept.")]))) as url:
+        c = client(url)
+        kept = c.responses.create(model="gpt-oss", input="Keep this")
+        again = c.responses.retrieve(kept.id)
+        assert again.id == kept.id and again.output_text == "Kept." and again.status == "completed"
+        unstored = c.responses.create(model="gpt-oss", input="Do not keep this", store=False)
+        with pytest.raises(openai.NotFoundError, match="no stored response"):
+            c.responses.retrieve(unstored.id)
+        with httpx.Client(timeout=30) as http:
+            for method, path, status in [
+                ("GET", "/v1/nowhere", 404),
+                ("POST", "/v1/chat/nowhere", 404),
+                ("DELETE", "/v1/responses", 405),
+                ("GET", "/v1/responses", 405),
+            ]:
+                reply = http.request(method, url + path.removeprefix("/v1"))
+                assert reply.status_code == status, (method, path)
+                assert reply.headers["content-type"].startswith("application/json")
+                error = reply.json()["error"]
+                assert error["message"] and error["type"] and error["code"]
