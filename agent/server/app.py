@@ -17,15 +17,11 @@ import contextlib
 import hmac
 import json
 import logging
-import secrets
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from openai_harmony import ToolDescription
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -33,115 +29,23 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from harmony_agent.agent import Agent
-from harmony_agent.loop import RunResult
-from harmony_agent.models import Model
 from harmony_agent.runs.report import run_report
-from harmony_agent.server.approvals import ApprovalGate, Approvals
-from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest, new_id
-from harmony_agent.session import Session, SessionBusyError
-from harmony_agent.tools.base import FUNCTIONS_NAMESPACE, Tool, ToolCall, ToolResult
+from harmony_agent.server.approvals import Approvals
+from harmony_agent.server.conversations import (
+    AgentSpec,
+    ConversationStore,
+    Plan,
+    Screenshots,
+    ServerConfig,
+    Stored,
+    plan_stateless,
+)
+from harmony_agent.server.protocol import RequestError, ResponseBuilder, ResponsesRequest, new_id
+from harmony_agent.server.responses_input import Entry, keys, responses_entries, split
+from harmony_agent.session import SessionBusyError
 from harmony_agent.transcript import transcript_line
 
 log = logging.getLogger("harmony_agent.server")
-
-
-class ClientFunction(Tool):
-    """A function the client declared: the model may call it, and the client answers the call."""
-
-    namespace = FUNCTIONS_NAMESPACE
-    answered_by_caller = True
-
-    def __init__(self, spec: FunctionToolSpec) -> None:
-        self.spec = spec
-
-    def descriptions(self) -> list[ToolDescription]:
-        return [ToolDescription.new(self.spec.name, self.spec.description or "", parameters=self.spec.parameters)]
-
-    async def _process(self, call: ToolCall) -> ToolResult:  # pragma: no cover - the loop never runs it
-        raise RuntimeError("a client function is answered by the client")
-
-    def __repr__(self) -> str:
-        return f"ClientFunction({self.spec.name!r})"
-
-
-@dataclass
-class ServerConfig:
-    """What the server serves: one model, the built-in tools it may run, and how it guards them."""
-
-    model: Model
-    builtin_tools: dict[str, Tool] = field(default_factory=dict)
-    api_key: str | None = None
-    max_steps: int = 20
-    max_conversations: int = 64
-    #: Every built-in tool call waits for a person's approval on the chat page (see ``approvals.py``).
-    approve: bool = False
-
-
-@dataclass
-class Conversation:
-    agent: Agent
-    session: Session
-    client_functions: set[str]
-    #: The call ids the client saw, mapped to the loop's own.
-    call_ids: dict[str, str] = field(default_factory=dict)
-    gate: ApprovalGate | None = None
-
-
-@dataclass
-class Stored:
-    """A stored response: its conversation (to continue it), its run, and the response object (to retrieve it)."""
-
-    conversation: Conversation
-    result: RunResult
-    response: dict[str, Any]
-
-
-class ConversationStore:
-    """Conversations by response id, the oldest closed once there are too many."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._responses: OrderedDict[str, Stored] = OrderedDict()
-
-    def get(self, response_id: str) -> Stored:
-        try:
-            found = self._responses[response_id]
-        except KeyError:
-            raise LookupError(
-                f"no stored response {response_id!r} (responses made with store=false, or evicted, cannot be continued)"
-            ) from None
-        self._responses.move_to_end(response_id)
-        return found
-
-    async def put(self, response_id: str, stored: Stored) -> None:
-        self._responses[response_id] = stored
-        while len({id(s.conversation) for s in self._responses.values()}) > self.limit:
-            _, oldest = self._responses.popitem(last=False)
-            if all(s.conversation is not oldest.conversation for s in self._responses.values()):
-                await oldest.conversation.session.aclose()
-
-    async def close(self) -> None:
-        conversations = {id(s.conversation): s.conversation for s in self._responses.values()}
-        self._responses.clear()
-        for conversation in conversations.values():
-            await conversation.session.aclose()
-
-
-class Screenshots:
-    """Screenshots the tools reported, served by an unguessable name: no other file can be asked for."""
-
-    def __init__(self) -> None:
-        self._paths: dict[str, Path] = {}
-
-    def publish(self, path: str) -> str:
-        token = secrets.token_urlsafe(16) + Path(path).suffix.lower()
-        self._paths[token] = Path(path)
-        return f"/files/{token}"
-
-    def get(self, token: str) -> Path | None:
-        path = self._paths.get(token)
-        return path if path is not None and path.is_file() else None
 
 
 def create_app(config: ServerConfig) -> Starlette:
@@ -177,7 +81,7 @@ def create_app(config: ServerConfig) -> Starlette:
             return _error(400, "the request body is not JSON")
         try:
             req = ResponsesRequest.parse(body)
-            conversation, previous, text, outputs = _prepare(config, store, req, approvals)
+            plan = _prepare(config, store, req, approvals)
         except RequestError as exc:
             return _error(400, str(exc))
         except LookupError as exc:
@@ -186,26 +90,16 @@ def create_app(config: ServerConfig) -> Starlette:
             response_id=new_id("resp"),
             model=config.model.name,
             request=req,
-            client_functions=conversation.client_functions,
+            client_functions=plan.conversation.client_functions,
             publish=screenshots.publish,
         )
-        gate = conversation.gate if req.stream else None
-        if gate is not None:
-            gate.expect()  # the run may ask before the stream is open: hold those requests for it
-        try:
-            events = conversation.session.stream(text, previous=previous, tool_outputs=outputs or None)
-            first = await _first(events)
-        except SessionBusyError:  # another request's stream owns the gate: leave it be
-            return _error(409, "this conversation is answering another request; wait for it to finish", "conflict")
-        except BaseException:
-            if gate is not None:
-                gate.detach()
-            raise
+        run = Run(store, plan, builder, keep=req.store, ask=req.stream)
+        if (refused := await run.begin()) is not None:
+            return refused
         if req.stream:
-            return EventSourceResponse(_sse(config, store, conversation, builder, first, events, req), ping=15)
-        async for _ in _drive(builder, first, events):
-            pass
-        await _finish(store, conversation, builder, req)
+            events = ({"event": out["type"], "data": json.dumps(out)} async for out in run.stream())
+            return EventSourceResponse(events, ping=15)
+        await run.complete()
         return JSONResponse(builder.response())
 
     async def approval(request: Request) -> Response:
@@ -297,130 +191,147 @@ def create_app(config: ServerConfig) -> Starlette:
     return app
 
 
-def _prepare(
-    config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals
-) -> tuple[Conversation, RunResult | None, str | None, dict[str, str]]:
-    text, outputs, extra = req.conversation_input()
+def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals) -> Plan:
+    """Which conversation a Responses request runs in, continuing what, with what new input."""
+    if isinstance(req.input, str):
+        instructions, entries = [], [Entry("user", req.input)]
+    else:
+        instructions, entries = responses_entries(req.input)
     if req.previous_response_id:
-        stored = store.get(req.previous_response_id)
-        conversation, previous = stored.conversation, stored.result
-        pending = {c.call_id for c in previous.pending_calls}
-        mapped = {}
-        for client_id, output in outputs.items():
-            loop_id = conversation.call_ids.get(client_id)
-            if loop_id is None or loop_id not in pending:
-                raise RequestError(
-                    f"function_call_output for {client_id!r}, which the previous response is not waiting for"
-                )
-            mapped[loop_id] = output
-        if pending and len(mapped) != len(pending):
-            waiting = [c for c, local in conversation.call_ids.items() if local in pending and local not in mapped]
-            raise RequestError(f"the previous response is waiting for function_call_output items for {waiting}")
-        if not text and not mapped:
-            raise RequestError("the request has no new input: send a message or function_call_output items")
-        return conversation, previous, text, mapped
-    if outputs:
-        raise RequestError("function_call_output items continue a conversation: send previous_response_id too")
-    if not text:
-        raise RequestError("the request has no user input")
-    names = req.builtin_tools()
-    missing = [name for name in names if name not in config.builtin_tools]
-    if missing:
-        enabled = ", ".join(sorted(config.builtin_tools)) or "none"
+        return _continue_stored(store, req.previous_response_id, entries)
+    spec = AgentSpec(
+        instructions="\n\n".join(part for part in [req.instructions, *instructions] if part) or None,
+        effort=req.reasoning.effort if req.reasoning and req.reasoning.effort else "medium",
+        builtin_names=req.builtin_tools(),
+        functions=req.function_tools(),
+        max_tokens=req.max_output_tokens,
+    )
+    return plan_stateless(config, store, approvals, spec, split([], entries))
+
+
+def _continue_stored(store: ConversationStore, response_id: str, entries: list[Entry]) -> Plan:
+    """A request with ``previous_response_id``: its input is only the new messages and function outputs."""
+    stored = store.get(response_id)
+    conversation, previous = stored.conversation, stored.result
+    if any(e.kind not in ("user", "output") for e in entries):
         raise RequestError(
-            f"this server does not run the {', '.join(missing)} tool (enabled: {enabled}); start it with --tools"
+            "with previous_response_id, send only the new input (messages and function_call_output items); "
+            "to send the whole conversation, leave previous_response_id out"
         )
-    functions = req.function_tools()
-    instructions = "\n\n".join(part for part in (req.instructions, extra) if part) or None
-    tools: list[Tool] = [config.builtin_tools[name].fresh() for name in names]
-    tools += [ClientFunction(spec) for spec in functions]
-    gate = approvals.gate() if config.approve else None
-    try:
-        agent = Agent(
-            config.model,
-            tools=tools,
-            instructions=instructions,
-            reasoning=(req.reasoning.effort if req.reasoning and req.reasoning.effort else "medium"),
-            max_steps=config.max_steps,
-            max_tokens=req.max_output_tokens,
-            approve=gate,
-        )
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
-    return Conversation(agent, agent.default_session, {spec.name for spec in functions}, gate=gate), None, text, {}
+    text = "\n\n".join(e.text for e in entries if e.kind == "user") or None
+    pending = {c.call_id for c in previous.pending_calls}
+    mapped = {}
+    for entry in (e for e in entries if e.kind == "output"):
+        loop_id = conversation.call_ids.get(entry.call_id or "")
+        if loop_id is None or loop_id not in pending:
+            raise RequestError(
+                f"function_call_output for {entry.call_id!r}, which the previous response is not waiting for"
+            )
+        mapped[loop_id] = entry.text
+    if pending and len(mapped) != len(pending):
+        waiting = [c for c, local in conversation.call_ids.items() if local in pending and local not in mapped]
+        raise RequestError(f"the previous response is waiting for function_call_output items for {waiting}")
+    if not text and not mapped:
+        raise RequestError("the request has no new input: send a message or function_call_output items")
+    return Plan(conversation, previous, text, mapped, conversation.keys + keys(entries), continued=True)
 
 
-async def _first(events: AsyncIterator[Any]) -> Any:
-    """The first event, so errors that refuse the request (a busy session) surface before any reply is sent."""
-    return await events.__anext__()
+class Run:
+    """One request's turn in its conversation: started, driven into the builder, then kept or released."""
 
+    def __init__(self, store: ConversationStore, plan: Plan, builder: ResponseBuilder, *, keep: bool, ask: bool):
+        self.store, self.plan, self.builder, self.keep = store, plan, builder, keep
+        #: Approval requests go to this stream (the page's); a request that is not streamed has nobody to ask.
+        self.gate = plan.conversation.gate if ask else None
+        self.events: AsyncIterator[Any] | None = None
+        self.first: Any = None
 
-async def _drive(builder: ResponseBuilder, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
-    for out in builder.feed(first):
-        yield out
-    async for event in events:
-        for out in builder.feed(event):
-            yield out
-
-
-async def _finish(
-    store: ConversationStore, conversation: Conversation, builder: ResponseBuilder, req: ResponsesRequest
-) -> None:
-    conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
-    result = conversation.session.last_result
-    if req.store and result is not None:
-        await store.put(builder.id, Stored(conversation, result, builder.response()))
-    elif req.previous_response_id is None:
-        await conversation.session.aclose()
-
-
-async def _sse(
-    config: ServerConfig,
-    store: ConversationStore,
-    conversation: Conversation,
-    builder: ResponseBuilder,
-    first: Any,
-    events: AsyncIterator[Any],
-    req: ResponsesRequest,
-) -> AsyncIterator[dict[str, str]]:
-    finished = False
-    # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-
-    async def pump() -> None:
+    async def begin(self) -> Response | None:
+        """Start the turn, and take its first event, so a refusal (a busy session) comes before any reply."""
+        conversation, plan = self.plan.conversation, self.plan
+        if self.gate is not None:
+            self.gate.expect()  # the run may ask before the stream is open: hold those requests for it
         try:
-            async for out in _drive(builder, first, events):
-                await queue.put(("out", out))
-            await queue.put(("end", None))
-        except Exception as exc:  # handed to the stream, which raises it
-            await queue.put(("error", exc))
+            self.events = conversation.session.stream(
+                plan.task, previous=plan.previous, tool_outputs=plan.outputs or None
+            )
+            self.first = await self.events.__anext__()
+        except SessionBusyError:  # another request's stream owns the gate: leave it be
+            return _error(409, "this conversation is answering another request; wait for it to finish", "conflict")
+        except ValueError as exc:  # the turn refused its input (the session checks it again)
+            if self.gate is not None:
+                self.gate.detach()
+            return _error(400, str(exc))
+        except BaseException:
+            if self.gate is not None:
+                self.gate.detach()
+            raise
+        return None
 
-    if conversation.gate is not None:
-        conversation.gate.attach(lambda event: loop.call_soon_threadsafe(queue.put_nowait, ("out", event)))
-    running = asyncio.ensure_future(pump())
-    try:
-        for out in builder.created():
-            yield {"event": out["type"], "data": json.dumps(out)}
-        while True:
-            kind, item = await queue.get()
-            if kind == "end":
-                break
-            if kind == "error":
-                raise item
-            yield {"event": item["type"], "data": json.dumps(item)}
-        await _finish(store, conversation, builder, req)
-        finished = True
-    finally:
-        if conversation.gate is not None:
-            conversation.gate.detach()  # nobody is left to ask: what is pending is denied
-        if not finished:
-            # The client went away mid-stream: its run is cancelled and its session released.
-            running.cancel()
-            with contextlib.suppress(BaseException):
-                await running
-            await events.aclose()
-            await conversation.session.aclose()
+    async def _drive(self) -> AsyncIterator[dict[str, Any]]:
+        assert self.events is not None
+        for out in self.builder.feed(self.first):
+            yield out
+        async for event in self.events:
+            for out in self.builder.feed(event):
+                yield out
+
+    async def complete(self) -> None:
+        """Run the turn to its end without streaming."""
+        async for _ in self._drive():
+            pass
+        await self._finish()
+
+    async def _finish(self) -> None:
+        conversation, builder = self.plan.conversation, self.builder
+        conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
+        _, said = responses_entries([item for item in builder.output if item.get("type") != "tool_call"])
+        conversation.keys = self.plan.keys + keys(said)
+        result = conversation.session.last_result
+        stored = Stored(conversation, result, builder.response()) if self.keep and result is not None else None
+        await self.store.hold(conversation, builder.id, stored)
+
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+        """The builder's events as they happen, approval requests among them; a client that hangs up ends the run."""
+        assert self.events is not None
+        finished = False
+        # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def pump() -> None:
+            try:
+                async for out in self._drive():
+                    await queue.put(("out", out))
+                await queue.put(("end", None))
+            except Exception as exc:  # handed to the stream, which raises it
+                await queue.put(("error", exc))
+
+        if self.gate is not None:
+            self.gate.attach(lambda event: loop.call_soon_threadsafe(queue.put_nowait, ("out", event)))
+        running = asyncio.ensure_future(pump())
+        try:
+            for out in self.builder.created():
+                yield out
+            while True:
+                kind, item = await queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                yield item
+            await self._finish()
+            finished = True
+        finally:
+            if self.gate is not None:
+                self.gate.detach()  # nobody is left to ask: what is pending is denied
+            if not finished:
+                # The client went away mid-stream: its run is cancelled and its session released.
+                running.cancel()
+                with contextlib.suppress(BaseException):
+                    await running
+                await self.events.aclose()
+                await self.store.release(self.plan.conversation)
 
 
 def _error(status: int, message: str, code: str = "invalid_request_error") -> JSONResponse:

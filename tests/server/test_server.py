@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -15,30 +13,9 @@ openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
 from harmony_agent import ScriptedModel
-from harmony_agent.server import ServerConfig, create_app
+from harmony_agent.server import ServerConfig
 from helpers.completions import RecordingModel, call, final
-from helpers.processes import free_port
-
-
-@contextmanager
-def running(config: ServerConfig):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-
-
-def client(base_url: str, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+from helpers.serving import client, running
 
 
 def test_plain_answer_and_models():

@@ -1,0 +1,39 @@
+"""``serve``'s app run by uvicorn in a thread on 127.0.0.1, for tests that talk to it with real clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from helpers.processes import free_port
+
+
+@contextmanager
+def running(config, **options) -> Iterator[str]:
+    """Serve ``create_app(config)`` on a free port; yields the base URL (``http://127.0.0.1:PORT/v1``)."""
+    import uvicorn
+
+    from harmony_agent.server import create_app
+
+    port = free_port()
+    app = create_app(config, **options) if options else create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def client(base_url: str, key: str = "unused"):
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
