@@ -102,7 +102,7 @@ def split(instructions: list[str], entries: list[Entry]) -> ClientConversation:
     calls = {e.call_id: e for e in history if e.kind == "call"}
     for entry in history:
         if entry.kind == "output" and entry.call_id not in calls:
-            raise RequestError(f"function_call_output for {entry.call_id!r}, which no function_call in the input made")
+            raise RequestError(f"a function output for {entry.call_id!r} answers no call in the input")
     conversation = ClientConversation(instructions, history, new=new)
     texts = [e.text for e in new if e.kind == "user"]
     conversation.task = "\n\n".join(texts) or None
@@ -112,11 +112,13 @@ def split(instructions: list[str], entries: list[Entry]) -> ClientConversation:
     missing = [c for c in waiting if c not in conversation.outputs]
     if unknown:
         raise RequestError(
-            f"function_call_output for {unknown}, which no unanswered function_call in the input made "
-            "(send the whole conversation, or continue with previous_response_id)"
+            f"function outputs (function_call_output items, tool messages) for {unknown} answer no unanswered "
+            "call in the input (send the whole conversation, or continue with previous_response_id)"
         )
     if missing:
-        raise RequestError(f"the input's function_call items {missing} need their function_call_output items")
+        raise RequestError(
+            f"the input's function calls {missing} need their outputs (function_call_output items, tool messages)"
+        )
     return conversation
 
 

@@ -242,7 +242,7 @@ def test_a_rebuilt_conversation_renders_every_item_kind():
 def test_stateless_input_errors_are_clear():
     with running(ServerConfig(ScriptedModel([final("x")]))) as url:
         c = client(url)
-        with pytest.raises(openai.BadRequestError, match="need their function_call_output"):
+        with pytest.raises(openai.BadRequestError, match="need their outputs"):
             c.responses.create(
                 model="gpt-oss",
                 input=[
