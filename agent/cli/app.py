@@ -277,8 +277,13 @@ def serve(
     approve: bool = typer.Option(
         False, "--approve", help="Each built-in tool call waits for approval on the chat page."
     ),
+    allow_host: list[str] | None = typer.Option(
+        None,
+        "--allow-host",
+        help="A host name requests may be addressed to, besides the bound address and localhost (repeatable).",
+    ),
 ) -> None:
-    """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
+    """Serve the agent over OpenAI's Responses API (POST /v1/responses) and Chat Completions, with a chat page at /."""
     from harmony_agent.models import load_model
     from harmony_agent.server import ServerConfig
     from harmony_agent.server import serve as run_server
@@ -304,7 +309,10 @@ def serve(
         f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}"
     )
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
-    config = ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve)
+    hosts = [part.strip() for value in allow_host or [] for part in value.split(",") if part.strip()]
+    config = ServerConfig(
+        loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve, allow_hosts=hosts
+    )
     run_server(config, host=host, port=port)
 
 

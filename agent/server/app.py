@@ -23,6 +23,7 @@ from pathlib import Path
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -39,6 +40,7 @@ from harmony_agent.server.conversations import (
     ServerConfig,
     plan_stateless,
 )
+from harmony_agent.server.guard import RequestGuard
 from harmony_agent.server.protocol import RequestError, ResponseBuilder, ResponsesRequest, new_id
 from harmony_agent.server.responses_input import Entry, keys, responses_entries, split
 from harmony_agent.server.turns import Run, error_response
@@ -195,6 +197,9 @@ def create_app(config: ServerConfig) -> Starlette:
         )
 
     async def file(request: Request) -> Response:
+        """A screenshot a response linked to, behind the same key as the API (the page fetches it with the key)."""
+        if (denied := unauthorized(request)) is not None:
+            return denied
         path = screenshots.get(request.path_params["token"])
         if path is None:
             return error_response(404, "no such file", "not_found")
@@ -218,9 +223,19 @@ def create_app(config: ServerConfig) -> Starlette:
             Route("/files/{token}", file, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                RequestGuard,
+                host=config.host,
+                allow_hosts=config.allow_hosts,
+                max_body_bytes=config.max_body_bytes,
+                max_json_depth=config.max_json_depth,
+            )
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.store = store
+    app.state.screenshots = screenshots
     return app
 
 
@@ -289,7 +304,9 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the server until interrupted (uvicorn)."""
+    """Run the server until interrupted (uvicorn). Requests must name ``host`` (or an allowed host) in Host."""
+    import dataclasses
+
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(dataclasses.replace(config, host=host)), host=host, port=port, log_level="warning")

@@ -65,10 +65,12 @@ class ServerConfig:
     max_conversations: int = 64
     #: Every built-in tool call waits for a person's approval on the chat page (see ``approvals.py``).
     approve: bool = False
+    #: The address the server is bound to: requests must name it (or localhost, or an allowed host) in Host.
+    host: str = "127.0.0.1"
     #: Host names (besides the address the server is bound to, and localhost) that requests may be sent to.
     allow_hosts: list[str] = field(default_factory=list)
-    #: The largest request body accepted, in bytes.
-    max_body_bytes: int = 8 * 1024 * 1024
+    #: The largest request body accepted, in bytes (gpt-oss's whole context is well under 1 MB of text).
+    max_body_bytes: int = 4 * 1024 * 1024
     #: How deeply a request's JSON may nest (objects and lists).
     max_json_depth: int = 64
 

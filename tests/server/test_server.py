@@ -252,7 +252,7 @@ def test_errors_are_json_on_every_route_and_stored_responses_can_be_retrieved():
                 ("DELETE", "/v1/responses", 405),
                 ("GET", "/v1/responses", 405),
             ]:
-                reply = http.request(method, url + path.removeprefix("/v1"))
+                reply = http.request(method, url + path.removeprefix("/v1"), json={} if method != "GET" else None)
                 assert reply.status_code == status, (method, path)
                 assert reply.headers["content-type"].startswith("application/json")
                 error = reply.json()["error"]
