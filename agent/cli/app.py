@@ -383,6 +383,10 @@ def mcp_serve(
         "--browser-actions/--no-browser-actions",
         help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser).",
     ),
+    idle_timeout: float = typer.Option(
+        900.0, "--idle-timeout", help="Seconds an HTTP session may sit idle before its tools are released."
+    ),
+    max_sessions: int = typer.Option(32, "--max-sessions", help="Most MCP sessions (each with its own tools) at once."),
 ) -> None:
     """Serve python, browser and computer over MCP; one set of tools per MCP session."""
     from harmony_agent.server.mcp import kinds_from, serve
@@ -393,6 +397,8 @@ def mcp_serve(
     options = ToolOptions(sandbox=sandbox, search=search, allow=allowed, apps=apps or [])
     try:
         kinds = kinds_from(names)
+        if not idle_timeout > 0 or max_sessions < 1:
+            raise UsageError("--idle-timeout must be positive and --max-sessions at least 1")
         if transport not in ("stdio", "http", "sse"):
             raise UsageError(f"unknown transport {transport!r}: use stdio, http or sse")
         factories = {kind: (lambda kind=kind: BUILTIN_TOOLS[kind](options)) for kind in kinds}
@@ -407,7 +413,15 @@ def mcp_serve(
             f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]"
         )
     try:
-        serve(factories, transport, host, port, browser_actions=browser_actions)
+        serve(
+            factories,
+            transport,
+            host,
+            port,
+            browser_actions=browser_actions,
+            idle_seconds=idle_timeout,
+            max_sessions=max_sessions,
+        )
     except KeyboardInterrupt:
         pass
 
