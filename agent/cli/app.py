@@ -277,8 +277,13 @@ def serve(
     approve: bool = typer.Option(
         False, "--approve", help="Each built-in tool call waits for approval on the chat page."
     ),
+    allow_host: list[str] | None = typer.Option(
+        None,
+        "--allow-host",
+        help="A host name requests may be addressed to, besides the bound address and localhost (repeatable).",
+    ),
 ) -> None:
-    """Serve the agent over OpenAI's Responses API (POST /v1/responses) with a chat page at /."""
+    """Serve the agent over OpenAI's Responses API (POST /v1/responses) and Chat Completions, with a chat page at /."""
     from harmony_agent.models import load_model
     from harmony_agent.server import ServerConfig
     from harmony_agent.server import serve as run_server
@@ -304,7 +309,10 @@ def serve(
         f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}"
     )
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
-    config = ServerConfig(loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve)
+    hosts = [part.strip() for value in allow_host or [] for part in value.split(",") if part.strip()]
+    config = ServerConfig(
+        loaded, builtin_tools=templates, api_key=api_key, max_steps=max_steps, approve=approve, allow_hosts=hosts
+    )
     run_server(config, host=host, port=port)
 
 
@@ -375,6 +383,10 @@ def mcp_serve(
         "--browser-actions/--no-browser-actions",
         help="List the browser's page actions beside search, open and find (off: exactly gpt-oss's trained browser).",
     ),
+    idle_timeout: float = typer.Option(
+        900.0, "--idle-timeout", help="Seconds an HTTP session may sit idle before its tools are released."
+    ),
+    max_sessions: int = typer.Option(32, "--max-sessions", help="Most MCP sessions (each with its own tools) at once."),
 ) -> None:
     """Serve python, browser and computer over MCP; one set of tools per MCP session."""
     from harmony_agent.server.mcp import kinds_from, serve
@@ -385,6 +397,8 @@ def mcp_serve(
     options = ToolOptions(sandbox=sandbox, search=search, allow=allowed, apps=apps or [])
     try:
         kinds = kinds_from(names)
+        if not idle_timeout > 0 or max_sessions < 1:
+            raise UsageError("--idle-timeout must be positive and --max-sessions at least 1")
         if transport not in ("stdio", "http", "sse"):
             raise UsageError(f"unknown transport {transport!r}: use stdio, http or sse")
         factories = {kind: (lambda kind=kind: BUILTIN_TOOLS[kind](options)) for kind in kinds}
@@ -399,7 +413,15 @@ def mcp_serve(
             f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]"
         )
     try:
-        serve(factories, transport, host, port, browser_actions=browser_actions)
+        serve(
+            factories,
+            transport,
+            host,
+            port,
+            browser_actions=browser_actions,
+            idle_seconds=idle_timeout,
+            max_sessions=max_sessions,
+        )
     except KeyboardInterrupt:
         pass
 

@@ -22,6 +22,13 @@ and closed when the connection closes, so two clients never share a kernel,
 a browser's cursor stack or a display. A 2026-era HTTP request without a
 session can name one with the ``x-session-id`` header (what vLLM sends);
 such sessions end after ``idle_seconds`` without a call.
+
+Nothing a client opens outlives it for long: an HTTP session with no request
+in flight for ``idle_seconds`` (a client that went away without closing) is
+ended by the SDK's session manager, and what it held (kernel, browser
+context, display) is released with it; at most ``max_sessions`` sessions
+(and as many named ones) are open at once, and a client past the cap is
+refused with a clear error instead of starting yet another kernel.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult
@@ -134,8 +142,15 @@ class ToolServer:
     """Builds the MCP server for some of our tools, and keeps one :class:`SessionTools` per MCP session."""
 
     def __init__(
-        self, factories: Mapping[str, Callable[[], Tool]], *, idle_seconds: float = 900.0, browser_actions: bool = True
+        self,
+        factories: Mapping[str, Callable[[], Tool]],
+        *,
+        idle_seconds: float = 900.0,
+        max_sessions: int = 32,
+        browser_actions: bool = True,
     ) -> None:
+        if not idle_seconds > 0 or max_sessions < 1:
+            raise ValueError("idle_seconds must be positive and max_sessions at least 1")
         unknown = sorted(set(factories) - set(SERVABLE))
         if unknown or not factories:
             raise ValueError(f"cannot serve {unknown or 'no tools'}: choose from {', '.join(SERVABLE)}")
@@ -153,6 +168,7 @@ class ToolServer:
             else "\n\n".join(f"# {kind}\n{self.served[kind].description}" for kind in kinds)
         )
         self.idle_seconds = idle_seconds
+        self.max_sessions = max_sessions
         self._named: dict[str, SessionTools] = {}
         self._process: SessionTools | None = None  # over stdio the process is the session
         self.server = self._build()
@@ -206,7 +222,10 @@ class ToolServer:
                 ],
                 is_error=True,
             )
-        session, for_this_call = await self._session_for(ctx)
+        try:
+            session, for_this_call = await self._session_for(ctx)
+        except TooManySessions as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         try:
             tool = await session.get(served.kind)
             result = await tool.process(served.call_for(params.name, params.arguments or {}))
@@ -233,13 +252,18 @@ class ToolServer:
             session = connection.state.get(_STATE_KEY)
             if session is None:
                 session = connection.state[_STATE_KEY] = SessionTools(self.served)
-                connection.exit_stack.push_async_callback(session.aclose)
+                connection.exit_stack.push_async_callback(_shielded_close, session)
             return session, False
         headers = getattr(request, "headers", None)
         named = headers.get(SESSION_HEADER) if headers is not None else None
         if named:
             session = self._named.get(named)
             if session is None or session.closed:
+                if len(self._named) >= self.max_sessions:
+                    raise TooManySessions(
+                        f"this server has {self.max_sessions} sessions open, its limit; a session is closed "
+                        f"after {self.idle_seconds:g} s without a call, so try again then"
+                    )
                 session = self._named[named] = SessionTools(self.served)
             return session, False
         return SessionTools(self.served), True
@@ -273,13 +297,28 @@ class ToolServer:
             elif transport in ("http", "sse"):
                 import uvicorn
 
-                app = self.server.streamable_http_app(host=host) if transport == "http" else self.sse_app(host)
+                app = self.http_app(host) if transport == "http" else self.sse_app(host)
                 config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-                await uvicorn.Server(config).serve()
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._reap_idle)
+                    await uvicorn.Server(config).serve()
+                    group.cancel_scope.cancel()
             else:
                 raise ValueError(f"unknown transport {transport!r}: use stdio, http or sse")
         finally:
             await self.aclose()
+
+    def http_app(self, host: str = "127.0.0.1") -> Any:
+        """The streamable-HTTP app (``/mcp``): sessions end after ``idle_seconds`` idle, at most ``max_sessions``."""
+        return self.server.streamable_http_app(
+            host=host, session_idle_timeout=self.idle_seconds, max_sessions=self.max_sessions
+        )
+
+    async def _reap_idle(self) -> None:
+        """Close idle named sessions even when no call comes to notice them."""
+        while True:
+            await anyio.sleep(max(0.5, min(self.idle_seconds / 2, 30.0)))
+            await self._expire_idle()
 
     def sse_app(self, host: str = "127.0.0.1") -> Any:
         """The SSE transport (``GET /sse``, ``POST /messages/``): what vLLM's tool server and the gpt-oss reference use.
@@ -308,6 +347,16 @@ class ToolServer:
 
         routes = [Route("/sse", endpoint=stream, methods=["GET"]), Mount("/messages/", app=sse.handle_post_message)]
         return Starlette(routes=routes)
+
+
+class TooManySessions(RuntimeError):
+    """A new session past ``max_sessions``: the client is told, and nothing is started for it."""
+
+
+async def _shielded_close(session: SessionTools) -> None:
+    """Close a session's tools even while its connection is being cancelled (an idle timeout cancels it)."""
+    with anyio.CancelScope(shield=True):
+        await session.aclose()
 
 
 def _is_single_exchange(ctx: Any) -> bool:
@@ -343,11 +392,13 @@ def serve(
     port: int = 8000,
     *,
     browser_actions: bool = True,
+    idle_seconds: float = 900.0,
+    max_sessions: int = 32,
 ) -> None:
     """Build the server for these tools and serve it (blocking)."""
-    import anyio
-
-    server = ToolServer(factories, browser_actions=browser_actions)
+    server = ToolServer(
+        factories, browser_actions=browser_actions, idle_seconds=idle_seconds, max_sessions=max_sessions
+    )
     anyio.run(lambda: server.serve(transport, host, port))
 
 

@@ -93,53 +93,6 @@ class ResponsesRequest(BaseModel):
                 names.append(BUILTIN_TYPES[kind])
         return names
 
-    def conversation_input(self) -> tuple[str | None, dict[str, str], str | None]:
-        """The new user text, the function outputs by call id, and any extra instructions from system/developer items."""
-        if isinstance(self.input, str):
-            return self.input, {}, None
-        texts: list[str] = []
-        outputs: dict[str, str] = {}
-        extra: list[str] = []
-        for item in self.input:
-            kind = item.get("type", "message")
-            if kind == "function_call_output":
-                call_id, output = item.get("call_id"), item.get("output")
-                if not isinstance(call_id, str):
-                    raise RequestError("a function_call_output item needs its call_id")
-                outputs[call_id] = output if isinstance(output, str) else json.dumps(output)
-            elif kind == "message":
-                role = item.get("role", "user")
-                text = _content_text(item.get("content"))
-                if role == "user":
-                    texts.append(text)
-                elif role in ("system", "developer"):
-                    extra.append(text)
-                else:
-                    raise RequestError(
-                        "assistant messages in input are not supported: continue a conversation "
-                        "with previous_response_id instead of sending it back"
-                    )
-            else:
-                raise RequestError(
-                    f"input items of type {kind!r} are not supported: continue with "
-                    "previous_response_id, and send messages and function_call_output items"
-                )
-        return ("\n\n".join(texts) or None), outputs, ("\n\n".join(extra) or None)
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text"):
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, dict):
-                raise RequestError(f"content parts of type {part.get('type')!r} are not supported (gpt-oss reads text)")
-        return "".join(parts)
-    raise RequestError("a message's content must be text or a list of input_text parts")
-
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"

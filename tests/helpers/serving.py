@@ -1,23 +1,25 @@
-"""The Responses server, started in-process on a free port of 127.0.0.1 for one test."""
+"""``serve``'s app run by uvicorn in a thread on 127.0.0.1, for tests that talk to it with real clients."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-import uvicorn
-
-from harmony_agent.server import ServerConfig, create_app
 from helpers.processes import free_port
 
 
-@contextlib.contextmanager
-def running(config: ServerConfig) -> Iterator[str]:
-    """Serve ``config`` until the block ends; yields the ``/v1`` base URL."""
+@contextmanager
+def running(config, **options) -> Iterator[str]:
+    """Serve ``create_app(config)`` on a free port; yields the base URL (``http://127.0.0.1:PORT/v1``)."""
+    import uvicorn
+
+    from harmony_agent.server import create_app
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(config, **options) if options else create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -29,3 +31,9 @@ def running(config: ServerConfig) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def client(base_url: str, key: str = "unused"):
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)

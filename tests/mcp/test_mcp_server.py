@@ -262,3 +262,57 @@ async def test_computer_tool_served_beside_the_browser_gets_its_own_display_per_
         assert wrong.is_error and "is outside the screen" in text(wrong)
         assert len(made) == 1 and made[0].display.started
     assert not made[0].display.started  # the session closed, and its display with it
+
+
+async def test_http_sessions_that_go_away_without_closing_are_released_and_capped():
+    """Clients that call python and vanish (no DELETE): their kernels go after the idle timeout; past the cap, a clear no."""
+    import threading
+    import time
+
+    import anyio
+    import uvicorn
+    from mcp.client.streamable_http import streamable_http_client
+
+    kind = sandbox_kind()
+    made: list[PythonTool] = []
+
+    def python() -> PythonTool:
+        made.append(PythonTool(kind))
+        return made[-1]
+
+    server = ToolServer({"python": python}, idle_seconds=8, max_sessions=3)
+    made.clear()
+    port = free_port()
+    web = uvicorn.Server(uvicorn.Config(server.http_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    while not web.started:
+        await anyio.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+
+        async def call_and_vanish(number: int) -> None:
+            async with Client(streamable_http_client(url, terminate_on_close=False), mode="legacy") as client:
+                assert text(await client.call_tool("python", {"code": f"print({number} * 2)"})) == str(number * 2)
+
+        async with anyio.create_task_group() as group:  # at once, so none is idle before the last has called
+            for number in range(3):
+                group.start_soon(call_and_vanish, number)
+        assert len(made) == 3 and all(tool.sandbox.started for tool in made)
+        # Three sessions are still open (nobody closed them): a fourth is refused, and starts no kernel.
+        with pytest.raises(Exception) as refused:
+            async with Client(streamable_http_client(url, terminate_on_close=False), mode="legacy") as client:
+                await client.call_tool("python", {"code": "1"})
+        assert "Too many open sessions" in repr(refused.value) or "503" in repr(refused.value), repr(refused.value)
+        assert len(made) == 3
+        deadline = time.monotonic() + 30
+        while any(tool.sandbox.started for tool in made):
+            assert time.monotonic() < deadline, "idle sessions still hold their kernels"
+            await anyio.sleep(0.2)
+        # Their room is free again.
+        async with Client(streamable_http_client(url), mode="legacy") as client:
+            assert text(await client.call_tool("python", {"code": "print('again')"})) == "again"
+    finally:
+        web.should_exit = True
+        thread.join(20)
+    assert not any(tool.sandbox.started for tool in made)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -15,30 +13,9 @@ openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
 from harmony_agent import ScriptedModel
-from harmony_agent.server import ServerConfig, create_app
+from harmony_agent.server import ServerConfig
 from helpers.completions import RecordingModel, call, final
-from helpers.processes import free_port
-
-
-@contextmanager
-def running(config: ServerConfig):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-
-
-def client(base_url: str, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+from helpers.serving import client, running
 
 
 def test_plain_answer_and_models():
@@ -255,3 +232,28 @@ def test_the_chat_page_streams_an_answer_with_reasoning_and_a_tool_call():
             page.screenshot(path=str(ARTIFACTS / "server-page.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_errors_are_json_on_every_route_and_stored_responses_can_be_retrieved():
+    import httpx
+
+    with running(ServerConfig(ScriptedModel([final("Kept."), final("Not kept.")]))) as url:
+        c = client(url)
+        kept = c.responses.create(model="gpt-oss", input="Keep this")
+        again = c.responses.retrieve(kept.id)
+        assert again.id == kept.id and again.output_text == "Kept." and again.status == "completed"
+        unstored = c.responses.create(model="gpt-oss", input="Do not keep this", store=False)
+        with pytest.raises(openai.NotFoundError, match="no stored response"):
+            c.responses.retrieve(unstored.id)
+        with httpx.Client(timeout=30) as http:
+            for method, path, status in [
+                ("GET", "/v1/nowhere", 404),
+                ("POST", "/v1/chat/nowhere", 404),
+                ("DELETE", "/v1/responses", 405),
+                ("GET", "/v1/responses", 405),
+            ]:
+                reply = http.request(method, url + path.removeprefix("/v1"), json={} if method != "GET" else None)
+                assert reply.status_code == status, (method, path)
+                assert reply.headers["content-type"].startswith("application/json")
+                error = reply.json()["error"]
+                assert error["message"] and error["type"] and error["code"]

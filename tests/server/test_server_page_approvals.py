@@ -113,7 +113,12 @@ def test_bad_approval_answers_are_clear_errors():
         key = {"Authorization": "Bearer sesame"}
         assert http.post(f"{url}/approvals/appr_x", json={"approve": True}).status_code == 401
         assert http.post(f"{url}/approvals/appr_x", json={"approve": "yes"}, headers=key).status_code == 400
-        assert http.post(f"{url}/approvals/appr_x", content=b"{", headers=key).status_code == 400
+        assert (
+            http.post(
+                f"{url}/approvals/appr_x", content=b"{", headers={**key, "Content-Type": "application/json"}
+            ).status_code
+            == 400
+        )
         assert http.post(f"{url}/approvals/appr_x", json={"approve": True}, headers=key).status_code == 404
 
 

@@ -1,0 +1,123 @@
+"""One request's turn: started in its conversation, driven into a ResponseBuilder, then held or released.
+
+Both APIs run turns this way; Chat Completions then reads the builder's
+output items and events as messages and chunks (``chat_completions.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from harmony_agent.server.conversations import ConversationStore, Plan, Stored
+from harmony_agent.server.protocol import ResponseBuilder
+from harmony_agent.server.responses_input import keys, responses_entries
+from harmony_agent.session import SessionBusyError
+
+
+def error_response(status: int, message: str, code: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": code, "code": code}}, status_code=status)
+
+
+class Run:
+    """One request's turn in its conversation: started, driven into the builder, then kept or released."""
+
+    def __init__(self, store: ConversationStore, plan: Plan, builder: ResponseBuilder, *, keep: bool, ask: bool):
+        self.store, self.plan, self.builder, self.keep = store, plan, builder, keep
+        #: Approval requests go to this stream (the page's); a request that is not streamed has nobody to ask.
+        self.gate = plan.conversation.gate if ask else None
+        self.events: AsyncIterator[Any] | None = None
+        self.first: Any = None
+
+    async def begin(self) -> Response | None:
+        """Start the turn, and take its first event, so a refusal (a busy session) comes before any reply."""
+        conversation, plan = self.plan.conversation, self.plan
+        if self.gate is not None:
+            self.gate.expect()  # the run may ask before the stream is open: hold those requests for it
+        try:
+            self.events = conversation.session.stream(
+                plan.task, previous=plan.previous, tool_outputs=plan.outputs or None
+            )
+            self.first = await self.events.__anext__()
+        except SessionBusyError:  # another request's stream owns the gate: leave it be
+            return error_response(
+                409, "this conversation is answering another request; wait for it to finish", "conflict"
+            )
+        except ValueError as exc:  # the turn refused its input (the session checks it again)
+            if self.gate is not None:
+                self.gate.detach()
+            return error_response(400, str(exc))
+        except BaseException:
+            if self.gate is not None:
+                self.gate.detach()
+            raise
+        return None
+
+    async def _drive(self) -> AsyncIterator[dict[str, Any]]:
+        assert self.events is not None
+        for out in self.builder.feed(self.first):
+            yield out
+        async for event in self.events:
+            for out in self.builder.feed(event):
+                yield out
+
+    async def complete(self) -> None:
+        """Run the turn to its end without streaming."""
+        async for _ in self._drive():
+            pass
+        await self._finish()
+
+    async def _finish(self) -> None:
+        conversation, builder = self.plan.conversation, self.builder
+        conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
+        _, said = responses_entries([item for item in builder.output if item.get("type") != "tool_call"])
+        conversation.keys = self.plan.keys + keys(said)
+        result = conversation.session.last_result
+        stored = Stored(conversation, result, builder.response()) if self.keep and result is not None else None
+        await self.store.hold(conversation, builder.id, stored)
+
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+        """The builder's events as they happen, approval requests among them; a client that hangs up ends the run."""
+        assert self.events is not None
+        finished = False
+        # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def pump() -> None:
+            try:
+                async for out in self._drive():
+                    await queue.put(("out", out))
+                await queue.put(("end", None))
+            except Exception as exc:  # handed to the stream, which raises it
+                await queue.put(("error", exc))
+
+        if self.gate is not None:
+            self.gate.attach(lambda event: loop.call_soon_threadsafe(queue.put_nowait, ("out", event)))
+        running = asyncio.ensure_future(pump())
+        try:
+            for out in self.builder.created():
+                yield out
+            while True:
+                kind, item = await queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                yield item
+            await self._finish()
+            finished = True
+        finally:
+            if self.gate is not None:
+                self.gate.detach()  # nobody is left to ask: what is pending is denied
+            if not finished:
+                # The client went away mid-stream: its run is cancelled and its session released.
+                running.cancel()
+                with contextlib.suppress(BaseException):
+                    await running
+                await self.events.aclose()
+                await self.store.release(self.plan.conversation)
