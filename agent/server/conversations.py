@@ -26,8 +26,8 @@ from typing import Any
 from openai_harmony import ToolDescription
 
 from harmony_agent.agent import Agent
-from harmony_agent.results import RunResult
 from harmony_agent.models import Model
+from harmony_agent.results import RunResult
 from harmony_agent.server.approvals import ApprovalGate, Approvals
 from harmony_agent.server.protocol import FunctionToolSpec, RequestError
 from harmony_agent.server.responses_input import ClientConversation, keys, rebuilt_result, render
