@@ -23,6 +23,7 @@ from harmony_agent.harmony.schema import normalize_description
 from harmony_agent.loop import MAX_RESULT_CHARS, Approver, RunResult, TurnSettings
 from harmony_agent.models import Model, SamplingParams, load_model
 from harmony_agent.routing import Router
+from harmony_agent.runtime import runtime
 from harmony_agent.session import Session
 from harmony_agent.tools.base import Tool
 from harmony_agent.transcript import Transcript
@@ -128,7 +129,11 @@ class Agent:
 
     def session(self) -> Session:
         """A new session with tools of its own (a new kernel, browser, display), for a separate or parallel conversation."""
-        session = Session(self, [tool.fresh() for tool in self.tools])
+        tools = [tool.fresh() for tool in self.tools]
+        # A tool that fresh() returned as itself is shared (a function tool, a shared MCP connection):
+        # the new session uses it but does not close it.
+        owned = [new for new, old in zip(tools, self.tools) if new is not old]
+        session = Session(self, tools, owned=owned)
         with self._guard:
             self._sessions.append(session)
         return session
@@ -189,25 +194,22 @@ class Agent:
         return sessions
 
     async def aclose(self) -> None:
-        """Close every session of this agent, then the model and the transcript. Safe to call twice."""
+        """Close every session of this agent, then the model and the transcript. Safe to call twice.
+
+        The model is closed on the runtime, where sessions used it (a model shared with another
+        agent is closed by this one too: share a model by sharing the agent, or close agents last).
+        """
         for session in self._take_sessions():
             await session.aclose()
-        await self.model.aclose()
+        await runtime().run_async(self.model.aclose())
         if self.transcript is not None:
             self.transcript.close()
 
     def close(self) -> None:
-        """Blocking form of :meth:`aclose`."""
-        import asyncio
-
+        """Blocking form of :meth:`aclose` (from any thread but the runtime's own)."""
         for session in self._take_sessions():
             session.close()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.model.aclose())
-        else:
-            raise RuntimeError("Agent.close() was called inside a running event loop; use 'await agent.aclose()'")
+        runtime().run(self.model.aclose())
         if self.transcript is not None:
             self.transcript.close()
 
