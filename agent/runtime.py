@@ -42,6 +42,7 @@ Design, and what was weighed (docs/runtime.md says more):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -135,8 +136,10 @@ class Runtime:
         Leaving the loop early (``break``, an exception, cancellation) cancels the producer.
         """
         if self.in_loop():
-            async for item in produce():
-                yield item
+            # Closed at once when the consumer leaves early, so the producer's locks are not held until GC.
+            async with contextlib.aclosing(produce()) as items:
+                async for item in items:
+                    yield item
             return
         caller = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
