@@ -10,6 +10,7 @@ variables and the browser's pages still there in the second turn.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,9 +25,12 @@ from harmony_agent.loop import MAX_RESULT_CHARS, Approver, TurnSettings
 from harmony_agent.models import Model, SamplingParams, load_model
 from harmony_agent.results import RunResult
 from harmony_agent.routing import Router
+from harmony_agent.runtime import runtime
 from harmony_agent.session import Session
 from harmony_agent.tools.base import Tool
 from harmony_agent.transcript import Transcript
+
+log = logging.getLogger("harmony_agent.agent")
 
 #: Seconds an approval hook (a person at a prompt) may take before the call is refused.
 DEFAULT_APPROVAL_TIMEOUT = 600.0
@@ -86,6 +90,9 @@ class Agent:
         self._default: Session | None = None
         self._guard = threading.Lock()
         self._sessions: list[Session] = []
+        # Tools that sessions of their own share rather than copy (an MCP connection made with shared=True):
+        # no such session closes them, so the agent does.
+        self._shared: list[Tool] = []
 
     # -- configuration -----------------------------------------------------------
 
@@ -129,9 +136,14 @@ class Agent:
 
     def session(self) -> Session:
         """A new session with tools of its own (a new kernel, browser, display), for a separate or parallel conversation."""
-        session = Session(self, [tool.fresh() for tool in self.tools])
+        tools = [tool.fresh() for tool in self.tools]
+        # A tool that fresh() returned as itself is shared (a function tool, a shared MCP connection):
+        # the new session uses it but does not close it.
+        owned = [new for new, old in zip(tools, self.tools) if new is not old]
+        session = Session(self, tools, owned=owned)
         with self._guard:
             self._sessions.append(session)
+            self._shared += [tool for tool in tools if tool not in owned and tool not in self._shared]
         return session
 
     @property
@@ -187,31 +199,43 @@ class Agent:
 
     # -- closing -----------------------------------------------------------------
 
-    def _take_sessions(self) -> list[Session]:
+    def _take_sessions(self) -> tuple[list[Session], list[Tool]]:
+        """The sessions to close, and the shared tools none of them owns (the agent closes those)."""
         with self._guard:
             sessions, self._sessions, self._default = self._sessions, [], None
-        return sessions
+            shared, self._shared = self._shared, []
+        owned = {id(tool) for session in sessions for tool in session._owned}
+        return sessions, [tool for tool in shared if id(tool) not in owned and not tool.held_by_user]
+
+    async def _close_shared(self, tools: list[Tool]) -> None:
+        for tool in tools:
+            try:
+                await tool.aclose()
+            except Exception as exc:  # one tool failing to close must not keep the others open
+                log.warning("closing %s failed: %s", type(tool).__name__, exc)
 
     async def aclose(self) -> None:
-        """Close every session of this agent, then the model and the transcript. Safe to call twice."""
-        for session in self._take_sessions():
+        """Close every session of this agent, the tools they shared, then the model and the transcript.
+        Safe to call twice.
+
+        The model is closed on the runtime, where sessions used it (a model shared with another
+        agent is closed by this one too: share a model by sharing the agent, or close agents last).
+        """
+        sessions, shared = self._take_sessions()
+        for session in sessions:
             await session.aclose()
-        await self.model.aclose()
+        await runtime().run_async(self._close_shared(shared))
+        await runtime().run_async(self.model.aclose())
         if self.transcript is not None:
             self.transcript.close()
 
     def close(self) -> None:
-        """Blocking form of :meth:`aclose`."""
-        import asyncio
-
-        for session in self._take_sessions():
+        """Blocking form of :meth:`aclose` (from any thread but the runtime's own)."""
+        sessions, shared = self._take_sessions()
+        for session in sessions:
             session.close()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(self.model.aclose())
-        else:
-            raise RuntimeError("Agent.close() was called inside a running event loop; use 'await agent.aclose()'")
+        runtime().run(self._close_shared(shared))
+        runtime().run(self.model.aclose())
         if self.transcript is not None:
             self.transcript.close()
 

@@ -2,8 +2,10 @@
 
 An :class:`~agent.Agent` is configuration (model, tools, instructions,
 budgets). A session owns what a run brings to life: the tools' sandboxes,
-browser and display, the conversation so far, and the event loop they are
-bound to. Turns of one session share that state, whether they are started
+browser context and display, and the conversation so far. Its work runs on
+the process's one runtime loop (:mod:`harmony_agent.runtime`), shared with
+every other session, so sessions are isolated by what they own rather than
+by threads. Turns of one session share that state, whether they are started
 with ``run()`` from plain code or ``await arun()`` from an async program, in
 any mix. One turn runs at a time; a second one started while the first is in
 progress is refused with :class:`SessionBusyError` rather than sharing a
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -29,7 +32,7 @@ from harmony_agent.loop import TurnSettings, run_turn
 from harmony_agent.models import Model
 from harmony_agent.results import PendingCall, RunResult
 from harmony_agent.routing import Router
-from harmony_agent.runtime import LoopThread
+from harmony_agent.runtime import Runtime, runtime
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 from harmony_agent.transcript import Transcript
 
@@ -37,7 +40,7 @@ log = logging.getLogger("harmony_agent.session")
 
 _numbers = itertools.count(1)
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
-_exit_hook_installed = False
+_exit_hook_pid = 0  # the process whose runtime has the exit hook (a forked child installs its own)
 _exit_hook_guard = threading.Lock()
 
 
@@ -73,7 +76,7 @@ class Session:
     still open at interpreter exit is closed then.
     """
 
-    def __init__(self, agent: SessionSettings, tools: Sequence[Tool]) -> None:
+    def __init__(self, agent: SessionSettings, tools: Sequence[Tool], *, owned: Sequence[Tool] | None = None) -> None:
         self.agent = agent
         self.number = next(_numbers)
         self.tools = list(tools)
@@ -82,7 +85,10 @@ class Session:
         self.pages = PagesSeen()  # what the browser showed in this conversation: the sources answers cite
         #: Lines the tools said when they started (which sandbox, which display).
         self.start_notes: list[str] = []
-        self._runtime = LoopThread(f"harmony-agent-session-{self.number}")
+        # The tools this session closes: those made for it (a tool shared with other sessions, like an MCP
+        # connection the user said to share, is closed by whoever made it).
+        self._owned = list(self.tools if owned is None else owned)
+        self._runtime: Runtime = runtime()
         self._busy = threading.Lock()
         self._started = False
         self._closed = False
@@ -126,7 +132,7 @@ class Session:
         return list(self.start_notes)
 
     async def perform(self, coroutine: Any) -> Any:
-        """Await ``coroutine`` on the session's own loop, where its tools' resources live (checks use this)."""
+        """Await ``coroutine`` on the runtime, where the session's tools' resources live (checks use this)."""
         self._check_open()
         return await self._runtime.run_async(coroutine)
 
@@ -187,7 +193,7 @@ class Session:
     async def _turn(
         self, task: str | None, previous: RunResult | None, tool_outputs: Mapping[str, str] | None = None
     ) -> AsyncIterator[ev.Event]:
-        """One turn on the session's loop (the caller holds the busy claim)."""
+        """One turn on the runtime loop (the caller holds the busy claim)."""
         replies = _answers(previous, tool_outputs)
         if not task and not replies:
             raise ValueError("a turn needs a task, or tool_outputs answering the previous result's pending calls")
@@ -264,25 +270,25 @@ class Session:
     # -- closing -----------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Release the tools' resources (once) and stop the session's loop."""
+        """Release the tools' resources (once); the runtime goes on serving other sessions."""
         if self._closed:
             return
         self._closed = True
-        if self._runtime.running:
+        if self._started or self._owned:
             await self._runtime.run_async(self._close_tools())
-            await asyncio.to_thread(self._runtime.stop)
 
     def close(self) -> None:
         """Blocking form of :meth:`aclose`."""
         if self._closed:
             return
         self._closed = True
-        if self._runtime.running:
+        if self._started or self._owned:
             self._runtime.run(self._close_tools())
-            self._runtime.stop()
 
     async def _close_tools(self) -> None:
-        for tool in self.tools:
+        for tool in self._owned:
+            if tool.held_by_user:  # entered with `with`/`async with` by its maker, who closes it on leaving
+                continue
             try:
                 await tool.aclose()
             except Exception as exc:  # one tool failing to close must not keep the others open
@@ -325,21 +331,13 @@ def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None)
 
 
 def _register(session: Session) -> None:
-    """Remember a live session, so interpreter exit closes it."""
-    global _exit_hook_installed
+    """Remember a live session, so interpreter exit closes it (before the shared things it uses)."""
+    global _exit_hook_pid
     _live.add(session)
     with _exit_hook_guard:
-        if not _exit_hook_installed:
-            # threading's exit hooks run before worker threads are joined, so a tool can still use
-            # asyncio.to_thread while it closes (plain atexit runs after that pool is shut down).
-            register = getattr(threading, "_register_atexit", None)
-            if register is None:
-                import atexit
-
-                atexit.register(_close_live_sessions)
-            else:
-                register(_close_live_sessions)
-            _exit_hook_installed = True
+        if _exit_hook_pid != os.getpid():
+            runtime().on_exit(_close_live_sessions)
+            _exit_hook_pid = os.getpid()
 
 
 def _close_live_sessions() -> None:

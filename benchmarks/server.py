@@ -2,23 +2,27 @@
 
 A scripted policy answers every request with the same short final answer, so
 the figures are the server's own: HTTP, SSE, a session per conversation and
-the loop. Clients use the real ``openai`` SDK (async) against 127.0.0.1.
+the loop. Clients use the real ``openai`` SDK (async) against 127.0.0.1; the
+server runs in a process of its own, as deployed (in the clients' process the
+SDK's parsing of every event would hold the server's interpreter lock). A raw
+httpx client (no SDK parsing) shows what the server itself costs.
 
-    .venv/bin/python benchmarks/server.py
+    .venv/bin/python benchmarks/server.py [--on-runtime]
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 import openai
 import uvicorn
 
@@ -36,17 +40,52 @@ def answer(messages):
     return ANSWER
 
 
-def start_server() -> tuple[uvicorn.Server, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+class ServerProcess:
+    """The server in a process of its own, as it is deployed: the benchmark's clients (the SDK parsing events)
+    must not share its interpreter lock, or the figures measure the clients' parsing as the server's cost."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self.process = process
+
+    @property
+    def should_exit(self) -> bool:
+        return not self.process.is_alive()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value and self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+
+
+def _serve(port: int, on_runtime: bool) -> None:
     server = uvicorn.Server(
         uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1", port=port, log_level="warning")
     )
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}/v1"
+    if on_runtime:  # uvicorn on the sessions' own loop: no hop between loops per event
+        from harmony_agent.runtime import runtime
+
+        runtime().run(server.serve())
+    else:
+        server.run()
+
+
+def start_server(on_runtime: bool = False) -> tuple[ServerProcess, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(port, on_runtime), daemon=True)
+    process.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or not process.is_alive():
+                raise RuntimeError("the benchmark server did not start") from None
+            time.sleep(0.05)
+    return ServerProcess(process), f"http://127.0.0.1:{port}/v1"
 
 
 async def one_client(client: openai.AsyncOpenAI, first_tokens: list[float], totals: list[float]) -> None:
@@ -84,12 +123,30 @@ def in_process(n: int = 40) -> float:
     return statistics.median(times)
 
 
+def raw_client(url: str, n: int = 40) -> float:
+    """One client without the SDK (httpx reading the SSE bytes): the server's own cost per streamed request."""
+    body = {"model": "gpt-oss", "input": "Say something short.", "stream": True, "store": False}
+    times = []
+    with httpx.Client() as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            with client.stream("POST", f"{url}/responses", json=body) as response:
+                for _chunk in response.iter_bytes():
+                    pass
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
-    server, url = start_server()
+    on_runtime = "--on-runtime" in sys.argv[1:]
+    server, url = start_server(on_runtime)
     try:
         asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
         direct = in_process()
         print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms")
+        raw = raw_client(url)
+        where = "on the runtime's loop" if on_runtime else "on its own loop"
+        print(f"server ({where}), one raw httpx client, streamed: median {raw * 1000:.1f} ms ({raw / direct:.2f}x)")
         print(
             f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
         )

@@ -217,6 +217,7 @@ class Sandbox(ABC):
         self._replaced = False  # set by a subclass that had to replace the whole sandbox (files lost too)
         self._pending_notes: tuple[str, ...] = ()  # for the next execution: what happened since the last one
         self._oom_seen: int | None = None  # the memory cgroup's kill count at the last reply, where the kernel sees it
+        self._loop: asyncio.AbstractEventLoop | None = None  # where start() ran: the kernel's pipes belong to it
 
     # -- what subclasses provide -------------------------------------------
 
@@ -273,6 +274,7 @@ class Sandbox(ABC):
         if self._closed:
             raise SandboxError("this sandbox was closed; create a new one")
         if not self._started:
+            self._loop = asyncio.get_running_loop()
             await self._boot()
             self._started = True
             try:
@@ -283,8 +285,35 @@ class Sandbox(ABC):
                 raise
         return self
 
+    async def _elsewhere(self, coroutine: Any) -> Any:
+        """Run ``coroutine`` on the loop this sandbox started on when called from another one (a session's
+        runtime using a sandbox its user started on their own loop); None when this loop is the right one.
+
+        The kernel's pipes and reader task belong to that loop. A loop still running on another thread is
+        handed the work; one that has closed (an ``asyncio.run`` that returned) took the pipes with it, so
+        the call is refused with what to do instead of failing deep inside asyncio.
+        """
+        home = self._loop
+        if home is None or home is asyncio.get_running_loop():
+            return None
+        if home.is_closed() or not home.is_running():
+            coroutine.close()
+            raise SandboxError(
+                "this sandbox was started on an event loop that is no longer running (an asyncio.run that "
+                "returned, say), and its kernel's pipes went with it. Give the tool an unstarted sandbox (it is "
+                "started on harmony-agent's runtime, usable from any thread or loop), or start the tool with "
+                "`await tool.start()` / `async with tool`"
+            )
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, home))
+
+    def _away(self) -> bool:
+        """Whether the caller is on a loop other than the one this sandbox started on."""
+        return self._loop is not None and self._loop is not asyncio.get_running_loop()
+
     async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
         """Run ``code`` in the session; never raises for anything the code does."""
+        if self._away():
+            return await self._elsewhere(self.execute(code, timeout=timeout))
         async with self._lock:
             return self._with_pending_notes(await self._execute(code, timeout))
 
@@ -327,12 +356,16 @@ class Sandbox(ABC):
 
     async def restart(self) -> None:
         """A fresh kernel: variables are cleared, files in the data folder stay."""
+        if self._away():
+            return await self._elsewhere(self.restart())
         async with self._lock:
             await self._ready()
             await self._restart_kernel()
 
     async def close(self) -> None:
         """Stop the kernel and remove the sandbox; idempotent."""
+        if self._away() and not self._closed and self._loop is not None and self._loop.is_running():
+            return await self._elsewhere(self.close())
         self._closed = True
         channel, self._channel = self._channel, None
         if channel is not None:
@@ -426,6 +459,8 @@ class Sandbox(ABC):
         return dataclasses.replace(execution, status="timeout", error=error, notes=execution.notes + (note,))
 
     async def _transfer(self, request: dict) -> dict:
+        if self._away():
+            return await self._elsewhere(self._transfer(request))
         async with self._lock:
             channel = await self._ready()
             request_id = str(next(self._ids))

@@ -293,7 +293,8 @@ class LocalSandbox(Sandbox):
         # kills every process in that PID namespace, including any that called setsid.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(asyncio.TimeoutError):
+        # RuntimeError: the process was started on an event loop that has closed; it is killed all the same.
+        with contextlib.suppress(asyncio.TimeoutError, RuntimeError):
             await asyncio.wait_for(process.wait(), 5)
 
     async def _death_reason(self) -> str:

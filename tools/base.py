@@ -9,15 +9,20 @@ the tool, addressed to the assistant, on the call's channel.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from openai_harmony import Author, Message, Role, ToolDescription, ToolNamespaceConfig
 
+from harmony_agent.runtime import on_runtime, runtime
+
 FUNCTIONS_NAMESPACE = "functions"
+T = TypeVar("T")
 
 
 class ToolError(Exception):
@@ -115,6 +120,18 @@ class Tool(ABC):
     #: Calls to this tool are answered by whoever runs the agent, not by :meth:`process`: the turn
     #: pauses with the call pending (a Responses API client's own functions work this way).
     answered_by_caller: bool = False
+    #: The event loop this tool's live resources were made on (see :meth:`_at_home`); None until first use.
+    _home: asyncio.AbstractEventLoop | None = None
+    #: Entered with ``with``/``async with`` by its maker: a session using it leaves the closing to them.
+    held_by_user: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``start`` and ``aclose`` run at the tool's home loop, whoever calls them."""
+        super().__init_subclass__(**kwargs)
+        for name, attach in (("start", True), ("aclose", False)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_homed", False):
+                setattr(cls, name, _homed(method, attach=attach))
 
     @property
     def is_builtin(self) -> bool:
@@ -144,7 +161,7 @@ class Tool(ABC):
         becomes one naming its type, since a tool's bug must not end the run: the model is told.
         """
         try:
-            return await self._process(call)
+            return await self._at_home(self._process(call), attach=False)
         except ToolError as exc:
             return ToolResult(error=str(exc))
         except Exception as exc:
@@ -182,6 +199,82 @@ class Tool(ABC):
 
     async def aclose(self) -> None:
         """Release resources (containers, browsers, displays)."""
+
+    # -- where the live resources are ---------------------------------------------
+
+    async def _at_home(self, coroutine: Coroutine[Any, Any, T], *, attach: bool) -> T:
+        """Await ``coroutine`` on the loop this tool's resources live on, from whichever loop calls.
+
+        A kernel's pipes, a browser context and an MCP connection belong to the event loop that made them.
+        The rule: a tool started (``start``, ``with``, ``async with``, or by a session) lives on the process's
+        runtime, where every session runs; a tool that is only called (``process``) before that lives on the
+        loop of its first call (code that drives a tool by hand, on a loop of its own, keeps working there).
+        Calls from any other loop are handed to the home loop; if that loop has ended, the call is refused
+        with a clear error instead of touching dead asyncio objects. A tool without live state (one that
+        does not override :meth:`fresh`, such as a function tool) runs wherever it is called.
+        """
+        if type(self).fresh is Tool.fresh:
+            return await coroutine
+        current = asyncio.get_running_loop()
+        home = self._home
+        if home is not None and home.is_closed():
+            coroutine.close()
+            raise ToolError(
+                f"{type(self).__name__} was first used on an event loop that has since closed, and its resources "
+                "went with it; close it (aclose) and use it again, or start it with start() or `async with`, which "
+                "keeps it on harmony-agent's runtime, usable from any thread or loop"
+            )
+        if home is None:
+            home = self._home = runtime().loop if attach or on_runtime() else current
+        if home is current:
+            return await coroutine
+        if home is runtime().loop:
+            return await runtime().run_async(coroutine)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, home))
+
+    def __enter__(self) -> Tool:
+        """Start the tool on the runtime (blocking); leaving the block closes it."""
+        runtime().run(self.start())
+        self.held_by_user = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.held_by_user = False
+        runtime().run(self.aclose())
+
+    async def __aenter__(self) -> Tool:
+        """Start the tool on the runtime, from any loop; leaving the block closes it."""
+        await self.start()
+        self.held_by_user = True
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.held_by_user = False
+        await self.aclose()
+
+
+def _homed(method: Callable[..., Any], *, attach: bool) -> Callable[..., Any]:
+    """Wrap a tool's ``start`` (which makes the runtime its home) or ``aclose`` (run at home, then leave it)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Tool, *args: Any, **kwargs: Any) -> Any:
+        if attach:
+            return await self._at_home(method(self, *args, **kwargs), attach=True)
+        home, self._home = self._home, None  # closed, the tool may be used again and find a new home
+        if home is None or home.is_closed() or home is asyncio.get_running_loop():
+            return await method(self, *args, **kwargs)  # nothing live elsewhere, or nowhere left to go: in place
+        self._home = home
+        try:
+            return await self._at_home(method(self, *args, **kwargs), attach=False)
+        finally:
+            self._home = None
+
+    wrapper._homed = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+Tool.start = _homed(Tool.start, attach=True)  # type: ignore[method-assign]
+Tool.aclose = _homed(Tool.aclose, attach=False)  # type: ignore[method-assign]
 
 
 def result_message(call: ToolCall, result: ToolResult) -> Message:

@@ -109,6 +109,16 @@ class MCPTools(Tool):
     or ``auto``. ``images`` is the folder where images a tool returns are
     saved (a temporary one by default). ``env``/``cwd`` apply to a stdio
     server's process only.
+
+    ``shared`` says who owns the connection. False (the default): each session
+    of an agent gets a connection of its own (a stdio server process of its
+    own), opened at its first call and closed with the session. True: one
+    connection serves every session of the agent (one server process, its
+    state seen by all); a session's closing leaves it open, and it is closed
+    with the agent, or by whoever entered it (``async with``/``with``).
+    Either way the connection lives on harmony-agent's runtime, so a tool
+    started on your own loop (``await tool.start()``, ``async with tool``)
+    works inside ``await agent.arun(...)`` and from any thread.
     """
 
     def __init__(
@@ -122,8 +132,10 @@ class MCPTools(Tool):
         images: str | Path | None = None,
         env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
+        shared: bool = False,
     ) -> None:
         self.spec_text = spec
+        self.shared = shared
         self.spec = parse_spec(spec)
         if namespace is not None and not _NAMESPACE.match(namespace):
             raise ValueError(f"MCP namespace {namespace!r} must be a name of letters, digits, _ and -")
@@ -155,7 +167,10 @@ class MCPTools(Tool):
     # -- description -----------------------------------------------------------
 
     def fresh(self) -> MCPTools:
-        """An unconnected copy for another session; it knows the tools listed so far (no second probe)."""
+        """For another session: this very tool when ``shared``, else an unconnected copy that knows the tools
+        listed so far (no second probe)."""
+        if self.shared:
+            return self
         copy = MCPTools(
             self.spec_text,
             None if self.namespace == FUNCTIONS_NAMESPACE else self.namespace,
@@ -251,7 +266,7 @@ class MCPTools(Tool):
         return tools
 
     async def start(self) -> str:
-        """Connect now (on the session's loop) and list the tools; returns a line saying what the server offers."""
+        """Connect now (on the runtime, from any loop) and list the tools; returns a line saying what the server offers."""
         await self._ensure_connected()
         return f"MCP server {self.server_name or self.spec.label}: {len(self._names)} tools ({', '.join(self._names)})"
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 from harmony_agent import events as ev
 from harmony_agent.cli.console import shorten
 from harmony_agent.results import RunResult
-from harmony_agent.runtime import LoopThread
+from harmony_agent.runtime import runtime
 from harmony_agent.tools.base import ToolCall
 
 #: Seconds between spinner updates while waiting for the next event.
@@ -102,7 +102,7 @@ class TurnDriver:
         self.prompt = prompt
         self.interactive = interactive
         self.agent: Any = None
-        self._worker = LoopThread("harmony-agent-cli")
+        self._worker = runtime()  # the turn is driven on the runtime, where the session runs
         self._queue: queue.Queue[tuple[str, Any]] | None = None
 
     async def approve(self, call: ToolCall) -> bool | str:
@@ -128,8 +128,8 @@ class TurnDriver:
             finally:
                 inbox.put(("done", None))
 
-        # The consumer's loop lives as long as the driver (not one asyncio.run per turn), so a cancelled
-        # stream's last hand-offs from the session's loop still find it open.
+        # The stream is consumed on the runtime itself (the session's loop, which outlives every turn), so the
+        # events need no hop between loops and a cancelled stream's last hand-offs still find it open.
         job = asyncio.run_coroutine_threadsafe(produce(), self._worker.loop)
         end: ev.RunEndEvent | None = None
         # An approval request comes straight from the session's loop and can overtake the events before
@@ -190,8 +190,7 @@ class TurnDriver:
         self.view.resume()
 
     def close(self) -> None:
-        """Stop the worker loop (after the agent is closed)."""
-        self._worker.stop()
+        """Nothing of its own to stop: the runtime serves the whole process (the agent closes its sessions)."""
 
 
 def interrupted(console: Console) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
+from harmony_agent.runtime import runtime
 
 #: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -104,7 +105,8 @@ class LlamaCppModel(Model):
         #: The tokens whose keys and values the context holds, position by position.
         self._cached: list[int] = []
         self._closed = False
-        self._lock = asyncio.Lock()
+        # Generations take turns: made on the runtime's loop at the first one (see generate), never a session's.
+        self._lock: asyncio.Lock | None = None
         # Worker threads outlive a cancelled generation; this keeps them off the context in turn.
         self._thread_lock = threading.Lock()
 
@@ -189,8 +191,18 @@ class LlamaCppModel(Model):
     async def generate(
         self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
     ) -> AsyncIterator[int]:
+        """Generate on the process's runtime, from whichever loop calls: one llama.cpp context serves
+        every session, one generation at a time, under a lock that lives on the runtime's loop."""
+        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling)):
+            yield token
+
+    async def _generate(
+        self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncIterator[int]:
         import numpy as np
 
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             prompt = self._check_prompt(prompt)
             rng = np.random.default_rng(sampling.seed)

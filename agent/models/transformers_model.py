@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from harmony_agent.models import checkpoints
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
+from harmony_agent.runtime import runtime
 
 DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 
@@ -100,10 +100,9 @@ class TransformersModel(Model):
         self._cache: Any = None
         self._cached_tokens: list[int] = []
         self._reset_pending = False
-        # A thread lock, not an asyncio one: sessions on different threads and event loops may share
-        # this model, and an asyncio.Lock belongs to one loop. Only one generation runs at a time;
-        # the next one finds the cache holding the other's tokens and crops it to the common prefix.
-        self._lock = threading.Lock()
+        # Generations take turns under an asyncio.Lock made on the process's runtime loop at the first one:
+        # every generation runs there (see generate), whichever session, thread or loop asks for it.
+        self._lock: asyncio.Lock | None = None
 
     def _load(
         self, model_id: str, location: checkpoints.Location, device: str | None, dtype: Any, check_memory: bool
@@ -154,21 +153,11 @@ class TransformersModel(Model):
         thread's event loop cannot deadlock.
         """
         self._reset_pending = True
-        if self._lock.acquire(blocking=False):
-            try:
-                self._drop_cache()
-            finally:
-                self._lock.release()
+        if self._lock is None or not self._lock.locked():
+            self._drop_cache()
 
     def _drop_cache(self) -> None:
         self._cache, self._cached_tokens, self._reset_pending = None, [], False
-
-    async def _acquire(self) -> None:
-        """Take the generation lock without blocking this event loop (and without leaking it on cancel)."""
-        delay = 0.001
-        while not self._lock.acquire(blocking=False):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
@@ -231,11 +220,17 @@ class TransformersModel(Model):
     async def generate(
         self, prompt: Sequence[int], *, stop: Sequence[int], sampling: SamplingParams
     ) -> AsyncIterator[int]:
+        """Generate on the process's runtime, from whichever loop calls, one generation at a time."""
         prompt = list(prompt)
         if not prompt:
             raise ModelError("empty prompt")
-        await self._acquire()
-        try:
+        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling)):
+            yield token
+
+    async def _generate(self, prompt: list[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
             if self._reset_pending:
                 self._drop_cache()
             generator = None
@@ -258,8 +253,6 @@ class TransformersModel(Model):
                 if token in stop_set or (limit is not None and stats.completion_tokens >= limit):
                     return
                 logits = await asyncio.to_thread(self._forward, [token])
-        finally:
-            self._lock.release()
 
 
 def _locate(model_id: str, dtype: Any, check_memory: bool) -> checkpoints.Location:

@@ -129,11 +129,9 @@ def test_closing_releases_every_resource_once():
     agent = Agent(ScriptedModel([GATE, final("done")]), tools=[gate])
     session = agent.default_session
     assert agent.run("go").ok
-    thread = session._runtime._thread
     agent.close()
     agent.close()
     assert gate.closed == 1
-    assert thread is not None and not thread.is_alive()  # the session's loop stopped with it
     with pytest.raises(SessionClosedError):
         session.run("more")
 

@@ -1,4 +1,4 @@
-"""Chromium through Playwright: one browser per process, one context per agent session.
+"""Chromium through Playwright: one browser per process (on the runtime), one context per agent session.
 
 The session enforces the navigation policy through Chromium's own request
 interception (the DevTools ``Fetch`` domain), which pauses every request,
@@ -100,28 +100,54 @@ def _playwright_chromium() -> str | None:
 
 
 class BrowserEngine:
-    """The process's browser, launched on first use and relaunched if it dies."""
+    """A Chromium (through Playwright) that sessions share, each in a browser context of its own.
 
-    _instances: ClassVar[dict[int, BrowserEngine]] = {}
+    :meth:`shared` gives one engine per process on harmony-agent's runtime, where every session runs:
+    one Chromium launch serves them all, and each session still has its own cookies, storage, downloads
+    and policy proxy (see :class:`BrowserSession`). A crashed or closed Chromium is launched again at the
+    next use by whichever session comes first, once, under the engine's lock; every session then finds
+    its context gone and tells its model (``BrowserSession.ensure``). After the last session releases
+    it, Chromium stays up for ``linger`` seconds, so a batch of short sessions one after another does
+    not pay a launch each; it is closed then, or at interpreter exit.
+    """
 
-    def __init__(self, executable: str | None = None, *, headless: bool = True) -> None:
+    _instances: ClassVar[dict[tuple[Any, ...], BrowserEngine]] = {}
+    #: Seconds a shared engine keeps Chromium after its last session (a launch costs 0.5 to 8 s under load).
+    SHARED_LINGER = 30.0
+
+    def __init__(self, executable: str | None = None, *, headless: bool = True, linger: float = 0.0) -> None:
         self.executable = executable
         self.headless = headless
+        self.linger = linger
+        #: How many times Chromium was launched (the first launch and every relaunch after a crash).
+        self.launches = 0
         self._playwright: Any = None
         self._browser: Any = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
         self._users = 0
+        self._idle: asyncio.TimerHandle | None = None
 
     @classmethod
     def shared(cls, executable: str | None = None, *, headless: bool = True) -> BrowserEngine:
-        """One engine per event loop (Playwright objects belong to the loop that made them)."""
-        key = id(asyncio.get_running_loop())
+        """The process's engine on the runtime (one Chromium for every session); elsewhere, one per event loop
+        (Playwright objects belong to the loop that made them), for code that drives a browser by hand."""
+        from harmony_agent.runtime import on_runtime, runtime
+
+        loop = asyncio.get_running_loop()
+        home = "runtime" if on_runtime() else id(loop)
+        key = (home, executable, headless)
         engine = cls._instances.get(key)
         if engine is None:
-            engine = cls._instances[key] = cls(executable, headless=headless)
+            linger = cls.SHARED_LINGER if home == "runtime" else 0.0
+            engine = cls._instances[key] = cls(executable, headless=headless, linger=linger)
+            if home == "runtime":
+                runtime().on_exit(lambda: runtime().run(engine.shutdown()))
         return engine
 
     async def browser(self) -> Any:
+        """The live browser, launched now if there is none or it stopped (crashed, or closed)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             if self._browser is not None and self._browser.is_connected():
                 return self._browser
@@ -143,15 +169,38 @@ class BrowserEngine:
                 )
             except Exception as exc:
                 raise ToolError(f"Chromium ({executable}) did not start: {exc}") from None
+            self.launches += 1
             return self._browser
 
     def acquire(self) -> None:
         self._users += 1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
     async def release(self) -> None:
+        """A session is done with the engine; the last one closes Chromium, now or after ``linger`` seconds."""
         self._users -= 1
         if self._users > 0:
             return
+        if self.linger > 0:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.linger, lambda: asyncio.ensure_future(self._close_if_idle()))
+            return
+        await self.shutdown()
+
+    async def _close_if_idle(self) -> None:
+        self._idle = None
+        if self._users <= 0:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Close Chromium and Playwright now (a later use launches them again)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             browser, self._browser = self._browser, None
             playwright, self._playwright = self._playwright, None
@@ -161,8 +210,10 @@ class BrowserEngine:
             with contextlib.suppress(Exception):
                 if playwright is not None:
                     await playwright.stop()
-        with contextlib.suppress(RuntimeError):
-            self._instances.pop(id(asyncio.get_running_loop()), None)
+        if self.linger <= 0:  # a per-loop engine goes with its last user (its loop may not outlive it)
+            for key, engine in list(self._instances.items()):
+                if engine is self:
+                    self._instances.pop(key, None)
 
 
 @dataclass

@@ -123,7 +123,10 @@ class BrowserTool(Tool):
     ``actions=False`` the namespace is exactly harmony's trained ``browser``
     (search, open, find), byte for byte; ``open`` still follows links.
     Pages get no WebSocket or WebRTC unless ``allow_sockets`` is set; either
-    way, every connection goes only where the policy allows.
+    way, every connection goes only where the policy allows. With
+    ``shared_browser`` (the default) every session's context lives in the
+    process's one Chromium; False launches a Chromium per session (the old way,
+    kept for comparison: benchmarks/batch.py --browser-per-session).
     """
 
     namespace = "browser"
@@ -146,8 +149,11 @@ class BrowserTool(Tool):
         actions: bool = True,
         count_tokens: Callable[[str], int] | None = None,
         allow_sockets: bool = False,
+        shared_browser: bool = True,
     ) -> None:
         self.backend = backend
+        #: One Chromium for every session of the process (a context each), or, False, a launch of its own.
+        self.shared_browser = shared_browser
         self.allow_sockets = allow_sockets
         self.policy = policy or NavigationPolicy(
             allow_domains=allow_domains or (), deny_domains=deny_domains or (), allow_addresses=allow_addresses or ()
@@ -182,6 +188,7 @@ class BrowserTool(Tool):
             actions=self.actions,
             count_tokens=self.count_tokens,
             allow_sockets=self.allow_sockets,
+            shared_browser=self.shared_browser,
         )
 
     # -- description -------------------------------------------------------
@@ -227,8 +234,13 @@ class BrowserTool(Tool):
 
     async def _session(self) -> BrowserSession:
         if self.session is None:
+            engine = (
+                BrowserEngine.shared(self.executable, headless=self.headless)
+                if self.shared_browser
+                else BrowserEngine(self.executable, headless=self.headless)
+            )
             self.session = BrowserSession(
-                BrowserEngine.shared(self.executable, headless=self.headless),
+                engine,
                 self.policy,
                 page_timeout=self.page_timeout,
                 downloads_dir=self.downloads,
