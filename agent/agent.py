@@ -25,7 +25,7 @@ from harmony_agent.loop import MAX_RESULT_CHARS, Approver, TurnSettings
 from harmony_agent.models import Model, SamplingParams, load_model
 from harmony_agent.results import RunResult
 from harmony_agent.routing import Router
-from harmony_agent.runtime import runtime
+from harmony_agent.sandboxes.runtime import runtime
 from harmony_agent.session import Session
 from harmony_agent.tools.base import Tool
 from harmony_agent.transcript import Transcript

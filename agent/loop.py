@@ -28,7 +28,7 @@ from harmony_agent.history import History
 from harmony_agent.models import Model, ModelError, SamplingParams
 from harmony_agent.results import PendingCall
 from harmony_agent.routing import Router
-from harmony_agent.runtime import call_maybe_async
+from harmony_agent.sandboxes.runtime import call_maybe_async
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 
 #: An approval hook: return True to allow a call, False or a reason (str) to refuse it.

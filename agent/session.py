@@ -3,7 +3,7 @@
 An :class:`~agent.Agent` is configuration (model, tools, instructions,
 budgets). A session owns what a run brings to life: the tools' sandboxes,
 browser context and display, and the conversation so far. Its work runs on
-the process's one runtime loop (:mod:`harmony_agent.runtime`), shared with
+the process's one runtime loop (:mod:`harmony_agent.sandboxes.runtime`), shared with
 every other session, so sessions are isolated by what they own rather than
 by threads. Turns of one session share that state, whether they are started
 with ``run()`` from plain code or ``await arun()`` from an async program, in
@@ -32,7 +32,7 @@ from harmony_agent.loop import TurnSettings, run_turn
 from harmony_agent.models import Model
 from harmony_agent.results import PendingCall, RunResult
 from harmony_agent.routing import Router
-from harmony_agent.runtime import Runtime, runtime
+from harmony_agent.sandboxes.runtime import Runtime, runtime
 from harmony_agent.tools.base import Tool, ToolCall, ToolResult, result_message
 from harmony_agent.transcript import Transcript
 

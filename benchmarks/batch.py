@@ -113,7 +113,7 @@ class ChromiumCounter:
 
 def close_shared_chromium() -> None:
     """No Chromium left running between rows: each row pays its own first launch."""
-    from harmony_agent.runtime import runtime
+    from harmony_agent.sandboxes.runtime import runtime
     from harmony_agent.tools.browser.engine import BrowserEngine
 
     for engine in list(BrowserEngine._instances.values()):

@@ -63,7 +63,7 @@ def _serve(port: int, on_runtime: bool) -> None:
         uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1", port=port, log_level="warning")
     )
     if on_runtime:  # uvicorn on the sessions' own loop: no hop between loops per event
-        from harmony_agent.runtime import runtime
+        from harmony_agent.sandboxes.runtime import runtime
 
         runtime().run(server.serve())
     else:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from openai_harmony import Author, Message, Role, ToolDescription, ToolNamespaceConfig
 
-from harmony_agent.runtime import on_runtime, runtime
+from harmony_agent.sandboxes.runtime import on_runtime, runtime
 
 FUNCTIONS_NAMESPACE = "functions"
 T = TypeVar("T")

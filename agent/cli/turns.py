@@ -25,7 +25,7 @@ from rich.markup import escape
 from harmony_agent import events as ev
 from harmony_agent.cli.console import shorten
 from harmony_agent.results import RunResult
-from harmony_agent.runtime import runtime
+from harmony_agent.sandboxes.runtime import runtime
 from harmony_agent.tools.base import ToolCall
 
 #: Seconds between spinner updates while waiting for the next event.

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
-from harmony_agent.runtime import runtime
+from harmony_agent.sandboxes.runtime import runtime
 
 #: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"

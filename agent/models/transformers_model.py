@@ -22,7 +22,7 @@ from typing import Any
 
 from harmony_agent.models import checkpoints
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
-from harmony_agent.runtime import runtime
+from harmony_agent.sandboxes.runtime import runtime
 
 DEFAULT_MODEL_ID = "openai/gpt-oss-20b"
 

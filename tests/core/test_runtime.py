@@ -220,6 +220,6 @@ def test_a_blocking_call_from_inside_the_runtime_is_refused_with_what_to_do_inst
     outer.close()
     agent.close()
     assert "await the async form" in json.dumps(tool_results(result))
-    from harmony_agent.runtime import runtime
+    from harmony_agent.sandboxes.runtime import runtime
 
     assert runtime().running

@@ -131,7 +131,7 @@ class BrowserEngine:
     def shared(cls, executable: str | None = None, *, headless: bool = True) -> BrowserEngine:
         """The process's engine on the runtime (one Chromium for every session); elsewhere, one per event loop
         (Playwright objects belong to the loop that made them), for code that drives a browser by hand."""
-        from harmony_agent.runtime import on_runtime, runtime
+        from harmony_agent.sandboxes.runtime import on_runtime, runtime
 
         loop = asyncio.get_running_loop()
         home = "runtime" if on_runtime() else id(loop)

@@ -7,6 +7,9 @@ generation locks), and the one Chromium per process. asyncio objects belong
 to the loop that made them, so things that sessions share can be shared
 safely only if there is one loop to make them on.
 
+It sits in the bottom layer (``harmony_agent.sandboxes``) because every layer above uses it:
+sandboxes, tools, models and sessions all import it, and nothing may import upwards.
+
 How callers reach it, whichever thread or loop they are on:
 
 - blocking calls (``Session.run``, ``close``) submit a coroutine and wait for it;
@@ -52,7 +55,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _DONE = object()
-log = logging.getLogger("harmony_agent.runtime")
+log = logging.getLogger("harmony_agent.sandboxes.runtime")
 
 
 class Runtime:
