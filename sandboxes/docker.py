@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-from collections.abc import AsyncIterator
+import tarfile
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from harmony_agent.sandboxes import outbox
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
+    DataFile,
     KernelChannel,
     KernelMode,
     Limits,
@@ -41,6 +44,30 @@ KERNEL_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
 }
+
+#: Runs in the container (standard library only): writes a tar of the regular, visible files of the data folder
+#: (argv[1]), or of the one file argv[2] names, to stdout; links, devices and hidden names are left out.
+ARCHIVE_SCRIPT = """
+import os, stat, sys, tarfile
+root, only = sys.argv[1], sys.argv[2]
+def add(archive, name):
+    path = os.path.join(root, name)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(info.st_mode):
+        archive.add(path, arcname=name, recursive=False)
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
+    if only:
+        add(archive, only)
+    else:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    add(archive, os.path.relpath(os.path.join(folder, name), root))
+"""
 
 _live: dict[str, Any] = {}  # container id -> docker client, for removal at interpreter exit
 
@@ -285,6 +312,60 @@ class DockerSandbox(Sandbox):
             if line.startswith("oom_kill ") and line.split()[1].isdigit():
                 return int(line.split()[1])
         return None
+
+    def _archive(self, relative: str = "") -> Iterator[bytes]:
+        """A tar stream of the data folder (or one file in it), written by a process inside the container.
+
+        Docker's own archive API cannot see a tmpfs mount such as the data folder, so a short program runs in
+        the container as the session's user (``python3 -I``: no user site or environment can change it); it can
+        show only what the container holds, and the host trusts none of its stream (see :mod:`outbox`).
+        """
+        api = self.client.api
+        created = api.exec_create(
+            self.container.id,
+            ["python3", "-I", "-c", ARCHIVE_SCRIPT, DATA_DIR, relative],
+            stdout=True,
+            stderr=False,
+            user=self._user,
+        )
+        return api.exec_start(created["Id"], stream=True)
+
+    def _read_file(self, relative: str, max_bytes: int) -> tuple[bytes, int, float]:
+        """One file, archived inside the container; a link or anything but a regular file is refused."""
+        path = f"{DATA_DIR}/{relative}"
+        chunks = self._archive(relative)
+        try:
+            for member, archive in outbox.tar_members(chunks):
+                if member.name != relative or not member.isreg():
+                    break
+                if member.size > max_bytes:
+                    raise outbox.Refused(f"{path} is {member.size:,} bytes, over the {max_bytes:,}-byte cap")
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                return extracted.read(), member.size, float(member.mtime)
+        except tarfile.TarError as exc:
+            raise outbox.Refused(f"{path} could not be read from the container: {exc}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()  # type: ignore[attr-defined]
+        raise outbox.Refused(f"{path} is missing or not a regular file (links are not followed)")
+
+    def _data_files(self) -> Iterator[DataFile]:
+        """The data folder as one archive stream from the container: regular files only, read as they pass."""
+        chunks = self._archive()
+        try:
+            for member, archive in outbox.tar_members(chunks):
+                if not member.isreg():
+                    continue
+
+                def read(member=member, archive=archive) -> bytes:
+                    extracted = archive.extractfile(member)
+                    return extracted.read() if extracted is not None else b""
+
+                yield member.name, member.size, float(member.mtime), read
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()  # type: ignore[attr-defined]
 
     async def _shutdown(self) -> None:
         container, self.container = self.container, None
