@@ -84,6 +84,12 @@ class RunResult:
         end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
         return list(end.sources) if end is not None else []
 
+    @property
+    def files(self) -> list[str]:
+        """Host paths of the files this turn made, inside the session's output folder (``session.output_dir``)."""
+        end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
+        return list(end.files) if end is not None else []
+
 
 @dataclass(frozen=True)
 class TurnSettings:
