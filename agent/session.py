@@ -13,6 +13,10 @@ kernel or a browser's cursor stack by accident.
 from __future__ import annotations
 
 import asyncio
+
+# Imported before the exit hook below is registered: threading runs its exit hooks in reverse order, so the thread
+# pools' own hook (registered at this import) then runs after sessions close, while tools can still use to_thread.
+import concurrent.futures.thread  # noqa: F401
 import itertools
 import logging
 import os

@@ -65,6 +65,20 @@ def session_uid() -> int:
             return uid
 
 
+async def blocking(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function`` on a worker thread; called here instead when the loop's executor is already shut down.
+
+    At interpreter exit the thread pools are shut down before (or while) sessions close, and a sandbox
+    must still be removed then rather than fail with "cannot schedule new futures after shutdown".
+    """
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    except RuntimeError as exc:
+        if "shutdown" not in str(exc):
+            raise
+    return function(*args, **kwargs)
+
+
 class SandboxError(RuntimeError):
     """The sandbox cannot do what was asked (not installed, not startable, closed); the message says what to do."""
 

@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from harmony_agent.sandboxes import outbox
+from harmony_agent.sandboxes import outbox, watchdog
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
@@ -27,6 +27,7 @@ from harmony_agent.sandboxes.base import (
     Limits,
     Sandbox,
     SandboxError,
+    blocking,
     describe_exit,
     session_uid,
 )
@@ -175,6 +176,7 @@ class DockerSandbox(Sandbox):
         await asyncio.to_thread(reap_orphans, self.client)
         self.container = await asyncio.to_thread(self._create_container)
         _live[self.container.id] = self.client
+        watchdog.hold("container", self.container.id)
 
     def _create_container(self):
         from docker.errors import APIError, ImageNotFound
@@ -271,10 +273,12 @@ class DockerSandbox(Sandbox):
     async def _replace_container(self) -> None:
         old = self.container
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(old.remove, force=True)
+            await blocking(old.remove, force=True)
         _live.pop(old.id, None)
+        watchdog.released("container", old.id)
         self.container = await asyncio.to_thread(self._create_container)
         _live[self.container.id] = self.client
+        watchdog.hold("container", self.container.id)
         self._replaced = True
 
     async def _death_reason(self) -> str:
@@ -371,11 +375,12 @@ class DockerSandbox(Sandbox):
         container, self.container = self.container, None
         if container is None:
             return
+        self._exec_socket = None
         try:
-            await asyncio.to_thread(container.remove, force=True)
+            await blocking(container.remove, force=True)
         except Exception as exc:
             if "No such container" not in str(exc) and "is already in progress" not in str(exc):
+                # left listed: the exit handler and the watchdog try again
                 raise SandboxError(f"could not remove container {container.name}: {exc}") from exc
-        finally:
-            _live.pop(container.id, None)
-            self._exec_socket = None
+        _live.pop(container.id, None)
+        watchdog.released("container", container.id)

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from harmony_agent.sandboxes import datafs, outbox
+from harmony_agent.sandboxes import datafs, outbox, watchdog
 from harmony_agent.sandboxes._owner import owner_tag, process_is_gone
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
@@ -186,6 +186,7 @@ class LocalSandbox(Sandbox):
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
         failed = datafs.mount_bounded(self.data_dir, self.limits.data_mb, self.uid)
         self.data_unbounded_reason = failed or ""
+        watchdog.hold("folder" if failed else "mount", str(self.data_dir))
         if failed and self.uid is not None:
             os.chown(self.data_dir, self.uid, self.uid)
 
@@ -322,4 +323,5 @@ class LocalSandbox(Sandbox):
         await self._kill_all()
         if self.data_dir is not None:
             datafs.remove(self.data_dir)
+            watchdog.released("folder" if self.data_unbounded_reason else "mount", str(self.data_dir))
             self.data_dir = None
