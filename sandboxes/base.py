@@ -261,10 +261,12 @@ class Sandbox(ABC):
         itself (never a host path the sandbox named); :class:`~outbox.Refused` for a link, a device, one too big."""
 
     @abstractmethod
-    def _data_files(self) -> Iterator[DataFile]:
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
         """Blocking: every regular, visible file of the data folder, read through the sandbox itself.
 
-        Each must be read (or skipped) before the next is asked for.
+        Each must be read (or skipped) before the next is asked for. ``known`` (name: size, mtime) are files the
+        host has; ``max_bytes`` the cap on one file. A sandbox may leave out the first and not carry the bytes
+        of files over the second, as long as it still names them with their size.
         """
 
     async def _death_reason(self) -> str:
@@ -403,7 +405,8 @@ class Sandbox(ABC):
         max_files, max_file_bytes, max_total = caps
         collected, total, left = Collected(), 0, 0
         try:
-            for name, size, mtime, read in self._data_files():
+            known = {name: seen for (folder, name), seen in self._brought.items() if folder == str(dest)}
+            for name, size, mtime, read in self._data_files(known, max_file_bytes):
                 try:
                     relative = outbox.relative_name(name)
                 except Refused:

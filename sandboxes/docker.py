@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import tarfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -48,17 +49,25 @@ KERNEL_ENV = {
 
 #: Runs in the container (standard library only): writes a tar of the regular, visible files of the data folder
 #: (argv[1]), or of the one file argv[2] names, to stdout; links, devices and hidden names are left out.
+#: Files the host already has (same size and mtime, argv[3] as JSON) are left out, and a file over argv[4] bytes
+#: is sent as an empty member whose pax header HARMONY.size says its size, so the host can say it stayed.
 ARCHIVE_SCRIPT = """
-import os, stat, sys, tarfile
-root, only = sys.argv[1], sys.argv[2]
+import io, json, os, stat, sys, tarfile
+root, only, known, cap = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 def add(archive, name):
     path = os.path.join(root, name)
     try:
         info = os.lstat(path)
     except OSError:
         return
-    if stat.S_ISREG(info.st_mode):
-        archive.add(path, arcname=name, recursive=False)
+    if not stat.S_ISREG(info.st_mode) or known.get(name) == [info.st_size, int(info.st_mtime)]:
+        return
+    if info.st_size > cap:
+        member = tarfile.TarInfo(name)
+        member.mtime, member.pax_headers = int(info.st_mtime), {"HARMONY.size": str(info.st_size)}
+        archive.addfile(member, io.BytesIO())
+        return
+    archive.add(path, arcname=name, recursive=False)
 with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
     if only:
         add(archive, only)
@@ -71,6 +80,12 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
 """
 
 _live: dict[str, Any] = {}  # container id -> docker client, for removal at interpreter exit
+
+
+def _member_size(member: tarfile.TarInfo) -> int:
+    """A member's size, or the size the archiving program said a file left out had (HARMONY.size)."""
+    said = member.pax_headers.get("HARMONY.size", "")
+    return int(said) if said.isdigit() else member.size
 
 
 def reap_orphans(client) -> list[str]:
@@ -317,7 +332,9 @@ class DockerSandbox(Sandbox):
                 return int(line.split()[1])
         return None
 
-    def _archive(self, relative: str = "") -> Iterator[bytes]:
+    def _archive(
+        self, relative: str = "", known: dict[str, list] | None = None, max_bytes: int = outbox.MAX_FILE_BYTES
+    ) -> Iterator[bytes]:
         """A tar stream of the data folder (or one file in it), written by a process inside the container.
 
         Docker's own archive API cannot see a tmpfs mount such as the data folder, so a short program runs in
@@ -325,9 +342,12 @@ class DockerSandbox(Sandbox):
         show only what the container holds, and the host trusts none of its stream (see :mod:`outbox`).
         """
         api = self.client.api
+        listed = json.dumps(known or {})
+        if len(listed) > 100_000:  # an argument's limit is 128 KiB: past it, send everything again
+            listed = "{}"
         created = api.exec_create(
             self.container.id,
-            ["python3", "-I", "-c", ARCHIVE_SCRIPT, DATA_DIR, relative],
+            ["python3", "-I", "-c", ARCHIVE_SCRIPT, DATA_DIR, relative, listed, str(max_bytes)],
             stdout=True,
             stderr=False,
             user=self._user,
@@ -337,13 +357,14 @@ class DockerSandbox(Sandbox):
     def _read_file(self, relative: str, max_bytes: int) -> tuple[bytes, int, float]:
         """One file, archived inside the container; a link or anything but a regular file is refused."""
         path = f"{DATA_DIR}/{relative}"
-        chunks = self._archive(relative)
+        chunks = self._archive(relative, max_bytes=max_bytes)
         try:
             for member, archive in outbox.tar_members(chunks):
                 if member.name != relative or not member.isreg():
                     break
-                if member.size > max_bytes:
-                    raise outbox.Refused(f"{path} is {member.size:,} bytes, over the {max_bytes:,}-byte cap")
+                size = _member_size(member)
+                if size > max_bytes:
+                    raise outbox.Refused(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte cap")
                 extracted = archive.extractfile(member)
                 assert extracted is not None
                 return extracted.read(), member.size, float(member.mtime)
@@ -354,9 +375,10 @@ class DockerSandbox(Sandbox):
                 chunks.close()  # type: ignore[attr-defined]
         raise outbox.Refused(f"{path} is missing or not a regular file (links are not followed)")
 
-    def _data_files(self) -> Iterator[DataFile]:
-        """The data folder as one archive stream from the container: regular files only, read as they pass."""
-        chunks = self._archive()
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
+        """The data folder as one archive stream from the container: regular files only, read as they pass;
+        those the host has are not sent again, nor the bytes of one over ``max_bytes``."""
+        chunks = self._archive("", {name: [size, int(mtime)] for name, (size, mtime) in known.items()}, max_bytes)
         try:
             for member, archive in outbox.tar_members(chunks):
                 if not member.isreg():
@@ -366,7 +388,7 @@ class DockerSandbox(Sandbox):
                     extracted = archive.extractfile(member)
                     return extracted.read() if extracted is not None else b""
 
-                yield member.name, member.size, float(member.mtime), read
+                yield member.name, _member_size(member), float(member.mtime), read
         finally:
             with contextlib.suppress(Exception):
                 chunks.close()  # type: ignore[attr-defined]

@@ -312,7 +312,7 @@ class LocalSandbox(Sandbox):
             raise outbox.Refused("the sandbox has no data folder")
         return outbox.read_inside(self.data_dir, relative, max_bytes)
 
-    def _data_files(self) -> Iterator[DataFile]:
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
         if self.data_dir is None:
             return
         root = self.data_dir

@@ -121,3 +121,14 @@ async def test_the_python_tool_returns_copies_of_its_figures_and_never_the_sandb
     assert (tmp_path / "out" / "figure-1.png").read_bytes()[:4] == b"\x89PNG"
     assert result.files == ()
     assert leaked(tmp_path / "out") == []
+
+
+async def test_only_new_or_changed_files_come_home_again(sandbox, tmp_path):
+    out = tmp_path / "out"
+    await sandbox.execute("open('a.txt', 'w').write('one')\nopen('b.txt', 'w').write('two')")
+    first = await sandbox.bring_home(out)
+    assert sorted(p.name for p in first.files) == ["a.txt", "b.txt"]
+    assert (await sandbox.bring_home(out)).files == []  # nothing changed: nothing copied
+    await sandbox.execute("import time\ntime.sleep(1.1)\nopen('a.txt', 'w').write('changed')")
+    again = await sandbox.bring_home(out)
+    assert [p.name for p in again.files] == ["a.txt"] and (out / "a.txt").read_text() == "changed"
