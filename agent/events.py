@@ -44,6 +44,8 @@ class RunStartEvent(_Event):
     model: str
     tools: list[str] = []
     reasoning: str = "medium"
+    #: The session's output folder: the host files a turn names (tool images, ``RunEndEvent.files``) are inside it.
+    output_dir: str | None = None
 
 
 class TokenDeltaEvent(_Event):

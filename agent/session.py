@@ -205,6 +205,7 @@ class Session:
                 model=self.agent.model.name,
                 tools=self.router.available(),
                 reasoning=self.agent.reasoning,
+                output_dir=str(self.output_dir),
             )
         )
         problems: list[str] = []

@@ -79,6 +79,7 @@ def test_result_files_are_copies_in_the_output_folder_and_never_a_host_path_the_
         agent.close()
     assert result.ok, result.error
     assert result.files == [str(out / "table.csv")]
+    assert result.events[0].type == "run_start" and result.events[0].output_dir == str(out)
     assert (out / "table.csv").read_text() == "x,y\n1,2\n"
     assert not (out / "link.txt").exists()
     assert all("host secret" not in p.read_text() for p in out.rglob("*") if p.is_file())
