@@ -577,11 +577,10 @@ class Sandbox(ABC):
         error = reply.get("error")
         status = reply.get("status")
         files, file_notes = _sandbox_names(reply.get("files"), "file", outbox.MAX_FILES)
-        images, image_notes = _sandbox_names(reply.get("images"), "image", outbox.MAX_IMAGES)
-        try:
-            omitted = max(0, int(reply.get("files_omitted", 0)))
-        except (TypeError, ValueError):
-            omitted = 0
+        images, image_notes = _sandbox_names(
+            reply.get("images"), "image", outbox.MAX_IMAGES, _count(reply.get("images_omitted"))
+        )
+        omitted = _count(reply.get("files_omitted"))
         return Execution(
             status="ok" if status == "ok" else "error",
             stdout=reply.get("stdout", ""),
@@ -598,8 +597,14 @@ class Sandbox(ABC):
         )
 
 
-def _sandbox_names(value: object, what: str, cap: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The valid data-folder names in a kernel's list (as ``/mnt/data/...``), at most ``cap``; notes on the rest."""
+def _count(value: object) -> int:
+    """A count the kernel sent (its word, so checked): a whole number of at least 0, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _sandbox_names(value: object, what: str, cap: int, unlisted: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The valid data-folder names in a kernel's list (as ``/mnt/data/...``), at most ``cap``; notes on the rest
+    (``unlisted``: how many more the kernel saved and did not list)."""
     items = value if isinstance(value, list) else []
     kept: list[str] = []
     refused: list[str] = []
@@ -614,8 +619,9 @@ def _sandbox_names(value: object, what: str, cap: int) -> tuple[tuple[str, ...],
     notes: list[str] = []
     if refused:
         notes.append(f"{len(refused)} {what} name(s) from the sandbox were ignored: {refused[0]}")
-    if len(kept) > cap:
-        notes.append(f"{len(kept) - cap} more {what}s were saved in {DATA_DIR} than the {cap} listed here")
+    if len(kept) + unlisted > cap:
+        more = len(kept) + unlisted - cap
+        notes.append(f"{more} more {what}s were saved in {DATA_DIR} than the {cap} listed here")
     return tuple(kept[:cap]), tuple(notes)
 
 

@@ -100,7 +100,7 @@ async def test_thousands_of_images_are_capped_in_the_reply_and_in_what_comes_hom
     )
     assert reply.status == "ok", reply
     assert len(reply.images) == 20 and reply.images[0] == "/mnt/data/display-1.png"
-    assert any("more images were saved in /mnt/data than the 20 listed" in note for note in reply.notes)
+    assert any("1980 more images were saved in /mnt/data than the 20 listed" in note for note in reply.notes)
     everything = await sandbox.bring_home(tmp_path / "out", max_files=100)
     assert len(everything.files) == 100 and everything.skipped == 1900
     assert any("1900 more files stay in the sandbox" in note for note in everything.notes)
