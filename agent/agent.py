@@ -44,7 +44,10 @@ class Agent:
     refusal goes back to the model); it gets ``approval_timeout`` seconds.
     ``transcript`` is a path or :class:`Transcript` that events are appended
     to. ``context_window`` defaults to what the model reports (a server's
-    ``max_model_len``), else gpt-oss's 131072.
+    ``max_model_len``), else gpt-oss's 131072. ``output_dir`` is where the files
+    the tools make come home (the python tool's ``/mnt/data``, copied at the end
+    of each turn); by default each session gets ``runs/<run id>/`` under the
+    current folder, made only once there is a file to put in it.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Agent:
         date: str | None = None,
         approval_timeout: float | None = DEFAULT_APPROVAL_TIMEOUT,
         max_result_chars: int = MAX_RESULT_CHARS,
+        output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
@@ -87,6 +91,8 @@ class Agent:
         self.transcript = (
             transcript if isinstance(transcript, Transcript) or transcript is None else Transcript(transcript)
         )
+        #: Where sessions put the files their tools make; None: each session its own ``runs/<run id>/`` here.
+        self.output_dir = output_dir
         self._default: Session | None = None
         self._guard = threading.Lock()
         self._sessions: list[Session] = []
@@ -134,13 +140,15 @@ class Agent:
 
     # -- sessions ----------------------------------------------------------------
 
-    def session(self) -> Session:
-        """A new session with tools of its own (a new kernel, browser, display), for a separate or parallel conversation."""
+    def session(self, *, output_dir: str | os.PathLike[str] | None = None) -> Session:
+        """A new session with tools of its own (a new kernel, browser, display), for a separate or parallel conversation.
+
+        ``output_dir`` is where its tools' files are copied (default: the agent's, else ``runs/<run id>/``)."""
         tools = [tool.fresh() for tool in self.tools]
         # A tool that fresh() returned as itself is shared (a function tool, a shared MCP connection):
         # the new session uses it but does not close it.
         owned = [new for new, old in zip(tools, self.tools) if new is not old]
-        session = Session(self, tools, owned=owned)
+        session = Session(self, tools, owned=owned, output_dir=output_dir)
         with self._guard:
             self._sessions.append(session)
             self._shared += [tool for tool in tools if tool not in owned and tool not in self._shared]

@@ -44,6 +44,8 @@ class RunStartEvent(_Event):
     model: str
     tools: list[str] = []
     reasoning: str = "medium"
+    #: The session's output folder: the host files a turn names (tool images, ``RunEndEvent.files``) are inside it.
+    output_dir: str | None = None
 
 
 class TokenDeltaEvent(_Event):
@@ -124,6 +126,9 @@ class RunEndEvent(_Event):
     error: str | None = None
     #: The pages the final answer cites (its 【cursor†lines】 marks), from what the conversation's browser showed.
     sources: list[Source] = Field(default_factory=list)
+    #: Host paths, inside the session's output folder, of the files this turn's tools made (copied out of the
+    #: sandbox at the end of the turn, and the figures copied as they were shown).
+    files: list[str] = Field(default_factory=list)
 
 
 Event = Annotated[

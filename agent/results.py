@@ -58,3 +58,9 @@ class RunResult:
         """The pages the final answer cites (its ``【cursor†Lx-Ly】`` marks), with their URLs, for people to follow."""
         end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
         return list(end.sources) if end is not None else []
+
+    @property
+    def files(self) -> list[str]:
+        """Host paths of the files this turn made, inside the session's output folder (``session.output_dir``)."""
+        end = next((e for e in reversed(self.events) if isinstance(e, ev.RunEndEvent)), None)
+        return list(end.files) if end is not None else []

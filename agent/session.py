@@ -15,12 +15,19 @@ kernel or a browser's cursor stack by accident.
 from __future__ import annotations
 
 import asyncio
+
+# Imported before the exit hook below is registered: threading runs its exit hooks in reverse order, so the thread
+# pools' own hook (registered at this import) then runs after sessions close, while tools can still use to_thread.
+import concurrent.futures.thread  # noqa: F401
 import itertools
 import logging
 import os
+import secrets
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from openai_harmony import Message
@@ -62,6 +69,7 @@ class SessionSettings(Protocol):
     model: Model
     transcript: Transcript | None
     reasoning: str
+    output_dir: str | os.PathLike[str] | None
 
     def preamble(self) -> list[Message]: ...
 
@@ -76,10 +84,24 @@ class Session:
     still open at interpreter exit is closed then.
     """
 
-    def __init__(self, agent: SessionSettings, tools: Sequence[Tool], *, owned: Sequence[Tool] | None = None) -> None:
+    def __init__(
+        self,
+        agent: SessionSettings,
+        tools: Sequence[Tool],
+        *,
+        owned: Sequence[Tool] | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.agent = agent
         self.number = next(_numbers)
         self.tools = list(tools)
+        #: This session's id, and the host folder its tools' files come home to (see :meth:`_bring_home`).
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        chosen = output_dir if output_dir is not None else agent.output_dir
+        self.output_dir = Path(chosen if chosen is not None else Path("runs") / self.run_id).absolute()
+        for tool in self.tools:  # tools that copy files out (the python tool) copy them here, unless told elsewhere
+            if hasattr(tool, "output_dir") and tool.output_dir is None:
+                tool.output_dir = self.output_dir  # type: ignore[attr-defined]
         self.router = Router(self.tools)
         self.last_result: RunResult | None = None
         self.pages = PagesSeen()  # what the browser showed in this conversation: the sources answers cite
@@ -212,6 +234,7 @@ class Session:
                 model=self.agent.model.name,
                 tools=self.router.available(),
                 reasoning=self.agent.reasoning,
+                output_dir=str(self.output_dir),
             )
         )
         problems: list[str] = []
@@ -249,7 +272,10 @@ class Session:
         pending: list[PendingCall] = []
         async for event in run_turn(self.agent.model, self.router, history, self.agent.turn_settings(), pending):
             if isinstance(event, ev.RunEndEvent):
-                event = event.model_copy(update={"sources": self.pages.sources(event.final_text)})
+                files, notes = await self._bring_home(collected)
+                for note in notes:
+                    yield emit(ev.ErrorEvent(kind="tool", message=note))
+                event = event.model_copy(update={"sources": self.pages.sources(event.final_text), "files": files})
                 # The result is ready before its last event is seen: a listener may stop reading there.
                 collected.append(event)
                 self.last_result = RunResult(
@@ -266,6 +292,33 @@ class Session:
                 )
                 collected.pop()
             yield emit(event)
+
+    async def _bring_home(self, events: list[ev.Event]) -> tuple[list[str], list[str]]:
+        """Copy what the tools made this turn into the output folder; returns (host paths, notes on what was left).
+
+        The figures the python tool showed were copied as it answered; the rest of its data folder comes now,
+        through the sandbox and within its caps (see ``sandboxes.outbox``).
+        """
+        found = [
+            path
+            for event in events
+            if isinstance(event, ev.ToolResultEvent)
+            for path in event.images
+            if Path(path).is_relative_to(self.output_dir)
+        ]
+        notes: list[str] = []
+        for tool in self.tools:
+            bring = getattr(tool, "bring_home", None)
+            if bring is None:
+                continue
+            try:
+                collected = await bring(self.output_dir)
+            except Exception as exc:  # the run's answer stands; the user is told what did not come home
+                notes.append(f"files of {type(tool).__name__} were not copied out: {type(exc).__name__}: {exc}")
+                continue
+            found += [str(path) for path in collected.files]
+            notes += collected.notes
+        return list(dict.fromkeys(found)), notes
 
     # -- closing -----------------------------------------------------------------
 

@@ -18,12 +18,16 @@ import itertools
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-DATA_DIR = "/mnt/data"
+from harmony_agent.sandboxes import outbox
+from harmony_agent.sandboxes.outbox import DATA_DIR, Collected, Refused
+
+#: One file in the data folder as the sandbox offers it: its relative name, size, mtime, and how to read it.
+DataFile = tuple[str, int, float, Callable[[], bytes]]
 
 Status = Literal["ok", "error", "timeout", "crashed"]
 #: Which cell runner the kernel uses: IPython where installed ("auto"), IPython or fail ("ipython"), or the
@@ -59,6 +63,20 @@ def session_uid() -> int:
             pwd.getpwuid(uid)
         except KeyError:
             return uid
+
+
+async def blocking(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function`` on a worker thread; called here instead when the loop's executor is already shut down.
+
+    At interpreter exit the thread pools are shut down before (or while) sessions close, and a sandbox
+    must still be removed then rather than fail with "cannot schedule new futures after shutdown".
+    """
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    except RuntimeError as exc:
+        if "shutdown" not in str(exc):
+            raise
+    return function(*args, **kwargs)
 
 
 class SandboxError(RuntimeError):
@@ -218,6 +236,7 @@ class Sandbox(ABC):
         self._pending_notes: tuple[str, ...] = ()  # for the next execution: what happened since the last one
         self._oom_seen: int | None = None  # the memory cgroup's kill count at the last reply, where the kernel sees it
         self._loop: asyncio.AbstractEventLoop | None = None  # where start() ran: the kernel's pipes belong to it
+        self._brought: dict[tuple[str, str], tuple[int, float]] = {}  # (host folder, name) -> (size, mtime) copied
 
     # -- what subclasses provide -------------------------------------------
 
@@ -236,6 +255,20 @@ class Sandbox(ABC):
     @abstractmethod
     async def _shutdown(self) -> None:
         """Remove the sandbox and everything it holds; must be safe to call twice."""
+
+    @abstractmethod
+    def _read_file(self, relative: str, max_bytes: int) -> tuple[bytes, int, float]:
+        """Blocking: (bytes, size, mtime) of one regular file of the data folder, read through the sandbox
+        itself (never a host path the sandbox named); :class:`~outbox.Refused` for a link, a device, one too big."""
+
+    @abstractmethod
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
+        """Blocking: every regular, visible file of the data folder, read through the sandbox itself.
+
+        Each must be read (or skipped) before the next is asked for. ``known`` (name: size, mtime) are files the
+        host has; ``max_bytes`` the cap on one file. A sandbox may leave out the first and not carry the bytes
+        of files over the second, as long as it still names them with their size.
+        """
 
     async def _death_reason(self) -> str:
         """Why the kernel died, in words for the model (subclasses know exit codes)."""
@@ -353,6 +386,87 @@ class Sandbox(ABC):
         """The bytes of a file in the sandbox (relative paths are in the data folder)."""
         reply = await self._transfer({"op": "download", "path": path})
         return base64.b64decode(reply["data"])
+
+    async def bring_home(
+        self,
+        dest: str | os.PathLike[str],
+        names: Sequence[str] | None = None,
+        *,
+        max_files: int = outbox.MAX_FILES,
+        max_file_bytes: int = outbox.MAX_FILE_BYTES,
+        max_total_bytes: int = outbox.MAX_TOTAL_BYTES,
+    ) -> Collected:
+        """Copy files of the data folder into the host folder ``dest``, at the same relative names.
+
+        ``names`` are the sandbox's names for the files (an execution's images), else every visible file
+        new or changed since the last copy into ``dest``. Nothing here opens a host path the sandbox named:
+        the bytes come through the sandbox (see :mod:`outbox`), within the caps; what is refused or left
+        behind is said in the notes. Never raises for what the sandbox holds.
+        """
+        if not self.started:
+            return Collected(notes=["the sandbox is not running, so no files were copied"])
+        folder = Path(dest)
+        caps = (max_files, max_file_bytes, max_total_bytes)
+        if names is not None:
+            return await asyncio.to_thread(self._bring_named, folder, list(names), caps)
+        return await asyncio.to_thread(self._bring_all, folder, caps)
+
+    def _bring_named(self, dest: Path, names: list[str], caps: tuple[int, int, int]) -> Collected:
+        max_files, max_file_bytes, max_total = caps
+        collected, total = Collected(), 0
+        for name in names:
+            try:
+                relative = outbox.relative_name(name)
+                if len(collected.files) >= max_files or total >= max_total:
+                    raise Refused(
+                        f"{name} was left in the sandbox: over the cap of {max_files} files / {max_total:,} bytes"
+                    )
+                data, size, mtime = self._read_file(relative, min(max_file_bytes, max_total - total))
+                collected.files.append(outbox.save_home(dest, relative, data))
+                self._brought[(str(dest), relative)] = (size, mtime)
+                total += len(data)
+            except Exception as exc:  # Refused, or the sandbox failed mid-copy: the answer stands, with a note
+                collected.skipped += 1
+                collected.notes.append(f"not copied out of the sandbox: {exc}")
+        return collected
+
+    def _bring_all(self, dest: Path, caps: tuple[int, int, int]) -> Collected:
+        max_files, max_file_bytes, max_total = caps
+        collected, total, left = Collected(), 0, 0
+        try:
+            known = {name: seen for (folder, name), seen in self._brought.items() if folder == str(dest)}
+            for name, size, mtime, read in self._data_files(known, max_file_bytes):
+                try:
+                    relative = outbox.relative_name(name)
+                except Refused:
+                    continue  # hidden files and caches stay in the sandbox
+                key = (str(dest), relative)
+                if self._brought.get(key) == (size, mtime):
+                    continue
+                self._brought[key] = (size, mtime)
+                if size > max_file_bytes:
+                    collected.notes.append(
+                        f"{DATA_DIR}/{relative} ({size:,} bytes) is over the {max_file_bytes:,}-byte cap and stays in the sandbox"
+                    )
+                    continue
+                if len(collected.files) >= max_files or total + size > max_total:
+                    left += 1
+                    del self._brought[key]  # a later collection may have room
+                    continue
+                try:
+                    data = read()
+                    collected.files.append(outbox.save_home(dest, relative, data))
+                    total += len(data)
+                except (Refused, OSError) as exc:
+                    collected.notes.append(f"not copied out of the sandbox: {exc}")
+        except Exception as exc:  # the sandbox went away or sent something unreadable mid-way
+            collected.notes.append(f"copying files out of the sandbox stopped: {type(exc).__name__}: {exc}")
+        if left:
+            collected.skipped += left
+            collected.notes.append(
+                f"{left} more files stay in the sandbox: over the cap of {max_files} files / {max_total:,} bytes per copy"
+            )
+        return collected
 
     async def restart(self) -> None:
         """A fresh kernel: variables are cleared, files in the data folder stay."""
@@ -493,8 +607,15 @@ class Sandbox(ABC):
 
     @staticmethod
     def _execution(reply: dict) -> Execution:
+        """The kernel's reply as an Execution. The reply is the sandbox's word: the names of files and images are
+        kept only when they are inside the data folder (as sandbox paths, never host paths), and capped in number."""
         error = reply.get("error")
         status = reply.get("status")
+        files, file_notes = _sandbox_names(reply.get("files"), "file", outbox.MAX_FILES)
+        images, image_notes = _sandbox_names(
+            reply.get("images"), "image", outbox.MAX_IMAGES, _count(reply.get("images_omitted"))
+        )
+        omitted = _count(reply.get("files_omitted"))
         return Execution(
             status="ok" if status == "ok" else "error",
             stdout=reply.get("stdout", ""),
@@ -503,11 +624,40 @@ class Sandbox(ABC):
             error=ExecutionError(error.get("ename", ""), error.get("evalue", ""), error.get("traceback", ""))
             if error
             else None,
-            files=tuple(reply.get("files", ())),
-            images=tuple(reply.get("images", ())),
+            files=files,
+            images=images,
             duration_s=float(reply.get("duration_s", 0.0)),
-            files_omitted=int(reply.get("files_omitted", 0)),
+            files_omitted=omitted,
+            notes=file_notes + image_notes,
         )
+
+
+def _count(value: object) -> int:
+    """A count the kernel sent (its word, so checked): a whole number of at least 0, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _sandbox_names(value: object, what: str, cap: int, unlisted: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The valid data-folder names in a kernel's list (as ``/mnt/data/...``), at most ``cap``; notes on the rest
+    (``unlisted``: how many more the kernel saved and did not list)."""
+    items = value if isinstance(value, list) else []
+    kept: list[str] = []
+    refused: list[str] = []
+    for item in items:
+        try:
+            name = f"{DATA_DIR}/{outbox.relative_name(item)}"
+        except Refused as exc:
+            refused.append(str(exc))
+            continue
+        if name not in kept:
+            kept.append(name)
+    notes: list[str] = []
+    if refused:
+        notes.append(f"{len(refused)} {what} name(s) from the sandbox were ignored: {refused[0]}")
+    if len(kept) + unlisted > cap:
+        more = len(kept) + unlisted - cap
+        notes.append(f"{more} more {what}s were saved in {DATA_DIR} than the {cap} listed here")
+    return tuple(kept[:cap]), tuple(notes)
 
 
 @dataclass

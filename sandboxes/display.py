@@ -126,6 +126,15 @@ def _remove_stale_server_files(number: int) -> None:
             pass
 
 
+def server_environment() -> dict[str, str]:
+    """The environment of the display's own programs (Xvfb, xauth): a PATH and a locale, nothing of the agent's.
+
+    An app on the display runs as the same user, so it can read any of these programs' ``/proc/PID/environ``;
+    what the agent holds (API keys...) must not be there.
+    """
+    return {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+
+
 def _die_with_parent(signal_number: int = signal.SIGKILL) -> None:
     """In the child, before exec: be sent ``signal_number`` when the process that started us dies."""
     try:
@@ -227,6 +236,7 @@ class VirtualDisplay:
                     "-noreset",
                 ],
                 pass_fds=(write_end,),
+                env=server_environment(),  # its /proc/PID/environ is readable by the apps: nothing of ours
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 # SIGTERM, not SIGKILL: told that the agent died, Xvfb removes its own socket and lock
@@ -239,7 +249,10 @@ class VirtualDisplay:
         self.display = f":{number}"
         self._write_owner(number)
         subprocess.run(
-            ["xauth", "-f", self.authority, "add", self.display, ".", cookie], check=True, capture_output=True
+            ["xauth", "-f", self.authority, "add", self.display, ".", cookie],
+            env=server_environment(),
+            check=True,
+            capture_output=True,
         )
         self.started = True
         # This process's own connections (XTest input, screen grabs) are let in by uid, so they need no

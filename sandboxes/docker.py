@@ -13,17 +13,22 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-from collections.abc import AsyncIterator
+import json
+import tarfile
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from harmony_agent.sandboxes import outbox, watchdog
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
+    DataFile,
     KernelChannel,
     KernelMode,
     Limits,
     Sandbox,
     SandboxError,
+    blocking,
     describe_exit,
     session_uid,
 )
@@ -42,7 +47,45 @@ KERNEL_ENV = {
     "OMP_NUM_THREADS": "1",
 }
 
+#: Runs in the container (standard library only): writes a tar of the regular, visible files of the data folder
+#: (argv[1]), or of the one file argv[2] names, to stdout; links, devices and hidden names are left out.
+#: Files the host already has (same size and mtime, argv[3] as JSON) are left out, and a file over argv[4] bytes
+#: is sent as an empty member whose pax header HARMONY.size says its size, so the host can say it stayed.
+ARCHIVE_SCRIPT = """
+import io, json, os, stat, sys, tarfile
+root, only, known, cap = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+def add(archive, name):
+    path = os.path.join(root, name)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(info.st_mode) or known.get(name) == [info.st_size, int(info.st_mtime)]:
+        return
+    if info.st_size > cap:
+        member = tarfile.TarInfo(name)
+        member.mtime, member.pax_headers = int(info.st_mtime), {"HARMONY.size": str(info.st_size)}
+        archive.addfile(member, io.BytesIO())
+        return
+    archive.add(path, arcname=name, recursive=False)
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
+    if only:
+        add(archive, only)
+    else:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    add(archive, os.path.relpath(os.path.join(folder, name), root))
+"""
+
 _live: dict[str, Any] = {}  # container id -> docker client, for removal at interpreter exit
+
+
+def _member_size(member: tarfile.TarInfo) -> int:
+    """A member's size, or the size the archiving program said a file left out had (HARMONY.size)."""
+    said = member.pax_headers.get("HARMONY.size", "")
+    return int(said) if said.isdigit() else member.size
 
 
 def reap_orphans(client) -> list[str]:
@@ -148,6 +191,7 @@ class DockerSandbox(Sandbox):
         await asyncio.to_thread(reap_orphans, self.client)
         self.container = await asyncio.to_thread(self._create_container)
         _live[self.container.id] = self.client
+        watchdog.hold("container", self.container.id)
 
     def _create_container(self):
         from docker.errors import APIError, ImageNotFound
@@ -244,10 +288,12 @@ class DockerSandbox(Sandbox):
     async def _replace_container(self) -> None:
         old = self.container
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(old.remove, force=True)
+            await blocking(old.remove, force=True)
         _live.pop(old.id, None)
+        watchdog.released("container", old.id)
         self.container = await asyncio.to_thread(self._create_container)
         _live[self.container.id] = self.client
+        watchdog.hold("container", self.container.id)
         self._replaced = True
 
     async def _death_reason(self) -> str:
@@ -286,15 +332,77 @@ class DockerSandbox(Sandbox):
                 return int(line.split()[1])
         return None
 
+    def _archive(
+        self, relative: str = "", known: dict[str, list] | None = None, max_bytes: int = outbox.MAX_FILE_BYTES
+    ) -> Iterator[bytes]:
+        """A tar stream of the data folder (or one file in it), written by a process inside the container.
+
+        Docker's own archive API cannot see a tmpfs mount such as the data folder, so a short program runs in
+        the container as the session's user (``python3 -I``: no user site or environment can change it); it can
+        show only what the container holds, and the host trusts none of its stream (see :mod:`outbox`).
+        """
+        api = self.client.api
+        listed = json.dumps(known or {})
+        if len(listed) > 100_000:  # an argument's limit is 128 KiB: past it, send everything again
+            listed = "{}"
+        created = api.exec_create(
+            self.container.id,
+            ["python3", "-I", "-c", ARCHIVE_SCRIPT, DATA_DIR, relative, listed, str(max_bytes)],
+            stdout=True,
+            stderr=False,
+            user=self._user,
+        )
+        return api.exec_start(created["Id"], stream=True)
+
+    def _read_file(self, relative: str, max_bytes: int) -> tuple[bytes, int, float]:
+        """One file, archived inside the container; a link or anything but a regular file is refused."""
+        path = f"{DATA_DIR}/{relative}"
+        chunks = self._archive(relative, max_bytes=max_bytes)
+        try:
+            for member, archive in outbox.tar_members(chunks):
+                if member.name != relative or not member.isreg():
+                    break
+                size = _member_size(member)
+                if size > max_bytes:
+                    raise outbox.Refused(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte cap")
+                extracted = archive.extractfile(member)
+                assert extracted is not None
+                return extracted.read(), member.size, float(member.mtime)
+        except tarfile.TarError as exc:
+            raise outbox.Refused(f"{path} could not be read from the container: {exc}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()  # type: ignore[attr-defined]
+        raise outbox.Refused(f"{path} is missing or not a regular file (links are not followed)")
+
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
+        """The data folder as one archive stream from the container: regular files only, read as they pass;
+        those the host has are not sent again, nor the bytes of one over ``max_bytes``."""
+        chunks = self._archive("", {name: [size, int(mtime)] for name, (size, mtime) in known.items()}, max_bytes)
+        try:
+            for member, archive in outbox.tar_members(chunks):
+                if not member.isreg():
+                    continue
+
+                def read(member=member, archive=archive) -> bytes:
+                    extracted = archive.extractfile(member)
+                    return extracted.read() if extracted is not None else b""
+
+                yield member.name, _member_size(member), float(member.mtime), read
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()  # type: ignore[attr-defined]
+
     async def _shutdown(self) -> None:
         container, self.container = self.container, None
         if container is None:
             return
+        self._exec_socket = None
         try:
-            await asyncio.to_thread(container.remove, force=True)
+            await blocking(container.remove, force=True)
         except Exception as exc:
             if "No such container" not in str(exc) and "is already in progress" not in str(exc):
+                # left listed: the exit handler and the watchdog try again
                 raise SandboxError(f"could not remove container {container.name}: {exc}") from exc
-        finally:
-            _live.pop(container.id, None)
-            self._exec_socket = None
+        _live.pop(container.id, None)
+        watchdog.released("container", container.id)

@@ -33,14 +33,15 @@ import struct
 import sys
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from harmony_agent.sandboxes import datafs
+from harmony_agent.sandboxes import datafs, outbox, watchdog
 from harmony_agent.sandboxes._owner import owner_tag, process_is_gone
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
+    DataFile,
     KernelChannel,
     KernelMode,
     Limits,
@@ -185,6 +186,7 @@ class LocalSandbox(Sandbox):
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
         failed = datafs.mount_bounded(self.data_dir, self.limits.data_mb, self.uid)
         self.data_unbounded_reason = failed or ""
+        watchdog.hold("folder" if failed else "mount", str(self.data_dir))
         if failed and self.uid is not None:
             os.chown(self.data_dir, self.uid, self.uid)
 
@@ -305,8 +307,22 @@ class LocalSandbox(Sandbox):
             await asyncio.wait_for(process.wait(), 2)
         return describe_exit(process.returncode, self._stderr_tail.decode("utf-8", "replace"))
 
+    def _read_file(self, relative: str, max_bytes: int) -> tuple[bytes, int, float]:
+        """Read from the session's data folder on this host, one component at a time, never following a link."""
+        if self.data_dir is None:
+            raise outbox.Refused("the sandbox has no data folder")
+        return outbox.read_inside(self.data_dir, relative, max_bytes)
+
+    def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
+        if self.data_dir is None:
+            return
+        root = self.data_dir
+        for relative, size, mtime in outbox.walk_inside(root):
+            yield relative, size, mtime, lambda name=relative: outbox.read_inside(root, name)[0]
+
     async def _shutdown(self) -> None:
         await self._kill_all()
         if self.data_dir is not None:
             datafs.remove(self.data_dir)
+            watchdog.released("folder" if self.data_unbounded_reason else "mount", str(self.data_dir))
             self.data_dir = None

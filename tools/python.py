@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+from pathlib import Path
 
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
@@ -26,6 +27,7 @@ from harmony_agent.sandboxes import DockerSandbox, Execution, LocalSandbox, Sand
 from harmony_agent.sandboxes.docker import docker_client
 from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 from harmony_agent.sandboxes.local import bubblewrap_path
+from harmony_agent.sandboxes.outbox import Collected
 from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult
 
 log = logging.getLogger("harmony_agent.python")
@@ -133,14 +135,26 @@ class PythonTool(Tool):
     default; the ``HARMONY_AGENT_SANDBOX`` environment variable overrides it),
     ``docker``, ``bubblewrap`` or ``unsandboxed``. The sandbox starts at the
     first call, or at :meth:`start`.
+
+    ``output_dir`` is the host folder where the images a cell shows are
+    copied, through the sandbox, as it answers (the session sets it to its run's
+    output folder); its result's ``images`` are those copies. Without one,
+    images stay in the sandbox and the result names no host file.
     """
 
     namespace = "python"
 
     def __init__(
-        self, sandbox: Sandbox | str | None = None, *, timeout: float = 120.0, image: str = DEFAULT_IMAGE
+        self,
+        sandbox: Sandbox | str | None = None,
+        *,
+        timeout: float = 120.0,
+        image: str = DEFAULT_IMAGE,
+        output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.timeout = timeout
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self._output_given = self.output_dir  # what fresh() copies: a session sets its own folder otherwise
         self.image = image
         self.namespace_description = tool_description(timeout)
         self._requested = sandbox if sandbox is not None else os.environ.get("HARMONY_AGENT_SANDBOX", "auto")
@@ -158,7 +172,7 @@ class PythonTool(Tool):
                 "this PythonTool was given a Sandbox instance, which one session owns; pass "
                 "sandbox='auto', 'docker' or 'bubblewrap' to give each session a sandbox of its own"
             )
-        return PythonTool(self._requested, timeout=self.timeout, image=self.image)
+        return PythonTool(self._requested, timeout=self.timeout, image=self.image, output_dir=self._output_given)
 
     def descriptions(self) -> list[ToolDescription]:
         return []  # the namespace itself is the recipient: the message's content is the code
@@ -191,6 +205,11 @@ class PythonTool(Tool):
             raise ToolError(f"the python sandbox is unavailable: {exc}") from exc
         result = render_execution(execution)
         output = result.output
+        images: tuple[str, ...] = ()
+        if execution.images and self.output_dir is not None:  # copied through the sandbox, never by its word
+            collected = await self.sandbox.bring_home(self.output_dir, execution.images)
+            images = tuple(str(path) for path in collected.files)
+            output = "\n".join([output, *(f"[{note}]" for note in collected.notes)])
         if self._announced is not self.sandbox:  # once per session: a kernel that is not the notebook promised
             self._announced = self.sandbox
             if not self.sandbox.notebook:
@@ -198,10 +217,15 @@ class PythonTool(Tool):
         return ToolResult(
             output=output,
             error=result.error,
-            files=result.files,
-            images=result.images,
+            images=images,
             metadata={**result.metadata, "sandbox": self.sandbox.kind, "kernel": self.sandbox.kernel_name},
         )
+
+    async def bring_home(self, folder: str | os.PathLike[str]) -> Collected:
+        """Copy the files the code wrote to the data folder (new or changed since the last copy) into ``folder``."""
+        if self.sandbox is None or not self.sandbox.started:
+            return Collected()
+        return await self.sandbox.bring_home(folder)
 
     async def aclose(self) -> None:
         if self.sandbox is not None:

@@ -171,6 +171,8 @@ class ConsoleView:
             c.print(f"[{colour}]! {event.kind}: {escape(event.message)}[/{colour}]")
         elif isinstance(event, ev.RunEndEvent):
             self._print_sources(event.sources)
+            if event.files:  # host paths we chose, inside the output folder; escaped all the same
+                c.print("[dim]files:[/dim] " + ", ".join(escape(path) for path in event.files))
             u = event.usage
             c.print(
                 f"[dim]stop: {event.stop_reason} · steps {event.steps} · prompt {u.prompt_tokens} "
@@ -235,6 +237,7 @@ def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str
             "error": error,
             "transcript": transcript,
             "sources": [],
+            "files": [],
         }
     return {
         "final_text": end.final_text,
@@ -244,4 +247,5 @@ def result_object(end: ev.RunEndEvent | None, transcript: str | None, error: str
         "error": end.error,
         "transcript": transcript,
         "sources": [source.model_dump() for source in end.sources],
+        "files": list(end.files),
     }

@@ -46,6 +46,7 @@ class RunOptions(BaseModel):
     max_steps: int = 20
     max_tokens: int = 4096
     transcript: Path | None = None
+    output_dir: Path | None = None
     yes: bool = False
     hide_analysis: bool = False
     verbose: bool = False
@@ -99,6 +100,15 @@ ReasoningOpt = Annotated[Reasoning, typer.Option("--reasoning", "-r", help="Reas
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Most model generations in a turn (at least 1).")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per generation (at least 1).")]
 TranscriptOpt = Annotated[Path | None, typer.Option("--transcript", help="Append the run's events to this JSONL file.")]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Folder where the files the tools make (the python sandbox's /mnt/data) are copied after each turn "
+        "(default: runs/<run id>/ here).",
+    ),
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve every tool call without asking.")]
 HideAnalysisOpt = Annotated[bool, typer.Option("--hide-analysis", help="Do not print the model's analysis.")]
 VerboseOpt = Annotated[
@@ -314,6 +324,7 @@ def build_agent(options: RunOptions, approve: Any = None):
             max_tokens=options.max_tokens,
             transcript=options.transcript,
             approve=approve,
+            output_dir=options.output_dir,
         )
     except (ModelError, ValueError) as exc:
         raise UsageError(str(exc)) from None

@@ -38,6 +38,8 @@ import base64
 import json
 import logging
 import mimetypes
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -108,11 +110,16 @@ class SessionTools:
         self.last_used = time.monotonic()
         self._lock = asyncio.Lock()
         self.closed = False
+        #: Where tools that copy files out of a sandbox (python's figures) put them, to be sent as image content.
+        self.output_dir: Path | None = None
 
     async def get(self, kind: str) -> Tool:
         async with self._lock:
             if kind not in self.tools:
                 tool = self.served[kind].factory()
+                if hasattr(tool, "output_dir") and tool.output_dir is None:
+                    self.output_dir = self.output_dir or Path(tempfile.mkdtemp(prefix="harmony-agent-mcp-files-"))
+                    tool.output_dir = self.output_dir
                 self.tools[kind] = tool
                 line = await tool.start()
                 if line:
@@ -129,6 +136,8 @@ class SessionTools:
             except Exception as exc:  # one tool failing to close must not keep the others open
                 log.warning("closing the %s tool failed: %s", kind, exc)
         self.tools.clear()
+        if self.output_dir is not None:  # the images were sent to the client as content
+            shutil.rmtree(self.output_dir, ignore_errors=True)
 
 
 #: Told to a client whose call has no session to live in; its tools are closed when the call ends.
@@ -231,11 +240,12 @@ class ToolServer:
             result = await tool.process(served.call_for(params.name, params.arguments or {}))
         except Exception as exc:  # the tool could not even start (no sandbox, no browser): the client reads why
             result = ToolResult(error=f"the {served.kind} tool is unavailable: {exc}")
+        try:
+            return _to_mcp(result, ONE_CALL_NOTE if for_this_call else "")  # images are read before they go
         finally:
             session.last_used = time.monotonic()
             if for_this_call:  # a session for this call alone ends with the call, not with the exchange
                 await session.aclose()
-        return _to_mcp(result, ONE_CALL_NOTE if for_this_call else "")
 
     async def _session_for(self, ctx: Any) -> tuple[SessionTools, bool]:
         """This request's SessionTools: the process's (stdio), its connection's, one named by x-session-id, or

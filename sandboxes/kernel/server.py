@@ -30,6 +30,7 @@ from .processes import KERNEL_PID, init_main, kill_forked_copies
 DEFAULT_MAX_OUTPUT = 20_000
 MAX_TRANSFER_BYTES = 256 * 1024 * 1024
 MAX_FILES_LISTED = 50  # a cell that writes thousands of files gets a count, not a page of names
+MAX_IMAGES_LISTED = 50  # likewise for thousands of display() images (the host lists fewer still)
 SIGINT_ONLY = {signal.SIGINT}
 
 
@@ -108,7 +109,8 @@ class Kernel:
             "error": error,
             "files": files[:MAX_FILES_LISTED],
             "files_omitted": max(0, len(files) - MAX_FILES_LISTED),
-            "images": images,
+            "images": images[:MAX_IMAGES_LISTED],
+            "images_omitted": max(0, len(images) - MAX_IMAGES_LISTED),
             "duration_s": round(time.perf_counter() - started, 6),
             "oom_kills": oom_kills(),
         }

@@ -114,7 +114,7 @@ async def test_shell_commands_run_inside_the_sandbox(notebook):
 )
 async def test_installing_packages_says_at_once_that_there_is_no_network(notebook, command):
     started = time.monotonic()
-    answer = await notebook.process(command, timeout=20)
+    answer = await notebook.execute(command, timeout=20)
     assert time.monotonic() - started < 5
     assert answer.status == "ok" and "no network access" in answer.stderr, answer
 
@@ -138,7 +138,7 @@ async def test_top_level_await(notebook):
 
 
 async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
-    failed = await notebook.process("import json\ndef load(text):\n    return json.loads(text)\nload('{')")
+    failed = await notebook.execute("import json\ndef load(text):\n    return json.loads(text)\nload('{')")
     text = failed.error.traceback
     assert failed.status == "error" and failed.error.ename == "JSONDecodeError"
     assert "\x1b[" not in text and not re.search(r"^-{20,}$", text, re.MULTILINE)  # no colour codes, no rule line
@@ -149,13 +149,13 @@ async def test_tracebacks_are_ipythons_uncoloured_and_short(notebook):
     assert text.rstrip().endswith(
         "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
     )
-    syntax = await notebook.process("def broken(:\n    pass")
+    syntax = await notebook.execute("def broken(:\n    pass")
     assert syntax.error.ename == "SyntaxError" and "\x1b[" not in syntax.error.traceback
 
 
 async def test_exit_raises_system_exit_and_the_session_survives(notebook):
     await ok(notebook, "kept = 1")
-    ended = await notebook.process("exit(3)")
+    ended = await notebook.execute("exit(3)")
     assert ended.status == "error" and ended.error.ename == "SystemExit" and ended.error.evalue == "3"
     assert (await ok(notebook, "kept")).result == "1"
 
@@ -163,7 +163,7 @@ async def test_exit_raises_system_exit_and_the_session_survives(notebook):
 async def test_a_shell_command_past_the_time_limit_is_interrupted_and_state_kept(notebook):
     await ok(notebook, "kept = 'yes'")
     started = time.monotonic()
-    slow = await notebook.process("!sleep 60", timeout=1)
+    slow = await notebook.execute("!sleep 60", timeout=1)
     assert slow.status == "timeout" and not slow.state_lost and time.monotonic() - started < 10
     assert (await ok(notebook, "kept")).result == "'yes'"
 
@@ -173,7 +173,7 @@ async def test_the_standard_fallback_keeps_the_habits_it_can(plain):
     assert shown.stdout == "a\n1\n'two'\n" and shown.result is None
     assert (await ok(plain, "import asyncio\nawait asyncio.sleep(0.01)\n'awaited'")).result == "'awaited'"
     assert (await ok(plain, "_")).result == "'awaited'"
-    magic = await plain.process("!ls")
+    magic = await plain.execute("!ls")
     assert magic.status == "error" and magic.error.ename == "SyntaxError"
 
 

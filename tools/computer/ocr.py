@@ -34,6 +34,16 @@ DEFAULT_VARIABLES = {"tessedit_do_invert": "0"}
 Word = tuple[str, int, int, int, int, float]  # text, left, top, width, height, confidence (0-100)
 
 
+def tesseract_environment() -> dict[str, str]:
+    """tesseract's environment: what it needs (PATH, locale, its data folder) and its thread limit, nothing more.
+
+    The worker lives as long as the tool, and an app on the display runs as the same user and can read its
+    ``/proc/PID/environ``: the agent's keys must not be there.
+    """
+    kept = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "TESSDATA_PREFIX") if key in os.environ}
+    return {**kept, **TESSERACT_ENV}
+
+
 @functools.cache
 def default_language() -> str:
     """``Latin`` (every Latin-script letter; benchmarks/screen_reading.py: 99% of characters against 88% for
@@ -118,7 +128,7 @@ class Tesseract:
                 ["tesseract", "stdin", "stdout", "--psm", str(psm), "-l", self.language, *options, "tsv"],
                 input=buffer.getvalue(),
                 capture_output=True,
-                env={**os.environ, **TESSERACT_ENV},
+                env=tesseract_environment(),
                 timeout=self.timeout,
             )
         except FileNotFoundError:
@@ -169,7 +179,7 @@ class Tesseract:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, **TESSERACT_ENV},
+                env=tesseract_environment(),
             )
         return self._worker
 
