@@ -23,15 +23,14 @@ from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
     DataFile,
-    KernelChannel,
     KernelMode,
     Limits,
     Sandbox,
     SandboxError,
     blocking,
-    describe_exit,
     session_uid,
 )
+from harmony_agent.sandboxes.channel import KernelChannel, describe_exit
 from harmony_agent.sandboxes.images import DEFAULT_IMAGE
 from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
 

@@ -42,14 +42,13 @@ from harmony_agent.sandboxes._owner import owner_tag, process_is_gone
 from harmony_agent.sandboxes.base import (
     DATA_DIR,
     DataFile,
-    KernelChannel,
     KernelMode,
     Limits,
     Sandbox,
     SandboxError,
-    describe_exit,
     session_uid,
 )
+from harmony_agent.sandboxes.channel import KernelChannel, describe_exit
 from harmony_agent.sandboxes.kernel import KERNEL_SOURCE
 
 SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
