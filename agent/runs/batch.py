@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ class Ledger:
             raise ValueError("repeat must be at least 1")
         self.path = Path(results)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.transcripts = Path(transcripts) if transcripts is not None else None
+        # Absolute, so the transcripts (and the screenshots beside them) are found from any folder later.
+        self.transcripts = Path(transcripts).resolve() if transcripts is not None else None
         if self.transcripts is not None:
             self.transcripts.mkdir(parents=True, exist_ok=True)
         self.done = {r.key: r for r in read_results(self.path)} if resume else {}
@@ -133,6 +135,16 @@ class Ledger:
     def transcript(self, spec: TaskSpec, number: int) -> Path | None:
         suffix = f"-{number}" if self.repeat > 1 else ""
         return self.transcripts / f"{spec.id}{suffix}.jsonl" if self.transcripts is not None else None
+
+    def fresh_transcript(self, spec: TaskSpec, number: int) -> Path | None:
+        """The job's transcript path, with what an earlier batch left there removed (its transcript, report and
+        screenshots): transcripts append, and a re-run into the same folder must show this run once, alone."""
+        path = self.transcript(spec, number)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".html").unlink(missing_ok=True)
+            shutil.rmtree(path.with_suffix(".screenshots"), ignore_errors=True)
+        return path
 
     def record(self, outcome: TaskResult) -> None:
         """A finished job: appended to the results file at once, then counted."""
@@ -176,7 +188,7 @@ async def run_batch(
         async with gate:
             ledger.state.running += 1
             ledger.report()
-            ledger.record(await run_task(spec, make_agent, ledger.transcript(spec, number), number))
+            ledger.record(await run_task(spec, make_agent, ledger.fresh_transcript(spec, number), number))
 
     await asyncio.gather(*(one(spec, n) for spec, n in ledger.jobs))
     return ledger.ordered()
