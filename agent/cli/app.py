@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from harmony_agent.cli import runs as cli_runs
 from harmony_agent.cli.config import ConfigError, config_path, load_config
-from harmony_agent.cli.console import ConsoleView, JsonEventsView, QuietView, SilentView, make_console, result_object
+from harmony_agent.cli.console import (
+    ConsoleView,
+    JsonEventsView,
+    QuietView,
+    SilentView,
+    json_safe,
+    make_console,
+    result_object,
+    safe,
+)
 from harmony_agent.cli.options import (
     DEFAULTS,
     AllowOpt,
@@ -96,7 +104,7 @@ def _main(
 def _fail(message: object) -> typer.Exit:
     """Print a one-line error (markup in it printed as is); the caller raises the returned Exit (code 2: bad input)."""
     text = " ".join(str(message).split("\n")) if isinstance(message, (UsageError, ConfigError)) else str(message)
-    make_console(stderr=True).print(f"[red]error:[/red] {escape(text)}")
+    make_console(stderr=True).print(f"[red]error:[/red] {safe(text)}")
     return typer.Exit(2)
 
 
@@ -127,7 +135,7 @@ def _start(agent: Any, err: Any, show: bool) -> None:
         raise _fail(exc) from None
     if show:
         for line in lines:
-            err.print(f"[dim]{escape(line)}[/dim]")
+            err.print(f"[dim]{safe(line)}[/dim]")
 
 
 def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> RunOptions:
@@ -198,7 +206,7 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
     except KeyboardInterrupt:
         interrupted(err)
         if mode == "result":
-            print(json.dumps(result_object(None, transcript)), flush=True)
+            print(json_safe(json.dumps(result_object(None, transcript))), flush=True)
         return 130
     except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -207,9 +215,9 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
         agent.close()
         driver.close()
     if mode == "result":
-        print(json.dumps(result_object(end, transcript), ensure_ascii=False), flush=True)
+        print(json_safe(json.dumps(result_object(end, transcript), ensure_ascii=False)), flush=True)
     elif mode == "quiet" and end is not None and end.stop_reason != "final":
-        err.print(f"[red]stop: {escape(end.stop_reason)}[/red] {escape(end.error or '')}")
+        err.print(f"[red]stop: {safe(end.stop_reason)}[/red] {safe(end.error or '')}")
     return 0 if end is not None and end.stop_reason == "final" else 1
 
 
@@ -300,7 +308,7 @@ def serve(
     err = make_console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
     err.print(
-        f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
+        f"serving {safe(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
         f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}"
     )
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
@@ -347,7 +355,7 @@ def doctor(
             "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
         )
         failed_required |= check.required and not check.ok
-        table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.hint))
+        table.add_row(check.name, status, safe(check.detail), "" if check.ok else safe(check.hint))
     make_console().print(table)
     raise typer.Exit(1 if failed_required else 0)
 
@@ -432,9 +440,9 @@ def sandbox_build(
         with console.status(f"building {image}") as status:
 
             def progress(line: str) -> None:
-                status.update(f"building {escape(image)}: {escape(line[:100])}")
+                status.update(f"building {safe(image)}: {safe(line[:100])}")
                 if not line.startswith("I: "):  # debootstrap's per-package chatter stays in the status line
-                    console.print(f"[dim]{escape(line)}[/dim]")
+                    console.print(f"[dim]{safe(line)}[/dim]")
 
             if offline:
                 build_offline(client, image, mirror=mirror, progress=progress)
@@ -442,7 +450,7 @@ def sandbox_build(
                 build_dockerfile(client, image, progress=progress)
     except (SandboxError, ImageBuildError) as exc:
         raise _fail(exc) from None
-    console.print(f"[green]built {escape(image)}[/green]")
+    console.print(f"[green]built {safe(image)}[/green]")
 
 
 @sandbox_app.command("clean")

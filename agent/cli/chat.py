@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from harmony_agent import events as ev
+from harmony_agent.cli.console import safe
 from harmony_agent.cli.turns import TurnDriver
 from harmony_agent.loop import RunResult
 
@@ -109,7 +109,7 @@ class Chat:
         if name in ("/quit", "/exit"):
             return False
         if name == "/help":
-            self.console.print(escape(HELP))
+            self.console.print(safe(HELP))
         elif name == "/reset":
             self.previous = None
             self.console.print("[dim]the conversation starts over[/dim]")
@@ -118,7 +118,7 @@ class Chat:
         elif name == "/tools":
             self.list_tools()
         else:
-            self.err.print(f"[red]unknown command {escape(name)}[/red]: /help lists them")
+            self.err.print(f"[red]unknown command {safe(name)}[/red]: /help lists them")
         return True
 
     def save(self, argument: str) -> None:
@@ -127,7 +127,7 @@ class Chat:
             return
         path = Path(argument).expanduser()
         if path.is_dir():
-            self.err.print(f"[red]{escape(str(path))} is a directory[/red]: name a file")
+            self.err.print(f"[red]{safe(str(path))} is a directory[/red]: name a file")
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,9 +135,9 @@ class Chat:
                 for event in self.events:
                     file.write(event.model_dump_json() + "\n")
         except OSError as exc:
-            self.err.print(f"[red]cannot write {escape(str(path))}[/red]: {escape(exc.strerror or str(exc))}")
+            self.err.print(f"[red]cannot write {safe(str(path))}[/red]: {safe(exc.strerror or str(exc))}")
             return
-        self.console.print(f"[dim]saved {len(self.events)} events to {escape(str(path))}[/dim]")
+        self.console.print(f"[dim]saved {len(self.events)} events to {safe(str(path))}[/dim]")
 
     def list_tools(self) -> None:
         if not self.agent.tools:
@@ -146,6 +146,6 @@ class Chat:
             for description in tool.descriptions() or []:
                 recipient = f"{tool.namespace}.{description.name}" if description.name else tool.namespace
                 summary = (description.description or "").strip().splitlines()
-                self.console.print(f"[yellow]{escape(recipient)}[/yellow] {escape(summary[0] if summary else '')}")
+                self.console.print(f"[yellow]{safe(recipient)}[/yellow] {safe(summary[0] if summary else '')}")
             if not tool.descriptions():
-                self.console.print(f"[yellow]{escape(tool.namespace)}[/yellow] {escape(tool.namespace_description)}")
+                self.console.print(f"[yellow]{safe(tool.namespace)}[/yellow] {safe(tool.namespace_description)}")

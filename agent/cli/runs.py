@@ -16,10 +16,9 @@ from pathlib import Path
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
-from harmony_agent.cli.console import make_console
+from harmony_agent.cli.console import make_console, safe
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks
@@ -30,7 +29,7 @@ err = make_console(stderr=True)
 
 
 def _fail(message: object) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(str(message))}")
+    err.print(f"[red]error:[/red] {safe(str(message))}")
     return typer.Exit(2)
 
 
@@ -38,7 +37,7 @@ def _status(progress: BatchProgress) -> str:
     last = ""
     if progress.last is not None:
         mark = "[green]passed[/green]" if progress.last.passed else "[red]failed[/red]"
-        last = f" · last: {escape(progress.last.id)} {mark}"
+        last = f" · last: {safe(progress.last.id)} {mark}"
     return (
         f"[bold]{progress.done}/{progress.total}[/bold] done · {progress.running} running · "
         f"[green]{progress.passed} passed[/green] · [red]{progress.failed} failed[/red]"
@@ -54,9 +53,9 @@ def results_table(results: list[TaskResult]) -> Table:
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)}" if r.checks else "—"
         verdict = "[green]pass[/green]" if r.passed else "[red]fail[/red]"
         name = r.id + (f" #{r.repeat}" if r.repeat > 1 else "")
-        detail = f"{checks}" + (f" · {escape(r.error[:80])}" if r.error else "")
+        detail = f"{checks}" + (f" · {safe(r.error[:80])}" if r.error else "")
         table.add_row(
-            escape(name),
+            safe(name),
             verdict,
             detail,
             r.stop_reason or "—",
@@ -164,7 +163,7 @@ def run_batch_command(
     )
     if repeat > 1:
         for task, row in totals["tasks"].items():  # type: ignore[union-attr]
-            console.print(f"  {escape(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
+            console.print(f"  {safe(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
     if report:
         console.print(f"report: {write_report(results_path, output / 'report.html')}")
     return 0 if all(r.passed for r in results) else 1
