@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from harmony_agent.cli.config import Config
+from harmony_agent.runs.tasks import TaskFileError, read_yaml
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.base import Tool
 
@@ -251,11 +251,9 @@ def read_task_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"task file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+        data = read_yaml(path)
+    except TaskFileError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
     if not isinstance(data, dict) or "task" not in data:
         raise UsageError(f"{path} must be a mapping with at least a 'task' key")
     unknown = set(data) - TASK_FILE_KEYS

@@ -21,7 +21,7 @@ from rich.table import Table
 from harmony_agent.cli.console import make_console, safe
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
 from harmony_agent.runs.report import write_report
-from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks
+from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks, read_yaml
 from harmony_agent.toolbox import TaskAgentFactory
 
 console = make_console()
@@ -225,10 +225,8 @@ def is_batch(path: Path) -> bool:
         return path.suffix not in (".yaml", ".yml")  # a folder named like a file is a mistake, said as such by run
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
-    import yaml
-
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
-        return False
+        data = read_yaml(path)
+    except TaskFileError:
+        return False  # run reads it again, and says what is wrong
     return isinstance(data, dict) and "tasks" in data

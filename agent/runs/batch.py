@@ -87,6 +87,47 @@ def read_results(path: str | os.PathLike[str]) -> list[TaskResult]:
     return results
 
 
+def append_record(path: Path, line: str) -> None:
+    """Append one JSON line so that a kill cannot tear it: the whole line in one write, then fsync.
+
+    The file is opened for appending at the system level (no buffer that
+    could split the line into several writes), and the data is on disk
+    before the result counts as recorded.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (a full disk): finish it, or fail loudly
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_aside_torn_line(path: Path) -> Path | None:
+    """Move a torn last line (a batch killed mid-write) to ``results.jsonl.torn``; returns where, or None.
+
+    Without this, the next result would be appended onto the torn text and
+    both would be lost. The file is cut back to its last complete line.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data or data.endswith(b"\n"):
+        return None
+    cut = data.rfind(b"\n") + 1
+    aside = path.with_name(path.name + ".torn")
+    with aside.open("ab") as file:
+        file.write(data[cut:] + b"\n")
+    with path.open("r+b") as file:
+        file.truncate(cut)
+        file.flush()
+        os.fsync(file.fileno())
+    return aside
+
+
 class Ledger:
     """A batch's bookkeeping, shared by the local and the Ray runner: the jobs, what a resumed batch
     already has, the results file (appended as each result is known), the progress counts."""
@@ -109,6 +150,8 @@ class Ledger:
         self.transcripts = Path(transcripts).resolve() if transcripts is not None else None
         if self.transcripts is not None:
             self.transcripts.mkdir(parents=True, exist_ok=True)
+        if resume:
+            set_aside_torn_line(self.path)
         self.done = {r.key: r for r in read_results(self.path)} if resume else {}
         if not resume and self.path.exists():
             self.path.unlink()  # a fresh batch starts a fresh file; resume keeps it
@@ -148,9 +191,7 @@ class Ledger:
 
     def record(self, outcome: TaskResult) -> None:
         """A finished job: appended to the results file at once, then counted."""
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(outcome.model_dump_json() + "\n")
-            file.flush()
+        append_record(self.path, outcome.model_dump_json())
         self.state.running -= 1
         self.state.last = outcome
         self._count(outcome)
