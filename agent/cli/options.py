@@ -22,7 +22,8 @@ import typer
 from pydantic import BaseModel, ConfigDict
 
 from harmony_agent.cli.config import Config
-from harmony_agent.runs.tasks import TaskFileError, read_yaml
+from harmony_agent.imports import preload_policy
+from harmony_agent.runs.tasks import TaskFileError, expand_variables, read_yaml, relative_to_file
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.base import Tool
 
@@ -56,6 +57,8 @@ class RunOptions(BaseModel):
     allow: list[str] = []
     apps: list[str] = []
     mcp: list[Any] = []
+    #: Where ``module:function`` names (tools, a policy) are looked up first: a task file's folder.
+    folder: Path | None = None
 
     @property
     def output(self) -> OutputMode:
@@ -263,7 +266,12 @@ def read_task_file(path: Path) -> dict[str, Any]:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"{path}: {key} must be a positive whole number, got {value!r}")
-    return data
+    try:
+        data = expand_variables(data, path)
+    except TaskFileError as exc:
+        raise UsageError(str(exc)) from None
+    # Paths and module:function names in a task file are relative to the file, whatever the current folder.
+    return {**relative_to_file(data, path.parent), "folder": path.parent.resolve()}
 
 
 # -- tools ---------------------------------------------------------------------------------------------------------------
@@ -291,7 +299,7 @@ def load_tools(specs: list[str], options: RunOptions | None = None) -> list[Tool
         screenshots=options.transcript.with_suffix(".screenshots") if options.transcript else None,
     )
     try:
-        return build_tools(specs, tool_options, search_path=Path.cwd())
+        return build_tools(specs, tool_options, search_path=[options.folder, Path.cwd()])
     except ToolSpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -303,6 +311,7 @@ def build_agent(options: RunOptions, approve: Any = None):
 
     try:
         tools = load_tools(options.tools, options)
+        preload_policy(options.model, [options.folder, Path.cwd()])
         return Agent(
             load_model(options.model),
             tools=tools,

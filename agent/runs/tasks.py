@@ -240,9 +240,7 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
-    data = _expand(
-        data, {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}, str(path)
-    )
+    data = expand_variables(data, path, variables)
     if "tasks" in data:
         defaults = {k: v for k, v in data.items() if k != "tasks"}
         unknown = set(defaults) - _DEFAULT_KEYS
@@ -306,13 +304,31 @@ def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | 
 def _resolve_paths(spec: TaskSpec, base: Path) -> TaskSpec:
     """Relative paths in a task are relative to its file."""
     spec._folder = base.resolve()
-    updates: dict[str, Any] = {}
-    if spec.model and spec.model.startswith("scripted:"):
-        updates["model"] = "scripted:" + str(_under(base, spec.model[len("scripted:") :]))
-    if spec.search and spec.search.startswith("local:"):
-        folder, at, url = spec.search[len("local:") :].partition("@")
-        updates["search"] = f"local:{_under(base, folder)}{at}{url}"
+    updates = relative_to_file({"model": spec.model, "search": spec.search}, base)
+    updates = {key: value for key, value in updates.items() if value != getattr(spec, key)}
     return spec.model_copy(update=updates) if updates else spec
+
+
+def relative_to_file(settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``settings`` with a ``scripted:`` model file and a ``local:`` search folder made absolute from ``base``."""
+    settings = dict(settings)
+    model, search = settings.get("model"), settings.get("search")
+    if isinstance(model, str) and model.startswith("scripted:"):
+        settings["model"] = "scripted:" + str(_under(base, model[len("scripted:") :]))
+    if isinstance(search, str) and search.startswith("local:"):
+        folder, at, url = search[len("local:") :].partition("@")
+        settings["search"] = f"local:{_under(base, folder)}{at}{url}"
+    return settings
+
+
+def file_variables(path: Path, variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables a task file's ``${NAME}`` may use: its folder, this interpreter, the caller's."""
+    return {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}
+
+
+def expand_variables(data: Any, path: Path, variables: dict[str, str] | None = None) -> Any:
+    """``data`` with each ``${NAME}`` replaced (see :func:`file_variables`; then the environment)."""
+    return _expand(data, file_variables(path, variables), str(path))
 
 
 def _under(base: Path, value: str) -> Path:
