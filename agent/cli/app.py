@@ -240,7 +240,7 @@ def chat(
     apps: AppOpt = None,
     mcp: McpOpt = None,
 ) -> None:
-    """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-D leaves, Ctrl-C interrupts."""
+    """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-C clears the line or cancels the turn, Ctrl-D leaves."""
     from harmony_agent.cli.chat import Chat
 
     options = _prepare(ctx)

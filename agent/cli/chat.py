@@ -3,7 +3,10 @@
 Line editing and history come from the standard library's ``readline`` (when
 it is present and the input is a terminal); the history file is
 ``~/.local/state/harmony-agent/chat_history`` (``$XDG_STATE_HOME`` honoured).
-Ctrl-D (or ``/quit``) leaves; Ctrl-C interrupts at once (exit code 130).
+Ctrl-D (or ``/quit``) leaves. Ctrl-C works as in a shell: on a half-typed
+line it clears the line; during a turn (the model writing, a tool running, an
+approval prompt) it cancels that turn; either way the chat and the
+conversation so far go on.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ HELP = """\
 /save FILE    write the conversation so far as a transcript (harmony-agent replay FILE prints it)
 /tools        list the tools and what they do
 /help         this list
-/quit         leave (as Ctrl-D does); Ctrl-C interrupts at once"""
+/quit         leave (as Ctrl-D does)
+Ctrl-C        clear the line, or cancel the turn that is running (the conversation so far stays)"""
 
 PROMPT = "you> "
 
@@ -80,7 +84,7 @@ class Chat:
 
     def loop(self) -> None:
         editor = LineEditor()
-        self.err.print("[dim]/help lists the commands; Ctrl-D leaves[/dim]")
+        self.err.print("[dim]/help lists the commands; Ctrl-C cancels a turn; Ctrl-D leaves[/dim]")
         try:
             while True:
                 try:
@@ -88,19 +92,31 @@ class Chat:
                 except EOFError:
                     self.console.print()
                     return
+                except KeyboardInterrupt:  # Ctrl-C on a half-typed line: drop it, ask again
+                    self.console.print()
+                    continue
                 if not line.strip():
                     continue
                 if line.lstrip().startswith("/"):
                     if not self.command(line.strip()):
                         return
                     continue
-                self.driver.turn(line, self.previous)
-                result = self.agent.last_result
-                if result is not None:
-                    self.previous = result
-                    self.events.extend(e for e in result.events if not isinstance(e, ev.TokenDeltaEvent))
+                self.turn(line)
         finally:
             editor.save()
+
+    def turn(self, line: str) -> None:
+        """One turn; Ctrl-C cancels it and the conversation goes on from the turn before."""
+        before = self.agent.last_result
+        try:
+            self.driver.turn(line, self.previous)
+        except KeyboardInterrupt:
+            self.err.print("\n[yellow]turn cancelled[/yellow] [dim](the conversation goes on from before it)[/dim]")
+            return
+        result = self.agent.last_result
+        if result is not None and result is not before:
+            self.previous = result
+            self.events.extend(e for e in result.events if not isinstance(e, ev.TokenDeltaEvent))
 
     def command(self, line: str) -> bool:
         """Do a slash command; False means leave."""
@@ -140,12 +156,40 @@ class Chat:
         self.console.print(f"[dim]saved {len(self.events)} events to {safe(str(path))}[/dim]")
 
     def list_tools(self) -> None:
+        """A line per tool for people (the model's own descriptions are long and written for the model)."""
         if not self.agent.tools:
             self.console.print("[dim]no tools (add some with --tools)[/dim]")
         for tool in self.agent.tools:
-            for description in tool.descriptions() or []:
-                recipient = f"{tool.namespace}.{description.name}" if description.name else tool.namespace
-                summary = (description.description or "").strip().splitlines()
-                self.console.print(f"[yellow]{safe(recipient)}[/yellow] {safe(summary[0] if summary else '')}")
-            if not tool.descriptions():
-                self.console.print(f"[yellow]{safe(tool.namespace)}[/yellow] {safe(tool.namespace_description)}")
+            for name, summary in tool_summaries(tool):
+                self.console.print(f"[yellow]{safe(name)}[/yellow] {safe(summary)}")
+
+
+#: What each built-in tool does, said for people.
+BUILTIN_SUMMARIES = {
+    "PythonTool": "runs Python code in a sandbox; files it saves are in /mnt/data",
+    "BrowserTool": "searches and reads web pages in a headless Chromium",
+    "ComputerTool": "sees and drives apps on a virtual display",
+}
+
+
+def first_sentence(text: str | None, limit: int = 80) -> str:
+    """The first sentence of a description, on one line, cut to ``limit`` characters."""
+    words = " ".join((text or "").split())
+    sentence = words.split(". ", 1)[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def tool_summaries(tool: Any) -> list[tuple[str, str]]:
+    """(name, what it does) for a tool: a built-in in one line with its actions, a function per function."""
+    descriptions = tool.descriptions() or []
+    summary = BUILTIN_SUMMARIES.get(type(tool).__name__)
+    if summary is not None:
+        name = "computer" if type(tool).__name__ == "ComputerTool" else tool.namespace
+        actions = ", ".join(d.name for d in descriptions if d.name)
+        return [(name, summary + (f" ({actions})" if actions else ""))]
+    if not descriptions:
+        return [(tool.namespace, first_sentence(tool.namespace_description))]
+    return [
+        (f"{tool.namespace}.{d.name}" if d.name else tool.namespace, first_sentence(d.description))
+        for d in descriptions
+    ]
