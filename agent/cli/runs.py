@@ -33,6 +33,16 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
+class _LiveStatus:
+    """The progress line, worked out at every refresh (4 a second), so its clock runs between results."""
+
+    def __init__(self, progress: BatchProgress) -> None:
+        self.progress = progress
+
+    def __rich__(self) -> str:
+        return _status(self.progress)
+
+
 def _status(progress: BatchProgress) -> str:
     last = ""
     if progress.last is not None:
@@ -48,17 +58,17 @@ def _status(progress: BatchProgress) -> str:
 def results_table(results: list[TaskResult]) -> Table:
     table = Table(title="tasks", show_lines=False)
     for column in ("task", "result", "checks", "stop", "steps", "tokens", "time"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # long paths and errors wrap whole, never cut with "…"
     for r in results:
         checks = f"{sum(c.passed for c in r.checks)}/{len(r.checks)}" if r.checks else "—"
         verdict = "[green]pass[/green]" if r.passed else "[red]fail[/red]"
         name = r.id + (f" #{r.repeat}" if r.repeat > 1 else "")
-        detail = f"{checks}" + (f" · {safe(r.error[:80])}" if r.error else "")
+        detail = f"{checks}" + (f" · {safe(r.error)}" if r.error else "")  # whole: the table wraps it
         table.add_row(
             safe(name),
             verdict,
             detail,
-            r.stop_reason or "—",
+            safe(r.stop_reason or "—"),
             str(r.steps),
             str(r.prompt_tokens + r.completion_tokens),
             f"{r.wall_s:.1f} s",
@@ -110,52 +120,35 @@ def run_batch_command(
     ray_address: str | None = None,
 ) -> int:
     """The batch command's work (``run`` hands task lists and folders here too); returns the exit code."""
+    skipped: list[str] = []
     try:
-        specs = load_tasks(paths)
+        specs = load_tasks(paths, skipped=skipped)
     except TaskFileError as exc:
         _fail(exc)
         return 2
+    for note in skipped:
+        err.print(f"[dim]skipped {safe(note)}[/dim]")
     if output.exists() and not output.is_dir():
         _fail(f"--output {output} is a file, not a folder")
         return 2
     factory = TaskAgentFactory(defaults=TaskSpec(task="-", model=model) if model else None)
     results_path = output / "results.jsonl"
     started = time.monotonic()
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
-
-        def show(progress: BatchProgress) -> None:
-            live.update(_status(progress))
-
-        try:
-            if ray:
-                from harmony_agent.runs.ray import run_batch_on_ray
-
-                results = run_batch_on_ray(
-                    specs,
-                    factory,
-                    results=results_path,
-                    transcripts=output / "runs",
-                    repeat=repeat,
-                    resume=resume,
-                    address=ray_address,
-                    progress=show,
-                )
-            else:
-                results = asyncio.run(
-                    run_batch(
-                        specs,
-                        factory,
-                        results=results_path,
-                        transcripts=output / "runs",
-                        concurrency=concurrency,
-                        repeat=repeat,
-                        resume=resume,
-                        progress=show,
-                    )
-                )
-        except KeyboardInterrupt:
-            err.print(f"[yellow]interrupted[/yellow]: finished results are in {results_path}; --resume goes on")
-            return 130
+    try:
+        results = _run_live(
+            specs,
+            factory,
+            results_path,
+            output,
+            concurrency=concurrency,
+            repeat=repeat,
+            resume=resume,
+            ray=ray,
+            ray_address=ray_address,
+        )
+    except KeyboardInterrupt:  # after the live line is gone, on a line of its own
+        err.print(f"\n[yellow]interrupted[/yellow]: finished results are in {safe(results_path)}; --resume goes on")
+        return 130
     console.print(results_table(results))
     totals = summary(results)
     console.print(
@@ -169,11 +162,62 @@ def run_batch_command(
     return 0 if all(r.passed for r in results) else 1
 
 
+def _run_live(
+    specs: list[TaskSpec],
+    factory: TaskAgentFactory,
+    results_path: Path,
+    output: Path,
+    *,
+    concurrency: int,
+    repeat: int,
+    resume: bool,
+    ray: bool,
+    ray_address: str | None,
+) -> list[TaskResult]:
+    """Run the batch under a live progress line (gone when it ends, Ctrl-C included)."""
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+
+        def show(progress: BatchProgress) -> None:
+            live.update(_LiveStatus(progress))
+
+        if ray:
+            from harmony_agent.runs.ray import run_batch_on_ray
+
+            return run_batch_on_ray(
+                specs,
+                factory,
+                results=results_path,
+                transcripts=output / "runs",
+                repeat=repeat,
+                resume=resume,
+                address=ray_address,
+                progress=show,
+            )
+        return asyncio.run(
+            run_batch(
+                specs,
+                factory,
+                results=results_path,
+                transcripts=output / "runs",
+                concurrency=concurrency,
+                repeat=repeat,
+                resume=resume,
+                progress=show,
+            )
+        )
+
+
 def report(
-    source: Path = typer.Argument(..., help="A transcript (--transcript) or a batch's results.jsonl."),
+    source: Path = typer.Argument(
+        ..., help="A transcript (--transcript), a batch's results.jsonl, or a batch's folder (--output)."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the HTML (default: beside it)."),
 ) -> None:
     """Write a self-contained HTML report of a run or a batch."""
+    if source.is_dir():
+        if not (source / "results.jsonl").is_file():
+            raise _fail(f"{source} is a folder without a results.jsonl (name a transcript, or a batch's folder)")
+        source, output = source / "results.jsonl", output or source / "report.html"
     if not source.is_file():
         raise _fail(f"{source} is not a file")
     try:
@@ -206,7 +250,7 @@ def demo(
         )
     try:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
-            results, page = run_demo(output, tools=chosen, model=model, progress=lambda p: live.update(_status(p)))
+            results, page = run_demo(output, tools=chosen, model=model, progress=lambda p: live.update(_LiveStatus(p)))
     except FileNotFoundError as exc:
         raise _fail(exc) from None
     console.print(results_table(results))

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -248,12 +250,14 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
         try:
             result = await asyncio.wait_for(session.arun(spec.task), spec.timeout)
         except asyncio.TimeoutError:
+            error = f"the task ran past its timeout of {spec.timeout:g} s"
             return TaskResult(
                 **base,
                 passed=False,
+                checks=await _checks_after_timeout(spec, session, error),
                 stop_reason="timeout",
                 wall_s=time.monotonic() - started,
-                error=f"the task ran past its timeout of {spec.timeout:g} s",
+                error=error,
             )
         checks = await run_checks(spec.checks, result, session, spec.folder)
         passed = result.stop_reason == "final" and all(c.passed for c in checks)
@@ -273,6 +277,23 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
         return TaskResult(**base, passed=False, wall_s=time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
     finally:
         await agent.aclose()
+
+
+#: Seconds the checks of a timed-out task may take (its tools may still be busy with what timed out).
+CHECKS_AFTER_TIMEOUT_S = 30.0
+
+
+async def _checks_after_timeout(spec: TaskSpec, session: Any, error: str) -> list[CheckOutcome]:
+    """Each check's outcome for a run cut off by its timeout: the session's tools are still open, so file and
+    screen checks look at what was done; answer checks fail with the reason. Bounded: the checks cannot hang."""
+    partial = SimpleNamespace(final_text=None, stop_reason="timeout", error=error, events=[], steps=0)
+    try:
+        return await asyncio.wait_for(run_checks(spec.checks, partial, session, spec.folder), CHECKS_AFTER_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        reason = (
+            f"the check could not run: the task's tools were still busy {CHECKS_AFTER_TIMEOUT_S:g} s after it timed out"
+        )
+        return [CheckOutcome(check=check.describe(), passed=False, reason=reason) for check in spec.checks]
 
 
 def summary(results: list[TaskResult]) -> dict[str, object]:

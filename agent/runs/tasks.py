@@ -278,17 +278,35 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
     return specs
 
 
-def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | None = None) -> list[TaskSpec]:
-    """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall."""
+def load_tasks(
+    paths: list[str | os.PathLike[str]],
+    variables: dict[str, str] | None = None,
+    *,
+    skipped: list[str] | None = None,
+) -> list[TaskSpec]:
+    """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall.
+
+    A YAML file in a folder that is no task file (a mapping with neither
+    ``task`` nor ``tasks``, such as a scripted model's completions) is passed
+    over, with a note appended to ``skipped``; a file named on its own must
+    be a task file.
+    """
     specs: list[TaskSpec] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not files:
-                raise TaskFileError(f"{path} is a directory holding no .yaml task files")
+            found = []
             for file in files:
-                specs += load_task_file(file, variables)
+                data = read_yaml(file)
+                if isinstance(data, dict) and not {"task", "tasks"} & set(data):
+                    if skipped is not None:
+                        skipped.append(f"{file}: not a task file (no 'task' or 'tasks' key)")
+                    continue
+                found += load_task_file(file, variables)
+            if not found:
+                raise TaskFileError(f"{path} is a directory holding no .yaml task files")
+            specs += found
         elif not path.exists():
             raise TaskFileError(f"task file {path} not found")
         else:
