@@ -40,6 +40,8 @@ from harmony_agent.cli.options import (
     DEFAULTS,
     AllowOpt,
     AppOpt,
+    HelpCommand,
+    HelpGroup,
     HideAnalysisOpt,
     InstructionsOpt,
     JsonFlagGroup,
@@ -145,7 +147,7 @@ def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> Run
         raise _fail(exc) from None
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=HelpCommand, epilog=EXIT_CODES)
 def run(
     ctx: typer.Context,
     task: str = typer.Argument(
@@ -171,7 +173,7 @@ def run(
 ) -> None:
     """Run one task, printing the run as it happens (the answer and tool calls stream token by token).
 
-    A task file with a ``tasks:`` list, or a folder of task files, runs as a batch (see ``batch``).
+    A task file with a 'tasks:' list, or a folder of task files, runs as a batch (see batch --help).
     """
     if task != "-" and cli_runs.is_batch(Path(task)):
         raise typer.Exit(cli_runs.run_batch_command([Path(task)], model=given_flags(ctx).get("model")))
@@ -221,7 +223,7 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
     return 0 if end is not None and end.stop_reason == "final" else 1
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=HelpCommand, epilog=EXIT_CODES)
 def chat(
     ctx: typer.Context,
     model: ModelOpt = DEFAULTS.model,
@@ -264,7 +266,7 @@ def chat(
         driver.close()
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def serve(
     model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m", help="The model every conversation uses."),
     tools: list[str] | None = typer.Option(
@@ -316,7 +318,7 @@ def serve(
     run_server(config, host=host, port=port)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def replay(
     path: Path = typer.Argument(..., help="A transcript written with --transcript (or chat's /save)."),
     hide_analysis: HideAnalysisOpt = False,
@@ -335,7 +337,7 @@ def replay(
         raise _fail(f"{path} is not a text transcript") from None
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def doctor(
     model: str | None = typer.Option(
         None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."
@@ -360,11 +362,11 @@ def doctor(
     raise typer.Exit(1 if failed_required else 0)
 
 
-mcp_app = typer.Typer(no_args_is_help=True, help="Serve our tools to MCP clients.")
+mcp_app = typer.Typer(cls=HelpGroup, no_args_is_help=True, help="Serve our tools to MCP clients.")
 app.add_typer(mcp_app, name="mcp")
 
 
-@mcp_app.command("serve")
+@mcp_app.command("serve", cls=HelpCommand)
 def mcp_serve(
     tools: list[str] = typer.Option(
         ["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."
@@ -412,15 +414,17 @@ def mcp_serve(
         pass
 
 
-app.command("batch")(cli_runs.batch)
-app.command("report")(cli_runs.report)
-app.command("demo")(cli_runs.demo)
+app.command("batch", cls=HelpCommand)(cli_runs.batch)
+app.command("report", cls=HelpCommand)(cli_runs.report)
+app.command("demo", cls=HelpCommand)(cli_runs.demo)
 
-sandbox_app = typer.Typer(no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers.")
+sandbox_app = typer.Typer(
+    cls=HelpGroup, no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers."
+)
 app.add_typer(sandbox_app, name="sandbox")
 
 
-@sandbox_app.command("build")
+@sandbox_app.command("build", cls=HelpCommand)
 def sandbox_build(
     offline: bool = typer.Option(
         False, "--offline", help="Build from Debian packages (debootstrap) instead of pulling python:3.12-slim."
@@ -453,7 +457,7 @@ def sandbox_build(
     console.print(f"[green]built {safe(image)}[/green]")
 
 
-@sandbox_app.command("clean")
+@sandbox_app.command("clean", cls=HelpCommand)
 def sandbox_clean() -> None:
     """Remove sandbox containers left behind by runs that were killed."""
     from harmony_agent.sandboxes.docker import docker_client, reap_orphans

@@ -164,7 +164,40 @@ McpOpt = Annotated[
 JSON_COMMANDS = {"run"}
 
 
-class JsonFlagGroup(typer.core.TyperGroup):
+def _plain_metavars(params: list[Any], ctx: typer.Context) -> list[Any]:
+    """Help shows ``--model MODEL``, ``low|medium|high`` and a bare ``--yes``, not ``<str>`` and ``<bool>``."""
+    for param in params:
+        if isinstance(param, typer.core.TyperArgument):
+            # An argument's name is its label already; Typer would add its type as "<str>" beside it.
+            param.display_type_rich = lambda ctx: None
+            continue
+        if param.metavar is not None:
+            continue
+        label = str(param.display_type_rich(ctx) or "")
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif "|" in label:  # choices: the values themselves
+            param.metavar = label.strip("<>")
+        else:
+            param.metavar = (param.name or "value").upper()
+    return params
+
+
+class HelpCommand(typer.core.TyperCommand):
+    """A command whose help names values plainly (see :func:`_plain_metavars`)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx), ctx)
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A group whose own help names values plainly (its commands take ``cls=HelpCommand``)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx), ctx)
+
+
+class JsonFlagGroup(HelpGroup):
     """Lets ``--json`` stand alone or take ``=events`` (click options cannot have an optional value)."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:

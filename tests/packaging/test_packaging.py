@@ -148,3 +148,11 @@ def test_a_clean_install_of_the_wheel_runs_help_doctor_and_the_demo_from_any_fol
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "3 of 3" in (elsewhere / "runs" / "demo" / "report.html").read_text()
     assert (elsewhere / "runs" / "demo" / "runs" / "python-plot.jsonl").is_file()
+
+
+def test_the_license_file_is_mit_and_matches_pyproject():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Copyright (c) 2026 The harmony-agent authors" in text
+    assert "Permission is hereby granted, free of charge" in text
+    project = _pyproject()["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
