@@ -238,6 +238,7 @@ def demo(
 ) -> None:
     """Short checked episodes through the real python, browser and desktop tools, then a report."""
     from harmony_agent.runs.demo import DEMO_TOOLS, run_demo
+    from harmony_agent.runs.demo_kit import TASKS
 
     chosen = tuple(t.strip() for t in tools.split(",")) if tools else DEMO_TOOLS
     unknown = [t for t in chosen if t not in DEMO_TOOLS]
@@ -256,9 +257,9 @@ def demo(
     console.print(results_table(results))
     console.print(f"report: {page}")
     console.print(
-        "With real gpt-oss: [bold]harmony-agent batch examples/tasks --model http://localhost:8000/v1[/bold] "
-        "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. The browser task "
-        "needs the local site: SITE=http://127.0.0.1:PORT after `python -m examples.local_site`."
+        "With real gpt-oss: [bold]harmony-agent demo --model http://localhost:8000/v1[/bold] "
+        "(vLLM or llama.cpp's server), or [bold]--model openai/gpt-oss-20b[/bold] on a GPU. "
+        f"The task files are in {safe(TASKS)}."
     )
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
 
