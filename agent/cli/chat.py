@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from harmony_agent import events as ev
 from harmony_agent.cli.console import safe
 from harmony_agent.cli.turns import TurnDriver
 from harmony_agent.loop import RunResult
+from harmony_agent.session import SessionBusyError
 
 HELP = """\
 /reset        start the conversation over (the tools keep their state: python variables, browser pages)
@@ -32,6 +34,8 @@ HELP = """\
 Ctrl-C        clear the line, or cancel the turn that is running (the conversation so far stays)"""
 
 PROMPT = "you> "
+#: Seconds a new turn waits for a cancelled one to let go of the session (its tool may still be running).
+BUSY_WAIT_S = 120.0
 
 
 def history_path() -> Path:
@@ -109,7 +113,7 @@ class Chat:
         """One turn; Ctrl-C cancels it and the conversation goes on from the turn before."""
         before = self.agent.last_result
         try:
-            self.driver.turn(line, self.previous)
+            self._turn_when_free(line)
         except KeyboardInterrupt:
             self.err.print("\n[yellow]turn cancelled[/yellow] [dim](the conversation goes on from before it)[/dim]")
             return
@@ -117,6 +121,23 @@ class Chat:
         if result is not None and result is not before:
             self.previous = result
             self.events.extend(e for e in result.events if not isinstance(e, ev.TokenDeltaEvent))
+
+    def _turn_when_free(self, line: str) -> None:
+        """Run the turn; if a cancelled turn is still winding down (a function tool cannot be stopped mid-call),
+        say so and start this one as soon as the session is free (Ctrl-C stops waiting)."""
+        deadline, told = time.monotonic() + BUSY_WAIT_S, False
+        while True:
+            try:
+                self.driver.turn(line, self.previous)
+                return
+            except SessionBusyError:
+                if time.monotonic() > deadline:
+                    self.err.print("[red]the cancelled turn is still running[/red]; try again, or leave with Ctrl-D")
+                    return
+                if not told:
+                    self.err.print("[dim]waiting for the cancelled turn's tool to finish…[/dim]")
+                    told = True
+                time.sleep(0.2)
 
     def command(self, line: str) -> bool:
         """Do a slash command; False means leave."""

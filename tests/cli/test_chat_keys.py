@@ -25,7 +25,7 @@ def slow_add(a: int, b: int) -> int:
         a: First number.
         b: Second number.
     """
-    time.sleep(30)
+    time.sleep(8)
     return a + b
 '''
 
@@ -64,8 +64,8 @@ def test_ctrl_c_clears_a_half_typed_line_and_cancels_a_running_tool_without_leav
         session.send("\x03")
         session.expect(r"turn cancelled")
         session.expect(r"you> ")
-        session.send("third question\r")
-        session.expect(r"Third answer\.")
+        session.send("third question\r")  # may wait for the cancelled tool's thread (it cannot be stopped)
+        session.expect(r"Third answer\.", timeout=60)
         session.expect(r"you> ")
         session.send("\x04")
         assert session.wait(timeout=30) == 0
