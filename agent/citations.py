@@ -12,11 +12,13 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from harmony_agent import events as ev
 from harmony_agent.events import Source
 from harmony_agent.tools.browser import CITATION
 
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _VIEW_HEADER = re.compile(r"^\[(\d+)\] .*\((\S+)\)$", re.MULTILINE)
 
 
@@ -49,6 +51,19 @@ def sources(text: str, pages: dict[int, str]) -> list[Source]:
     return list(found.values())
 
 
+def is_web_link(url: str) -> bool:
+    """Whether ``url`` may become a link in a page we write: http(s) with a host, nothing else.
+
+    The address comes from a page the browser showed or from a transcript,
+    and a ``javascript:`` or ``data:`` link would run in the reader's browser.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and not _CONTROL.search(url)
+
+
 def cite_html(text: str, pages: dict[int, str]) -> str:
     """HTML of ``text`` with each citation a link to the page it cites (left as written when the page is unknown)."""
     out, last = [], 0
@@ -57,9 +72,12 @@ def cite_html(text: str, pages: dict[int, str]) -> str:
         cursor = int(match.group(1))
         label = f"[{cursor}, {_lines(match).replace('-', '–')}]"
         url = pages.get(cursor)
-        out.append(
-            f'<a href="{html.escape(url)}" title="{html.escape(url)}">{label}</a>' if url else html.escape(label)
-        )
+        if url and is_web_link(url):
+            out.append(f'<a href="{html.escape(url)}" title="{html.escape(url)}">{label}</a>')
+        elif url:  # a javascript:, data: or file: address is shown, never followed
+            out.append(f'{html.escape(label)} <span class="meta">({html.escape(url)})</span>')
+        else:
+            out.append(html.escape(label))
         last = match.end()
     out.append(html.escape(text[last:]))
     return "".join(out)

@@ -7,16 +7,15 @@ where names become tools, so every entry point offers the same ones with the sam
 
 from __future__ import annotations
 
-import importlib
 import re
 import shlex
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmony_agent.imports import import_beside
 from harmony_agent.tools.base import Tool
 from harmony_agent.tools.functions import function_tool
 
@@ -81,8 +80,14 @@ BUILTIN_TOOLS: dict[str, Callable[[ToolOptions], Tool]] = {
 }
 
 
-def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_path: Path | None = None) -> list[Tool]:
-    """Tools from built-in names or ``module:attribute`` (a Tool, a function, or a list of them)."""
+def build_tools(
+    specs: list[str], options: ToolOptions | None = None, *, search_path: Path | list[Path | None] | None = None
+) -> list[Tool]:
+    """Tools from built-in names or ``module:attribute`` (a Tool, a function, or a list of them).
+
+    ``module`` is looked up first in ``search_path`` (a folder, or several in order), then as usual.
+    """
+    folders = search_path if isinstance(search_path, list) else [search_path]
     options = options or ToolOptions()
     tools: list[Tool] = []
     for spec in (s.strip() for s in specs):
@@ -99,10 +104,8 @@ def build_tools(specs: list[str], options: ToolOptions | None = None, *, search_
             raise ToolSpecError(
                 f"unknown tool {spec!r}: name a built-in tool ({', '.join(sorted(BUILTIN_TOOLS))}) or module:function"
             )
-        if search_path is not None and str(search_path) not in sys.path:
-            sys.path.insert(0, str(search_path))  # a task file's or the current folder's own modules
-        try:
-            value = getattr(importlib.import_module(module_name), attr)
+        try:  # a task file's or the current folder's own modules, with no lasting sys.path change
+            value = getattr(import_beside(module_name, folders), attr)
         except (ImportError, AttributeError) as exc:
             raise ToolSpecError(f"cannot import tool {spec!r}: {exc}") from None
         for item in value if isinstance(value, (list, tuple)) else [value]:

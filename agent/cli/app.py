@@ -22,16 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from harmony_agent.cli import runs as cli_runs
 from harmony_agent.cli.config import ConfigError, config_path, load_config
-from harmony_agent.cli.console import ConsoleView, JsonEventsView, QuietView, SilentView, make_console, result_object
+from harmony_agent.cli.console import (
+    ConsoleView,
+    JsonEventsView,
+    QuietView,
+    SilentView,
+    json_safe,
+    make_console,
+    result_object,
+    safe,
+)
 from harmony_agent.cli.options import (
     DEFAULTS,
     AllowOpt,
     AppOpt,
+    HelpCommand,
+    HelpGroup,
     HideAnalysisOpt,
     InstructionsOpt,
     JsonFlagGroup,
@@ -97,7 +107,7 @@ def _main(
 def _fail(message: object) -> typer.Exit:
     """Print a one-line error (markup in it printed as is); the caller raises the returned Exit (code 2: bad input)."""
     text = " ".join(str(message).split("\n")) if isinstance(message, (UsageError, ConfigError)) else str(message)
-    make_console(stderr=True).print(f"[red]error:[/red] {escape(text)}")
+    make_console(stderr=True).print(f"[red]error:[/red] {safe(text)}")
     return typer.Exit(2)
 
 
@@ -128,7 +138,7 @@ def _start(agent: Any, err: Any, show: bool) -> None:
         raise _fail(exc) from None
     if show:
         for line in lines:
-            err.print(f"[dim]{escape(line)}[/dim]")
+            err.print(f"[dim]{safe(line)}[/dim]")
 
 
 def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> RunOptions:
@@ -138,7 +148,7 @@ def _prepare(ctx: typer.Context, task_file: dict[str, Any] | None = None) -> Run
         raise _fail(exc) from None
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=HelpCommand, epilog=EXIT_CODES)
 def run(
     ctx: typer.Context,
     task: str = typer.Argument(
@@ -165,7 +175,7 @@ def run(
 ) -> None:
     """Run one task, printing the run as it happens (the answer and tool calls stream token by token).
 
-    A task file with a ``tasks:`` list, or a folder of task files, runs as a batch (see ``batch``).
+    A task file with a 'tasks:' list, or a folder of task files, runs as a batch (see batch --help).
     """
     if task != "-" and cli_runs.is_batch(Path(task)):
         raise typer.Exit(cli_runs.run_batch_command([Path(task)], model=given_flags(ctx).get("model")))
@@ -200,7 +210,7 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
     except KeyboardInterrupt:
         interrupted(err)
         if mode == "result":
-            print(json.dumps(result_object(None, transcript)), flush=True)
+            print(json_safe(json.dumps(result_object(None, transcript))), flush=True)
         return 130
     except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -209,13 +219,13 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
         agent.close()
         driver.close()
     if mode == "result":
-        print(json.dumps(result_object(end, transcript), ensure_ascii=False), flush=True)
+        print(json_safe(json.dumps(result_object(end, transcript), ensure_ascii=False)), flush=True)
     elif mode == "quiet" and end is not None and end.stop_reason != "final":
-        err.print(f"[red]stop: {escape(end.stop_reason)}[/red] {escape(end.error or '')}")
+        err.print(f"[red]stop: {safe(end.stop_reason)}[/red] {safe(end.error or '')}")
     return 0 if end is not None and end.stop_reason == "final" else 1
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=HelpCommand, epilog=EXIT_CODES)
 def chat(
     ctx: typer.Context,
     model: ModelOpt = DEFAULTS.model,
@@ -235,7 +245,7 @@ def chat(
     apps: AppOpt = None,
     mcp: McpOpt = None,
 ) -> None:
-    """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-D leaves, Ctrl-C interrupts."""
+    """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-C clears the line or cancels the turn, Ctrl-D leaves."""
     from harmony_agent.cli.chat import Chat
 
     options = _prepare(ctx)
@@ -259,7 +269,7 @@ def chat(
         driver.close()
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def serve(
     model: str = typer.Option("openai/gpt-oss-20b", "--model", "-m", help="The model every conversation uses."),
     tools: list[str] | None = typer.Option(
@@ -308,7 +318,7 @@ def serve(
     err = make_console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "ANY machine that can reach it"
     err.print(
-        f"serving {escape(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
+        f"serving {safe(loaded.name)} on http://{host}:{port} ({where}); tools: {', '.join(names) or 'none'}"
         f"{'; bearer token required' if api_key else ''}{'; tool calls wait for approval on the page' if approve else ''}"
     )
     err.print(f"[dim]the chat page is at http://{host}:{port}/ ; the API at http://{host}:{port}/v1[/dim]")
@@ -319,7 +329,7 @@ def serve(
     run_server(config, host=host, port=port)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def replay(
     path: Path = typer.Argument(..., help="A transcript written with --transcript (or chat's /save)."),
     hide_analysis: HideAnalysisOpt = False,
@@ -338,7 +348,7 @@ def replay(
         raise _fail(f"{path} is not a text transcript") from None
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def doctor(
     model: str | None = typer.Option(
         None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."
@@ -358,16 +368,16 @@ def doctor(
             "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
         )
         failed_required |= check.required and not check.ok
-        table.add_row(check.name, status, escape(check.detail), "" if check.ok else escape(check.hint))
+        table.add_row(check.name, status, safe(check.detail), "" if check.ok else safe(check.hint))
     make_console().print(table)
     raise typer.Exit(1 if failed_required else 0)
 
 
-mcp_app = typer.Typer(no_args_is_help=True, help="Serve our tools to MCP clients.")
+mcp_app = typer.Typer(cls=HelpGroup, no_args_is_help=True, help="Serve our tools to MCP clients.")
 app.add_typer(mcp_app, name="mcp")
 
 
-@mcp_app.command("serve")
+@mcp_app.command("serve", cls=HelpCommand)
 def mcp_serve(
     tools: list[str] = typer.Option(
         ["python"], "--tools", "-t", help="python, browser, computer (comma-separated or repeated)."
@@ -429,15 +439,17 @@ def mcp_serve(
         pass
 
 
-app.command("batch")(cli_runs.batch)
-app.command("report")(cli_runs.report)
-app.command("demo")(cli_runs.demo)
+app.command("batch", cls=HelpCommand)(cli_runs.batch)
+app.command("report", cls=HelpCommand)(cli_runs.report)
+app.command("demo", cls=HelpCommand)(cli_runs.demo)
 
-sandbox_app = typer.Typer(no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers.")
+sandbox_app = typer.Typer(
+    cls=HelpGroup, no_args_is_help=True, help="Build and tidy the python tool's sandbox image and containers."
+)
 app.add_typer(sandbox_app, name="sandbox")
 
 
-@sandbox_app.command("build")
+@sandbox_app.command("build", cls=HelpCommand)
 def sandbox_build(
     offline: bool = typer.Option(
         False, "--offline", help="Build from Debian packages (debootstrap) instead of pulling python:3.12-slim."
@@ -457,9 +469,9 @@ def sandbox_build(
         with console.status(f"building {image}") as status:
 
             def progress(line: str) -> None:
-                status.update(f"building {escape(image)}: {escape(line[:100])}")
+                status.update(f"building {safe(image)}: {safe(line[:100])}")
                 if not line.startswith("I: "):  # debootstrap's per-package chatter stays in the status line
-                    console.print(f"[dim]{escape(line)}[/dim]")
+                    console.print(f"[dim]{safe(line)}[/dim]")
 
             if offline:
                 build_offline(client, image, mirror=mirror, progress=progress)
@@ -467,10 +479,10 @@ def sandbox_build(
                 build_dockerfile(client, image, progress=progress)
     except (SandboxError, ImageBuildError) as exc:
         raise _fail(exc) from None
-    console.print(f"[green]built {escape(image)}[/green]")
+    console.print(f"[green]built {safe(image)}[/green]")
 
 
-@sandbox_app.command("clean")
+@sandbox_app.command("clean", cls=HelpCommand)
 def sandbox_clean() -> None:
     """Remove sandbox containers left behind by runs that were killed."""
     from harmony_agent.sandboxes.docker import docker_client, reap_orphans

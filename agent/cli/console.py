@@ -8,6 +8,7 @@ sees the same lines.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO, Any
@@ -22,6 +23,43 @@ from harmony_agent import events as ev
 RESULT_PREVIEW = 600
 #: A tool running longer than this (seconds) gets a spinner with its elapsed time.
 SPINNER_AFTER_S = 1.0
+
+
+#: What must never reach a terminal from text we did not write: C0 controls but newline and tab, DEL, C1 controls
+#: (0x9b is an 8-bit CSI), and the bidirectional overrides that make text read differently from what it is.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return "^" + chr(code + 64)  # ESC is ^[, CR ^M, BEL ^G: as terminals show them with `cat -v`
+    return "^?" if code == 0x7F else f"<U+{code:04X}>"
+
+
+def visible(text: str) -> str:
+    """Untrusted text (from a model, a tool, a page, a transcript) made safe for a terminal.
+
+    Control characters are shown as ``^[``, ``^M``, ... instead of acting, so
+    an OSC 52 clipboard write, a window title, a hyperlink, a screen clear or
+    a cursor move in the text is printed, not performed. Only our own styling
+    (through Rich) emits escape sequences. Newlines and tabs stay.
+    """
+    return _UNSAFE.sub(_shown, text)
+
+
+def safe(text: object) -> str:
+    """Untrusted text for a Rich markup string: control characters made visible, then markup escaped."""
+    return escape(visible(str(text)))
+
+
+def json_safe(text: str) -> str:
+    """A JSON document with the control characters JSON leaves raw (C1, bidi overrides) written as ``\\uXXXX``.
+
+    The value read back is exactly the same; the bytes on a terminal hold no
+    8-bit CSI. (JSON already escapes C0 controls such as ESC.)
+    """
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def make_console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
@@ -81,12 +119,12 @@ class ConsoleView:
             return
         if recipient:
             self._streamed_calls.add(step)
-            self._begin(("call", step, recipient), f"[yellow]→ {escape(recipient)}[/yellow] ")
-            self.console.print(escape(text), end="")
+            self._begin(("call", step, recipient), f"[yellow]→ {safe(recipient)}[/yellow] ")
+            self.console.print(safe(text), end="")
         elif channel == "final":
             self._streamed_final[step] = self._streamed_final.get(step, "") + text
             self._begin(("final", step), None)
-            self.console.print(escape(text), style="bold", end="")
+            self.console.print(safe(text), style="bold", end="")
         else:
             self._other(channel, text)
 
@@ -94,8 +132,8 @@ class ConsoleView:
         """Analysis (dimmed) and commentary without a recipient, under their channel's name."""
         if channel == "analysis" and not self.show_analysis:
             return
-        self._begin(("channel", channel), f"[dim]{escape(channel or 'message')}:[/dim] ")
-        self.console.print(escape(text), style="dim" if channel == "analysis" else "", end="")
+        self._begin(("channel", channel), f"[dim]{safe(channel or 'message')}:[/dim] ")
+        self.console.print(safe(text), style="dim" if channel == "analysis" else "", end="")
 
     # -- waiting -----------------------------------------------------------------------------------------------------
 
@@ -107,7 +145,7 @@ class ConsoleView:
         elapsed = time.perf_counter() - started
         if elapsed < SPINNER_AFTER_S:
             return
-        text = f"[yellow]{escape(recipient)}[/yellow] running… {elapsed:.0f} s"
+        text = f"[yellow]{safe(recipient)}[/yellow] running… {elapsed:.0f} s"
         if self._status is None:
             self._close_stream()
             self._status = self.console.status(text)
@@ -149,33 +187,31 @@ class ConsoleView:
             self._streamed_calls.clear()
             self._streamed_final.clear()
             tools = ", ".join(event.tools) or "none"
-            c.print(f"[bold cyan]task[/bold cyan] {escape(event.task)}")
-            c.print(
-                f"[dim]model {escape(event.model)} · tools {escape(tools)} · reasoning {escape(event.reasoning)}[/dim]"
-            )
+            c.print(f"[bold cyan]task[/bold cyan] {safe(event.task)}")
+            c.print(f"[dim]model {safe(event.model)} · tools {safe(tools)} · reasoning {safe(event.reasoning)}[/dim]")
         elif isinstance(event, ev.ToolCallEvent):
             if event.step not in self._streamed_calls:
-                c.print(f"[yellow]→ {escape(event.recipient)}[/yellow] {escape(shorten(event.content, 400))}")
+                c.print(f"[yellow]→ {safe(event.recipient)}[/yellow] {safe(shorten(event.content, 400))}")
             self._running = (event.recipient, time.perf_counter())
         elif isinstance(event, ev.ToolResultEvent):
             self._running = None
             colour = "red" if event.is_error else "green"
             tag = "refused" if event.refused else format_duration(event.duration_s)
-            content = escape(shorten(event.content, self.result_limit))
-            c.print(f"[{colour}]← {escape(event.recipient)}[/{colour}] [dim]({tag})[/dim] {content}")
+            content = safe(shorten(event.content, self.result_limit))
+            c.print(f"[{colour}]← {safe(event.recipient)}[/{colour}] [dim]({tag})[/dim] {content}")
         elif isinstance(event, ev.FinalEvent):
             if self._streamed_final.get(event.step, "").strip() != event.text.strip():
-                c.print(f"[bold]{escape(event.text)}[/bold]")
+                c.print(f"[bold]{safe(event.text)}[/bold]")
         elif isinstance(event, ev.ErrorEvent):
             colour = "yellow" if event.recovered else "red"
-            c.print(f"[{colour}]! {event.kind}: {escape(event.message)}[/{colour}]")
+            c.print(f"[{colour}]! {safe(event.kind)}: {safe(event.message)}[/{colour}]")
         elif isinstance(event, ev.RunEndEvent):
             self._print_sources(event.sources)
             if event.files:  # host paths we chose, inside the output folder; escaped all the same
                 c.print("[dim]files:[/dim] " + ", ".join(escape(path) for path in event.files))
             u = event.usage
             c.print(
-                f"[dim]stop: {event.stop_reason} · steps {event.steps} · prompt {u.prompt_tokens} "
+                f"[dim]stop: {safe(event.stop_reason)} · steps {event.steps} · prompt {u.prompt_tokens} "
                 f"(prefilled {u.prefilled_tokens}) · generated {u.completion_tokens} tokens[/dim]"
             )
 
@@ -184,8 +220,8 @@ class ConsoleView:
         if cited:
             self.console.print("[dim]sources:[/dim]")
         for source in cited:
-            where = escape(source.url) if source.url else "[dim](a page not shown in this conversation)[/dim]"
-            self.console.print(f"  [dim]【{source.cursor}†{escape(source.lines)}】[/dim] {where}")
+            where = safe(source.url) if source.url else "[dim](a page not shown in this conversation)[/dim]"
+            self.console.print(f"  [dim]【{source.cursor}†{safe(source.lines)}】[/dim] {where}")
 
 
 class QuietView:
@@ -197,7 +233,7 @@ class QuietView:
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.FinalEvent):
             out = self.stream or sys.stdout
-            out.write(event.text.rstrip("\n") + "\n")
+            out.write(visible(event.text.rstrip("\n")) + "\n")
             out.flush()
 
     def tick(self) -> None:
@@ -215,7 +251,7 @@ class JsonEventsView(QuietView):
 
     def handle(self, event: ev.Event) -> None:
         out = self.stream or sys.stdout
-        out.write(event.model_dump_json() + "\n")
+        out.write(json_safe(event.model_dump_json()) + "\n")
         out.flush()
 
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from harmony_agent.cli.config import Config
+from harmony_agent.imports import preload_policy
+from harmony_agent.runs.tasks import TaskFileError, expand_variables, read_yaml, relative_to_file
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.base import Tool
 
@@ -57,6 +58,8 @@ class RunOptions(BaseModel):
     allow: list[str] = []
     apps: list[str] = []
     mcp: list[Any] = []
+    #: Where ``module:function`` names (tools, a policy) are looked up first: a task file's folder.
+    folder: Path | None = None
 
     @property
     def output(self) -> OutputMode:
@@ -171,7 +174,40 @@ McpOpt = Annotated[
 JSON_COMMANDS = {"run"}
 
 
-class JsonFlagGroup(typer.core.TyperGroup):
+def _plain_metavars(params: list[Any], ctx: typer.Context) -> list[Any]:
+    """Help shows ``--model MODEL``, ``low|medium|high`` and a bare ``--yes``, not ``<str>`` and ``<bool>``."""
+    for param in params:
+        if isinstance(param, typer.core.TyperArgument):
+            # An argument's name is its label already; Typer would add its type as "<str>" beside it.
+            param.display_type_rich = lambda ctx: None
+            continue
+        if param.metavar is not None:
+            continue
+        label = str(param.display_type_rich(ctx) or "")
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif "|" in label:  # choices: the values themselves
+            param.metavar = label.strip("<>")
+        else:
+            param.metavar = (param.name or "value").upper()
+    return params
+
+
+class HelpCommand(typer.core.TyperCommand):
+    """A command whose help names values plainly (see :func:`_plain_metavars`)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx), ctx)
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A group whose own help names values plainly (its commands take ``cls=HelpCommand``)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx), ctx)
+
+
+class JsonFlagGroup(HelpGroup):
     """Lets ``--json`` stand alone or take ``=events`` (click options cannot have an optional value)."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
@@ -261,11 +297,9 @@ def read_task_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"task file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+        data = read_yaml(path)
+    except TaskFileError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
     if not isinstance(data, dict) or "task" not in data:
         raise UsageError(f"{path} must be a mapping with at least a 'task' key")
     unknown = set(data) - TASK_FILE_KEYS
@@ -275,7 +309,12 @@ def read_task_file(path: Path) -> dict[str, Any]:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"{path}: {key} must be a positive whole number, got {value!r}")
-    return data
+    try:
+        data = expand_variables(data, path)
+    except TaskFileError as exc:
+        raise UsageError(str(exc)) from None
+    # Paths and module:function names in a task file are relative to the file, whatever the current folder.
+    return {**relative_to_file(data, path.parent), "folder": path.parent.resolve()}
 
 
 # -- tools ---------------------------------------------------------------------------------------------------------------
@@ -303,7 +342,7 @@ def load_tools(specs: list[str], options: RunOptions | None = None) -> list[Tool
         screenshots=options.transcript.with_suffix(".screenshots") if options.transcript else None,
     )
     try:
-        return build_tools(specs, tool_options, search_path=Path.cwd())
+        return build_tools(specs, tool_options, search_path=[options.folder, Path.cwd()])
     except ToolSpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -315,6 +354,7 @@ def build_agent(options: RunOptions, approve: Any = None):
 
     try:
         tools = load_tools(options.tools, options)
+        preload_policy(options.model, [options.folder, Path.cwd()])
         return Agent(
             load_model(options.model),
             tools=tools,

@@ -20,10 +20,9 @@ import sys
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.markup import escape
 
 from harmony_agent import events as ev
-from harmony_agent.cli.console import shorten
+from harmony_agent.cli.console import safe, shorten
 from harmony_agent.results import RunResult
 from harmony_agent.sandboxes.runtime import runtime
 from harmony_agent.tools.base import ToolCall
@@ -71,11 +70,11 @@ class ApprovalPrompt:
             return True
         if self.show_call:
             self.console.print(
-                f"[yellow]{escape(call.recipient)}[/yellow] wants to run: {escape(shorten(call.content, 800))}"
+                f"[yellow]{safe(call.recipient)}[/yellow] wants to run: {safe(shorten(call.content, 800))}"
             )
         while True:
             try:
-                answer = self._read(self.QUESTION.format(key=escape(key))).strip().lower()
+                answer = self._read(self.QUESTION.format(key=safe(key))).strip().lower()
             except EOFError:
                 self.console.print("\n[red]refused[/red] (end of input)")
                 return "the user refused this call (they closed the approval prompt with Ctrl-D)"
@@ -83,7 +82,7 @@ class ApprovalPrompt:
                 return True
             if answer in ("a", "always"):
                 self.always.add(key)
-                self.console.print(f"[dim]{escape(key)} is allowed for the rest of this session[/dim]")
+                self.console.print(f"[dim]{safe(key)} is allowed for the rest of this session[/dim]")
                 return True
             if answer in ("", "n", "no"):
                 try:

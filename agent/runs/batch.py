@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -86,6 +89,47 @@ def read_results(path: str | os.PathLike[str]) -> list[TaskResult]:
     return results
 
 
+def append_record(path: Path, line: str) -> None:
+    """Append one JSON line so that a kill cannot tear it: the whole line in one write, then fsync.
+
+    The file is opened for appending at the system level (no buffer that
+    could split the line into several writes), and the data is on disk
+    before the result counts as recorded.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (a full disk): finish it, or fail loudly
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_aside_torn_line(path: Path) -> Path | None:
+    """Move a torn last line (a batch killed mid-write) to ``results.jsonl.torn``; returns where, or None.
+
+    Without this, the next result would be appended onto the torn text and
+    both would be lost. The file is cut back to its last complete line.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data or data.endswith(b"\n"):
+        return None
+    cut = data.rfind(b"\n") + 1
+    aside = path.with_name(path.name + ".torn")
+    with aside.open("ab") as file:
+        file.write(data[cut:] + b"\n")
+    with path.open("r+b") as file:
+        file.truncate(cut)
+        file.flush()
+        os.fsync(file.fileno())
+    return aside
+
+
 class Ledger:
     """A batch's bookkeeping, shared by the local and the Ray runner: the jobs, what a resumed batch
     already has, the results file (appended as each result is known), the progress counts."""
@@ -104,9 +148,12 @@ class Ledger:
             raise ValueError("repeat must be at least 1")
         self.path = Path(results)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.transcripts = Path(transcripts) if transcripts is not None else None
+        # Absolute, so the transcripts (and the screenshots beside them) are found from any folder later.
+        self.transcripts = Path(transcripts).resolve() if transcripts is not None else None
         if self.transcripts is not None:
             self.transcripts.mkdir(parents=True, exist_ok=True)
+        if resume:
+            set_aside_torn_line(self.path)
         self.done = {r.key: r for r in read_results(self.path)} if resume else {}
         if not resume and self.path.exists():
             self.path.unlink()  # a fresh batch starts a fresh file; resume keeps it
@@ -134,11 +181,19 @@ class Ledger:
         suffix = f"-{number}" if self.repeat > 1 else ""
         return self.transcripts / f"{spec.id}{suffix}.jsonl" if self.transcripts is not None else None
 
+    def fresh_transcript(self, spec: TaskSpec, number: int) -> Path | None:
+        """The job's transcript path, with what an earlier batch left there removed (its transcript, report and
+        screenshots): transcripts append, and a re-run into the same folder must show this run once, alone."""
+        path = self.transcript(spec, number)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".html").unlink(missing_ok=True)
+            shutil.rmtree(path.with_suffix(".screenshots"), ignore_errors=True)
+        return path
+
     def record(self, outcome: TaskResult) -> None:
         """A finished job: appended to the results file at once, then counted."""
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(outcome.model_dump_json() + "\n")
-            file.flush()
+        append_record(self.path, outcome.model_dump_json())
         self.state.running -= 1
         self.state.last = outcome
         self._count(outcome)
@@ -176,7 +231,7 @@ async def run_batch(
         async with gate:
             ledger.state.running += 1
             ledger.report()
-            ledger.record(await run_task(spec, make_agent, ledger.transcript(spec, number), number))
+            ledger.record(await run_task(spec, make_agent, ledger.fresh_transcript(spec, number), number))
 
     await asyncio.gather(*(one(spec, n) for spec, n in ledger.jobs))
     return ledger.ordered()
@@ -195,12 +250,14 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
         try:
             result = await asyncio.wait_for(session.arun(spec.task), spec.timeout)
         except asyncio.TimeoutError:
+            error = f"the task ran past its timeout of {spec.timeout:g} s"
             return TaskResult(
                 **base,
                 passed=False,
+                checks=await _checks_after_timeout(spec, session, error),
                 stop_reason="timeout",
                 wall_s=time.monotonic() - started,
-                error=f"the task ran past its timeout of {spec.timeout:g} s",
+                error=error,
             )
         checks = await run_checks(spec.checks, result, session, spec.folder)
         passed = result.stop_reason == "final" and all(c.passed for c in checks)
@@ -220,6 +277,23 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
         return TaskResult(**base, passed=False, wall_s=time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
     finally:
         await agent.aclose()
+
+
+#: Seconds the checks of a timed-out task may take (its tools may still be busy with what timed out).
+CHECKS_AFTER_TIMEOUT_S = 30.0
+
+
+async def _checks_after_timeout(spec: TaskSpec, session: Any, error: str) -> list[CheckOutcome]:
+    """Each check's outcome for a run cut off by its timeout: the session's tools are still open, so file and
+    screen checks look at what was done; answer checks fail with the reason. Bounded: the checks cannot hang."""
+    partial = SimpleNamespace(final_text=None, stop_reason="timeout", error=error, events=[], steps=0)
+    try:
+        return await asyncio.wait_for(run_checks(spec.checks, partial, session, spec.folder), CHECKS_AFTER_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        reason = (
+            f"the check could not run: the task's tools were still busy {CHECKS_AFTER_TIMEOUT_S:g} s after it timed out"
+        )
+        return [CheckOutcome(check=check.describe(), passed=False, reason=reason) for check in spec.checks]
 
 
 def summary(results: list[TaskResult]) -> dict[str, object]:

@@ -13,10 +13,8 @@ the session's own event loop, where those tools live.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from harmony_agent.citations import browser_views
+from harmony_agent.imports import import_beside
 from harmony_agent.runs.tasks import Check
 from harmony_agent.tools.base import ToolCall
 
@@ -116,9 +115,7 @@ async def _screen_check(value: str, session: Session) -> tuple[bool, str]:
 
 async def _function_check(spec: str, result: RunResult, session: Session, folder: Path | None) -> tuple[bool, str]:
     module_name, _, name = spec.rpartition(":")
-    if folder is not None and str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))  # a task file's own helper modules sit beside it
-    function: Any = getattr(importlib.import_module(module_name), name)
+    function: Any = getattr(import_beside(module_name, [folder]), name)  # a task file's helpers sit beside it
     verdict = function(result, session)
     if inspect.isawaitable(verdict):
         verdict = await verdict

@@ -3,37 +3,32 @@
 Stand-in policy models play gpt-oss (there are no weights on the machine
 this must run on, and the demo says so); everything else is real: the python
 sandbox, Chromium on the bundled local site served on 127.0.0.1, and a
-desktop app on a virtual display. The task files are ``examples/tasks/``;
-the same files run with a real gpt-oss by naming a model.
+desktop app on a virtual display. The task files, the policies, the site and
+the app ship inside the package (:mod:`harmony_agent.runs.demo_kit`; a source
+checkout shows the same files as ``examples/tasks/``), so the demo runs from
+any folder and any install; the same files run with a real gpt-oss by naming
+a model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch
 from harmony_agent.runs.factory import TaskAgentFactory
+from harmony_agent.runs.demo_kit import TASKS
+from harmony_agent.runs.demo_kit.local_site import serve_site
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskSpec, load_tasks
 
 DEMO_TOOLS = ("python", "browser", "computer")
 
 
-def examples_folder() -> Path:
-    folder = Path(__file__).resolve().parents[2] / "examples"
-    if not (folder / "tasks").is_dir():
-        raise FileNotFoundError(
-            "the demo runs the task files in examples/tasks of a source checkout, which is not here"
-        )
-    return folder
-
-
 def demo_tasks(site: str, tools: tuple[str, ...] = DEMO_TOOLS) -> list[TaskSpec]:
     names = {"python": "python.yaml", "browser": "browser.yaml", "computer": "desktop.yaml"}
-    files = [examples_folder() / "tasks" / names[tool] for tool in tools]
+    files = [TASKS / names[tool] for tool in tools]
     return load_tasks(files, {"SITE": site})
 
 
@@ -45,11 +40,6 @@ def run_demo(
     progress: Callable[[BatchProgress], None] | None = None,
 ) -> tuple[list[TaskResult], Path]:
     """Run the demo tasks one after the other; returns their results and the batch report's path."""
-    root = examples_folder().parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # the stand-in policies are modules of examples/
-    from examples.local_site import serve_site
-
     with serve_site() as (site, _hits):
         specs = demo_tasks(site, tools)
         if model is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmony_agent.agent import Agent
+from harmony_agent.imports import preload_policy
 from harmony_agent.models import load_model
 from harmony_agent.runs.tasks import TaskSpec
 from harmony_agent.toolbox import ToolOptions, build_tools
@@ -45,6 +46,7 @@ class TaskAgentFactory:
             screenshots=transcript.with_suffix(".screenshots") if transcript else None,
         )
         tools = build_tools(full.tools, options, search_path=spec.folder or Path.cwd())
+        preload_policy(full.model, [spec.folder or Path.cwd()])  # policy: modules beside the task file
         return Agent(
             load_model(full.model or DEFAULT_MODEL),
             tools=tools,

@@ -70,7 +70,7 @@ def run_batch_on_ray(
         for spec, number in ledger.jobs:
             if ledger.resumed(spec, number):
                 continue
-            transcript = ledger.transcript(spec, number)
+            transcript = ledger.fresh_transcript(spec, number)
             ref = remote.options(resources=task_resources(spec), num_cpus=0.5).remote(
                 spec.model_dump_json(),
                 str(spec.folder) if spec.folder else None,

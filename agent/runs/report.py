@@ -15,6 +15,7 @@ import html
 import mimetypes
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from harmony_agent import events as ev
 from harmony_agent.citations import cite_html, pages_seen
@@ -45,18 +46,67 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _inside(file: Path, folder: Path) -> Path | None:
+    """``file`` with every link resolved, when it is a regular file inside ``folder``; else None."""
+    try:
+        real, root = file.resolve(strict=True), folder.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return real if real.is_file() and real.is_relative_to(root) else None
+
+
+def locate_image(path: str, base: Path) -> Path | None:
+    """The file a transcript's image path names, found only inside the transcript's folder ``base``.
+
+    Paths were recorded relative to the folder the run started in, or
+    absolute; the report may be written from anywhere, and the run's folder
+    may have moved since. So a path is tried as recorded (when it lands
+    inside ``base``), then relative to ``base``, then as the same file in a
+    folder of the same name beside the transcript (``run.screenshots/``).
+    Nothing outside ``base`` is read: a transcript is not trusted to name
+    host files.
+    """
+    named = Path(path)
+    tries = [named] if named.is_absolute() else [base / named, Path.cwd() / named]
+    if len(named.parts) >= 2:
+        tries.append(base / named.parent.name / named.name)
+    for candidate in tries:
+        found = _inside(candidate, base)
+        if found is not None:
+            return found
+    return None
+
+
 def _image(path: str, base: Path) -> str:
     """An image embedded as a data URI (a missing file says so instead)."""
-    file = Path(path)
-    if not file.is_absolute():
-        file = base / file
-    if path.startswith("/mnt/data/") and not file.is_file():
+    file = locate_image(path, base)
+    if file is None and path.startswith("/mnt/data/"):
         return f'<p class="meta">saved in the run\'s sandbox as {html.escape(path)}</p>'
-    if not file.is_file():
-        return f'<p class="error">screenshot {html.escape(path)} is missing</p>'
+    if file is None:
+        return f'<p class="error">screenshot {html.escape(path)} is missing (or outside the report\'s folder)</p>'
     kind = mimetypes.guess_type(file.name)[0] or "image/png"
+    if not kind.startswith("image/"):
+        return f'<p class="error">{html.escape(path)} is not an image</p>'
     data = base64.b64encode(file.read_bytes()).decode()
     return f'<img alt="screenshot {html.escape(file.name)}" src="data:{kind};base64,{data}">'
+
+
+def local_href(page: Path, folder: Path) -> str:
+    """A link from a page in ``folder`` to the file ``page``: relative, percent-encoded, never a scheme."""
+    relative = Path(os.path.relpath(page, folder)).as_posix()
+    return quote(relative if relative.startswith(("../", "/")) else f"./{relative}")
+
+
+def _run_times(events: list[ev.Event]) -> list[float]:
+    """Seconds of each run in the events, from its own start to its own end (a chat's transcript holds several)."""
+    times, started = [], None
+    for event in events:
+        if isinstance(event, ev.RunStartEvent):
+            started = event.time
+        elif isinstance(event, ev.RunEndEvent) and started is not None:
+            times.append(max(0.0, event.time - started))
+            started = None
+    return times
 
 
 def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) -> str:
@@ -73,11 +123,12 @@ def run_report(events: list[ev.Event], *, base: Path, title: str | None = None) 
         )
     if end is not None:
         u = end.usage
-        wall = (end.time - start.time) if start is not None else 0.0
+        runs = _run_times(events)
         state = "ok" if end.stop_reason == "final" else "error"
         parts.append(
             f'<p class="meta"><span class="{state}">stop: {html.escape(end.stop_reason)}</span>'
-            f"<span>{end.steps} steps</span><span>{wall:.1f} s</span><span>prompt {u.prompt_tokens} tokens "
+            f"<span>{end.steps} steps</span><span>{sum(runs):.1f} s"
+            f"{f' in {len(runs)} turns' if len(runs) > 1 else ''}</span><span>prompt {u.prompt_tokens} tokens "
             f"(prefilled {u.prefilled_tokens})</span><span>generated {u.completion_tokens}</span></p>"
         )
         if end.error:
@@ -157,6 +208,21 @@ def batch_report(
     return _page(title, body)
 
 
+def find_transcript(result: TaskResult, folder: Path) -> Path | None:
+    """A result's transcript: where it was recorded, else in the batch's ``runs/`` beside the results file.
+
+    The recorded path may be relative to wherever the batch ran; the report
+    may be written from another folder, or after the batch's folder moved.
+    """
+    if not result.transcript:
+        return None
+    recorded = Path(result.transcript)
+    for candidate in (recorded, folder / recorded, folder / "runs" / recorded.name):
+        if (recorded.is_absolute() or candidate is not recorded) and candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
 def write_report(source: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
     """Write the report of a transcript or a results file; a batch also gets each run's report beside it."""
     source = Path(source)
@@ -166,10 +232,11 @@ def write_report(source: str | os.PathLike[str], output: str | os.PathLike[str] 
         results = read_results(source)
         links = {}
         for result in results:
-            if result.transcript and Path(result.transcript).is_file():
-                page = Path(result.transcript).with_suffix(".html")
-                write_report(result.transcript, page)
-                links[result.key] = os.path.relpath(page, target.parent)
+            transcript = find_transcript(result, source.parent)
+            if transcript is not None:
+                page = transcript.with_suffix(".html")
+                write_report(transcript, page)
+                links[result.key] = local_href(page, target.resolve().parent)
         target.write_text(batch_report(results, links=links, title=source.stem), encoding="utf-8")
         return target
     events = list(read_transcript(source))

@@ -165,22 +165,82 @@ def _expand(value: Any, variables: dict[str, str], where: str) -> Any:
     return value
 
 
+#: A task file larger than this is refused unread (real ones are a few kilobytes).
+MAX_FILE_BYTES = 1 << 20
+#: Values in a task file once its aliases are expanded (a "billion laughs" file names billions with a few).
+MAX_VALUES = 100_000
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, composing the document before building it, so its size can be checked first."""
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML in ``path``, refused (TaskFileError) when it is too big or its aliases expand too far.
+
+    PyYAML builds an aliased node once and shares it, so loading is cheap;
+    what explodes is every later walk that copies the tree (the variables'
+    expansion, validation). The expanded size is counted on the node graph,
+    each node's size worked out once, before anything is built.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TaskFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise TaskFileError(f"{path} is over {MAX_FILE_BYTES // 1024} KiB; a task file is a few kilobytes")
+    try:
+        loader = _TaskLoader(data.decode("utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            size = _expanded_size(node, {}, 0)
+            if size > MAX_VALUES:
+                raise TaskFileError(
+                    f"{path}: its aliases expand to over {MAX_VALUES} values (a YAML bomb?); refused unread"
+                )
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise TaskFileError(f"{path} nests too deeply to be a task file") from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], depth: int) -> int:
+    """How many values ``node`` stands for with every alias expanded (memoized: shared nodes count per use)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if depth > 100:
+        raise TaskFileError("a task file nests over 100 levels deep")
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded_size(child, sizes, depth + 1)
+            if total > MAX_VALUES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            total += _expanded_size(key, sizes, depth + 1) + _expanded_size(value, sizes, depth + 1)
+            if total > MAX_VALUES:
+                break
+    sizes[id(node)] = total
+    return total
+
+
 def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | None = None) -> list[TaskSpec]:
     """The tasks of a file (one task, or ``tasks:`` with shared defaults), validated, with paths made absolute."""
     path = Path(path)
     if path.is_dir():
         raise TaskFileError(f"{path} is a directory, not a task file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TaskFileError(f"{path}: cannot read it ({exc.strerror})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
-    data = _expand(
-        data, {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}, str(path)
-    )
+    data = expand_variables(data, path, variables)
     if "tasks" in data:
         defaults = {k: v for k, v in data.items() if k != "tasks"}
         unknown = set(defaults) - _DEFAULT_KEYS
@@ -218,17 +278,35 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
     return specs
 
 
-def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | None = None) -> list[TaskSpec]:
-    """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall."""
+def load_tasks(
+    paths: list[str | os.PathLike[str]],
+    variables: dict[str, str] | None = None,
+    *,
+    skipped: list[str] | None = None,
+) -> list[TaskSpec]:
+    """Tasks from files and folders (every ``*.yaml``/``*.yml`` in a folder, sorted); ids must be unique overall.
+
+    A YAML file in a folder that is no task file (a mapping with neither
+    ``task`` nor ``tasks``, such as a scripted model's completions) is passed
+    over, with a note appended to ``skipped``; a file named on its own must
+    be a task file.
+    """
     specs: list[TaskSpec] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not files:
-                raise TaskFileError(f"{path} is a directory holding no .yaml task files")
+            found = []
             for file in files:
-                specs += load_task_file(file, variables)
+                data = read_yaml(file)
+                if isinstance(data, dict) and not {"task", "tasks"} & set(data):
+                    if skipped is not None:
+                        skipped.append(f"{file}: not a task file (no 'task' or 'tasks' key)")
+                    continue
+                found += load_task_file(file, variables)
+            if not found:
+                raise TaskFileError(f"{path} is a directory holding no .yaml task files")
+            specs += found
         elif not path.exists():
             raise TaskFileError(f"task file {path} not found")
         else:
@@ -244,13 +322,31 @@ def load_tasks(paths: list[str | os.PathLike[str]], variables: dict[str, str] | 
 def _resolve_paths(spec: TaskSpec, base: Path) -> TaskSpec:
     """Relative paths in a task are relative to its file."""
     spec._folder = base.resolve()
-    updates: dict[str, Any] = {}
-    if spec.model and spec.model.startswith("scripted:"):
-        updates["model"] = "scripted:" + str(_under(base, spec.model[len("scripted:") :]))
-    if spec.search and spec.search.startswith("local:"):
-        folder, at, url = spec.search[len("local:") :].partition("@")
-        updates["search"] = f"local:{_under(base, folder)}{at}{url}"
+    updates = relative_to_file({"model": spec.model, "search": spec.search}, base)
+    updates = {key: value for key, value in updates.items() if value != getattr(spec, key)}
     return spec.model_copy(update=updates) if updates else spec
+
+
+def relative_to_file(settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``settings`` with a ``scripted:`` model file and a ``local:`` search folder made absolute from ``base``."""
+    settings = dict(settings)
+    model, search = settings.get("model"), settings.get("search")
+    if isinstance(model, str) and model.startswith("scripted:"):
+        settings["model"] = "scripted:" + str(_under(base, model[len("scripted:") :]))
+    if isinstance(search, str) and search.startswith("local:"):
+        folder, at, url = search[len("local:") :].partition("@")
+        settings["search"] = f"local:{_under(base, folder)}{at}{url}"
+    return settings
+
+
+def file_variables(path: Path, variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables a task file's ``${NAME}`` may use: its folder, this interpreter, the caller's."""
+    return {"TASK_DIR": str(path.resolve().parent), "PYTHON": sys.executable, **(variables or {})}
+
+
+def expand_variables(data: Any, path: Path, variables: dict[str, str] | None = None) -> Any:
+    """``data`` with each ``${NAME}`` replaced (see :func:`file_variables`; then the environment)."""
+    return _expand(data, file_variables(path, variables), str(path))
 
 
 def _under(base: Path, value: str) -> Path:

@@ -212,8 +212,8 @@ def test_chat_commands_line_editing_history_and_ctrl_c(workdir):
         session.send("/nonsense\r")
         session.expect(r"unknown command /nonsense")
         session.expect(r"you> ")
-        session.send("\x03")
-        assert session.wait(timeout=30) == 130
+        session.send("\x04")
+        assert session.wait(timeout=30) == 0
     finally:
         session.close()
     starts = [e for e in _events(workdir / "chat.jsonl") if e["type"] == "run_start"]
