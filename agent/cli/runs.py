@@ -22,7 +22,6 @@ from harmony_agent.cli.console import make_console, safe
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.report import write_report
-from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks, read_yaml
 
 console = make_console()

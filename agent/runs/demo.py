@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch
-from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.demo_kit import TASKS
 from harmony_agent.runs.demo_kit.local_site import serve_site
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskSpec, load_tasks
 
