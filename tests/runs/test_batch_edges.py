@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from harmony_agent.runs.batch import run_batch
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
-from harmony_agent.toolbox import TaskAgentFactory
 from helpers.cli_support import PtySession, cli_env
 
 SLOW = '''

@@ -16,9 +16,9 @@ import pytest
 
 from harmony_agent import events as ev
 from harmony_agent.runs.batch import read_results, run_batch
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.report import write_report
 from harmony_agent.runs.tasks import TaskSpec
-from harmony_agent.toolbox import TaskAgentFactory
 from helpers.available import require
 from helpers.completions import final
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from harmony_agent.runs.batch import TaskResult, append_record, read_results, run_batch
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_task_file
-from harmony_agent.toolbox import TaskAgentFactory
 from helpers import ROOT
 from helpers.completions import final
 

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from harmony_agent.runs.batch import run_batch
+from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
-from harmony_agent.toolbox import TaskAgentFactory
 from helpers import ROOT
 
 POLICY = """
