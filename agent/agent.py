@@ -111,6 +111,7 @@ class Agent:
         developer = developer_message(self.instructions, functions)
         if developer is not None:
             messages.append(developer)
+        self.model.bind_preamble(messages)  # a server that renders harmony itself needs the tools as data
         return messages
 
     def turn_settings(self) -> TurnSettings:

@@ -52,9 +52,14 @@ OVERHEAD_BYTES = 512 * 2**20
 
 GB = 1e9
 
+#: The routes that need no GPU, named wherever a first run fails for want of one.
+NO_GPU_ROUTES = (
+    "run the MXFP4 GGUF in-process (--model llamacpp:ggml-org/gpt-oss-20b-GGUF, about 13 GB of RAM), "
+    "or use a hosted gpt-oss with no local model at all (--model openai-chat+https://HOST/v1#MODEL, "
+    "key in OPENAI_API_KEY)"
+)
 SUGGESTION = (
-    "serve it with vLLM or Ollama and pass --model http://HOST:PORT/v1 (or a GGUF build with llama.cpp's server), "
-    "or run on a GPU machine"
+    f"{NO_GPU_ROUTES}; or serve it with vLLM or Ollama and pass --model http://HOST:PORT/v1, or run on a GPU machine"
 )
 
 #: the released gpt-oss architectures, so a size can be told before anything is downloaded
@@ -286,7 +291,8 @@ class Location:
 def how_to_get(model_id: str) -> str:
     return (
         f"download it where the hub is reachable (hf download {model_id}) and copy the Hugging Face cache here, "
-        "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1"
+        "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1; with no GPU, "
+        f"{NO_GPU_ROUTES}"
     )
 
 
