@@ -120,9 +120,27 @@ def read_safetensors_header(path: str | os.PathLike) -> list[Tensor]:
             header = json.loads(f.read(size))
         except ValueError as exc:
             raise ModelError(f"{path} has an unreadable safetensors header: {exc}") from None
+        if not isinstance(header, dict):
+            raise ModelError(f"{path} has an unreadable safetensors header: not a JSON object")
+        _check_complete(path, header, 8 + size, os.fstat(f.fileno()).st_size)
     return [
         Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in header.items() if name != "__metadata__"
     ]
+
+
+def _check_complete(path: str | os.PathLike, header: dict[str, Any], start: int, size: int) -> None:
+    """Refuse a shard whose data ends before its header says (an interrupted download or copy)."""
+    ends = [
+        info["data_offsets"][1]
+        for name, info in header.items()
+        if name != "__metadata__" and isinstance(info, dict) and isinstance(info.get("data_offsets"), list)
+    ]
+    needed = start + max((int(end) for end in ends), default=0)
+    if size < needed:
+        raise ModelError(
+            f"{path} is truncated: it holds {size} bytes but its header describes {needed} "
+            "(an interrupted download or copy?); fetch that file again"
+        )
 
 
 def folder_tensors(folder: str | os.PathLike) -> list[Tensor] | None:

@@ -37,12 +37,6 @@ CALL, RETURN, MESSAGE = 200012, 200002, 200008
 
 
 @pytest.fixture(scope="session")
-def scripted_gguf(tmp_path_factory) -> Path:
-    require("llamacpp")
-    return make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-gpt-oss.gguf")
-
-
-@pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory) -> Path:
     require("llamacpp")
     return write_random_gpt_oss(tmp_path_factory.mktemp("random-gpt-oss") / "checkpoint")
