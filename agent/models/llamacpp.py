@@ -28,6 +28,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -403,29 +404,81 @@ def load_llamacpp(rest: str, **kwargs: Any) -> LlamaCppModel:
     return LlamaCppModel(resolve_gguf(target), name=f"llamacpp:{target}", **{**options, **kwargs})
 
 
-def memory_needed(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX) -> int:
-    """Bytes a GGUF needs to run: its weights plus an f16 KV cache of ``n_ctx`` tokens, read from its header.
+#: What the process itself takes beyond the model: Python, the agent, llama.cpp's runtime and thread pool.
+PROCESS_BYTES = 256 * 2**20
+#: What programs have on a PC sold as 16 GB (16e9 bytes) once the system and a desktop take their 1.5 GiB.
+SIXTEEN_GB_PC = 16 * 10**9 - 3 * 2**29
 
-    The sliding-window layers are counted at full size too, since this backend keeps them so (``swa_full``).
-    """
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What running a GGUF takes, part by part, in bytes (see :func:`memory_breakdown`)."""
+
+    architecture: str
+    weights: int
+    kv_cache: int
+    compute: int
+    process: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.process
+
+    def describe(self) -> str:
+        gib = 2**30
+        return (
+            f"weights {self.weights / gib:.1f} + KV cache {self.kv_cache / gib:.2f} + compute buffer "
+            f"{self.compute / gib:.2f} + process {self.process / gib:.2f} GiB"
+        )
+
+
+def _header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
+    """A GGUF's metadata and the bytes of its tensors, from its header (the gguf package)."""
     try:
         import gguf
     except ImportError as exc:
         raise ModelError("reading a GGUF header needs the gguf package: pip install gguf") from exc
     reader = gguf.GGUFReader(str(path))
-    fields = reader.fields
+    fields = {key: field.contents() for key, field in reader.fields.items() if not key.startswith("tokenizer.")}
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    fields["n_vocab"] = len(tokens.data) if tokens is not None else 0
+    return fields, sum(int(t.n_bytes) for t in reader.tensors)
 
-    def value(key: str) -> Any:
-        field = fields.get(key)
-        return None if field is None else field.contents()
 
-    arch = value("general.architecture")
-    layers = int(value(f"{arch}.block_count") or 0)
-    kv_heads = int(value(f"{arch}.attention.head_count_kv") or 1)
-    heads = int(value(f"{arch}.attention.head_count") or 1)
-    head_dim = int(value(f"{arch}.attention.key_length") or (value(f"{arch}.embedding_length") or 0) // heads)
-    weights = sum(int(t.n_bytes) for t in reader.tensors)
-    return weights + layers * kv_heads * head_dim * 2 * 2 * n_ctx  # keys and values, 2 bytes each
+def memory_breakdown(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX, n_batch: int = 512) -> MemoryNeed:
+    """What a GGUF needs to run here: weights, f16 KV cache, llama.cpp's compute buffer, the process.
+
+    The sliding-window layers' cache is counted at full size (``swa_full``).
+    The compute buffer is what llama.cpp reserves for one batch of
+    ``min(n_batch, n_ctx)`` tokens: the larger of the logits (vocabulary x
+    batch, f32) and the attention scores (context x batch x heads, f16), plus
+    the activations; for gpt-oss-20b at a 16k context that is about 1.07 GiB.
+    """
+    fields, weights = _header(path)
+    arch = str(fields.get("general.architecture") or "unknown")
+
+    def value(key: str, default: int = 0) -> int:
+        found = fields.get(f"{arch}.{key}")
+        return int(found) if isinstance(found, int | float) else default
+
+    layers, heads = value("block_count"), value("attention.head_count", 1)
+    kv_heads = value("attention.head_count_kv", 1)
+    embedding = value("embedding_length")
+    head_dim = value("attention.key_length") or embedding // max(heads, 1)
+    batch = min(n_batch, n_ctx)
+    kv_cache = layers * kv_heads * head_dim * 2 * 2 * n_ctx  # keys and values, 2 bytes each
+    compute = max(int(fields["n_vocab"]) * batch * 4, n_ctx * batch * heads * 2) + batch * embedding * 32
+    return MemoryNeed(arch, weights, kv_cache, compute, PROCESS_BYTES)
+
+
+def memory_needed(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX) -> int:
+    """Bytes of a GGUF's weights plus an f16 KV cache of ``n_ctx`` tokens, read from its header.
+
+    The sliding-window layers are counted at full size too, since this backend keeps them so (``swa_full``).
+    :func:`memory_breakdown` adds the compute buffer and the process.
+    """
+    need = memory_breakdown(path, max(n_ctx, 1))
+    return need.weights + (need.kv_cache if n_ctx > 0 else 0)
 
 
 def machine_memory() -> tuple[int, int]:
