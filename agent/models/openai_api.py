@@ -52,6 +52,9 @@ from harmony_agent.models.http import OpenAICompatibleModel
 API_KEY_VARIABLES = ("HARMONY_AGENT_API_KEY", "OPENAI_API_KEY")
 #: How many preambles (one per agent configuration) a model remembers.
 MAX_PREAMBLES = 32
+#: Tokens kept free of a known window: the server writes its own system message and tool list, which may
+#: come out longer than the prompt we count, and asking for more than fits is an HTTP 400.
+RENDER_SLACK = 256
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -181,6 +184,19 @@ class ServerRenderedModel(OpenAICompatibleModel):
         self.name = f"openai-{api}:{self.base_url}" + (f"/{model}" if model else "")
         self._preambles: OrderedDict[tuple[int, ...], list[Message]] = OrderedDict()
         self._queued: OrderedDict[tuple[int, ...], list[Message]] = OrderedDict()
+
+    def _max_tokens(self, prompt_len: int, sampling: SamplingParams) -> int | None:
+        """As for raw completions, less :data:`RENDER_SLACK`: the server's rendering of the prompt is not ours."""
+        window = self._server_window or self._user_window
+        if window is None:
+            return sampling.max_tokens
+        room = min(window, self.context_window) - prompt_len - RENDER_SLACK
+        if room < 1:
+            raise ModelError(
+                f"the prompt ({prompt_len} tokens, and the server's own rendering adds some) fills the model "
+                f"server's context window ({window} tokens)"
+            )
+        return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
 
     def bind_preamble(self, preamble: Sequence[Message]) -> None:
         """Remember a conversation's structured preamble under the tokens History renders it as."""

@@ -21,7 +21,7 @@ import pytest
 from harmony_agent import Agent
 from harmony_agent.harmony.encoding import CALL, RETURN, render_prompt, stop_tokens, user_message
 from harmony_agent.models import ModelError, SamplingParams, load_model
-from harmony_agent.models.openai_api import ServerRenderedModel
+from harmony_agent.models.openai_api import RENDER_SLACK, ServerRenderedModel
 from harmony_agent.tools.python import PythonTool
 from helpers.completions import get_weather
 
@@ -51,7 +51,7 @@ def standin():
             self.wfile.write(data)
 
         def do_GET(self):
-            self._send(200, {"object": "list", "data": [{"id": "gpt-oss-120b"}]})
+            self._send(200, {"object": "list", "data": [{"id": "gpt-oss-120b", "max_model_len": 20000}]})
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
@@ -108,6 +108,8 @@ def test_chat_completions_tool_round_trip(standin, monkeypatch):
     (path, headers, first), (_, _, second) = state.requests
     assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test-123"
     assert first["model"] == "gpt-oss-120b" and first["reasoning_effort"] == "high"
+    # high reasoning may use 32768 tokens, but not more than the window leaves beside the server's rendering
+    assert first["max_tokens"] == 20000 - generations[0].prompt_tokens - RENDER_SLACK < 32768
     assert first["messages"] == [
         {"role": "system", "content": "Answer briefly."},
         {"role": "user", "content": "Weather in Paris?"},
