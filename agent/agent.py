@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from openai_harmony import Message
 
@@ -35,6 +35,11 @@ log = logging.getLogger("harmony_agent.agent")
 #: Seconds an approval hook (a person at a prompt) may take before the call is refused.
 DEFAULT_APPROVAL_TIMEOUT = 600.0
 
+#: Tokens one generation may use by default, by reasoning effort. gpt-oss thinks for longer
+#: at higher effort: a flat 4096 cut ``reasoning="high"`` off mid-thought. The loop also keeps
+#: every generation inside the context window, so a small window bounds it further.
+MAX_TOKENS_BY_EFFORT = {"low": 8192, "medium": 16384, "high": 32768}
+
 
 class Agent:
     """A gpt-oss agent: a model, tools, and the budgets that bound a run.
@@ -44,7 +49,12 @@ class Agent:
     refusal goes back to the model); it gets ``approval_timeout`` seconds.
     ``transcript`` is a path or :class:`Transcript` that events are appended
     to. ``context_window`` defaults to what the model reports (a server's
-    ``max_model_len``), else gpt-oss's 131072. ``output_dir`` is where the files
+    ``max_model_len``), else gpt-oss's 131072. ``max_tokens`` bounds one
+    generation: ``"auto"`` (the default) takes :data:`MAX_TOKENS_BY_EFFORT`
+    for the reasoning effort (8192, 16384, 32768 for low, medium, high),
+    ``None`` whatever room the context window leaves; every generation stays
+    inside the window either way.
+    ``output_dir`` is where the files
     the tools make come home (the python tool's ``/mnt/data``, copied at the end
     of each turn); by default each session gets ``runs/<run id>/`` under the
     current folder, made only once there is a file to put in it.
@@ -60,7 +70,7 @@ class Agent:
         transcript: str | os.PathLike[str] | Transcript | None = None,
         approve: Approver | None = None,
         *,
-        max_tokens: int | None = 4096,
+        max_tokens: int | Literal["auto"] | None = "auto",
         context_window: int | None = None,
         sampling: SamplingParams | None = None,
         date: str | None = None,
@@ -70,8 +80,10 @@ class Agent:
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-        if max_tokens is not None and max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1, or None for as many as the context window allows")
+        if max_tokens != "auto" and max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens < 1):
+            raise ValueError(
+                "max_tokens must be at least 1, 'auto' (by reasoning effort) or None (as many as the window allows)"
+            )
         if max_result_chars < 1000:
             raise ValueError("max_result_chars must be at least 1000")
         self.tools = list(tools)
@@ -103,6 +115,17 @@ class Agent:
     # -- configuration -----------------------------------------------------------
 
     @property
+    def max_tokens(self) -> int | None:
+        """Tokens one generation may use: the number given, or by reasoning effort for ``"auto"``."""
+        if self._max_tokens == "auto":
+            return MAX_TOKENS_BY_EFFORT.get(self.reasoning, MAX_TOKENS_BY_EFFORT["medium"])
+        return self._max_tokens
+
+    @max_tokens.setter
+    def max_tokens(self, value: int | Literal["auto"] | None) -> None:
+        self._max_tokens = value
+
+    @property
     def context_window(self) -> int:
         return self._context_window or getattr(self.model, "context_window", None) or GPT_OSS_CONTEXT_WINDOW
 
@@ -125,6 +148,7 @@ class Agent:
         developer = developer_message(self.instructions, functions)
         if developer is not None:
             messages.append(developer)
+        self.model.bind_preamble(messages)  # a server that renders harmony itself needs the tools as data
         return messages
 
     def turn_settings(self) -> TurnSettings:

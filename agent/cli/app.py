@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from harmony_agent.cli import runs as cli_runs
 from harmony_agent.cli.config import ConfigError, config_path, load_config
@@ -351,26 +350,16 @@ def replay(
 @app.command(cls=HelpCommand)
 def doctor(
     model: str | None = typer.Option(
-        None, "--model", help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b)."
+        None,
+        "--model",
+        help="Hub id or folder whose files and memory need to check (default openai/gpt-oss-20b), "
+        "or a GGUF: llamacpp:PATH_OR_REPO[?n_ctx=N] or PATH.gguf.",
     ),
 ) -> None:
     """Report what is installed and working, with a fix for each failure."""
-    from harmony_agent.cli.doctor import run_checks
+    from harmony_agent.cli.doctor import report
 
-    table = Table(title="harmony-agent doctor", show_lines=False)
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("detail")
-    table.add_column("fix")
-    failed_required = False
-    for check in run_checks(model):
-        status = (
-            "[green]ok[/green]" if check.ok else ("[red]FAIL[/red]" if check.required else "[yellow]missing[/yellow]")
-        )
-        failed_required |= check.required and not check.ok
-        table.add_row(check.name, status, safe(check.detail), "" if check.ok else safe(check.hint))
-    make_console().print(table)
-    raise typer.Exit(1 if failed_required else 0)
+    raise typer.Exit(report(model))
 
 
 mcp_app = typer.Typer(cls=HelpGroup, no_args_is_help=True, help="Serve our tools to MCP clients.")

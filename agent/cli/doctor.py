@@ -6,9 +6,11 @@ import functools
 import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 @dataclass
@@ -99,8 +101,23 @@ def _model_files(model_id: str = "openai/gpt-oss-20b") -> Check:
     return Check("model files", True, f"{model_id} at {folder}{fit}")
 
 
-def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
-    """The in-process llama.cpp backend: installed?, GPU offload?, and the cached GGUF's memory against this machine's."""
+#: The GGUF that fits an ordinary 16 GB PC without a GPU, and how to get and run it.
+GGUF_ROUTE = "ggml-org/gpt-oss-20b-GGUF"
+GGUF_FETCH = f"hf download {GGUF_ROUTE} gpt-oss-20b-mxfp4.gguf (12 GB), then --model llamacpp:{GGUF_ROUTE}"
+
+
+def is_gguf_spec(model: str | None) -> bool:
+    """Whether ``doctor --model`` names a GGUF: ``llamacpp:PATH_OR_REPO`` or a ``PATH.gguf``."""
+    return bool(model) and (model.startswith("llamacpp:") or model.split("?")[0].endswith(".gguf"))
+
+
+def _llamacpp(spec: str = f"llamacpp:{GGUF_ROUTE}", *, named: bool = False) -> Check:
+    """The in-process llama.cpp backend: installed?, GPU offload?, and the GGUF's memory against this machine's.
+
+    ``spec`` is a ``llamacpp:`` spec or a ``PATH.gguf``; ``named`` says the user
+    asked for it (``doctor --model``), so a missing file is a failure rather
+    than a pointer to the route.
+    """
     if importlib.util.find_spec("llama_cpp") is None:
         from harmony_agent.models.llamacpp import INSTALL_HINT
 
@@ -110,31 +127,61 @@ def _llamacpp(repo: str = "ggml-org/gpt-oss-20b-GGUF") -> Check:
     import llama_cpp
 
     from harmony_agent.models.base import ModelError
-    from harmony_agent.models.llamacpp import machine_memory, memory_needed, resolve_gguf
+    from harmony_agent.models.llamacpp import DEFAULT_N_CTX, machine_memory, parse_spec, resolve_gguf
 
     gpu = "GPU offload" if llama_cpp.llama_supports_gpu_offload() else "CPU only"
-    total, available = machine_memory()
+    total, _ = machine_memory()
     detail = f"llama-cpp-python {version('llama-cpp-python')}, {gpu}"
     try:
-        path = resolve_gguf(repo)
-    except ModelError:
+        target, options = parse_spec(spec.removeprefix("llamacpp:"))
+        path = resolve_gguf(target)
+    except ModelError as exc:
+        if named:
+            return Check("llama.cpp backend", False, f"{detail}; {exc}", GGUF_FETCH)
         return Check(
             "llama.cpp backend",
-            True,
-            f"{detail}; {repo} not cached (about 13 GB to run; this machine has {total / 2**30:.0f} GiB)",
+            False,
+            f"{detail}; {target} is not cached: gpt-oss-20b in about 13 GB of RAM, the route for a 16 GB PC "
+            f"without a GPU (this machine has {total / 2**30:.0f} GiB)",
+            GGUF_FETCH,
         )
+    return _gguf_memory(path, int(options.get("n_ctx", DEFAULT_N_CTX)), detail, spec)
+
+
+def _gguf_memory(path: Path, n_ctx: int, detail: str, spec: str) -> Check:
+    """Whether a GGUF fits now and on a 16 GB PC, counting llama.cpp's compute buffer and the process."""
+    from harmony_agent.models.llamacpp import SIXTEEN_GB_PC, machine_memory, memory_breakdown
+
     try:
-        need = memory_needed(path)
+        need = memory_breakdown(path, n_ctx)
     except Exception as exc:  # an unreadable header is reported, never fatal
-        return Check("llama.cpp backend", False, f"{detail}; cannot read {path}: {exc}", f"hf download {repo} again")
-    fits = need <= available
-    summary = f"{path.name} needs {need / 2**30:.1f} GiB with a 16k context; {available / 2**30:.1f} of {total / 2**30:.0f} GiB free"
-    return Check(
-        "llama.cpp backend",
-        fits,
-        f"{detail}; {summary}",
-        "" if fits else "close other programs, or lower n_ctx (llamacpp:FILE?n_ctx=4096)",
+        return Check("llama.cpp backend", False, f"{detail}; cannot read {path}: {exc}", "download the file again")
+    if need.architecture != "gpt-oss":
+        return Check(
+            "llama.cpp backend",
+            False,
+            f"{detail}; {path} is a {need.architecture!r} GGUF, not gpt-oss",
+            f"use a gpt-oss GGUF: {GGUF_FETCH}",
+        )
+    total, available = machine_memory()
+    fits_now = need.total <= available
+    pc = "fits a 16 GB PC" if need.total <= SIXTEEN_GB_PC else "does NOT fit a 16 GB PC"
+    summary = (
+        f"{path} needs ~{need.total / 2**30:.1f} GiB at n_ctx {n_ctx} ({need.describe()}); "
+        f"{available / 2**30:.1f} of {total / 2**30:.0f} GiB free now: {'fits' if fits_now else 'does NOT fit'}; "
+        f"{pc} (~{SIXTEEN_GB_PC / 2**30:.1f} GiB left after the system); the file is read, not mapped "
+        "(use_mmap=0, the default on the CPU), so it is counted once"
     )
+    hint = ""
+    if not fits_now:
+        smaller = memory_breakdown(path, max(2048, n_ctx // 4))
+        base = spec.split("?")[0]
+        base = base if base.startswith("llamacpp:") else f"llamacpp:{base}"
+        hint = (
+            f"close other programs, or a smaller context: {base}?n_ctx={max(2048, n_ctx // 4)} "
+            f"(~{smaller.total / 2**30:.1f} GiB); or no local model: --model openai-chat+https://HOST/v1#MODEL"
+        )
+    return Check("llama.cpp backend", fits_now, f"{detail}; {summary}", hint)
 
 
 def _docker() -> Check:
@@ -185,6 +232,51 @@ def _sandbox_image() -> Check:
     )
 
 
+def _desktop_image() -> Check:
+    """The computer tool's desktop image (Xvfb, a window manager and apps in Docker)."""
+    from harmony_agent.sandboxes import SandboxError
+    from harmony_agent.sandboxes.docker import docker_client
+    from harmony_agent.sandboxes.images.desktop import DESKTOP_IMAGE
+
+    build = "python -m harmony_agent.sandboxes.images.desktop (scripts/setup.sh runs it)"
+    try:
+        client = docker_client(timeout=3)
+    except SandboxError:
+        return Check(
+            "desktop image", False, "no Docker engine to hold it", "start the engine first (see docker engine)"
+        )
+    try:
+        image = client.images.get(DESKTOP_IMAGE)
+    except Exception:
+        return Check("desktop image", False, f"{DESKTOP_IMAGE} is missing (the computer tool needs it)", build)
+    return Check(
+        "desktop image",
+        True,
+        f"{DESKTOP_IMAGE} ({image.short_id.split(':')[-1]}, {image.attrs.get('Size', 0) / 1e6:.0f} MB)",
+    )
+
+
+def _playwright() -> Check:
+    """Playwright, which drives Chromium for the browser tool."""
+    if importlib.util.find_spec("playwright") is None:
+        return Check("playwright", False, "not installed", "pip install 'harmony-agent[browser]'")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("playwright")
+    except PackageNotFoundError:
+        found = "?"
+    driver = Path(importlib.util.find_spec("playwright").origin or "").parent / "driver"
+    if not driver.is_dir():
+        return Check(
+            "playwright",
+            False,
+            f"playwright {found} has no driver at {driver}",
+            "pip install --force-reinstall playwright",
+        )
+    return Check("playwright", True, f"playwright {found}")
+
+
 def _browser() -> Check:
     if importlib.util.find_spec("playwright") is None:
         return Check("browser", False, "playwright not installed", "pip install 'harmony-agent[browser]'")
@@ -224,7 +316,9 @@ CHECKS: list[Callable[[], Check]] = [
     _llamacpp,
     _docker,
     _sandbox_image,
+    _desktop_image,
     _binary("bubblewrap", ["bwrap"], "apt-get install bubblewrap (the python tool's sandbox when Docker is absent)"),
+    _playwright,
     _browser,
     _binary("Xvfb", ["Xvfb"], "apt-get install xvfb xauth openbox"),
     _binary("xdotool", ["xdotool"], "apt-get install xdotool x11-utils wmctrl"),
@@ -233,13 +327,59 @@ CHECKS: list[Callable[[], Check]] = [
 
 
 def run_checks(model: str | None = None) -> list[Check]:
-    """Run every check; ``model`` (a hub id or folder) replaces gpt-oss-20b in the model files check."""
+    """Run every check; ``model`` (a hub id or folder) replaces gpt-oss-20b in the model files check.
+
+    A GGUF (``llamacpp:PATH_OR_REPO[?n_ctx=…]`` or ``PATH.gguf``) is checked by
+    the llama.cpp check instead, in place of the Hugging Face cache.
+    """
     results = []
+    gguf = is_gguf_spec(model)
     for check in CHECKS:
-        if model is not None and check is _model_files:
+        if gguf and check is _model_files:
+            continue
+        if gguf and check is _llamacpp:
+            check = functools.partial(_llamacpp, str(model), named=True)
+        elif model is not None and check is _model_files:
             check = functools.partial(_model_files, model)
         try:
             results.append(check())
         except Exception as exc:  # a check must report, never crash the doctor
             results.append(Check(getattr(check, "__name__", "check").strip("_"), False, f"check failed: {exc}"))
     return results
+
+
+def report(model: str | None = None, file: IO[str] | None = None) -> int:
+    """Print the checks and return the exit code (1 when a required one failed).
+
+    On a terminal a table; piped or redirected, one line a check with nothing
+    cut (a table would be squeezed to 80 columns and cut paths short).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from harmony_agent.cli.console import make_console
+
+    stream = file or sys.stdout
+    checks = run_checks(model)
+    failed_required = any(c.required and not c.ok for c in checks)
+
+    def status(check: Check) -> str:
+        return "ok" if check.ok else ("FAIL" if check.required else "missing")
+
+    if not getattr(stream, "isatty", lambda: False)():
+        for check in checks:
+            line = f"{check.name}: {status(check)}: {check.detail}"
+            if not check.ok and check.hint:
+                line += f" | fix: {check.hint}"
+            print(line, file=stream)
+        return 1 if failed_required else 0
+    colours = {"ok": "green", "FAIL": "red", "missing": "yellow"}
+    table = Table(title="harmony-agent doctor", show_lines=False)
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        word = status(check)
+        hint = "" if check.ok else escape(check.hint)
+        table.add_row(check.name, f"[{colours[word]}]{word}[/{colours[word]}]", escape(check.detail), hint)
+    make_console(file=stream).print(table)
+    return 1 if failed_required else 0

@@ -45,7 +45,7 @@ class RunOptions(BaseModel):
     instructions: str | None = None
     reasoning: Reasoning = "medium"
     max_steps: int = 20
-    max_tokens: int = 4096
+    max_tokens: int | None = None  # None: by reasoning effort (Agent's "auto")
     transcript: Path | None = None
     output_dir: Path | None = None
     yes: bool = False
@@ -95,13 +95,22 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="gpt-oss:20b / gpt-oss:120b (Ollama here), 20b / 120b (hub ids), http(s)://server[#name], "
-        "ollama+http://server#name, transformers:ID_OR_PATH, scripted:FILE, policy:module:fn, or a hub id or folder.",
+        "ollama+http://server#name, openai-chat+https://host/v1#name or openai-responses+… (hosted gpt-oss, no GPU), "
+        "llamacpp:FILE.gguf, transformers:ID_OR_PATH, scripted:FILE, policy:module:fn, or a hub id or folder.",
     ),
 ]
 InstructionsOpt = Annotated[str | None, typer.Option("--instructions", "-i", help="Developer instructions.")]
 ReasoningOpt = Annotated[Reasoning, typer.Option("--reasoning", "-r", help="Reasoning effort.")]
 MaxStepsOpt = Annotated[int, typer.Option("--max-steps", help="Most model generations in a turn (at least 1).")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens per generation (at least 1).")]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens",
+        show_default=False,
+        help="Most tokens per generation (at least 1); by default 8192, 16384 or 32768 for low, medium or high "
+        "reasoning, within the context window.",
+    ),
+]
 TranscriptOpt = Annotated[Path | None, typer.Option("--transcript", help="Append the run's events to this JSONL file.")]
 OutputDirOpt = Annotated[
     Path | None,
@@ -361,7 +370,7 @@ def build_agent(options: RunOptions, approve: Any = None):
             instructions=options.instructions,
             reasoning=options.reasoning,
             max_steps=options.max_steps,
-            max_tokens=options.max_tokens,
+            max_tokens=options.max_tokens or "auto",
             transcript=options.transcript,
             approve=approve,
             output_dir=options.output_dir,

@@ -9,6 +9,7 @@ from typing import Any
 
 from harmony_agent.models.base import GenerationStats, Model, ModelError, Retry, SamplingParams
 from harmony_agent.models.http import OpenAICompatibleModel
+from harmony_agent.models.openai_api import ServerRenderedModel
 from harmony_agent.models.scripted import PolicyModel, ScriptedModel
 
 
@@ -37,7 +38,8 @@ SHORTCUTS = {
 #: Every form of spec load_model accepts, for error messages and help.
 SPEC_FORMS = (
     "gpt-oss:20b or gpt-oss:120b (Ollama at 127.0.0.1:11434), 20b or 120b (openai/gpt-oss-*), "
-    "http(s)://server[#model], ollama+http://server#model, transformers:ID_OR_PATH, a hub id "
+    "http(s)://server[#model], ollama+http://server#model, openai-chat+https://host/v1#model or "
+    "openai-responses+https://host/v1#model (servers that render harmony themselves; key from OPENAI_API_KEY), transformers:ID_OR_PATH, a hub id "
     "(openai/gpt-oss-20b) or local folder, llamacpp:PATH.gguf or llamacpp:REPO_ID[:FILE], scripted:FILE, "
     "or policy:module:function"
 )
@@ -50,6 +52,10 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
     * ``policy:module:function`` - a Python policy callable;
     * ``http://…`` / ``https://…`` - a raw-completions server (vLLM, llama.cpp);
       ``ollama+http://…`` for Ollama's native API;
+    * ``openai-chat+https://HOST/v1#MODEL`` / ``openai-responses+https://HOST/v1#MODEL`` -
+      a server that renders harmony itself (hosted gpt-oss; vLLM's, Ollama's or LM
+      Studio's chat endpoints), through Chat Completions or the Responses API; the
+      API key comes from ``HARMONY_AGENT_API_KEY`` or ``OPENAI_API_KEY``;
     * ``transformers:ID_OR_PATH``, or a bare hub id or local path - a local model;
     * the shortcuts in :data:`SHORTCUTS`: ``gpt-oss:20b`` / ``gpt-oss:120b`` (Ollama
       at its default local address), ``20b`` / ``120b`` (the hub ids).
@@ -73,6 +79,15 @@ def load_model(spec: str | Model, **kwargs: Any) -> Model:
         except (ImportError, AttributeError) as exc:
             raise ModelError(f"cannot import policy {target!r}: {exc}") from exc
         return PolicyModel(policy)
+    if spec.startswith(("openai-chat+", "openai-responses+")):
+        from harmony_agent.models.openai_api import ServerRenderedModel, api_key_from_environment
+
+        api, _, url = spec.partition("+")
+        base, _, model = url.partition("#")
+        if not base.startswith(("http://", "https://")):
+            raise ModelError(f"{api}+ needs a server address: {api}+https://HOST/v1#MODEL")
+        key = api_key_from_environment(dict(os.environ))
+        return ServerRenderedModel(base, api=api.removeprefix("openai-"), model=model or None, api_key=key, **kwargs)
     if spec.startswith("ollama+"):
         url = spec[len("ollama+") :]
         base, _, model = url.partition("#")
@@ -106,6 +121,7 @@ __all__ = [
     "Retry",
     "SamplingParams",
     "ScriptedModel",
+    "ServerRenderedModel",
     "TransformersModel",
     "load_model",
 ]

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from openai_harmony import Message
+
 from harmony_agent.harmony.encoding import CALL, GPT_OSS_CONTEXT_WINDOW, MESSAGE, RETURN, START, decode_lossy
 
 
@@ -88,6 +90,16 @@ class Model(ABC):
         The stream ends after a stop token (which is yielded) or when
         ``sampling.max_tokens`` tokens were produced. Backends fill
         :attr:`last_stats` as they go.
+        """
+
+    def bind_preamble(self, preamble: Sequence[Message]) -> None:
+        """Take note of a conversation's system and developer messages as structured data.
+
+        A token-level backend needs nothing but the prompt, so the default does
+        nothing. A backend whose server renders harmony itself (Chat
+        Completions, Responses) cannot recover the tools' JSON schemas from
+        tokens: :class:`~harmony_agent.Agent` hands each preamble over here when
+        it builds one.
         """
 
     async def aclose(self) -> None:

@@ -52,9 +52,14 @@ OVERHEAD_BYTES = 512 * 2**20
 
 GB = 1e9
 
+#: The routes that need no GPU, named wherever a first run fails for want of one.
+NO_GPU_ROUTES = (
+    "run the MXFP4 GGUF in-process (--model llamacpp:ggml-org/gpt-oss-20b-GGUF, about 13 GB of RAM), "
+    "or use a hosted gpt-oss with no local model at all (--model openai-chat+https://HOST/v1#MODEL, "
+    "key in OPENAI_API_KEY)"
+)
 SUGGESTION = (
-    "serve it with vLLM or Ollama and pass --model http://HOST:PORT/v1 (or a GGUF build with llama.cpp's server), "
-    "or run on a GPU machine"
+    f"{NO_GPU_ROUTES}; or serve it with vLLM or Ollama and pass --model http://HOST:PORT/v1, or run on a GPU machine"
 )
 
 #: the released gpt-oss architectures, so a size can be told before anything is downloaded
@@ -115,9 +120,27 @@ def read_safetensors_header(path: str | os.PathLike) -> list[Tensor]:
             header = json.loads(f.read(size))
         except ValueError as exc:
             raise ModelError(f"{path} has an unreadable safetensors header: {exc}") from None
+        if not isinstance(header, dict):
+            raise ModelError(f"{path} has an unreadable safetensors header: not a JSON object")
+        _check_complete(path, header, 8 + size, os.fstat(f.fileno()).st_size)
     return [
         Tensor(name, info["dtype"], tuple(info["shape"])) for name, info in header.items() if name != "__metadata__"
     ]
+
+
+def _check_complete(path: str | os.PathLike, header: dict[str, Any], start: int, size: int) -> None:
+    """Refuse a shard whose data ends before its header says (an interrupted download or copy)."""
+    ends = [
+        info["data_offsets"][1]
+        for name, info in header.items()
+        if name != "__metadata__" and isinstance(info, dict) and isinstance(info.get("data_offsets"), list)
+    ]
+    needed = start + max((int(end) for end in ends), default=0)
+    if size < needed:
+        raise ModelError(
+            f"{path} is truncated: it holds {size} bytes but its header describes {needed} "
+            "(an interrupted download or copy?); fetch that file again"
+        )
 
 
 def folder_tensors(folder: str | os.PathLike) -> list[Tensor] | None:
@@ -286,7 +309,8 @@ class Location:
 def how_to_get(model_id: str) -> str:
     return (
         f"download it where the hub is reachable (hf download {model_id}) and copy the Hugging Face cache here, "
-        "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1"
+        "pass a local folder (transformers:PATH), or use a server: --model http://HOST:PORT/v1; with no GPU, "
+        f"{NO_GPU_ROUTES}"
     )
 
 

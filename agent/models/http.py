@@ -38,6 +38,7 @@ import httpx
 
 from harmony_agent.harmony.encoding import decode, encode_completion, get_encoding
 from harmony_agent.models.base import GenerationStats, Model, ModelError, Retry, SamplingParams, infer_stop_token
+from harmony_agent.models.checkpoints import NO_GPU_ROUTES
 
 #: HTTP statuses that mean "try again later" rather than "this request is wrong".
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -256,6 +257,8 @@ class OpenAICompatibleModel(Model):
                     )
             if attempt >= self.retries:
                 message = reason + (f" (gave up after {attempt + 1} attempts)" if attempt else "")
+                if status is None:  # nothing listens there: say what works without a server of one's own
+                    message += f". Is the server running? Without one: {NO_GPU_ROUTES}"
                 raise ServerStatusError(message, status) if status else ModelError(message)
             await asyncio.sleep(self._note_retry(attempt, reason, retry_after))
             attempt += 1

@@ -21,14 +21,18 @@ give wrong logits.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harmony_agent.harmony.encoding import VOCAB_SIZE
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
 from harmony_agent.sandboxes.runtime import runtime
 
@@ -42,6 +46,62 @@ INSTALL_HINT = (
 DEFAULT_N_CTX = 16384
 
 
+#: llama.cpp's own log lines go here (never to stderr): ``logging.getLogger(NATIVE_LOGGER)`` shows them.
+NATIVE_LOGGER = "harmony_agent.models.llamacpp.native"
+#: ggml's log levels as this llama.cpp numbers them (NONE, DEBUG, INFO, WARN, ERROR, CONT) in Python's terms.
+#: Its warnings are notes about the load (a full-size SWA cache, a short context), so they go to INFO.
+_NATIVE_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.WARNING}
+_native_log = logging.getLogger(NATIVE_LOGGER)
+_log_guard = threading.Lock()
+_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
+
+
+def _route_native_log(llama_cpp: Any) -> None:
+    """Send llama.cpp's log to Python's logging instead of stderr, once.
+
+    llama-cpp-python installs its own callback at import and prints whatever
+    it takes for an error to stderr, which with this llama.cpp's numbering
+    includes every warning: two lines on every run, ``--quiet`` or not. The
+    log callback is llama.cpp's one global, already taken by llama-cpp-python;
+    this replaces it when the first model loads, not at import.
+    """
+    global _log_callback
+    with _log_guard:
+        if _log_callback is not None:
+            return
+        last = [logging.DEBUG]
+
+        @llama_cpp.llama_log_callback
+        def callback(level: int, text: bytes, user_data: Any) -> None:
+            value = last[0] if level == 5 else _NATIVE_LEVELS.get(level, logging.DEBUG)
+            last[0] = value
+            if _native_log.isEnabledFor(value):
+                _native_log.log(value, "%s", text.decode("utf-8", "replace").rstrip("\n"))
+
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        _log_callback = callback
+
+
+def physical_cores() -> int:
+    """CPU cores this process may use, counting a core's hyperthreads once.
+
+    llama-cpp-python defaults to half the logical CPUs, which on a machine
+    without hyperthreads leaves half the cores idle while decoding.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+        except OSError:
+            siblings = str(cpu)
+        cores.add(siblings)
+    return max(1, len(cores))
+
+
 def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -53,11 +113,16 @@ def _import_llama_cpp() -> Any:
 class LlamaCppModel(Model):
     """A GGUF model run in-process by llama.cpp.
 
-    ``n_ctx`` is the context size (it becomes :attr:`context_window`);
-    ``n_threads`` the CPU threads (llama-cpp-python's default when None);
-    ``n_gpu_layers`` how many layers go to the GPU (-1 all), refused when the
-    build has no GPU support; ``use_mmap`` maps the file instead of reading it
-    (the weights then stay in the page cache and load instantly the second time).
+    ``n_ctx`` is the context size (it becomes :attr:`context_window`, even
+    where llama.cpp rounds its own up to a multiple of 256: llama-cpp-python's
+    token buffer keeps the size asked for); ``n_threads`` the CPU threads (the
+    physical cores when None); ``n_gpu_layers`` how many layers go to the GPU
+    (-1 all), refused when the build has no GPU support; ``use_mmap`` maps the
+    file instead of reading it. By default (None) it is off on the CPU:
+    llama.cpp copies the MXFP4 experts into a repacked buffer there and would
+    keep the whole file mapped besides, counting gpt-oss-20b twice (19-22 GiB
+    instead of 12.3); with layers on a GPU it is on. A GGUF that is not gpt-oss
+    is refused once its header is read, with a one-line reason.
     """
 
     def __init__(
@@ -67,7 +132,7 @@ class LlamaCppModel(Model):
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
-        use_mmap: bool = True,
+        use_mmap: bool | None = None,
         n_batch: int = 512,
         name: str | None = None,
     ) -> None:
@@ -86,21 +151,26 @@ class LlamaCppModel(Model):
         self.path = path
         self.name = name or f"llamacpp:{path}"
         self._llama_cpp = llama_cpp
+        self.n_threads = n_threads or physical_cores()
+        self.use_mmap = bool(n_gpu_layers) if use_mmap is None else use_mmap
+        _route_native_log(llama_cpp)
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_batch=n_batch,
-                n_threads=n_threads,
+                n_threads=self.n_threads,
                 n_gpu_layers=n_gpu_layers,
-                use_mmap=use_mmap,
+                use_mmap=self.use_mmap,
                 swa_full=True,  # exact rewinds: see the module docstring
                 logits_all=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
-        self.context_window = int(self._llama.n_ctx())
+        self._refuse_other_models(path)
+        # llama.cpp rounds its context up (300 -> 512) but llama-cpp-python's buffer holds n_ctx tokens.
+        self.context_window = min(int(n_ctx), int(self._llama.n_ctx()))
         self.n_vocab = int(self._llama.n_vocab())
         #: The tokens whose keys and values the context holds, position by position.
         self._cached: list[int] = []
@@ -109,6 +179,22 @@ class LlamaCppModel(Model):
         self._lock: asyncio.Lock | None = None
         # Worker threads outlive a cancelled generation; this keeps them off the context in turn.
         self._thread_lock = threading.Lock()
+
+    def _refuse_other_models(self, path: Path) -> None:
+        """Close and refuse a GGUF that is not gpt-oss: harmony prompts mean nothing to other models."""
+        metadata = getattr(self._llama, "metadata", None) or {}
+        arch = metadata.get("general.architecture", "unknown")
+        vocab = int(self._llama.n_vocab())
+        problem = None
+        if arch != "gpt-oss":
+            problem = f"its architecture is {arch!r}"
+        elif vocab < VOCAB_SIZE:
+            problem = f"its vocabulary has {vocab} tokens, not harmony's {VOCAB_SIZE}"
+        if problem is not None:
+            self._llama.close()
+            raise ModelError(
+                f"{path} is not a gpt-oss GGUF ({problem}): this agent speaks harmony, which only gpt-oss understands"
+            )
 
     # -- cache -------------------------------------------------------------------
 
@@ -330,29 +416,81 @@ def load_llamacpp(rest: str, **kwargs: Any) -> LlamaCppModel:
     return LlamaCppModel(resolve_gguf(target), name=f"llamacpp:{target}", **{**options, **kwargs})
 
 
-def memory_needed(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX) -> int:
-    """Bytes a GGUF needs to run: its weights plus an f16 KV cache of ``n_ctx`` tokens, read from its header.
+#: What the process itself takes beyond the model: Python, the agent, llama.cpp's runtime and thread pool.
+PROCESS_BYTES = 256 * 2**20
+#: What programs have on a PC sold as 16 GB (16e9 bytes) once the system and a desktop take their 1.5 GiB.
+SIXTEEN_GB_PC = 16 * 10**9 - 3 * 2**29
 
-    The sliding-window layers are counted at full size too, since this backend keeps them so (``swa_full``).
-    """
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What running a GGUF takes, part by part, in bytes (see :func:`memory_breakdown`)."""
+
+    architecture: str
+    weights: int
+    kv_cache: int
+    compute: int
+    process: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.process
+
+    def describe(self) -> str:
+        gib = 2**30
+        return (
+            f"weights {self.weights / gib:.1f} + KV cache {self.kv_cache / gib:.2f} + compute buffer "
+            f"{self.compute / gib:.2f} + process {self.process / gib:.2f} GiB"
+        )
+
+
+def _header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
+    """A GGUF's metadata and the bytes of its tensors, from its header (the gguf package)."""
     try:
         import gguf
     except ImportError as exc:
         raise ModelError("reading a GGUF header needs the gguf package: pip install gguf") from exc
     reader = gguf.GGUFReader(str(path))
-    fields = reader.fields
+    fields = {key: field.contents() for key, field in reader.fields.items() if not key.startswith("tokenizer.")}
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    fields["n_vocab"] = len(tokens.data) if tokens is not None else 0
+    return fields, sum(int(t.n_bytes) for t in reader.tensors)
 
-    def value(key: str) -> Any:
-        field = fields.get(key)
-        return None if field is None else field.contents()
 
-    arch = value("general.architecture")
-    layers = int(value(f"{arch}.block_count") or 0)
-    kv_heads = int(value(f"{arch}.attention.head_count_kv") or 1)
-    heads = int(value(f"{arch}.attention.head_count") or 1)
-    head_dim = int(value(f"{arch}.attention.key_length") or (value(f"{arch}.embedding_length") or 0) // heads)
-    weights = sum(int(t.n_bytes) for t in reader.tensors)
-    return weights + layers * kv_heads * head_dim * 2 * 2 * n_ctx  # keys and values, 2 bytes each
+def memory_breakdown(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX, n_batch: int = 512) -> MemoryNeed:
+    """What a GGUF needs to run here: weights, f16 KV cache, llama.cpp's compute buffer, the process.
+
+    The sliding-window layers' cache is counted at full size (``swa_full``).
+    The compute buffer is what llama.cpp reserves for one batch of
+    ``min(n_batch, n_ctx)`` tokens: the larger of the logits (vocabulary x
+    batch, f32) and the attention scores (context x batch x heads, f16), plus
+    the activations; for gpt-oss-20b at a 16k context that is about 1.07 GiB.
+    """
+    fields, weights = _header(path)
+    arch = str(fields.get("general.architecture") or "unknown")
+
+    def value(key: str, default: int = 0) -> int:
+        found = fields.get(f"{arch}.{key}")
+        return int(found) if isinstance(found, int | float) else default
+
+    layers, heads = value("block_count"), value("attention.head_count", 1)
+    kv_heads = value("attention.head_count_kv", 1)
+    embedding = value("embedding_length")
+    head_dim = value("attention.key_length") or embedding // max(heads, 1)
+    batch = min(n_batch, n_ctx)
+    kv_cache = layers * kv_heads * head_dim * 2 * 2 * n_ctx  # keys and values, 2 bytes each
+    compute = max(int(fields["n_vocab"]) * batch * 4, n_ctx * batch * heads * 2) + batch * embedding * 32
+    return MemoryNeed(arch, weights, kv_cache, compute, PROCESS_BYTES)
+
+
+def memory_needed(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX) -> int:
+    """Bytes of a GGUF's weights plus an f16 KV cache of ``n_ctx`` tokens, read from its header.
+
+    The sliding-window layers are counted at full size too, since this backend keeps them so (``swa_full``).
+    :func:`memory_breakdown` adds the compute buffer and the process.
+    """
+    need = memory_breakdown(path, max(n_ctx, 1))
+    return need.weights + (need.kv_cache if n_ctx > 0 else 0)
 
 
 def machine_memory() -> tuple[int, int]:

@@ -42,6 +42,15 @@ def _import_torch() -> Any:
     return torch
 
 
+def _safetensor_error() -> type[Exception]:
+    """safetensors' own error (a truncated or damaged shard), which is neither an OSError nor a ValueError."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return OSError
+    return SafetensorError
+
+
 class TransformersModel(Model):
     """gpt-oss (or any causal LM) run in-process with transformers.
 
@@ -139,7 +148,7 @@ class TransformersModel(Model):
 
         try:
             model = AutoModelForCausalLM.from_pretrained(location.source, **kwargs)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, _safetensor_error()) as exc:  # a damaged file: one line, not a traceback
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"could not load model {model_id!r}: {first_line}") from exc
         if not cuda and device not in (None, "auto"):

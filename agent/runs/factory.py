@@ -53,7 +53,7 @@ class TaskAgentFactory:
             instructions=full.instructions,
             reasoning=full.reasoning or "medium",
             max_steps=full.max_steps or 20,
-            max_tokens=full.max_tokens or 4096,
+            max_tokens=full.max_tokens or "auto",
             transcript=transcript,
             approve=self.approve,
         )  # type: ignore[arg-type]

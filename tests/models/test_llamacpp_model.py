@@ -37,12 +37,6 @@ CALL, RETURN, MESSAGE = 200012, 200002, 200008
 
 
 @pytest.fixture(scope="session")
-def scripted_gguf(tmp_path_factory) -> Path:
-    require("llamacpp")
-    return make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-gpt-oss.gguf")
-
-
-@pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory) -> Path:
     require("llamacpp")
     return write_random_gpt_oss(tmp_path_factory.mktemp("random-gpt-oss") / "checkpoint")
@@ -341,8 +335,9 @@ def test_memory_estimate_reads_the_gguf_header_and_doctor_reports_the_backend(sc
     assert 0.8 * scripted_gguf.stat().st_size < weights < scripted_gguf.stat().st_size  # the rest is the vocabulary
     # Two layers, two KV heads of 64, keys and values in f16, per token.
     assert memory_needed(scripted_gguf, n_ctx=1000) - weights == 2 * 2 * 64 * 2 * 2 * 1000
-    check = _llamacpp("nobody/not-cached-GGUF")
-    assert check.ok and "llama-cpp-python 0.3.36" in check.detail and "not cached" in check.detail
+    check = _llamacpp("llamacpp:nobody/not-cached-GGUF")
+    assert "llama-cpp-python 0.3.36" in check.detail and "not cached" in check.detail
+    assert not check.ok and check.hint.startswith("hf download ggml-org/gpt-oss-20b-GGUF")  # the route, with its fix
     import llama_cpp
 
     if not llama_cpp.llama_supports_gpu_offload():

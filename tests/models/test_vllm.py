@@ -7,7 +7,8 @@ and the test can assert the exact token ids, the stop tokens, the server's
 context window and its prefix-cache hits.
 
 vLLM lives in its own virtual environment (scripts/install-vllm.sh); the
-server is started once per test session on a free port of 127.0.0.1 and killed
+server (tests/helpers/vllm_server.py) is started once per test session on a
+free port of 127.0.0.1, shared with test_served_harmony_vllm.py, and killed
 (its whole process group: the API server, its engine core and worker) at the
 end. Start-up takes one to two minutes on a CPU (compilation; faster with its
 cache warm). When the environment is missing the tests skip, or fail when
@@ -18,120 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from harmony_agent import Agent, OpenAICompatibleModel
 from harmony_agent.harmony.encoding import CALL, RETURN, get_encoding, stop_tokens
 from harmony_agent.models import ModelError, SamplingParams
-from helpers.available import require, vllm_python
 from helpers.completions import get_weather
-from helpers.processes import free_port
-from helpers.tiny_gpt_oss import ANSWER_SCRIPT, CALL_SCRIPT, cached_tiny_gpt_oss, script_tokens
-
-SERVED_NAME = "tiny-gpt-oss"
-MAX_MODEL_LEN = 4096
-#: How long the server may take to answer (1-2 minutes alone on 2 cores; more on a machine shared with other work).
-STARTUP_TIMEOUT_S = float(os.environ.get("HARMONY_AGENT_VLLM_STARTUP_S", "240"))
-BLOCK = 128  # vLLM's CPU KV-cache block: prefix-cache hits come in whole blocks
-
-
-def _server_env() -> dict[str, str]:
-    """The server's own environment: offline, a small KV cache, threads unpinned.
-
-    OMP_THREAD_LIMIT is left out: with it vLLM's workers hang at the first
-    request ("No available shared memory broadcast block found").
-    """
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_THREAD_LIMIT", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(
-        HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind", VLLM_NO_USAGE_STATS="1"
-    )
-    return env
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@pytest.fixture(scope="session")
-def vllm_url(tmp_path_factory):
-    require("vllm")
-    folder = cached_tiny_gpt_oss()
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    command = [
-        str(vllm_python()),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(folder),
-        "--served-model-name",
-        SERVED_NAME,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--dtype",
-        "float32",
-        "--enable-prefix-caching",
-        "--enable-prompt-tokens-details",
-    ]
-    with log.open("wb") as out:
-        # A session of its own, so the engine core and worker it spawns go with it.
-        server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=_server_env(), start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vLLM exited with {server.returncode} while starting:\n{_log_tail(log)}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"vLLM did not answer within {STARTUP_TIMEOUT_S:g} s (HARMONY_AGENT_VLLM_STARTUP_S):\n{_log_tail(log)}"
-                )
-            time.sleep(1)
-        yield url
-    finally:
-        _stop(server)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (its id is the server's PID), SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # The API server is gone; its children may linger a moment longer.
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(server.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+from helpers.tiny_gpt_oss import ANSWER_SCRIPT, CALL_SCRIPT, script_tokens
+from helpers.vllm_server import BLOCK, MAX_MODEL_LEN, SERVED_NAME
 
 
 def _run(agent: Agent, task: str, caplog):
