@@ -486,6 +486,9 @@ class Sandbox(ABC):
             )
         return f"{what}: variables and imports are lost; files in {DATA_DIR} are kept."
 
+    def _as_sandbox_names(self, value: object) -> object:
+        return _translated(value, self.kernel_data_dir)
+
     def _with_pending_notes(self, execution: Execution) -> Execution:
         notes, self._pending_notes = self._pending_notes, ()
         if not notes:
@@ -570,15 +573,17 @@ class Sandbox(ABC):
         )
         return dataclasses.replace(execution, notes=execution.notes + (note,))
 
-    @staticmethod
-    def _execution(reply: dict) -> Execution:
+    #: Where the kernel itself sees the data folder: /mnt/data, except in an unsandboxed kernel (a host folder).
+    kernel_data_dir: str = DATA_DIR
+
+    def _execution(self, reply: dict) -> Execution:
         """The kernel's reply as an Execution. The reply is the sandbox's word: the names of files and images are
         kept only when they are inside the data folder (as sandbox paths, never host paths), and capped in number."""
         error = reply.get("error")
         status = reply.get("status")
-        files, file_notes = _sandbox_names(reply.get("files"), "file", outbox.MAX_FILES)
+        files, file_notes = _sandbox_names(self._as_sandbox_names(reply.get("files")), "file", outbox.MAX_FILES)
         images, image_notes = _sandbox_names(
-            reply.get("images"), "image", outbox.MAX_IMAGES, _count(reply.get("images_omitted"))
+            self._as_sandbox_names(reply.get("images")), "image", outbox.MAX_IMAGES, _count(reply.get("images_omitted"))
         )
         omitted = _count(reply.get("files_omitted"))
         return Execution(
@@ -597,6 +602,14 @@ class Sandbox(ABC):
         )
 
 
+def _translated(value: object, kernel_dir: str) -> object:
+    """A kernel's list of names with its own data folder written as /mnt/data (the only form accepted after)."""
+    if kernel_dir == DATA_DIR or not isinstance(value, list):
+        return value
+    prefix = kernel_dir.rstrip("/") + "/"
+    return [DATA_DIR + "/" + v[len(prefix) :] if isinstance(v, str) and v.startswith(prefix) else v for v in value]
+
+
 def _count(value: object) -> int:
     """A count the kernel sent (its word, so checked): a whole number of at least 0, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -610,7 +623,7 @@ def _sandbox_names(value: object, what: str, cap: int, unlisted: int = 0) -> tup
     refused: list[str] = []
     for item in items:
         try:
-            name = f"{DATA_DIR}/{outbox.relative_name(item)}"
+            name = f"{DATA_DIR}/{outbox.relative_name(item, hidden=True)}"
         except Refused as exc:
             refused.append(str(exc))
             continue

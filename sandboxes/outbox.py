@@ -53,12 +53,13 @@ class Collected:
     skipped: int = 0
 
 
-def relative_name(path: object) -> str:
+def relative_name(path: object, *, hidden: bool = False) -> str:
     """``path`` (a name the sandbox gave) as a clean path relative to the data folder, or :class:`Refused`.
 
     Relative names are taken as inside the data folder, as the kernel does. Refused: anything that is not
     a string, control characters, ``..`` or a path that normalises outside the data folder, hidden parts
-    (caches such as ``.matplotlib``), over-long names and deep nesting.
+    (caches such as ``.matplotlib``; allowed with ``hidden=True``, for names only listed), over-long names and
+    deep nesting.
     """
     if not isinstance(path, str) or not path:
         raise Refused(f"not a file name: {path!r}")
@@ -74,7 +75,7 @@ def relative_name(path: object) -> str:
     parts = relative.split("/")
     if len(relative) > MAX_NAME_CHARS or len(parts) > MAX_DEPTH:
         raise Refused(f"{path[:80]!r}... is too long or too deeply nested")
-    if any(part.startswith(".") for part in parts):
+    if not hidden and any(part.startswith(".") for part in parts):
         raise Refused(f"{path!r} is hidden (a dot file or folder)")
     return relative
 
