@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from harmony_agent.sandboxes import outbox
 from harmony_agent.sandboxes.channel import KernelChannel, KernelDied
-from harmony_agent.sandboxes.outbox import DATA_DIR, Collected, Refused
+from harmony_agent.sandboxes.outbox import DATA_DIR, Collected
 
 #: One file in the data folder as the sandbox offers it: its relative name, size, mtime, and how to read it.
 DataFile = tuple[str, int, float, Callable[[], bytes]]
@@ -323,65 +323,8 @@ class Sandbox(ABC):
         folder = Path(dest)
         caps = (max_files, max_file_bytes, max_total_bytes)
         if names is not None:
-            return await asyncio.to_thread(self._bring_named, folder, list(names), caps)
-        return await asyncio.to_thread(self._bring_all, folder, caps)
-
-    def _bring_named(self, dest: Path, names: list[str], caps: tuple[int, int, int]) -> Collected:
-        max_files, max_file_bytes, max_total = caps
-        collected, total = Collected(), 0
-        for name in names:
-            try:
-                relative = outbox.relative_name(name)
-                if len(collected.files) >= max_files or total >= max_total:
-                    raise Refused(
-                        f"{name} was left in the sandbox: over the cap of {max_files} files / {max_total:,} bytes"
-                    )
-                data, size, mtime = self._read_file(relative, min(max_file_bytes, max_total - total))
-                collected.files.append(outbox.save_home(dest, relative, data))
-                self._brought[(str(dest), relative)] = (size, mtime)
-                total += len(data)
-            except Exception as exc:  # Refused, or the sandbox failed mid-copy: the answer stands, with a note
-                collected.skipped += 1
-                collected.notes.append(f"not copied out of the sandbox: {exc}")
-        return collected
-
-    def _bring_all(self, dest: Path, caps: tuple[int, int, int]) -> Collected:
-        max_files, max_file_bytes, max_total = caps
-        collected, total, left = Collected(), 0, 0
-        try:
-            known = {name: seen for (folder, name), seen in self._brought.items() if folder == str(dest)}
-            for name, size, mtime, read in self._data_files(known, max_file_bytes):
-                try:
-                    relative = outbox.relative_name(name)
-                except Refused:
-                    continue  # hidden files and caches stay in the sandbox
-                key = (str(dest), relative)
-                if self._brought.get(key) == (size, mtime):
-                    continue
-                self._brought[key] = (size, mtime)
-                if size > max_file_bytes:
-                    collected.notes.append(
-                        f"{DATA_DIR}/{relative} ({size:,} bytes) is over the {max_file_bytes:,}-byte cap and stays in the sandbox"
-                    )
-                    continue
-                if len(collected.files) >= max_files or total + size > max_total:
-                    left += 1
-                    del self._brought[key]  # a later collection may have room
-                    continue
-                try:
-                    data = read()
-                    collected.files.append(outbox.save_home(dest, relative, data))
-                    total += len(data)
-                except (Refused, OSError) as exc:
-                    collected.notes.append(f"not copied out of the sandbox: {exc}")
-        except Exception as exc:  # the sandbox went away or sent something unreadable mid-way
-            collected.notes.append(f"copying files out of the sandbox stopped: {type(exc).__name__}: {exc}")
-        if left:
-            collected.skipped += left
-            collected.notes.append(
-                f"{left} more files stay in the sandbox: over the cap of {max_files} files / {max_total:,} bytes per copy"
-            )
-        return collected
+            return await asyncio.to_thread(outbox.bring_named, self, folder, list(names), caps)
+        return await asyncio.to_thread(outbox.bring_all, self, folder, caps)
 
     async def restart(self) -> None:
         """A fresh kernel: variables are cleared, files in the data folder stay."""
@@ -433,6 +376,9 @@ class Sandbox(ABC):
                 "itself had stopped and was replaced by a fresh one."
             )
         return f"{what}: variables and imports are lost; files in {DATA_DIR} are kept."
+
+    def _as_sandbox_names(self, value: object) -> object:
+        return outbox.translated(value, self.kernel_data_dir)
 
     def _with_pending_notes(self, execution: Execution) -> Execution:
         notes, self._pending_notes = self._pending_notes, ()
@@ -520,17 +466,22 @@ class Sandbox(ABC):
         )
         return dataclasses.replace(execution, notes=execution.notes + (note,))
 
-    @staticmethod
-    def _execution(reply: dict) -> Execution:
+    #: Where the kernel itself sees the data folder: /mnt/data, except in an unsandboxed kernel (a host folder).
+    kernel_data_dir: str = DATA_DIR
+
+    def _execution(self, reply: dict) -> Execution:
         """The kernel's reply as an Execution. The reply is the sandbox's word: the names of files and images are
         kept only when they are inside the data folder (as sandbox paths, never host paths), and capped in number."""
         error = reply.get("error")
         status = reply.get("status")
-        files, file_notes = _sandbox_names(reply.get("files"), "file", outbox.MAX_FILES)
-        images, image_notes = _sandbox_names(
-            reply.get("images"), "image", outbox.MAX_IMAGES, _count(reply.get("images_omitted"))
+        files, file_notes = outbox.sandbox_names(self._as_sandbox_names(reply.get("files")), "file", outbox.MAX_FILES)
+        images, image_notes = outbox.sandbox_names(
+            self._as_sandbox_names(reply.get("images")),
+            "image",
+            outbox.MAX_IMAGES,
+            outbox.count(reply.get("images_omitted")),
         )
-        omitted = _count(reply.get("files_omitted"))
+        omitted = outbox.count(reply.get("files_omitted"))
         return Execution(
             status="ok" if status == "ok" else "error",
             stdout=reply.get("stdout", ""),
@@ -545,34 +496,6 @@ class Sandbox(ABC):
             files_omitted=omitted,
             notes=file_notes + image_notes,
         )
-
-
-def _count(value: object) -> int:
-    """A count the kernel sent (its word, so checked): a whole number of at least 0, else 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _sandbox_names(value: object, what: str, cap: int, unlisted: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The valid data-folder names in a kernel's list (as ``/mnt/data/...``), at most ``cap``; notes on the rest
-    (``unlisted``: how many more the kernel saved and did not list)."""
-    items = value if isinstance(value, list) else []
-    kept: list[str] = []
-    refused: list[str] = []
-    for item in items:
-        try:
-            name = f"{DATA_DIR}/{outbox.relative_name(item)}"
-        except Refused as exc:
-            refused.append(str(exc))
-            continue
-        if name not in kept:
-            kept.append(name)
-    notes: list[str] = []
-    if refused:
-        notes.append(f"{len(refused)} {what} name(s) from the sandbox were ignored: {refused[0]}")
-    if len(kept) + unlisted > cap:
-        more = len(kept) + unlisted - cap
-        notes.append(f"{more} more {what}s were saved in {DATA_DIR} than the {cap} listed here")
-    return tuple(kept[:cap]), tuple(notes)
 
 
 @dataclass

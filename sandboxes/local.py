@@ -183,6 +183,8 @@ class LocalSandbox(Sandbox):
         reap_orphaned_data()
         _host, pid, started = owner_tag().rsplit(":", 2)
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{DATA_PREFIX}{pid}_{started}_"))
+        if self.kind == "unsandboxed":  # the kernel names its files by this host folder
+            self.kernel_data_dir = str(self.data_dir)
         failed = datafs.mount_bounded(self.data_dir, self.limits.data_mb, self.uid)
         self.data_unbounded_reason = failed or ""
         watchdog.hold("folder" if failed else "mount", str(self.data_dir))

@@ -25,6 +25,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = "/mnt/data"
 
@@ -53,12 +54,13 @@ class Collected:
     skipped: int = 0
 
 
-def relative_name(path: object) -> str:
+def relative_name(path: object, *, hidden: bool = False) -> str:
     """``path`` (a name the sandbox gave) as a clean path relative to the data folder, or :class:`Refused`.
 
     Relative names are taken as inside the data folder, as the kernel does. Refused: anything that is not
     a string, control characters, ``..`` or a path that normalises outside the data folder, hidden parts
-    (caches such as ``.matplotlib``), over-long names and deep nesting.
+    (caches such as ``.matplotlib``; allowed with ``hidden=True``, for names only listed), over-long names and
+    deep nesting.
     """
     if not isinstance(path, str) or not path:
         raise Refused(f"not a file name: {path!r}")
@@ -74,7 +76,7 @@ def relative_name(path: object) -> str:
     parts = relative.split("/")
     if len(relative) > MAX_NAME_CHARS or len(parts) > MAX_DEPTH:
         raise Refused(f"{path[:80]!r}... is too long or too deeply nested")
-    if any(part.startswith(".") for part in parts):
+    if not hidden and any(part.startswith(".") for part in parts):
         raise Refused(f"{path!r} is hidden (a dot file or folder)")
     return relative
 
@@ -220,3 +222,100 @@ def save_home(dest: Path, relative: str, data: bytes) -> Path:
     with os.fdopen(fd, "wb") as file:
         file.write(data)
     return target
+
+
+def translated(value: object, kernel_dir: str) -> object:
+    """A kernel's list of names with its own data folder written as /mnt/data (the only form accepted after)."""
+    if kernel_dir == DATA_DIR or not isinstance(value, list):
+        return value
+    prefix = kernel_dir.rstrip("/") + "/"
+    return [DATA_DIR + "/" + v[len(prefix) :] if isinstance(v, str) and v.startswith(prefix) else v for v in value]
+
+
+def count(value: object) -> int:
+    """A count the kernel sent (its word, so checked): a whole number of at least 0, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def sandbox_names(value: object, what: str, cap: int, unlisted: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The valid data-folder names in a kernel's list (as ``/mnt/data/...``), at most ``cap``; notes on the rest
+    (``unlisted``: how many more the kernel saved and did not list)."""
+    items = value if isinstance(value, list) else []
+    kept: list[str] = []
+    refused: list[str] = []
+    for item in items:
+        try:
+            name = f"{DATA_DIR}/{relative_name(item, hidden=True)}"
+        except Refused as exc:
+            refused.append(str(exc))
+            continue
+        if name not in kept:
+            kept.append(name)
+    notes: list[str] = []
+    if refused:
+        notes.append(f"{len(refused)} {what} name(s) from the sandbox were ignored: {refused[0]}")
+    if len(kept) + unlisted > cap:
+        more = len(kept) + unlisted - cap
+        notes.append(f"{more} more {what}s were saved in {DATA_DIR} than the {cap} listed here")
+    return tuple(kept[:cap]), tuple(notes)
+
+
+def bring_named(sandbox: Any, dest: Path, names: list[str], caps: tuple[int, int, int]) -> Collected:
+    """Copy the named files (see ``Sandbox.bring_home``); blocking."""
+    max_files, max_file_bytes, max_total = caps
+    collected, total = Collected(), 0
+    for name in names:
+        try:
+            relative = relative_name(name)
+            if len(collected.files) >= max_files or total >= max_total:
+                raise Refused(
+                    f"{name} was left in the sandbox: over the cap of {max_files} files / {max_total:,} bytes"
+                )
+            data, size, mtime = sandbox._read_file(relative, min(max_file_bytes, max_total - total))
+            collected.files.append(save_home(dest, relative, data))
+            sandbox._brought[(str(dest), relative)] = (size, mtime)
+            total += len(data)
+        except Exception as exc:  # Refused, or the sandbox failed mid-copy: the answer stands, with a note
+            collected.skipped += 1
+            collected.notes.append(f"not copied out of the sandbox: {exc}")
+    return collected
+
+
+def bring_all(sandbox: Any, dest: Path, caps: tuple[int, int, int]) -> Collected:
+    """Copy every new or changed file (see ``Sandbox.bring_home``); blocking."""
+    max_files, max_file_bytes, max_total = caps
+    collected, total, left = Collected(), 0, 0
+    try:
+        known = {name: seen for (folder, name), seen in sandbox._brought.items() if folder == str(dest)}
+        for name, size, mtime, read in sandbox._data_files(known, max_file_bytes):
+            try:
+                relative = relative_name(name)
+            except Refused:
+                continue  # hidden files and caches stay in the sandbox
+            key = (str(dest), relative)
+            if sandbox._brought.get(key) == (size, mtime):
+                continue
+            sandbox._brought[key] = (size, mtime)
+            if size > max_file_bytes:
+                collected.notes.append(
+                    f"{DATA_DIR}/{relative} ({size:,} bytes) is over the {max_file_bytes:,}-byte cap and stays in the sandbox"
+                )
+                continue
+            if len(collected.files) >= max_files or total + size > max_total:
+                left += 1
+                del sandbox._brought[key]  # a later collection may have room
+                continue
+            try:
+                data = read()
+                collected.files.append(save_home(dest, relative, data))
+                total += len(data)
+            except (Refused, OSError) as exc:
+                collected.notes.append(f"not copied out of the sandbox: {exc}")
+    except Exception as exc:  # the sandbox went away or sent something unreadable mid-way
+        collected.notes.append(f"copying files out of the sandbox stopped: {type(exc).__name__}: {exc}")
+    if left:
+        collected.skipped += left
+        collected.notes.append(
+            f"{left} more files stay in the sandbox: over the cap of {max_files} files / {max_total:,} bytes per copy"
+        )
+    return collected

@@ -150,7 +150,9 @@ def test_a_script_that_never_closes_releases_everything_at_exit(case, tmp_path):
     assert (tmp_path / "out" / "made.txt").read_text() == "x"
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signal_number", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"]
+)
 @pytest.mark.parametrize("case", CASES)
 def test_a_signal_releases_everything(case, signal_number, tmp_path):
     tools, needs = CASES[case]

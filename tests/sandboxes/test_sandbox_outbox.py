@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from harmony_agent.sandboxes import LocalSandbox
 from harmony_agent.tools.base import ToolCall
 from harmony_agent.tools.python import PythonTool
 from helpers.available import KINDS, make
@@ -132,3 +133,12 @@ async def test_only_new_or_changed_files_come_home_again(sandbox, tmp_path):
     await sandbox.execute("import time\ntime.sleep(1.1)\nopen('a.txt', 'w').write('changed')")
     again = await sandbox.bring_home(out)
     assert [p.name for p in again.files] == ["a.txt"] and (out / "a.txt").read_text() == "changed"
+
+
+@pytest.mark.filterwarnings("ignore:LocalSandbox.isolation='unsandboxed'.:RuntimeWarning")
+async def test_an_unsandboxed_kernels_host_folder_is_named_as_the_data_folder(tmp_path):
+    async with LocalSandbox(isolation="unsandboxed") as box:
+        reply = await box.execute("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nopen('t.txt', 'w').write('x')")
+        assert reply.images == ("/mnt/data/figure-1.png",) and "/mnt/data/t.txt" in reply.files, reply
+        named = await box.bring_home(tmp_path / "out", reply.images)
+        assert [p.name for p in named.files] == ["figure-1.png"]

@@ -222,6 +222,20 @@ asyncio.run(main())
 """
 
 
+def kill_everything(owner: subprocess.Popen) -> None:
+    """SIGKILL the owner and its watchdog (which would otherwise remove what the owner held): only the next
+    start's reaping is left to tidy up."""
+    children = Path(f"/proc/{owner.pid}/task/{owner.pid}/children").read_text().split()
+    for child in children:
+        try:
+            if b"held = {}" in Path(f"/proc/{child}/cmdline").read_bytes():
+                os.kill(int(child), signal.SIGKILL)
+        except OSError:
+            pass
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+
+
 def start_owner(kind: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
     script = tmp_path / "owner.py"
     script.write_text(OWNER_SCRIPT.format(root=str(ROOT)))
@@ -234,8 +248,7 @@ def start_owner(kind: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
 async def test_a_container_orphaned_by_sigkill_is_reaped_at_the_next_start(tmp_path):
     require("docker")
     owner, container_id = start_owner("docker", tmp_path)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
+    kill_everything(owner)
     from docker.errors import NotFound
 
     from harmony_agent.sandboxes.docker import docker_client
@@ -249,8 +262,7 @@ async def test_a_container_orphaned_by_sigkill_is_reaped_at_the_next_start(tmp_p
 async def test_bubblewrap_dies_with_its_owner_and_its_folder_is_reaped(tmp_path):
     require("bubblewrap")
     owner, data_dir = start_owner("bubblewrap", tmp_path)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
+    kill_everything(owner)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         survivors = subprocess.run(["pgrep", "-f", data_dir], capture_output=True, text=True).stdout.split()
