@@ -217,9 +217,13 @@ def find_transcript(result: TaskResult, folder: Path) -> Path | None:
     if not result.transcript:
         return None
     recorded = Path(result.transcript)
-    for candidate in (recorded, folder / recorded, folder / "runs" / recorded.name):
-        if (recorded.is_absolute() or candidate is not recorded) and candidate.is_file():
-            return candidate.resolve()
+    candidates = [recorded] if recorded.is_absolute() else []
+    for candidate in [*candidates, folder / recorded, folder / "runs" / recorded.name]:
+        # Only inside the batch's folder: a results file is not trusted to name host files to read, or
+        # places to write a page beside.
+        found = _inside(candidate, folder)
+        if found is not None and found.suffix == ".jsonl":
+            return found
     return None
 
 
@@ -233,10 +237,14 @@ def write_report(source: str | os.PathLike[str], output: str | os.PathLike[str] 
         links = {}
         for result in results:
             transcript = find_transcript(result, source.parent)
-            if transcript is not None:
-                page = transcript.with_suffix(".html")
+            if transcript is None:
+                continue
+            page = transcript.with_suffix(".html")
+            try:
                 write_report(transcript, page)
-                links[result.key] = local_href(page, target.resolve().parent)
+            except (ValueError, UnicodeDecodeError, OSError):
+                continue  # a torn or foreign transcript: the batch's page still lists the task, without a link
+            links[result.key] = local_href(page, target.resolve().parent)
         target.write_text(batch_report(results, links=links, title=source.stem), encoding="utf-8")
         return target
     events = list(read_transcript(source))

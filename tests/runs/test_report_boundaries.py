@@ -157,3 +157,23 @@ def test_a_hostile_transcript_gives_a_report_that_runs_nothing_and_reads_no_host
     page.wait_for_timeout(300)
     assert page.evaluate("window.__ran") is None
     assert page.url == report.as_uri()
+
+
+def test_a_hostile_results_file_names_no_host_file_to_read_or_write_beside(tmp_path):
+    outside = tmp_path / "home"
+    outside.mkdir()
+    victim = outside / "notes.jsonl"
+    victim.write_text(ev.RunStartEvent(task="private", model="m").model_dump_json() + "\n")
+    batch = tmp_path / "inbox"
+    (batch / "runs").mkdir(parents=True)
+    (batch / "runs" / "garbled.jsonl").write_text("not a transcript\n")
+    lines = [
+        {"id": "outside", "passed": True, "transcript": str(victim)},
+        {"id": "climb", "passed": True, "transcript": "../home/notes.jsonl"},
+        {"id": "garbled", "passed": False, "transcript": "runs/garbled.jsonl"},
+    ]
+    (batch / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    page = write_report(batch / "results.jsonl").read_text()
+    assert not (outside / "notes.html").exists()  # nothing written beside a file outside the batch's folder
+    assert "private" not in page and page.count("<a ") == 0
+    assert all(name in page for name in ("outside", "climb", "garbled"))
