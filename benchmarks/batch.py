@@ -5,7 +5,10 @@ Each task is a scripted two-step episode (one tool call, then the answer) with
 a check, so the figures are the framework's: a session per task (sandbox or
 browser context start and close), the loop, the checks, the results file.
 
-    .venv/bin/python benchmarks/batch.py [--tasks N] [--no-ray]
+    .venv/bin/python benchmarks/batch.py [--tasks N] [--no-ray] [--quick]
+
+``--quick`` runs 4 tasks at concurrency 1 and 4 and skips Ray (its start-up alone takes most of a minute),
+so CI can check the script still runs and prints its ratios.
 """
 
 from __future__ import annotations
@@ -70,13 +73,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="4 tasks, concurrency 1 and 4, no Ray")
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.no_ray = 4, True
+    python_levels = (1, 4) if args.quick else (1, 4, 16)
     from examples.local_site import serve_site
 
     rows = []
     with tempfile.TemporaryDirectory() as folder, serve_site() as (site, _hits):
         out = Path(folder)
-        for tool, answer, levels in (("python", "45", (1, 4, 16)), ("browser", "09:00", (1, 4))):
+        for tool, answer, levels in (("python", "45", python_levels), ("browser", "09:00", (1, 4))):
             for concurrency in levels:
                 results = out / f"{tool}-{concurrency}.jsonl"
                 batch = functools.partial(

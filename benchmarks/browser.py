@@ -7,7 +7,9 @@ Measures, in one run against ``examples/site`` served on 127.0.0.1:
 - ``browser.find`` on an open page;
 - several sessions opening pages at once, against one session.
 
-    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4]
+    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick]
+
+``--quick`` (12 opens, 2 sessions) checks in CI that the script still runs and prints its ratios.
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """
@@ -119,7 +121,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opens", type=int, default=60)
     parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="12 opens, 2 sessions")
     args = parser.parse_args()
+    if args.quick:
+        args.opens, args.sessions = 12, 2
     with serve_site() as (base, _hits):
         asyncio.run(run(base, args.opens, args.sessions))
 

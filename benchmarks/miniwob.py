@@ -11,7 +11,9 @@ come from the ``miniwob`` package, served on 127.0.0.1; episodes are seeded
 (``Math.seedrandom``) so both players get the same problem, which the
 benchmark checks by comparing the instructions they saw.
 
-    .venv/bin/python benchmarks/miniwob.py [--seeds 5] [--tasks click-button,email-inbox]
+    .venv/bin/python benchmarks/miniwob.py [--seeds 5] [--tasks click-button,email-inbox] [--quick]
+
+``--quick`` (one seed of three tasks) checks in CI that the script still runs and prints its table.
 
 Target: >= 95% of episodes solved through the text view.
 """
@@ -239,7 +241,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per task (1..N)")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one seed of click-button, choose-list, enter-text")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.tasks = 1, "click-button,choose-list,enter-text"
     asyncio.run(run(args.tasks.split(","), list(range(1, args.seeds + 1)), args.verbose))
 
 

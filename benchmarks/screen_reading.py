@@ -8,7 +8,9 @@ against the known text, and the time of reading the focused window (the
 OCR part of ``observe``). Also times grouping OCR words into lines at 200,
 400 and 800 words, against the pairwise merge it replaced.
 
-    .venv/bin/python benchmarks/screen_reading.py [--rounds 3] [--engines tesseract,rapidocr]
+    .venv/bin/python benchmarks/screen_reading.py [--rounds 3] [--engines tesseract,rapidocr] [--quick]
+
+``--quick`` (one round, tesseract only, merges of 100 and 200 words) checks in CI that the script still runs.
 
 Target: >= 99% character accuracy at <= 400 ms per observe.
 """
@@ -225,7 +227,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default="tesseract,rapidocr")
     parser.add_argument("--merge-sizes", default="200,400,800")
+    parser.add_argument("--quick", action="store_true", help="one round, tesseract only, 100 and 200 words")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.engines, args.merge_sizes = 1, "tesseract", "100,200"
     reading(args.rounds, args.engines.split(","))
     merging(tuple(int(size) for size in args.merge_sizes.split(",")))
 

@@ -4,11 +4,14 @@ A scripted policy answers every request with the same short final answer, so
 the figures are the server's own: HTTP, SSE, a session per conversation and
 the loop. Clients use the real ``openai`` SDK (async) against 127.0.0.1.
 
-    .venv/bin/python benchmarks/server.py
+    .venv/bin/python benchmarks/server.py [--quick]
+
+``--quick`` (1 and 8 clients, 2 requests each) checks in CI that the script still runs and prints its ratios.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import socket
 import statistics
@@ -49,8 +52,8 @@ def start_server() -> tuple[uvicorn.Server, str]:
     return server, f"http://127.0.0.1:{port}/v1"
 
 
-async def one_client(client: openai.AsyncOpenAI, first_tokens: list[float], totals: list[float]) -> None:
-    for _ in range(REQUESTS_PER_CLIENT):
+async def one_client(client: openai.AsyncOpenAI, first_tokens: list[float], totals: list[float], requests: int) -> None:
+    for _ in range(requests):
         started = time.perf_counter()
         stream = await client.responses.create(model="gpt-oss", input="Say something short.", stream=True, store=False)
         first = None
@@ -61,14 +64,14 @@ async def one_client(client: openai.AsyncOpenAI, first_tokens: list[float], tota
         totals.append(time.perf_counter() - started)
 
 
-async def load(url: str, clients: int) -> tuple[float, list[float], list[float]]:
+async def load(url: str, clients: int, requests: int = REQUESTS_PER_CLIENT) -> tuple[float, list[float], list[float]]:
     first_tokens: list[float] = []
     totals: list[float] = []
     async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
         started = time.perf_counter()
-        await asyncio.gather(*(one_client(client, first_tokens, totals) for _ in range(clients)))
+        await asyncio.gather(*(one_client(client, first_tokens, totals, requests) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return clients * REQUESTS_PER_CLIENT / elapsed, first_tokens, totals
+    return clients * requests / elapsed, first_tokens, totals
 
 
 def in_process(n: int = 40) -> float:
@@ -85,16 +88,20 @@ def in_process(n: int = 40) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 2 requests each")
+    args = parser.parse_args()
+    levels, requests = ((1, 8), 2) if args.quick else (CONCURRENCY, REQUESTS_PER_CLIENT)
     server, url = start_server()
     try:
-        asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
-        direct = in_process()
+        asyncio.run(load(url, 1, requests))  # warm-up: imports, the encoding, the first connections
+        direct = in_process(10 if args.quick else 40)
         print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms")
         print(
             f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
         )
-        for clients in CONCURRENCY:
-            rate, first, total = asyncio.run(load(url, clients))
+        for clients in levels:
+            rate, first, total = asyncio.run(load(url, clients, requests))
             p50, p95 = statistics.median(first), statistics.quantiles(first, n=20)[-1]
             total50 = statistics.median(total)
             print(

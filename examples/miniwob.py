@@ -388,7 +388,7 @@ async def run_text_episode(
         policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]), **browser_options
     )
     latencies: list[float] = []
-    original = browser.run
+    original = browser.process
 
     async def timed(call: Any) -> Any:
         started = time.perf_counter()
@@ -397,7 +397,7 @@ async def run_text_episode(
         finally:
             latencies.append(time.perf_counter() - started)
 
-    browser.run = timed  # type: ignore[method-assign]
+    browser.process = timed  # type: ignore[method-assign]
     url = episode_url(base, task, seed)
     async with Agent(
         PolicyModel(text_policy), tools=[browser], reasoning="low", max_steps=max_steps, transcript=transcript
