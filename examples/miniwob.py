@@ -150,6 +150,7 @@ REWARD_SCRIPT = "() => [WOB_DONE_GLOBAL, WOB_RAW_REWARD_GLOBAL, core.getUtteranc
 # -- the text-only policy ------------------------------------------------------
 
 _MARKER = re.compile(r"【(\d+)†([^】]*)】")
+_FOCUSED = re.compile(r" \(focused\)$|, focused(?=\)$)")
 
 
 class View:
@@ -159,7 +160,10 @@ class View:
         self.text = text
         self.lines = [m.group(1) for m in re.finditer(r"^L\d+: (.*)$", text, re.MULTILINE)]
         self.flat = " ".join(line for line in self.lines if not line.startswith("On top of "))
-        self.markers = [(int(m.group(1)), m.group(2)) for m in _MARKER.finditer("\n".join(self.lines))]
+        # Marker texts less the focus note, which any element may carry (the focused one is kept apart).
+        found = [(int(m.group(1)), m.group(2)) for m in _MARKER.finditer("\n".join(self.lines))]
+        self.markers = [(marker_id, _FOCUSED.sub("", text)) for marker_id, text in found]
+        self.focused = next((marker_id for marker_id, text in found if _FOCUSED.search(text)), None)
 
     def find(self, label: str | re.Pattern | Callable[[str], bool], after: int | None = None) -> int | None:
         """The id of the first marker whose text is ``label`` (or matches it), optionally after marker id ``after``."""
