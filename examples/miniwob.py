@@ -46,6 +46,14 @@ TASKS = [
     "navigate-tree",
     "search-engine",
     "email-inbox",
+    # controls the view and actions once missed: a multi-select list, date and time inputs, a key-driven
+    # terminal, a spinner's icon-only arrows, and buttons that may partly cover each other
+    "click-scroll-list",
+    "enter-date",
+    "enter-time",
+    "terminal",
+    "use-spinner",
+    "click-button-sequence",
 ]
 #: Left out: they need a canvas, dragging, colours or pixel positions, which a text view does not carry.
 SKIPPED = {
@@ -280,7 +288,70 @@ def _solve(task: str, view: View, notes: str) -> Action | None:
         return _search_engine(view, q, notes)
     if task == "email-inbox":
         return _email(view, q)
+    return _solve_controls(task, view, q, submit, notes)
+
+
+def _value_of(view: View, field_id: int | None) -> str | None:
+    shown = next((text for i, text in view.markers if i == field_id), "")
+    value = re.search(r'= "(.*?)"', shown)
+    return value.group(1) if value else None
+
+
+def _solve_controls(task: str, view: View, q: str, submit: int | None, notes: str) -> Action | None:
+    """The tasks of the controls: each in the words a person would use, through the view's markers."""
+    if task == "click-scroll-list":
+        m = re.search(r"Select (.*?) from the scroll list and click Submit\.", q)
+        select = view.field("select")
+        if not m or select is None:
+            return None
+        wanted = m.group(1).split(", ")
+        chosen = re.search(r" = (.*?); options:", next(text for i, text in view.markers if i == select))
+        if chosen is None or set(chosen.group(1).split(" | ")) != set(wanted):
+            return ("select", {"id": select, "options": wanted})
+        return ("click", {"id": submit})
+    if task in ("enter-date", "enter-time"):
+        kind = task.split("-")[1]
+        m = re.search(rf"Enter (.+?) as the {kind}", q)
+        field = view.field(f"{kind} input")
+        if not m or field is None:
+            return None
+        if not _value_of(view, field):
+            return ("type", {"id": field, "text": m.group(1)})  # as the page wrote it: 09/10/2012, 8:22 AM
+        return ("click", {"id": submit})
+    if task == "click-button-sequence":
+        if "Clicked ONE." not in notes:
+            return ("click", {"id": view.find("button: ONE")}, "Clicked ONE.")
+        return ("click", {"id": view.find("button: TWO")})
+    if task == "use-spinner":
+        m = re.search(r"Select (-?\d+) with the spinner", q)
+        field = view.field("input")
+        value = _value_of(view, field)
+        if not m or value is None or not re.fullmatch(r"-?\d+", value):
+            return None
+        wanted, current = int(m.group(1)), int(value)
+        if wanted == current:
+            return ("click", {"id": submit})
+        return ("click", {"id": view.find("[spinner-up]" if wanted > current else "[spinner-down]")})
+    if task == "terminal":
+        return _terminal(view, q)
     return None
+
+
+def _terminal(view: View, q: str) -> Action | None:
+    """List the files (``ls``), then remove the one the task names (``rm``), typing into the terminal."""
+    field = view.field("input")
+    if field is None:
+        return None
+    if "user$ ls" not in view.lines:
+        return ("type", {"id": field, "text": "ls", "submit": True})
+    listing = view.lines[view.lines.index("user$ ls") + 1].split()
+    m = re.search(r"ending with the extension (\S+)", q)
+    if m:
+        extension = m.group(1).rstrip(".")
+        matching = [name for name in listing if name.endswith(extension)]
+    else:
+        matching = [name for name in listing if "." not in name]
+    return bool(matching) and ("type", {"id": field, "text": f"rm {matching[0]}", "submit": True})
 
 
 def _autocomplete(view: View, q: str, submit: int | None) -> Action | None:
