@@ -11,10 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from openai_harmony import Message, Role
+from typer.testing import CliRunner
 
 from harmony_agent import Agent, PolicyModel
+from harmony_agent.cli.app import app
+from harmony_agent.cli.options import RunOptions, load_tools
 from harmony_agent.sandboxes.display import VirtualDisplay
+from harmony_agent.toolbox import ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.computer import ComputerTool
 from harmony_agent.tools.computer.screen import merge_words
 from helpers import ROOT
@@ -234,3 +239,20 @@ def test_a_large_accessibility_tree_reads_the_same_batched_as_node_by_node():
     assert len(batched) == 121  # the frame and its 120 buttons and check boxes
     assert [n.describe() for n in batched] == [n.describe() for n in walked]
     assert {n.role for n in batched} == {"frame", "push button", "check box"}
+
+
+# -- the display's sandbox from the command line -------------------------------------------------------
+
+
+def test_the_desktop_sandbox_flag_reaches_the_display_and_a_wrong_one_is_refused():
+    (tool,) = build_tools(["computer"], ToolOptions(desktop_sandbox="bubblewrap"))
+    assert tool.display.sandbox == "bubblewrap" and tool.fresh().display.sandbox == "bubblewrap"
+    assert build_tools(["computer"], ToolOptions())[0].display.sandbox == "none"
+    with pytest.raises(ToolSpecError, match="--desktop-sandbox: unknown display sandbox 'chroot'"):
+        build_tools(["computer"], ToolOptions(desktop_sandbox="chroot"))
+    runner = CliRunner()
+    assert "--desktop-sandbox" in runner.invoke(app, ["run", "--help"], terminal_width=200).output
+    wrong = runner.invoke(app, ["run", "hello", "-t", "computer", "--desktop-sandbox", "chroot", "--yes"])
+    assert wrong.exit_code != 0 and "desktop_sandbox" in wrong.output, wrong.output
+    (tool,) = load_tools(["computer"], RunOptions(desktop_sandbox="docker"))
+    assert tool.display.sandbox == "docker"
