@@ -35,6 +35,9 @@ class ToolOptions:
     apps: list[str] = field(default_factory=list)
     #: MCP servers: ``SPEC``, ``NAMESPACE=SPEC``, or ``{"server": SPEC, "namespace": NAME}``.
     mcp: list[Any] = field(default_factory=list)
+    #: How the computer tool's display runs its apps: none (on the host), bubblewrap (each app in its own
+    #: namespaces) or docker (the whole desktop in a container); None: none.
+    desktop_sandbox: str | None = None
     #: Screenshots go here (a transcript's ``x.screenshots/`` folder), or nowhere.
     screenshots: Path | None = None
 
@@ -61,6 +64,8 @@ def _browser(options: ToolOptions) -> Tool:
 
 
 def _computer(options: ToolOptions) -> Tool:
+    from harmony_agent.sandboxes.base import SandboxError
+    from harmony_agent.sandboxes.display import VirtualDisplay
     from harmony_agent.tools.computer import ComputerTool
 
     apps = {"xterm": ["xterm"]} if shutil.which("xterm") else {}
@@ -69,7 +74,11 @@ def _computer(options: ToolOptions) -> Tool:
         if not name.strip() or not command.strip():
             raise ToolSpecError(f"--app takes NAME=COMMAND, got {entry!r}")
         apps[name.strip()] = shlex.split(command)
-    return ComputerTool(apps=apps, screenshots=options.screenshots)
+    try:
+        display = VirtualDisplay(sandbox=options.desktop_sandbox or "none")  # type: ignore[arg-type]
+    except SandboxError as exc:
+        raise ToolSpecError(f"--desktop-sandbox: {exc}") from None
+    return ComputerTool(display, apps=apps, screenshots=options.screenshots)
 
 
 #: Built-in tools by name.

@@ -11,7 +11,10 @@ context in it, the default) and with a Chromium launched per task
 how many Chromium processes each row launched and the most at once. Each row
 starts with no Chromium running, so the shared rows pay their first launch too.
 
-    .venv/bin/python benchmarks/batch.py [--tasks N] [--no-ray] [--only browser|python]
+    .venv/bin/python benchmarks/batch.py [--tasks N] [--no-ray] [--only browser|python] [--quick]
+
+``--quick`` runs 4 tasks at concurrency 1 and 4 and skips Ray (its start-up alone takes most of a minute),
+so CI can check the script still runs and prints its ratios.
 """
 
 from __future__ import annotations
@@ -125,15 +128,19 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--only", choices=("browser", "python"))
+    parser.add_argument("--quick", action="store_true", help="4 tasks, concurrency 1 and 4, no Ray")
     args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.no_ray = 4, True
+    levels = (1, 4) if args.quick else (1, 4, 16)
     from examples.local_site import serve_site
 
     rows = []
     plan = []
     if args.only != "browser":
-        plan += [("python", "python", True, c) for c in (1, 4, 16)]
+        plan += [("python", "python", True, c) for c in levels]
     if args.only != "python":
-        for concurrency in (1, 4, 16):
+        for concurrency in levels:
             plan += [("browser, Chromium per task", "browser", False, concurrency)]
             plan += [("browser, one Chromium", "browser", True, concurrency)]
     with tempfile.TemporaryDirectory() as folder, serve_site() as (site, _hits):

@@ -7,7 +7,13 @@ Measures, in one run against ``examples/site`` served on 127.0.0.1:
 - ``browser.find`` on an open page;
 - several sessions opening pages at once, against one session.
 
-    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4]
+    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick]
+
+``--quick`` (12 opens, 2 sessions) checks in CI that the script still runs and prints its ratios.
+
+``browser.open`` is also shown in its parts: the tool's own ``page.goto`` (through the policy proxy and the
+interception of documents), settling (waiting for what the page still does), the snapshot (the page script
+that writes the text view), extraction (reader mode and lines) and rendering the view.
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """
@@ -54,7 +60,12 @@ async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
     return times
 
 
-async def interleaved(tool: BrowserTool, base: str, count: int) -> tuple[list[float], list[float]]:
+PARTS = ("goto", "settle", "snapshot", "extract", "render")
+
+
+async def interleaved(
+    tool: BrowserTool, base: str, count: int
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
     """A bare ``page.goto`` and a ``browser.open`` of the same page, alternating, so both see the same machine load."""
     engine = BrowserEngine.shared()
     engine.acquire()
@@ -62,6 +73,7 @@ async def interleaved(tool: BrowserTool, base: str, count: int) -> tuple[list[fl
     context = await browser.new_context()
     page = await context.new_page()
     gotos, opens = [], []
+    parts: dict[str, list[float]] = {part: [] for part in PARTS}
     for index in range(count):
         url = base + PAGES[index % len(PAGES)]
         started = time.perf_counter()
@@ -71,15 +83,17 @@ async def interleaved(tool: BrowserTool, base: str, count: int) -> tuple[list[fl
         result = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
         opens.append(time.perf_counter() - started)
         assert not result.is_error, result.text()
+        for part in PARTS:
+            parts[part].append(tool.timings.get(part, 0.0))
     await context.close()
     await engine.release()
-    return gotos, opens
+    return gotos, opens, parts
 
 
 async def run(base: str, opens: int, sessions: int) -> None:
     warm = BrowserTool(policy=policy())
     await timed_opens(warm, base, 6)  # launch and warm up
-    goto, single = await interleaved(warm, base, opens)
+    goto, single, parts = await interleaved(warm, base, opens)
     with tempfile.TemporaryDirectory() as shots:
         pictured = BrowserTool(policy=policy(), screenshots=shots)
         with_shots = await timed_opens(pictured, base, opens)
@@ -104,6 +118,10 @@ async def run(base: str, opens: int, sessions: int) -> None:
     open_median = statistics.median(single) * 1000
     print(f"bare page.goto          {summary(goto)}")
     print(f"browser.open            {summary(single)}  ({open_median / (statistics.median(goto) * 1000):.2f}x goto)")
+    for part in PARTS:
+        print(f"  {part:<21} {summary(parts[part])}")
+    accounted = statistics.median([sum(values) for values in zip(*parts.values())]) * 1000
+    print(f"  {'rest (dispatch)':<21} median {open_median - accounted:6.1f} ms (open less the parts' sum)")
     print(f"browser.open + shot     {summary(with_shots)}")
     print(f"browser.find            {summary(finds)}")
     flat = [t for times in together for t in times]
@@ -119,7 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opens", type=int, default=60)
     parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="12 opens, 2 sessions")
     args = parser.parse_args()
+    if args.quick:
+        args.opens, args.sessions = 12, 2
     with serve_site() as (base, _hits):
         asyncio.run(run(base, args.opens, args.sessions))
 

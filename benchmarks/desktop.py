@@ -7,7 +7,9 @@ Measures, in one run, with the Greeter app and an xterm open on a fresh Xvfb dis
 - with a GTK app focused: reading its accessibility tree, and observe with tree and OCR together;
 - a 300-node GTK tree read a level per round trip (batched) against node by node, interleaved.
 
-    .venv/bin/python benchmarks/desktop.py [--rounds 20]
+    .venv/bin/python benchmarks/desktop.py [--rounds 20] [--quick]
+
+``--quick`` (3 rounds) checks in CI that the script still runs and prints its figures.
 
 Targets: observe <= 400 ms and an action <= 60 ms (medians).
 """
@@ -137,7 +139,10 @@ def _ocr_time(tool: ComputerTool, region: tuple[int, int, int, int]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 3
     asyncio.run(run(args.rounds))
 
 

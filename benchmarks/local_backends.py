@@ -16,7 +16,10 @@ It prints prefilled tokens, prefill time, decode tokens per second and peak
 memory, then the ratios: llama.cpp's reuse against re-evaluating, and
 llama.cpp against transformers.
 
-    .venv/bin/python benchmarks/local_backends.py
+    .venv/bin/python benchmarks/local_backends.py [--quick]
+
+``--quick`` measures each run's first episode (no warm-up episode) and leaves out transformers re-evaluating,
+so CI can check the script still runs.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def forced_transformers(checkpoint: str, completions: list[list[int]], reuse: bo
     return ForcedModel(model, completions, reuse=reuse)
 
 
-def worker(backend: str, reuse: bool, gguf: str, checkpoint: str) -> dict:
+def worker(backend: str, reuse: bool, gguf: str, checkpoint: str, episodes: int = 2) -> dict:
     """One episode in this process; returns its figures."""
     from prefill_reuse import STEPS, fetch_rows, script
 
@@ -81,7 +84,7 @@ def worker(backend: str, reuse: bool, gguf: str, checkpoint: str) -> dict:
     make = forced_llamacpp if backend == "llamacpp" else forced_transformers
     baseline_mb = _rss_mb()  # interpreter, torch (imported by the shared episode script) and the agent
     results = []
-    for _ in range(2):  # the first episode warms up (page cache, allocator); the second is measured
+    for _ in range(episodes):  # the first of two warms up (page cache, allocator); the last is measured
         model = make(gguf if backend == "llamacpp" else checkpoint, completions, reuse)
         agent = Agent(model, tools=[fetch_rows], max_steps=STEPS + 1)
         started = time.perf_counter()
@@ -114,7 +117,7 @@ def _rss_mb() -> float:
 
 
 def prepare(folder: Path) -> tuple[Path, Path]:
-    from tiny_gguf import convert, write_random_gpt_oss
+    from helpers.tiny_gguf import convert, write_random_gpt_oss
 
     checkpoint = write_random_gpt_oss(folder / "checkpoint")
     return checkpoint, convert(checkpoint, folder / "random-gpt-oss-f32.gguf")
@@ -125,15 +128,17 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "REUSE"))
     parser.add_argument("--gguf")
     parser.add_argument("--checkpoint")
+    parser.add_argument("--quick", action="store_true", help="no warm-up episode in each run")
     args = parser.parse_args()
     if args.worker:
         backend, reuse = args.worker
-        print(json.dumps(worker(backend, reuse == "1", args.gguf, args.checkpoint)))
+        print(json.dumps(worker(backend, reuse == "1", args.gguf, args.checkpoint, 1 if args.quick else 2)))
         return
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint, gguf = prepare(Path(scratch))
         figures = {}
-        for backend, reuse in RUNS:
+        # quick: not transformers re-evaluating (the slowest run, and no ratio below needs it)
+        for backend, reuse in RUNS[:3] if args.quick else RUNS:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -145,6 +150,7 @@ def main() -> None:
                     str(gguf),
                     "--checkpoint",
                     str(checkpoint),
+                    *(["--quick"] if args.quick else []),
                 ],
                 capture_output=True,
                 text=True,

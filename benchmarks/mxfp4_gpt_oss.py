@@ -1,13 +1,14 @@
 """A gpt-oss checkpoint in the released MXFP4 layout, random weights, through TransformersModel.
 
 Writes a checkpoint of gpt-oss-20b's (or 120b's) full size and layout with random weights
-(tests/mxfp4_checkpoint.py), then reports, in one run: the memory estimate made before loading,
+(tests/helpers/mxfp4_checkpoint.py), then reports, in one run: the memory estimate made before loading,
 load time and memory, prefill and decode tokens per second, and the KV-cache reuse ratio of a
 10-step tool episode against re-prefilling every step (benchmarks/prefill_reuse.py's episode).
 
     .venv/bin/python benchmarks/mxfp4_gpt_oss.py --size 20b            # a GPU machine: ~14 GB disk
     .venv/bin/python benchmarks/mxfp4_gpt_oss.py --size 20b --layers 1 # full width, one layer
     .venv/bin/python benchmarks/mxfp4_gpt_oss.py --size tiny           # the tests' size, seconds
+    .venv/bin/python benchmarks/mxfp4_gpt_oss.py --quick               # tiny, short prompt: CI's check that it runs
 
 On the CPU the experts are dequantized to bf16 (20b needs ~44 GB); on a GPU with triton and
 kernels installed they stay MXFP4.
@@ -27,11 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import torch
-from mxfp4_checkpoint import released_config, tiny_config, write_random_layout
 from prefill_reuse import episode
 
 from harmony_agent.models import SamplingParams, checkpoints
 from harmony_agent.models.transformers_model import TransformersModel
+from helpers.mxfp4_checkpoint import released_config, tiny_config, write_random_layout
 
 
 def rss() -> int:
@@ -77,7 +78,10 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=2048, help="prompt tokens for the prefill figure")
     parser.add_argument("--decode", type=int, default=64, help="tokens for the decode figure")
     parser.add_argument("--folder", help="where to write the checkpoint (default: a temporary folder, removed)")
+    parser.add_argument("--quick", action="store_true", help="tiny size, 128-token prefill, 8-token decode")
     args = parser.parse_args()
+    if args.quick:
+        args.size, args.layers, args.prefill, args.decode = "tiny", None, 128, 8
 
     config = config_for(args.size, args.layers)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="mxfp4-bench-"))

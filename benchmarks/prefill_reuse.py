@@ -17,11 +17,15 @@ before) cannot go back past its window and refills the whole prompt. Both are
 printed per turn, with the largest logit difference between the rewound cache
 and a fresh prefill of the same prompt.
 
-    .venv/bin/python benchmarks/prefill_reuse.py
+    .venv/bin/python benchmarks/prefill_reuse.py [--quick]
+
+``--quick`` uses a 2-layer, 128-wide model, two user turns and no warm-up episodes, so CI can check in seconds that the
+script still runs and prints its ratios (the ratios are then smaller: compute matters less at that size).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -91,11 +95,12 @@ class ForcedModel(TransformersModel):
         self.per_call_prefill.append(self.last_stats.prefill_seconds)
 
 
-def build_model() -> GptOssForCausalLM:
+def build_model(quick: bool = False) -> GptOssForCausalLM:
+    layers, width = (2, 128) if quick else (6, 512)
     config = GptOssConfig(
-        num_hidden_layers=6,
-        hidden_size=512,
-        intermediate_size=512,
+        num_hidden_layers=layers,
+        hidden_size=width,
+        intermediate_size=width,
         num_attention_heads=8,
         num_key_value_heads=4,
         head_dim=64,
@@ -103,7 +108,7 @@ def build_model() -> GptOssForCausalLM:
         num_experts_per_tok=2,
         vocab_size=201088,
         sliding_window=128,
-        layer_types=["sliding_attention", "full_attention"] * 3,
+        layer_types=["sliding_attention", "full_attention"] * (layers // 2),
         max_position_embeddings=16384,
     )
     config._attn_implementation = "eager"
@@ -160,8 +165,9 @@ def multi_turn(model, *, check: bool = False, **options) -> tuple[list[tuple[int
     return turns, wall, forced.max_logit_diff
 
 
-def report_multi_turn(model) -> None:
-    multi_turn(model)  # warm-up
+def report_multi_turn(model, warm_up: bool = True) -> None:
+    if warm_up:
+        multi_turn(model)
     kept, kept_wall, _ = multi_turn(model)
     windowed, windowed_wall, _ = multi_turn(model, full_sliding_cache=False)
     _, _, kept_diff = multi_turn(model, check=True)
@@ -202,9 +208,13 @@ def report_multi_turn(model) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 2-layer, 128-wide model and no warm-up episode")
+    args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = build_model()
-    episode(model, True)  # warm-up (allocator, kernels)
+    model = build_model(args.quick)
+    if not args.quick:
+        episode(model, True)  # warm-up (allocator, kernels)
     reused, context, reuse_wall, reuse_prefill, answer = episode(model, True)
     full, context_b, full_wall, full_prefill, answer_b = episode(model, False)
     assert answer == answer_b == "All pages read.", (answer, answer_b)
@@ -223,7 +233,10 @@ def main() -> None:
         f"decode (identical in both runs) took {decode:.2f} s of the kept-cache episode: on this machine each "
         "decoded token pays for the 201k-vocabulary output projection"
     )
-    report_multi_turn(model)
+    if args.quick:
+        global TURNS
+        TURNS = 2  # the least that still rewinds once
+    report_multi_turn(model, warm_up=not args.quick)
 
 
 if __name__ == "__main__":

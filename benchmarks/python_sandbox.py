@@ -7,7 +7,9 @@ the standard-library fallback):
 - the reference approach: a new container for every call (create, start, copy the script in, exec it, remove),
   with the same image, so only the approach differs.
 
-    .venv/bin/python benchmarks/python_sandbox.py [--calls 300] [--reference-calls 15]
+    .venv/bin/python benchmarks/python_sandbox.py [--calls 300] [--reference-calls 15] [--quick]
+
+``--quick`` (20 calls, 3 reference calls, 2 starts) checks in CI that the script still runs and prints its ratios.
 
 Targets, for each kernel: warm median <= 5 ms, cold start <= 1.5 s, and >= 50x faster per call than the reference.
 It also prints the image's size.
@@ -120,7 +122,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--reference-calls", type=int, default=15)
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="20 calls, 3 reference calls, 2 starts")
     args = parser.parse_args()
+    if args.quick:
+        args.calls, args.reference_calls, args.starts = 20, 3, 2
 
     try:
         image = docker_client().images.get(DEFAULT_IMAGE)

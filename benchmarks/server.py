@@ -7,11 +7,14 @@ server runs in a process of its own, as deployed (in the clients' process the
 SDK's parsing of every event would hold the server's interpreter lock). A raw
 httpx client (no SDK parsing) shows what the server itself costs.
 
-    .venv/bin/python benchmarks/server.py [--on-runtime]
+    .venv/bin/python benchmarks/server.py [--on-runtime] [--quick]
+
+``--quick`` (1 and 8 clients, 2 requests each) checks in CI that the script still runs and prints its ratios.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import socket
@@ -138,7 +141,15 @@ def raw_client(url: str, n: int = 40) -> float:
 
 
 def main() -> None:
-    on_runtime = "--on-runtime" in sys.argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--on-runtime", action="store_true", help="uvicorn on the sessions' own loop")
+    parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 2 requests each")
+    args = parser.parse_args()
+    on_runtime = args.on_runtime
+    global REQUESTS_PER_CLIENT
+    levels = (1, 8) if args.quick else CONCURRENCY
+    if args.quick:
+        REQUESTS_PER_CLIENT = 2
     server, url = start_server(on_runtime)
     try:
         asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
@@ -150,7 +161,7 @@ def main() -> None:
         print(
             f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
         )
-        for clients in CONCURRENCY:
+        for clients in levels:
             rate, first, total = asyncio.run(load(url, clients))
             p50, p95 = statistics.median(first), statistics.quantiles(first, n=20)[-1]
             total50 = statistics.median(total)

@@ -46,6 +46,14 @@ TASKS = [
     "navigate-tree",
     "search-engine",
     "email-inbox",
+    # controls the view and actions once missed: a multi-select list, date and time inputs, a key-driven
+    # terminal, a spinner's icon-only arrows, and buttons that may partly cover each other
+    "click-scroll-list",
+    "enter-date",
+    "enter-time",
+    "terminal",
+    "use-spinner",
+    "click-button-sequence",
 ]
 #: Left out: they need a canvas, dragging, colours or pixel positions, which a text view does not carry.
 SKIPPED = {
@@ -150,6 +158,7 @@ REWARD_SCRIPT = "() => [WOB_DONE_GLOBAL, WOB_RAW_REWARD_GLOBAL, core.getUtteranc
 # -- the text-only policy ------------------------------------------------------
 
 _MARKER = re.compile(r"【(\d+)†([^】]*)】")
+_FOCUSED = re.compile(r" \(focused\)$|, focused(?=\)$)")
 
 
 class View:
@@ -159,7 +168,10 @@ class View:
         self.text = text
         self.lines = [m.group(1) for m in re.finditer(r"^L\d+: (.*)$", text, re.MULTILINE)]
         self.flat = " ".join(line for line in self.lines if not line.startswith("On top of "))
-        self.markers = [(int(m.group(1)), m.group(2)) for m in _MARKER.finditer("\n".join(self.lines))]
+        # Marker texts less the focus note, which any element may carry (the focused one is kept apart).
+        found = [(int(m.group(1)), m.group(2)) for m in _MARKER.finditer("\n".join(self.lines))]
+        self.markers = [(marker_id, _FOCUSED.sub("", text)) for marker_id, text in found]
+        self.focused = next((marker_id for marker_id, text in found if _FOCUSED.search(text)), None)
 
     def find(self, label: str | re.Pattern | Callable[[str], bool], after: int | None = None) -> int | None:
         """The id of the first marker whose text is ``label`` (or matches it), optionally after marker id ``after``."""
@@ -276,7 +288,70 @@ def _solve(task: str, view: View, notes: str) -> Action | None:
         return _search_engine(view, q, notes)
     if task == "email-inbox":
         return _email(view, q)
+    return _solve_controls(task, view, q, submit, notes)
+
+
+def _value_of(view: View, field_id: int | None) -> str | None:
+    shown = next((text for i, text in view.markers if i == field_id), "")
+    value = re.search(r'= "(.*?)"', shown)
+    return value.group(1) if value else None
+
+
+def _solve_controls(task: str, view: View, q: str, submit: int | None, notes: str) -> Action | None:
+    """The tasks of the controls: each in the words a person would use, through the view's markers."""
+    if task == "click-scroll-list":
+        m = re.search(r"Select (.*?) from the scroll list and click Submit\.", q)
+        select = view.field("select")
+        if not m or select is None:
+            return None
+        wanted = m.group(1).split(", ")
+        chosen = re.search(r" = (.*?); options:", next(text for i, text in view.markers if i == select))
+        if chosen is None or set(chosen.group(1).split(" | ")) != set(wanted):
+            return ("select", {"id": select, "options": wanted})
+        return ("click", {"id": submit})
+    if task in ("enter-date", "enter-time"):
+        kind = task.split("-")[1]
+        m = re.search(rf"Enter (.+?) as the {kind}", q)
+        field = view.field(f"{kind} input")
+        if not m or field is None:
+            return None
+        if not _value_of(view, field):
+            return ("type", {"id": field, "text": m.group(1)})  # as the page wrote it: 09/10/2012, 8:22 AM
+        return ("click", {"id": submit})
+    if task == "click-button-sequence":
+        if "Clicked ONE." not in notes:
+            return ("click", {"id": view.find("button: ONE")}, "Clicked ONE.")
+        return ("click", {"id": view.find("button: TWO")})
+    if task == "use-spinner":
+        m = re.search(r"Select (-?\d+) with the spinner", q)
+        field = view.field("input")
+        value = _value_of(view, field)
+        if not m or value is None or not re.fullmatch(r"-?\d+", value):
+            return None
+        wanted, current = int(m.group(1)), int(value)
+        if wanted == current:
+            return ("click", {"id": submit})
+        return ("click", {"id": view.find("[spinner-up]" if wanted > current else "[spinner-down]")})
+    if task == "terminal":
+        return _terminal(view, q)
     return None
+
+
+def _terminal(view: View, q: str) -> Action | None:
+    """List the files (``ls``), then remove the one the task names (``rm``), typing into the terminal."""
+    field = view.field("input")
+    if field is None:
+        return None
+    if "user$ ls" not in view.lines:
+        return ("type", {"id": field, "text": "ls", "submit": True})
+    listing = view.lines[view.lines.index("user$ ls") + 1].split()
+    m = re.search(r"ending with the extension (\S+)", q)
+    if m:
+        extension = m.group(1).rstrip(".")
+        matching = [name for name in listing if name.endswith(extension)]
+    else:
+        matching = [name for name in listing if "." not in name]
+    return bool(matching) and ("type", {"id": field, "text": f"rm {matching[0]}", "submit": True})
 
 
 def _autocomplete(view: View, q: str, submit: int | None) -> Action | None:
@@ -388,7 +463,7 @@ async def run_text_episode(
         policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]), **browser_options
     )
     latencies: list[float] = []
-    original = browser.run
+    original = browser.process
 
     async def timed(call: Any) -> Any:
         started = time.perf_counter()
@@ -397,7 +472,7 @@ async def run_text_episode(
         finally:
             latencies.append(time.perf_counter() - started)
 
-    browser.run = timed  # type: ignore[method-assign]
+    browser.process = timed  # type: ignore[method-assign]
     url = episode_url(base, task, seed)
     async with Agent(
         PolicyModel(text_policy), tools=[browser], reasoning="low", max_steps=max_steps, transcript=transcript

@@ -39,6 +39,7 @@ from harmony_agent.cli.options import (
     DEFAULTS,
     AllowOpt,
     AppOpt,
+    DesktopSandboxOpt,
     HelpCommand,
     HelpGroup,
     HideAnalysisOpt,
@@ -170,6 +171,7 @@ def run(
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
+    desktop_sandbox: DesktopSandboxOpt = None,
     mcp: McpOpt = None,
 ) -> None:
     """Run one task, printing the run as it happens (the answer and tool calls stream token by token).
@@ -242,6 +244,7 @@ def chat(
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
+    desktop_sandbox: DesktopSandboxOpt = None,
     mcp: McpOpt = None,
 ) -> None:
     """Talk to the agent turn by turn: /reset, /save FILE, /tools, /help; Ctrl-C clears the line or cancels the turn, Ctrl-D leaves."""
@@ -380,6 +383,7 @@ def mcp_serve(
     search: SearchOpt = None,
     allow: AllowOpt = None,
     apps: AppOpt = None,
+    desktop_sandbox: DesktopSandboxOpt = None,
     browser_actions: bool = typer.Option(
         True,
         "--browser-actions/--no-browser-actions",
@@ -396,7 +400,9 @@ def mcp_serve(
 
     names = [part.strip() for value in tools for part in value.split(",") if part.strip()]
     allowed = [part.strip() for value in allow or [] for part in value.split(",") if part.strip()]
-    options = ToolOptions(sandbox=sandbox, search=search, allow=allowed, apps=apps or [])
+    options = ToolOptions(
+        sandbox=sandbox, search=search, allow=allowed, apps=apps or [], desktop_sandbox=desktop_sandbox
+    )
     try:
         kinds = kinds_from(names)
         if not idle_timeout > 0 or max_sessions < 1:

@@ -57,6 +57,7 @@ class RunOptions(BaseModel):
     search: str | None = None
     allow: list[str] = []
     apps: list[str] = []
+    desktop_sandbox: Literal["none", "bubblewrap", "docker"] | None = None
     mcp: list[Any] = []
     #: Where ``module:function`` names (tools, a policy) are looked up first: a task file's folder.
     folder: Path | None = None
@@ -84,6 +85,7 @@ TASK_FILE_KEYS = {
     "search",
     "allow",
     "apps",
+    "desktop_sandbox",
     "mcp",
 }
 
@@ -165,6 +167,16 @@ AppOpt = Annotated[
     typer.Option(
         "--app",
         help="NAME=COMMAND the computer tool may launch (repeatable; xterm is allowed by default).",
+        show_default=False,
+    ),
+]
+DesktopSandboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--desktop-sandbox",
+        metavar="none|bubblewrap|docker",
+        help="How the computer tool's display runs apps: none (on the host), bubblewrap (each app in its own "
+        "namespaces) or docker (the whole desktop in a container).",
         show_default=False,
     ),
 ]
@@ -347,6 +359,7 @@ def load_tools(specs: list[str], options: RunOptions | None = None) -> list[Tool
         search=options.search,
         allow=options.allow,
         apps=options.apps,
+        desktop_sandbox=options.desktop_sandbox,
         mcp=options.mcp,
         screenshots=options.transcript.with_suffix(".screenshots") if options.transcript else None,
     )

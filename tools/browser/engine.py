@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harmony_agent.tools.base import ToolError
+from harmony_agent.tools.browser import actions
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.proxy import PolicyProxy
 
@@ -55,24 +56,16 @@ HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
 SETTLE_PROBE = (
     "() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; }"
 )
-# Whether a person clicking the middle of an element would hit it, and if not, what they would hit instead.
-HIT_TEST = r"""(el) => {
-  if (el.checkVisibility && !el.checkVisibility({ checkVisibilityCSS: true })) return "it is not visible now (hidden or collapsed)";
-  let r = el.getBoundingClientRect();
-  if (r.bottom < 0 || r.right < 0 || r.top > innerHeight || r.left > innerWidth) {
-    el.scrollIntoView({ block: "center", inline: "center" });
-    r = el.getBoundingClientRect();
-  }
-  if (!r.width || !r.height) return "it has no size on the screen (hidden or empty)";
-  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-  if (!hit || el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el)) return null;
-  const cover = hit.closest("[data-harmony-id]") || hit;
-  const id = cover.getAttribute("data-harmony-id");
-  const text = (cover.innerText || "").replace(/\s+/g, " ").trim().slice(0, 60);
-  const name = cover.tagName.toLowerCase() + (cover.id ? "#" + cover.id : "") +
-    (typeof cover.className === "string" && cover.className.trim() ? "." + cover.className.trim().split(/\s+/).join(".") : "");
-  return `it is covered by ${id !== null ? `【${id}†${text}】 ` : ""}<${name}>${text && id === null ? ` "${text}"` : ""}`;
-}"""
+# The snapshot, taken only if the page is settled (no short timer pending, DOM quiet for the given ms): null if not.
+# A quiet page is then read in the one round trip that also checks it is quiet.
+SETTLED_SNAPSHOT_SCRIPT = (
+    "([wantHtml, domQuietMs]) => { const h = window.__harmonyHooks;"
+    " if (h && (h.pending || performance.now() - h.changed < domQuietMs)) return null;"
+    f" return ({SNAPSHOT_SCRIPT.strip()})(wantHtml); }}"
+)
+# After an action, how long the DOM must be unchanged before the page counts as settled (animations, widgets
+# that redraw in steps).
+ACTION_DOM_QUIET = 0.06
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
@@ -262,6 +255,8 @@ class BrowserSession:
         self._crashed = False
         self._engine_held = False
         self._proxy: PolicyProxy | None = None
+        #: Seconds the last ``goto`` spent loading the page and settling it (the benchmark prints them).
+        self.timings: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -344,7 +339,13 @@ class BrowserSession:
                     )
 
         cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
-        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]})
+        # Documents only (pages and frames, each redirect hop included): a refused one gets a page of our own and
+        # a clear error. Everything else needs no pause here: it reaches the network only through the session's
+        # proxy, which asks the policy about every request and connects only to the addresses it checked.
+        # Pausing every image and script cost a DevTools round trip each (about 15 ms per page in the benchmark).
+        await cdp.send(
+            "Fetch.enable", {"patterns": [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]}
+        )
 
     async def _on_popup(self, page: Any) -> None:
         """Popups are not followed into new tabs: they are closed, and their URL is offered to the model."""
@@ -388,12 +389,15 @@ class BrowserSession:
 
     # -- navigation --------------------------------------------------------
 
-    async def goto(self, url: str) -> None:
+    async def goto(self, url: str, *, settle: bool = True) -> None:
+        """Load ``url`` in the tab; with ``settle`` false the caller settles (``snapshot(settle_for=0)`` does it
+        in the same round trip as reading the page)."""
         reason = await self.policy.check_async(url, top_level=True)
         if reason:
             raise ToolError(f"navigation to {url} refused: {reason}")
         page = await self.ensure()
         self.refused.clear()
+        started = time.perf_counter()
         try:
             await page.goto(url, wait_until="load", timeout=self.page_timeout * 1000)
         except Exception as exc:
@@ -403,7 +407,9 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # keep the tab on the page the model last saw
             self._raise_if_refused(f"navigation to {url}")
-        await self.settle(quiet=0.02)  # a request the page's script just started may not be reported yet
+        self.timings = {"goto": time.perf_counter() - started}
+        if settle:
+            await self.settle()
 
     def _raise_if_refused(self, what: str) -> None:
         if self.refused:
@@ -423,34 +429,34 @@ class BrowserSession:
             return ToolError(f"{url} did not load within {self.page_timeout:g} s")
         return ToolError(f"could not open {url}: {text}")
 
-    async def settle(self, quiet: float = 0.0, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
-        """Wait until the page is settled: no request in flight for ``quiet`` s, no short timer pending
-        (debounced widgets), and no DOM change for ``dom_quiet`` s; at most ``limit`` s in all.
+    async def settle(self, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
+        """Wait until the page is settled: no request in flight, no short timer pending (debounced widgets), and
+        no DOM change for ``dom_quiet`` s; at most ``limit`` s in all. A quiet page costs one round trip.
 
-        Requests a page starts before its load event are already in flight when ``goto`` returns, and those a
-        timer starts are announced by the pending timer, so after a navigation no extra quiet time is needed.
+        There is no fixed quiet window. Chromium reports a request on the page's DevTools session before it
+        answers a later ``evaluate`` there, so once the probe has come back, every request the page started
+        before it is in ``_inflight`` already; a request a timer will start is announced by the pending timer.
         The parser's own insertions count as DOM changes, so after a load the DOM need not be quiet; after an
         action the caller asks for ``dom_quiet``, for animations and widgets that redraw in steps.
         """
         deadline = time.monotonic() + limit
-        calm_since = None
         while time.monotonic() < deadline:
             if self._inflight:
-                calm_since = None
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.005)
                 continue
-            if calm_since is None:
-                calm_since = time.monotonic()
             try:
                 pending, idle_ms = await self.page.evaluate(SETTLE_PROBE)
             except Exception:  # between documents: try again
                 pending, idle_ms = 1, 0.0
-            if pending == 0 and idle_ms >= dom_quiet * 1000 and time.monotonic() - calm_since >= quiet:
+            if self._inflight:  # reported while the probe ran
+                continue
+            if pending == 0 and idle_ms >= dom_quiet * 1000:
                 break
-            wait = max(0.01, dom_quiet - idle_ms / 1000) if pending == 0 else 0.02
-            await asyncio.sleep(min(wait, 0.05))
+            wait = dom_quiet - idle_ms / 1000 if pending == 0 else 0.01
+            await asyncio.sleep(min(max(wait, 0.005), 0.05))
         self._inflight.clear()
-        await self.finish_downloads()
+        if self._saving:
+            await self.finish_downloads()
         await self._check_landing()
 
     async def _check_landing(self) -> None:
@@ -462,15 +468,31 @@ class BrowserSession:
                 await self.page.goto("about:blank")
             raise ToolError(f"the page navigated to {url[:100]}, which was refused: {reason}")
 
-    async def snapshot(self, *, want_html: bool = True) -> Snapshot:
+    async def snapshot(self, *, want_html: bool = True, settle_for: float | None = None) -> Snapshot:
+        """What the page shows now. With ``settle_for`` (the DOM quiet time to wait for, in s), settle it first:
+        a page that is quiet already is checked and read in one round trip; one that is not is settled, then read."""
         page = await self.ensure()
-        try:
-            data = await page.evaluate(SNAPSHOT_SCRIPT, want_html)
-        except Exception as exc:
-            if self._crashed:
-                await self.ensure()
-                raise ToolError("the page crashed while it was being read; it was reopened empty") from None
-            raise ToolError(f"could not read the page: {str(exc).splitlines()[0]}") from None
+        started = time.perf_counter()
+        data = None
+        if settle_for is not None:
+            if not self._inflight:
+                with contextlib.suppress(Exception):  # between documents, or crashed: settle, then read as usual
+                    data = await page.evaluate(SETTLED_SNAPSHOT_SCRIPT, [want_html, settle_for * 1000])
+            if data is None or self._inflight:  # not settled, or a request was reported while it was read
+                data = None
+                await self.settle(dom_quiet=settle_for)
+            else:
+                self._inflight.clear()
+                if self._saving:
+                    await self.finish_downloads()
+                await self._check_landing()
+        waited = time.perf_counter() - started
+        if data is None:
+            started = time.perf_counter()
+            data = await self._read(page, want_html)
+            self.timings.update(settle=waited, snapshot=time.perf_counter() - started)
+        else:  # one round trip both checked that the page is settled and read it
+            self.timings.update(settle=0.0, snapshot=waited)
         self.generation += 1
         links = {int(k): v["url"] for k, v in data["links"].items()}
         controls = {int(k): v for k, v in data["controls"].items()}
@@ -485,6 +507,15 @@ class BrowserSession:
             self.generation,
         )
 
+    async def _read(self, page: Any, want_html: bool) -> dict[str, Any]:
+        try:
+            return await page.evaluate(SNAPSHOT_SCRIPT, want_html)
+        except Exception as exc:
+            if self._crashed:
+                await self.ensure()
+                raise ToolError("the page crashed while it was being read; it was reopened empty") from None
+            raise ToolError(f"could not read the page: {str(exc).splitlines()[0]}") from None
+
     async def screenshot(self, path: Path) -> str | None:
         try:
             await self.page.screenshot(path=str(path), type="jpeg", quality=70, timeout=5000)
@@ -498,41 +529,28 @@ class BrowserSession:
         return self.page.locator(f'[data-harmony-id="{int(element_id)}"]').first
 
     async def reachable(self, element_id: int) -> Any:
-        """The element, scrolled into view, if a click would reach it; otherwise a ToolError that says why at once."""
-        # One round trip to find it and one to check it: this runs before every click.
-        target = await self.page.query_selector(f'[data-harmony-id="{int(element_id)}"]')
-        if target is None:
-            raise ToolError(f"element {element_id} is no longer on the page; read the page again (open with no id)")
-        blocked = await target.evaluate(HIT_TEST)
-        if blocked:
-            raise ToolError(f"cannot click element {element_id}: {blocked}; close, answer or scroll past it first")
-        return target
+        """The element, if a click would reach some visible part of it; otherwise a ToolError that says why."""
+        return (await actions.reachable(self.page, element_id))[0]
 
-    async def act(self, action: str, element_id: int | None = None, **options: Any) -> None:
-        """Do one action on the live page, then wait for whatever it set off."""
+    async def act(self, action: str, element_id: int | None = None, *, settle: bool = True, **options: Any) -> None:
+        """Do one action on the live page, then (unless ``settle`` is false: the caller's snapshot settles)
+        wait for whatever it set off."""
         page = await self.ensure()
         self.refused.clear()
         timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
-                await (await self.reachable(element_id)).click(timeout=timeout)
+                target, point = await actions.reachable(page, element_id)
+                await target.click(position=point, timeout=timeout)
             elif action == "type":
-                target = self.element(element_id)
-                await target.fill(options["text"], timeout=timeout)
-                if options.get("submit"):
-                    await target.press("Enter", timeout=timeout)
+                await actions.type_text(page, element_id, options["text"], bool(options.get("submit")), timeout)
             elif action == "select":
-                target = self.element(element_id)
-                try:
-                    await target.select_option(label=options["option"], timeout=timeout)
-                except Exception:
-                    await target.select_option(value=options["option"], timeout=timeout)
+                await actions.select_options(page, element_id, options["options"], bool(options.get("add")), timeout)
             elif action == "check":
-                await (await self.reachable(element_id)).set_checked(
-                    bool(options.get("checked", True)), timeout=timeout
-                )
+                target, point = await actions.reachable(page, element_id)
+                await target.set_checked(bool(options.get("checked", True)), position=point, timeout=timeout)
             elif action == "press":
-                await page.keyboard.press(options["key"])
+                await actions.press_keys(page, options["key"], element_id)
             elif action == "back":
                 if await page.go_back(timeout=self.page_timeout * 1000) is None and page.url == "about:blank":
                     raise ToolError("there is no earlier page to go back to")
@@ -553,4 +571,5 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # back to the page the action was taken on
             self._raise_if_refused(f"{action}: navigation")
-        await self.settle(quiet=0.02, dom_quiet=0.06)
+        if settle:
+            await self.settle(dom_quiet=ACTION_DOM_QUIET)

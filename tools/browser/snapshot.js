@@ -18,6 +18,8 @@
     "switch", "option", "treeitem", "link", "combobox"]);
   const LISTS = new Set(["UL", "OL", "TBODY", "TABLE", "DL"]);
   const LIST_ROLES = new Set(["listbox", "menu", "menubar", "tree", "tablist", "grid", "radiogroup"]);
+  const GENERIC_CLASS = /^(corner|state|widget|helper|button-text|icon$|icon-only|clearfix|btn$|btn-(default|sm|xs|lg)|active|hover|focus|disabled|selected)|(^|-)(corner|state|widget)-/;
+  const ACTION_WORDS = /(^|[-_])(up|down|left|right|prev|previous|next|increase|decrease|increment|decrement|plus|minus|add|remove|delete|trash|close|star|edit|search|menu|expand|collapse|open|play|pause|stop|reply|forward|send|save|refresh|more|less|first|last|triangle-1-[nsew]|arrow)([-_]|$)/;
   const COLLAPSE_CHARS = 120;
   const CONTAINER_CHARS = 400;
   const hooks = window.__harmonyHooks;
@@ -74,9 +76,23 @@
     const img = el.tagName === "IMG" ? el : el.querySelector("img[alt]");
     if (img && clean(img.getAttribute("alt"))) return clean(img.getAttribute("alt"));
     if (el.value && typeof el.value === "string") return clean(el.value);
-    const hint = clean(String(el.className && el.className.baseVal !== undefined ? el.className.baseVal : el.className || ""))
-      .split(" ").filter((c) => c && !/^(ui|js|is|has)-|active|hover|focus/.test(c)).slice(0, 2).join(" ");
+    const hint = classHint(el);
     return hint ? `[${hint}]` : (el.id ? `[#${el.id}]` : `[${el.tagName.toLowerCase()}]`);
+  };
+  // An icon-only control is named from its classes and its icon's: those that say what it does come first
+  // (ui-spinner-up: "spinner-up"), and a framework's prefix and its generic classes (corner, state) are dropped.
+  const classesOf = (el) => clean(String(el.className && el.className.baseVal !== undefined ? el.className.baseVal : el.className || "")).split(" ");
+  const classHint = (el) => {
+    const own = classesOf(el);
+    const inner = Array.from(el.querySelectorAll("[class]")).slice(0, 4).flatMap(classesOf);
+    const names = [];
+    for (const c of [...own, ...inner]) {
+      const name = c.replace(/^(ui|js|is|has|fa|glyphicon|bi|icon)-/, "");
+      if (!name || GENERIC_CLASS.test(name) || names.includes(name)) continue;
+      names.push(name);
+    }
+    const telling = names.filter((n) => ACTION_WORDS.test(n));
+    return telling.length ? telling[0] : names.slice(0, 2).join(" ");
   };
   const labelOf = (el) => {
     const byAria = el.getAttribute("aria-label");
@@ -98,6 +114,7 @@
     const tail = (out.length > 1 ? out[out.length - 2] : "") + last();
     if (out.length && !tail.endsWith("\n\n")) out.push("\n");
   };
+  const focusedNote = (el) => (document.activeElement === el ? " (focused)" : "");
   const states = (el) => {
     const said = [];
     if (el.getAttribute("aria-selected") === "true") said.push("selected");
@@ -105,6 +122,7 @@
     if (el.getAttribute("aria-expanded") === "true") said.push("expanded");
     if (el.getAttribute("aria-expanded") === "false") said.push("collapsed");
     if (el.getAttribute("aria-disabled") === "true" || el.disabled) said.push("disabled");
+    if (document.activeElement === el) said.push("focused");
     return said.length ? ` (${said.join(", ")})` : "";
   };
 
@@ -116,29 +134,32 @@
     if (((tag === "INPUT" && ["submit", "button", "reset", "image"].includes(type)) || tag === "BUTTON") && !widget) {
       const text = nameOf(el) || type || "button";
       const id = mark(el, { kind: "button", label: text, disabled: el.disabled });
-      emit(` 【${id}†button: ${escapeMarker(short(text))}${el.disabled ? " (disabled)" : ""}】 `);
+      const said = [el.disabled && "disabled", document.activeElement === el && "focused"].filter(Boolean);
+      emit(` 【${id}†button: ${escapeMarker(short(text))}${said.length ? ` (${said.join(", ")})` : ""}】 `);
     } else if (tag === "INPUT" && (type === "checkbox" || type === "radio")) {
       const label = labelOf(el);
       const id = mark(el, { kind: type, label, checked: el.checked });
       const box = type === "checkbox" ? (el.checked ? "[x]" : "[ ]") : (el.checked ? "(*)" : "( )");
-      emit(` 【${id}†${type} ${box} ${escapeMarker(label)}】 `);
+      emit(` 【${id}†${type} ${box} ${escapeMarker(label)}${focusedNote(el)}】 `);
     } else if (tag === "SELECT") {
       const label = labelOf(el);
       const options = Array.from(el.options).map((o) => clean(o.label || o.text));
-      const chosen = el.selectedIndex >= 0 ? options[el.selectedIndex] : "";
-      const id = mark(el, { kind: "select", label, value: chosen, options });
-      emit(` 【${id}†select "${escapeMarker(label)}" = ${escapeMarker(chosen)}; options: ${escapeMarker(options.join(" | "))}】 `);
+      // Every chosen option: a list that allows several says so, and shows them all.
+      const chosen = Array.from(el.options).filter((o) => o.selected).map((o) => clean(o.label || o.text)).join(" | ");
+      const id = mark(el, { kind: "select", label, value: chosen, options, multiple: el.multiple });
+      const what = el.multiple ? "select (several)" : "select";
+      emit(` 【${id}†${what} "${escapeMarker(label)}" = ${escapeMarker(chosen)}; options: ${escapeMarker(options.join(" | "))}${focusedNote(el)}】 `);
     } else if (tag === "TEXTAREA" || (tag === "INPUT" && TEXT_INPUTS.has(type))) {
       const label = labelOf(el);
       const shown = type === "password" ? "•".repeat(el.value.length) : el.value;
       const id = mark(el, { kind: "textbox", label, value: shown, type: type || "text" });
       const hint = !shown && el.getAttribute("placeholder") ? ` (placeholder: ${clean(el.getAttribute("placeholder"))})` : "";
-      const focused = document.activeElement === el ? " (focused)" : "";
+      const focused = focusedNote(el);
       const what = tag === "TEXTAREA" ? "textarea" : `${type && type !== "text" ? type + " " : ""}input`;
       emit(` 【${id}†${what} "${escapeMarker(label)}" = "${escapeMarker(shown)}"${escapeMarker(hint)}${focused}】 `);
     } else if (tag === "INPUT") {
       const id = mark(el, { kind: "input", label: labelOf(el), type });
-      emit(` 【${id}†${type} input "${escapeMarker(labelOf(el))}"】 `);
+      emit(` 【${id}†${type} input "${escapeMarker(labelOf(el))}"${focusedNote(el)}】 `);
     } else {
       const role = roleOf(el);
       const text = nameOf(el);
@@ -232,6 +253,41 @@
   };
   walk(document.body || document.documentElement, false);
 
+  // Icon-only controls with the same made-up name side by side (two bare arrows) are told apart by position.
+  const byParent = new Map();
+  for (const [id, info] of Object.entries(controls)) {
+    if (!/^\[.*\]$/.test(info.label || "")) continue;
+    const el = document.querySelector(`[data-harmony-id="${id}"]`);
+    const key = el && el.parentElement;
+    if (!key) continue;
+    if (!byParent.has(key)) byParent.set(key, []);
+    byParent.get(key).push([id, info, el.getBoundingClientRect()]);
+  }
+  for (const group of byParent.values()) {
+    const alike = group.filter((g) => g[1].label === group[0][1].label);
+    if (alike.length !== 2 || alike.length !== group.length) continue;
+    const [a, b] = alike.map((g) => g[2]);
+    const vertical = Math.abs(a.top - b.top) >= Math.abs(a.left - b.left);
+    const first = vertical ? (a.top <= b.top ? 0 : 1) : (a.left <= b.left ? 0 : 1);
+    alike.forEach(([id, info], index) => {
+      const where = vertical ? (index === first ? "top" : "bottom") : (index === first ? "left" : "right");
+      const before = `【${id}†${escapeMarker(short(info.label))}`;
+      const at = out.findIndex((piece) => piece.includes(before));
+      if (at >= 0) out[at] = out[at].replace(before, `${before} (${where})`);
+      info.position = where;
+    });
+  }
+  // Whether a point of the element away from its centre is not covered (a click goes there; see actions.py).
+  const partlyVisible = (el, r) => {
+    const steps = [0.3, 0.7, 0.1, 0.9, 0.5];
+    for (const fy of steps) for (const fx of steps) {
+      const x = r.left + r.width * fx, y = r.top + r.height * fy;
+      if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
+      const hit = document.elementFromPoint(x, y);
+      if (hit && (el.contains(hit) || hit.contains(el))) return true;
+    }
+    return false;
+  };
   // An element on top of marked ones (a cover, a modal) is named first: it must be dealt with before them.
   const covers = new Map();
   for (const [id, info] of Object.entries(controls)) {
@@ -240,7 +296,7 @@
     const r = el.getBoundingClientRect();
     if (!r.width || !r.height || r.bottom < 0 || r.right < 0 || r.top > innerHeight || r.left > innerWidth) continue;
     const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-    if (!hit || el.contains(hit) || hit.contains(el)) continue;
+    if (!hit || el.contains(hit) || hit.contains(el) || partlyVisible(el, r)) continue;
     const cover = hit.closest("[data-harmony-id]") || hit;
     const coverId = cover.getAttribute("data-harmony-id");
     if (coverId !== null && coverId === id) continue;

@@ -22,7 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
-from harmony_agent.tools.browser.engine import BrowserEngine, BrowserSession, Snapshot
+from harmony_agent.tools.browser.engine import ACTION_DOM_QUIET, BrowserEngine, BrowserSession, Snapshot
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.search import SearchBackend
 from harmony_agent.tools.browser.view import Page, escape_marker_text, escape_text, find, render, wrap_text
@@ -63,15 +63,21 @@ ACTIONS = [
     ),
     _action(
         "type",
-        "Replaces the text of input `id` with `text`; with `submit` true, presses Enter after it. Shows the page.",
+        "Replaces the text of input `id` with `text`, typed as keys; with `submit` true, presses Enter after it. "
+        "Date and time fields take dates and times as people write them (10/11/2011, 8:04 PM). Shows the page.",
         {"id": {"type": "number"}, "text": {"type": "string"}, "submit": {"type": "boolean", "default": False}},
         ["id", "text"],
     ),
     _action(
         "select",
-        "Chooses `option` (its label or value) in select `id`, then shows the page.",
-        {"id": {"type": "number"}, "option": {"type": "string"}},
-        ["id", "option"],
+        "Chooses `option` (its label or value) in select `id`, then shows the page. In a list that allows several, "
+        "one option is added to those chosen; `options`, a list, chooses exactly those.",
+        {
+            "id": {"type": "number"},
+            "option": {"type": "string"},
+            "options": {"type": "array", "items": {"type": "string"}},
+        },
+        ["id"],
     ),
     _action(
         "check",
@@ -81,8 +87,10 @@ ACTIONS = [
     ),
     _action(
         "press",
-        "Presses a key or chord on the focused element, like `Enter`, `Tab`, `Escape` or `Control+A`.",
-        {"key": {"type": "string"}},
+        "Presses a key or chord, like `Enter`, `Tab`, `Escape` or `Control+A`, or several in turn separated by "
+        "spaces (`ArrowDown ArrowDown Enter`; `ArrowUp*5` presses it 5 times), on element `id` if given (focused "
+        "first), else on the focused element. Shows the page.",
+        {"key": {"type": "string"}, "id": {"type": "number"}},
         ["key"],
     ),
     _action("back", "Goes back to the previous page in this tab's history, and shows it.", {}, []),
@@ -109,6 +117,21 @@ def _number(arguments: dict[str, Any], name: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
         raise ToolError(f"`{name}` must be a whole number, got {value!r}")
     return int(value)
+
+
+def _select_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``option`` (one label or value: added to the chosen ones of a list that allows several) or ``options``
+    (a list: exactly those). A list given as ``option`` counts as ``options``."""
+    one, several = arguments.get("option"), arguments.get("options")
+    if isinstance(one, list) and several is None:
+        one, several = None, one
+    if several is not None:
+        if not isinstance(several, list) or not several or not all(isinstance(o, str) for o in several):
+            raise ToolError("select's `options` is a non-empty list of labels or values")
+        return {"options": several, "add": False}
+    if not isinstance(one, str):
+        raise ToolError("select needs `option`, the label or value to choose (or `options`, a list of them)")
+    return {"options": [one], "add": True}
 
 
 class BrowserTool(Tool):
@@ -172,6 +195,9 @@ class BrowserTool(Tool):
         self.session: BrowserSession | None = None
         self._live: Page | None = None
         self._searches = 0
+        #: Seconds each part of the last ``open`` by URL took: goto, settle, snapshot (the page script), extract
+        #: (reader mode and lines), render (the view). ``benchmarks/browser.py`` prints them.
+        self.timings: dict[str, float] = {}
 
     def fresh(self) -> BrowserTool:
         """A new BrowserTool for another session: the same backend, policy and settings; its own context and cursor stack."""
@@ -286,8 +312,7 @@ class BrowserTool(Tool):
         page = self._page_at(arguments)
         if link_id == -1:  # scroll the page at the cursor; on the live page, read it again as it is now
             if page is self._live and self.session is not None and self.session.page is not None:
-                await self.session.settle()
-                page = self._page_from(await self.session.snapshot(want_html=self.reader_mode))
+                page = self._page_from(await self.session.snapshot(want_html=self.reader_mode, settle_for=0))
             return await self._show(page, max(loc, 0), num_lines)
         if page.source == "find" and link_id in page.links and page.parent is not None:
             return await self._show(page.parent, loc if loc >= 0 else page.link_lines[link_id], num_lines)
@@ -307,8 +332,9 @@ class BrowserTool(Tool):
         if "://" not in url and not url.startswith(("about:", "data:", "blob:", "javascript:", "file:", "chrome:")):
             url = "https://" + url
         session = await self._session()
-        await session.goto(url)
+        await session.goto(url, settle=False)
         if view_source:
+            await session.settle()
             html = await session.page.content()
             return Page(
                 url=session.page.url,
@@ -316,7 +342,11 @@ class BrowserTool(Tool):
                 lines=wrap_text(escape_marker_text(html)),
                 source="source",
             )
-        return self._page_from(await session.snapshot(want_html=self.reader_mode))
+        snapshot = await session.snapshot(want_html=self.reader_mode, settle_for=0)
+        started = time.perf_counter()
+        page = self._page_from(snapshot)
+        self.timings = {**session.timings, "extract": time.perf_counter() - started}
+        return page
 
     # -- actions -----------------------------------------------------------
 
@@ -343,15 +373,17 @@ class BrowserTool(Tool):
                 raise ToolError("type needs `text`, a string")
             options = {"text": text, "submit": bool(arguments.get("submit", False))}
         elif name == "select":
-            if not isinstance(arguments.get("option"), str):
-                raise ToolError("select needs `option`, the label or value to choose")
-            options = {"option": arguments["option"]}
+            options = _select_options(arguments)
         elif name == "check":
             options = {"checked": bool(arguments.get("checked", True))}
         elif name == "press":
             if not isinstance(arguments.get("key"), str) or not arguments["key"]:
-                raise ToolError("press needs `key`, like Enter or Control+A")
+                raise ToolError("press needs `key`, like Enter, Control+A or `ArrowDown ArrowDown Enter`")
             options = {"key": arguments["key"]}
+            if arguments.get("id") is not None:
+                element_id = _number(arguments, "id", -1)
+                if element_id not in self._live.controls and element_id not in self._live.links:
+                    raise ToolError(f"the latest page view has no element {element_id}")
         elif name == "scroll":
             options = {"pixels": _number(arguments, "pixels", 2000)}
         elif name == "wait":
@@ -359,8 +391,9 @@ class BrowserTool(Tool):
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 10:
                 raise ToolError("wait takes `seconds`, a number from 0 to 10")
             options = {"seconds": float(seconds)}
-        await session.act(name, element_id, **options)
-        return await self._show(self._page_from(await session.snapshot(want_html=self.reader_mode)), 0, None)
+        await session.act(name, element_id, settle=False, **options)
+        snapshot = await session.snapshot(want_html=self.reader_mode, settle_for=ACTION_DOM_QUIET)
+        return await self._show(self._page_from(snapshot), 0, None)
 
     # -- pages and views -----------------------------------------------------
 
@@ -402,6 +435,9 @@ class BrowserTool(Tool):
             include_tables=True,
             include_images=False,
             include_comments=False,
+            # Without the fallback extractors (readability, jusText): the same text on the pages measured, in
+            # about a twentieth of the time (29 ms against 1.6 ms a page), the largest part of an open after goto.
+            fast=True,
         )
         if not extracted or len(extracted) < ARTICLE_MIN_CHARS:
             return None
@@ -430,7 +466,9 @@ class BrowserTool(Tool):
     async def _show(self, page: Page, loc: int, num_lines: int | None) -> ToolResult:
         self.stack.append(page)
         cursor = len(self.stack) - 1
+        started = time.perf_counter()
         display = render(page, cursor, max(loc, 0), num_lines, self.view_tokens, self.count_tokens)
+        self.timings["render"] = time.perf_counter() - started
         images: tuple[str, ...] = ()
         notes: list[str] = []
         if self.session is not None:

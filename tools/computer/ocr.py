@@ -18,6 +18,7 @@ import functools
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -238,3 +239,90 @@ def engine(name: str = "tesseract", **options: Any) -> OcrEngine:
     if name == "rapidocr":
         return RapidOcr()
     raise ValueError(f"unknown OCR engine {name!r}; use 'tesseract' or 'rapidocr'")
+
+
+# -- symbols the language models cannot write ----------------------------------------------------------------------
+
+#: Neither tesseract model (``Latin``, ``eng``) has ``×`` or ``→`` among its characters, and ``Latin`` drops Ñ's
+#: small tilde at UI sizes, so they come back as ``x``, ``>`` and ``N``. These are told apart by the glyph's shape
+#: in the pixels: a × floats above the baseline the digits beside it sit on; an arrow is wider than tall with a
+#: shaft across it; an Ñ has a separate mark above its body.
+SUSPECT = re.compile(r"[x>N]")
+
+
+def _runs(flags: Any) -> list[tuple[int, int]]:
+    """Runs of true values as (first, last) index pairs."""
+    runs, start = [], None
+    for index, flag in enumerate(flags):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            runs.append((start, index - 1))
+            start = None
+    if start is not None:
+        runs.append((start, len(flags) - 1))
+    return runs
+
+
+def correct_symbols(image: Any, words: list[Word]) -> list[Word]:
+    """``words`` read from ``image`` (dark text on light, the pixels OCR saw), with ``×``, ``→`` and ``Ñ`` put back
+    where the glyphs show them. A word whose glyphs cannot be told apart one by one is left as it was read."""
+    if not any(SUSPECT.search(word[0]) for word in words):
+        return words
+    import numpy
+
+    pixels = numpy.asarray(image.convert("L"))
+    return [_corrected(pixels, word) if SUSPECT.search(word[0]) else word for word in words]
+
+
+def _corrected(pixels: Any, word: Word) -> Word:
+    text, left, top, width, height, confidence = word
+    lift = max(2, int(height * 0.45))  # room above the box for a mark tesseract left out of it
+    crop = pixels[max(top - lift, 0) : top + height, left : left + width] < 128
+    shift = top - max(top - lift, 0)
+    glyphs = _runs(crop[shift:].any(axis=0))
+    letters = [c for c in text if not c.isspace()]
+    if len(glyphs) != len(letters) or not glyphs:
+        return word
+    body = crop[shift:]
+    rows = [_runs(body[:, a : b + 1].any(axis=1)) for a, b in glyphs]
+    spans = [(r[0][0], r[-1][1]) if r else (0, 0) for r in rows]
+    digits = [spans[i] for i, c in enumerate(letters) if c.isdigit()]
+    baseline = max((bottom for _, bottom in digits), default=None)
+    tall = max((bottom - top_row + 1 for top_row, bottom in digits), default=0)
+    fixed = list(letters)
+    for index, char in enumerate(letters):
+        a, b = glyphs[index]
+        glyph_top, glyph_bottom = spans[index]
+        glyph_height = glyph_bottom - glyph_top + 1
+        wide = tall * 0.5  # a gap this wide between glyphs is a space tesseract left out
+        apart = (index == 0 or a - glyphs[index - 1][1] > wide) and (
+            index == len(glyphs) - 1 or glyphs[index + 1][0] - b > wide
+        )
+        if char == "x" and baseline is not None and apart and baseline - glyph_bottom >= 0.06 * tall:
+            fixed[index] = "×"  # a word of its own between numbers, floating above their baseline
+        elif char == ">" and (b - a + 1) >= 1.3 * glyph_height:
+            shaft = body[glyph_top : glyph_bottom + 1, a : b + 1]
+            if max((last - first + 1 for row in shaft for first, last in _runs(row)), default=0) >= 0.6 * (b - a + 1):
+                fixed[index] = "→"
+        elif char == "N":  # the body is the tallest run of rows; a small run just above it is a mark
+            parts = _runs(crop[:, a : b + 1].any(axis=1))
+            if len(parts) >= 2:
+                main = max(range(len(parts)), key=lambda i: parts[i][1] - parts[i][0])
+                body_height = parts[main][1] - parts[main][0] + 1
+                if main > 0:
+                    mark = parts[main - 1]
+                    small = mark[1] - mark[0] + 1 <= 0.4 * body_height
+                    if small and parts[main][0] - mark[1] - 1 <= 0.5 * body_height:
+                        fixed[index] = "Ñ"
+    if fixed == letters:
+        return word
+    if tall and " " not in text:  # put back the spaces tesseract dropped around the symbol (3x4=12: 3 × 4 = 12)
+        pieces = [fixed[0]]
+        for index in range(1, len(fixed)):
+            pieces.append((" " if glyphs[index][0] - glyphs[index - 1][1] > tall * 0.5 else "") + fixed[index])
+        return ("".join(pieces), left, top, width, height, confidence)
+    rebuilt, letter = [], iter(fixed)
+    for char in text:
+        rebuilt.append(char if char.isspace() else next(letter))
+    return ("".join(rebuilt), left, top, width, height, confidence)

@@ -21,7 +21,7 @@ from typing import Any
 
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer.elements import Element, from_pixels, from_window_tree
-from harmony_agent.tools.computer.ocr import OcrEngine, Tesseract
+from harmony_agent.tools.computer.ocr import OcrEngine, Tesseract, correct_symbols
 
 #: Glyphs OCR reads off widget borders and separators; a "word" made only of these is not text.
 BORDERS = "|¦│"
@@ -55,9 +55,17 @@ class Screen:
     """Reads one display: windows, pixels and text."""
 
     def __init__(
-        self, display: VirtualDisplay, *, scale: int = 2, min_confidence: float = 40.0, ocr: OcrEngine | None = None
+        self,
+        display: VirtualDisplay,
+        *,
+        scale: int = 2,
+        min_confidence: float = 40.0,
+        ocr: OcrEngine | None = None,
+        symbols: bool = True,
     ) -> None:
+        """``symbols``: put back ×, → and Ñ where the glyphs show them (see ``ocr.correct_symbols``)."""
         self.display = display
+        self.symbols = symbols
         self.ocr = ocr or Tesseract()
         self.scale = scale
         self.min_confidence = min_confidence
@@ -139,9 +147,12 @@ class Screen:
         shot = self.grab(region)
         self.last_grab = (shot, (left, top))
         image = self.prepare(shot)
+        words = self.ocr.words(image)
+        if self.symbols:
+            words = correct_symbols(image, words)
         return [
             (text, x // self.scale + left, y // self.scale + top, w // self.scale, h // self.scale)
-            for text, x, y, w, h, confidence in self.ocr.words(image)
+            for text, x, y, w, h, confidence in words
             if confidence >= self.min_confidence and text.strip(BORDERS)
         ]
 

@@ -34,6 +34,14 @@ def miniwob_site():
         ("click-link", 1),
         ("email-inbox", 3),
         ("search-engine", 3),
+        # the controls: a multi-select list, date and time fields written as the page writes them, a terminal
+        # that reads keys, a spinner's icon-only arrows, and two buttons that may overlap
+        ("click-scroll-list", 2),
+        ("enter-date", 1),
+        ("enter-time", 2),
+        ("terminal", 1),
+        ("use-spinner", 2),
+        ("click-button-sequence", 6),  # TWO covers the centre of ONE
     ],
 )
 async def test_the_text_policy_solves_miniwob_episodes_through_the_tool(miniwob_site, task, seed):

@@ -11,10 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from openai_harmony import Message, Role
+from typer.testing import CliRunner
 
 from harmony_agent import Agent, PolicyModel
+from harmony_agent.cli.app import app
+from harmony_agent.cli.options import RunOptions, load_tools
 from harmony_agent.sandboxes.display import VirtualDisplay
+from harmony_agent.toolbox import ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.computer import ComputerTool
 from harmony_agent.tools.computer.screen import merge_words
 from helpers import ROOT
@@ -234,3 +239,65 @@ def test_a_large_accessibility_tree_reads_the_same_batched_as_node_by_node():
     assert len(batched) == 121  # the frame and its 120 buttons and check boxes
     assert [n.describe() for n in batched] == [n.describe() for n in walked]
     assert {n.role for n in batched} == {"frame", "push button", "check box"}
+
+
+# -- the display's sandbox from the command line -------------------------------------------------------
+
+
+def test_the_desktop_sandbox_flag_reaches_the_display_and_a_wrong_one_is_refused():
+    (tool,) = build_tools(["computer"], ToolOptions(desktop_sandbox="bubblewrap"))
+    assert tool.display.sandbox == "bubblewrap" and tool.fresh().display.sandbox == "bubblewrap"
+    assert build_tools(["computer"], ToolOptions())[0].display.sandbox == "none"
+    with pytest.raises(ToolSpecError, match="--desktop-sandbox: unknown display sandbox 'chroot'"):
+        build_tools(["computer"], ToolOptions(desktop_sandbox="chroot"))
+    runner = CliRunner()
+    assert "--desktop-sandbox" in runner.invoke(app, ["run", "--help"], terminal_width=200).output
+    wrong = runner.invoke(app, ["run", "hello", "-t", "computer", "--desktop-sandbox", "chroot", "--yes"])
+    assert wrong.exit_code != 0 and "desktop_sandbox" in wrong.output, wrong.output
+    (tool,) = load_tools(["computer"], RunOptions(desktop_sandbox="docker"))
+    assert tool.display.sandbox == "docker"
+
+
+# -- symbols tesseract's models cannot write -------------------------------------------------------------
+
+SYMBOLS_APP = """
+import sys, tkinter as tk
+root = tk.Tk(); root.title("Symbols"); root.configure(background="#ffffff")
+texts = ["3 × 4 = 12", "Ñandú", "1920x1080", "Nando", "a > b", "Total 2 x 3 boxes"]
+for row, text in enumerate(texts):
+    tk.Label(root, text=text, font=("DejaVu Sans", 11), background="#ffffff", foreground="#111111").grid(
+        row=row, column=0, sticky="w", padx=10, pady=2)
+tk.Button(root, text="Next →", font=("DejaVu Sans", 10, "bold")).grid(row=len(texts), column=0, padx=12, pady=8)
+root.after(300, lambda: open(sys.argv[1], "w").close())
+root.mainloop()
+"""
+
+
+def test_times_arrows_and_enye_are_read_from_the_glyphs_and_look_alikes_are_left_alone(tmp_path):
+    """tesseract's models have no × or →, and drop Ñ's tilde: read as x, > and N until the glyphs are checked."""
+    require("desktop")
+    from harmony_agent.tools.computer.screen import Screen
+
+    ready = tmp_path / "ready"
+    display = VirtualDisplay(800, 500, accessibility=False).start()
+    try:
+        app = display.launch([sys.executable, "-c", SYMBOLS_APP, str(ready)])
+        assert wait_for_file(ready)
+        time.sleep(0.3)
+        screen, plain = Screen(display), Screen(display, symbols=False)
+        window = next(w for w in screen.windows() if w.focused)
+        region = (window.x, window.y, window.width, window.height)
+        corrected = [line.text for line in screen.read_text(region)]
+        as_read = [line.text for line in plain.read_text(region)]
+        app.terminate()
+        screen.close()
+        plain.close()
+    finally:
+        display.stop()
+    for text in ("3 × 4 = 12", "Next →"):
+        assert text in corrected, corrected
+        assert text not in as_read, as_read  # what the correction is for
+    assert "Ñandú" in corrected, corrected  # read as Nandú on the benchmark's pages (two columns)
+    # a lowercase x on the baseline, an N with nothing above it and a plain > stay as they are
+    assert "1920x1080" in corrected and "Nando" in corrected and "Total 2 x 3 boxes" in corrected, corrected
+    assert not any("→" in line for line in corrected if line.startswith("a")), corrected
