@@ -74,7 +74,7 @@ class Run:
     async def _finish(self) -> None:
         conversation, builder = self.plan.conversation, self.builder
         conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
-        _, said = responses_entries([item for item in builder.output if item.get("type") != "tool_call"])
+        _, said = responses_entries(builder.output)
         conversation.keys = self.plan.keys + keys(said)
         result = conversation.session.last_result
         stored = Stored(conversation, result, builder.response()) if self.keep and result is not None else None
