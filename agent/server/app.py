@@ -1,13 +1,14 @@
-"""``harmony-agent serve``: the agent behind OpenAI's Responses API, on Starlette and uvicorn.
+"""``harmony-agent serve``: the agent behind OpenAI's Responses API and Chat Completions, on Starlette and uvicorn.
 
-Each conversation (a request without ``previous_response_id``) gets an
-agent of its own (the client's instructions, reasoning effort and function
-tools; the server's built-in tools) and one session: its own sandbox,
-browser context and display. A request that continues a conversation runs
-in that session, so a local model's KV cache is reused instead of
-re-prefilled. Functions the client declared pause the turn: they come back
-as ``function_call`` items, and the client's ``function_call_output`` items
-go on with it.
+Each conversation gets an agent of its own (the client's instructions,
+reasoning effort and function tools; the server's built-in tools) and one
+session: its own sandbox, browser context and display. A request continues
+a conversation in its session (by ``previous_response_id``, or by sending
+back exactly what it has said and heard: see ``conversations.py``), so
+python's variables are kept and a local model's KV cache is reused instead
+of re-prefilled. Functions the client declared pause the turn: they come
+back as ``function_call`` items (``tool_calls``), and the client's outputs
+go on with it. Every request first passes the guard (``guard.py``).
 """
 
 from __future__ import annotations
@@ -49,32 +50,35 @@ from harmony_agent.transcript import transcript_line
 log = logging.getLogger("harmony_agent.server")
 
 
-def create_app(config: ServerConfig) -> Starlette:
-    """The ASGI app: ``POST /v1/responses``, ``GET /v1/models``, ``GET /`` (the chat page), ``GET /info``."""
-    store = ConversationStore(config.max_conversations)
-    screenshots = Screenshots()
-    approvals = Approvals()
+class Api:
+    """The routes of one server: its conversations, published screenshots and open approval requests."""
 
-    def unauthorized(request: Request) -> Response | None:
-        if config.api_key is None:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = ConversationStore(config.max_conversations)
+        self.screenshots = Screenshots()
+        self.approvals = Approvals()
+
+    def unauthorized(self, request: Request) -> Response | None:
+        if self.config.api_key is None:
             return None
         given = request.headers.get("authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {config.api_key}".encode()):
+        if hmac.compare_digest(given.encode(), f"Bearer {self.config.api_key}".encode()):
             return None
         return error_response(401, "invalid or missing API key (send Authorization: Bearer KEY)", "invalid_api_key")
 
-    async def models(request: Request) -> Response:
-        if (denied := unauthorized(request)) is not None:
+    async def models(self, request: Request) -> Response:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         return JSONResponse(
             {
                 "object": "list",
-                "data": [{"id": config.model.name, "object": "model", "created": 0, "owned_by": "harmony-agent"}],
+                "data": [{"id": self.config.model.name, "object": "model", "created": 0, "owned_by": "harmony-agent"}],
             }
         )
 
-    async def responses(request: Request) -> Response:
-        if (denied := unauthorized(request)) is not None:
+    async def responses(self, request: Request) -> Response:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
             body = await request.json()
@@ -82,19 +86,19 @@ def create_app(config: ServerConfig) -> Starlette:
             return error_response(400, "the request body is not JSON")
         try:
             req = ResponsesRequest.parse(body)
-            plan = _prepare(config, store, req, approvals)
+            plan = _prepare(self.config, self.store, req, self.approvals)
         except RequestError as exc:
             return error_response(400, str(exc))
         except LookupError as exc:
             return error_response(404, str(exc), "not_found")
         builder = ResponseBuilder(
             response_id=new_id("resp"),
-            model=config.model.name,
+            model=self.config.model.name,
             request=req,
             client_functions=plan.conversation.client_functions,
-            publish=screenshots.publish,
+            publish=self.screenshots.publish,
         )
-        run = Run(store, plan, builder, keep=req.store, ask=req.stream)
+        run = Run(self.store, plan, builder, keep=req.store, ask=req.stream)
         if (refused := await run.begin()) is not None:
             return refused
         if req.stream:
@@ -103,9 +107,9 @@ def create_app(config: ServerConfig) -> Starlette:
         await run.complete()
         return JSONResponse(builder.response())
 
-    async def chat(request: Request) -> Response:
+    async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions`` (see ``chat_completions.py``)."""
-        if (denied := unauthorized(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
             body = await request.json()
@@ -113,17 +117,17 @@ def create_app(config: ServerConfig) -> Starlette:
             return error_response(400, "the request body is not JSON")
         try:
             req = ChatRequest.parse(body)
-            plan = plan_chat(config, store, approvals, req)
+            plan = plan_chat(self.config, self.store, self.approvals, req)
         except RequestError as exc:
             return error_response(400, str(exc))
         builder = ResponseBuilder(
             response_id=new_id("resp"),
-            model=config.model.name,
+            model=self.config.model.name,
             request=req.as_responses_request(),
             client_functions=plan.conversation.client_functions,
-            publish=screenshots.publish,
+            publish=self.screenshots.publish,
         )
-        run = Run(store, plan, builder, keep=False, ask=False)
+        run = Run(self.store, plan, builder, keep=False, ask=False)
         if (refused := await run.begin()) is not None:
             return refused
         if req.stream:
@@ -134,9 +138,9 @@ def create_app(config: ServerConfig) -> Starlette:
             return error_response(500, (builder.error or {}).get("message", "the model failed"), "server_error")
         return JSONResponse(completion(builder))
 
-    async def approval(request: Request) -> Response:
+    async def approval(self, request: Request) -> Response:
         """``POST /v1/approvals/{id}`` with ``{"approve": true}`` or ``{"approve": false, "reason": "..."}``."""
-        if (denied := unauthorized(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
             body = await request.json()
@@ -145,19 +149,21 @@ def create_app(config: ServerConfig) -> Starlette:
                 raise TypeError
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             return error_response(400, 'send {"approve": true} or {"approve": false, "reason": "why"}')
-        if not approvals.resolve(request.path_params["approval_id"], approve, (reason or "").strip()[:2000] or None):
+        if not self.approvals.resolve(
+            request.path_params["approval_id"], approve, (reason or "").strip()[:2000] or None
+        ):
             return error_response(
                 404, "no such approval request is waiting (answered already, or its run ended)", "not_found"
             )
         return JSONResponse({"approval_id": request.path_params["approval_id"], "approved": approve})
 
-    async def download(request: Request) -> Response:
+    async def download(self, request: Request) -> Response:
         """A stored response's run as its HTML report or its transcript (JSON lines of the run's events)."""
-        if (denied := unauthorized(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         response_id, kind = request.path_params["response_id"], request.path_params["kind"]
         try:
-            result = store.get(response_id).result
+            result = self.store.get(response_id).result
         except LookupError as exc:
             return error_response(404, str(exc), "not_found")
         if kind == "report.html":
@@ -172,57 +178,62 @@ def create_app(config: ServerConfig) -> Starlette:
             )
         return error_response(404, "ask for report.html or transcript.jsonl", "not_found")
 
-    async def retrieve(request: Request) -> Response:
+    async def retrieve(self, request: Request) -> Response:
         """``GET /v1/responses/{id}``: a stored response object, as ``client.responses.retrieve(id)`` reads it."""
-        if (denied := unauthorized(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
-            return JSONResponse(store.get(request.path_params["response_id"]).response)
+            return JSONResponse(self.store.get(request.path_params["response_id"]).response)
         except LookupError as exc:
             return error_response(404, str(exc), "not_found")
 
-    async def page(request: Request) -> Response:
+    async def page(self, request: Request) -> Response:
         html = resources.files("harmony_agent.server").joinpath("page.html").read_text(encoding="utf-8")
         return HTMLResponse(html)
 
-    async def info(request: Request) -> Response:
+    async def info(self, request: Request) -> Response:
         """What the page needs to know: the model, the tools it may offer, whether a key is required."""
         return JSONResponse(
             {
-                "model": config.model.name,
-                "tools": sorted(config.builtin_tools),
-                "auth": config.api_key is not None,
-                "approve": config.approve,
+                "model": self.config.model.name,
+                "tools": sorted(self.config.builtin_tools),
+                "auth": self.config.api_key is not None,
+                "approve": self.config.approve,
             }
         )
 
-    async def file(request: Request) -> Response:
+    async def file(self, request: Request) -> Response:
         """A screenshot a response linked to, behind the same key as the API (the page fetches it with the key)."""
-        if (denied := unauthorized(request)) is not None:
+        if (denied := self.unauthorized(request)) is not None:
             return denied
-        path = screenshots.get(request.path_params["token"])
+        path = self.screenshots.get(request.path_params["token"])
         if path is None:
             return error_response(404, "no such file", "not_found")
         return FileResponse(path)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
-        await store.close()  # every conversation's sandbox, browser and display go with the server
+        await self.store.close()  # every conversation's sandbox, browser and display go with the server
 
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app: ``POST /v1/responses`` and ``/v1/chat/completions``, ``GET /v1/models``, ``GET /`` (the chat
+    page), ``GET /info``, behind the request guard (``guard.py``)."""
+    api = Api(config)
     app = Starlette(
         routes=[
-            Route("/v1/responses", responses, methods=["POST"]),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/approvals/{approval_id}", approval, methods=["POST"]),
-            Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
-            Route("/v1/responses/{response_id}/{kind}", download, methods=["GET"]),
-            Route("/", page, methods=["GET"]),
-            Route("/info", info, methods=["GET"]),
-            Route("/files/{token}", file, methods=["GET"]),
+            Route("/v1/responses", api.responses, methods=["POST"]),
+            Route("/v1/chat/completions", api.chat, methods=["POST"]),
+            Route("/v1/models", api.models, methods=["GET"]),
+            Route("/v1/approvals/{approval_id}", api.approval, methods=["POST"]),
+            Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}/{kind}", api.download, methods=["GET"]),
+            Route("/", api.page, methods=["GET"]),
+            Route("/info", api.info, methods=["GET"]),
+            Route("/files/{token}", api.file, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=api.lifespan,
         middleware=[
             Middleware(
                 RequestGuard,
@@ -234,8 +245,8 @@ def create_app(config: ServerConfig) -> Starlette:
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    app.state.store = store
-    app.state.screenshots = screenshots
+    app.state.store = api.store
+    app.state.screenshots = api.screenshots
     return app
 
 
