@@ -55,7 +55,7 @@ class Api:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = ConversationStore(config.max_conversations)
+        self.store = ConversationStore(config.max_conversations, config.idle_seconds)
         self.screenshots = Screenshots()
         self.approvals = Approvals()
 
@@ -84,6 +84,7 @@ class Api:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "the request body is not JSON")
+        await self.store.expire_idle()
         try:
             req = ResponsesRequest.parse(body)
             plan = _prepare(self.config, self.store, req, self.approvals)
@@ -115,6 +116,7 @@ class Api:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "the request body is not JSON")
+        await self.store.expire_idle()
         try:
             req = ChatRequest.parse(body)
             plan = plan_chat(self.config, self.store, self.approvals, req)

@@ -270,3 +270,23 @@ def test_stateless_input_errors_are_clear():
             )
         with pytest.raises(openai.BadRequestError, match="item_reference"):
             c.responses.create(model="gpt-oss", input=[{"type": "item_reference", "id": "x"}])
+
+
+def test_conversations_left_idle_are_closed():
+    """A stateless client never says it is done: its conversation (and sandbox) goes after idle_seconds."""
+    import time
+
+    from harmony_agent.server import create_app
+
+    app = create_app(ServerConfig(ScriptedModel([final("one"), final("two"), final("three")]), idle_seconds=1.0))
+    store = app.state.store
+    with running(app) as url:
+        c = client(url)
+        c.responses.create(model="gpt-oss", input="first", store=False)
+        c.responses.create(model="gpt-oss", input="second", store=False)
+        held = list(store._live.values())
+        assert len(held) == 2 and not any(conversation.session.closed for conversation in held)
+        time.sleep(1.5)
+        c.responses.create(model="gpt-oss", input="third", store=False)  # a request sweeps out the idle ones
+        assert all(conversation.session.closed for conversation in held)
+        assert store.held == 1
