@@ -1,13 +1,14 @@
-"""``harmony-agent serve``: the agent behind OpenAI's Responses API, on Starlette and uvicorn.
+"""``harmony-agent serve``: the agent behind OpenAI's Responses API and Chat Completions, on Starlette and uvicorn.
 
-Each conversation (a request without ``previous_response_id``) gets an
-agent of its own (the client's instructions, reasoning effort and function
-tools; the server's built-in tools) and one session: its own sandbox,
-browser context and display. A request that continues a conversation runs
-in that session, so a local model's KV cache is reused instead of
-re-prefilled. Functions the client declared pause the turn: they come back
-as ``function_call`` items, and the client's ``function_call_output`` items
-go on with it.
+Each conversation gets an agent of its own (the client's instructions,
+reasoning effort and function tools; the server's built-in tools) and one
+session: its own sandbox, browser context and display. A request continues
+a conversation in its session (by ``previous_response_id``, or by sending
+back exactly what it has said and heard: see ``conversations.py``), so
+python's variables are kept and a local model's KV cache is reused instead
+of re-prefilled. Functions the client declared pause the turn: they come
+back as ``function_call`` items (``tool_calls``), and the client's outputs
+go on with it. Every request first passes the guard (``guard.py``).
 """
 
 from __future__ import annotations
@@ -49,12 +50,12 @@ from harmony_agent.transcript import transcript_line
 log = logging.getLogger("harmony_agent.server")
 
 
-class _Endpoints:
-    """The routes of one app and the state they share: the conversations, screenshots and approvals."""
+class Api:
+    """The routes of one server: its conversations, published screenshots and open approval requests."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = ConversationStore(config.max_conversations)
+        self.store = ConversationStore(config.max_conversations, config.idle_seconds)
         self.screenshots = Screenshots()
         self.approvals = Approvals()
 
@@ -83,6 +84,7 @@ class _Endpoints:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "the request body is not JSON")
+        await self.store.expire_idle()
         try:
             req = ResponsesRequest.parse(body)
             plan = _prepare(self.config, self.store, req, self.approvals)
@@ -114,6 +116,7 @@ class _Endpoints:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "the request body is not JSON")
+        await self.store.expire_idle()
         try:
             req = ChatRequest.parse(body)
             plan = plan_chat(self.config, self.store, self.approvals, req)
@@ -217,21 +220,22 @@ class _Endpoints:
 
 
 def create_app(config: ServerConfig) -> Starlette:
-    """The ASGI app: the Responses and Chat Completions APIs under ``/v1``, the chat page at ``/``, ``GET /info``."""
-    endpoints = _Endpoints(config)
+    """The ASGI app: ``POST /v1/responses`` and ``/v1/chat/completions``, ``GET /v1/models``, ``GET /`` (the chat
+    page), ``GET /info``, behind the request guard (``guard.py``)."""
+    api = Api(config)
     app = Starlette(
         routes=[
-            Route("/v1/responses", endpoints.responses, methods=["POST"]),
-            Route("/v1/chat/completions", endpoints.chat, methods=["POST"]),
-            Route("/v1/models", endpoints.models, methods=["GET"]),
-            Route("/v1/approvals/{approval_id}", endpoints.approval, methods=["POST"]),
-            Route("/v1/responses/{response_id}", endpoints.retrieve, methods=["GET"]),
-            Route("/v1/responses/{response_id}/{kind}", endpoints.download, methods=["GET"]),
-            Route("/", endpoints.page, methods=["GET"]),
-            Route("/info", endpoints.info, methods=["GET"]),
-            Route("/files/{token}", endpoints.file, methods=["GET"]),
+            Route("/v1/responses", api.responses, methods=["POST"]),
+            Route("/v1/chat/completions", api.chat, methods=["POST"]),
+            Route("/v1/models", api.models, methods=["GET"]),
+            Route("/v1/approvals/{approval_id}", api.approval, methods=["POST"]),
+            Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}/{kind}", api.download, methods=["GET"]),
+            Route("/", api.page, methods=["GET"]),
+            Route("/info", api.info, methods=["GET"]),
+            Route("/files/{token}", api.file, methods=["GET"]),
         ],
-        lifespan=endpoints.lifespan,
+        lifespan=api.lifespan,
         middleware=[
             Middleware(
                 RequestGuard,
@@ -243,8 +247,8 @@ def create_app(config: ServerConfig) -> Starlette:
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    app.state.store = endpoints.store
-    app.state.screenshots = endpoints.screenshots
+    app.state.store = api.store
+    app.state.screenshots = api.screenshots
     return app
 
 

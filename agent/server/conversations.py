@@ -11,13 +11,16 @@ client sent, in a new session: the words are all there, but python
 variables and the like from earlier turns are not.
 
 At most ``max_conversations`` are held; the least recently used is closed
-(its sandbox, browser and display released) to make room.
+(its sandbox, browser and display released) to make room, and one left
+alone for ``idle_seconds`` is closed at the next request (a stateless
+client never says it is done).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,8 @@ class ServerConfig:
     api_key: str | None = None
     max_steps: int = 20
     max_conversations: int = 64
+    #: A conversation no request has used for this long is closed (its sandbox, browser and display released).
+    idle_seconds: float = 3600.0
     #: Every built-in tool call waits for a person's approval on the chat page (see ``approvals.py``).
     approve: bool = False
     #: The address the server is bound to: requests must name it (or localhost, or an allowed host) in Host.
@@ -87,6 +92,9 @@ class Conversation:
     config_key: str = ""
     #: The keys of everything said and heard so far (see ``responses_input.Entry.key``).
     keys: list[tuple[str, ...]] = field(default_factory=list)
+    #: When a request last finished in it (time.monotonic()), and whether one is running in it now.
+    last_used: float = field(default_factory=time.monotonic)
+    running: bool = False
 
 
 @dataclass
@@ -116,8 +124,9 @@ class Plan:
 class ConversationStore:
     """Held conversations (least recently used closed first) and stored responses by id."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, idle_seconds: float = 3600.0) -> None:
         self.limit = limit
+        self.idle_seconds = idle_seconds
         self._live: OrderedDict[int, Conversation] = OrderedDict()
         self._responses: OrderedDict[str, Stored] = OrderedDict()
 
@@ -147,6 +156,7 @@ class ConversationStore:
         self, conversation: Conversation, response_id: str | None = None, stored: Stored | None = None
     ) -> None:
         """Keep ``conversation`` (and, with ``stored``, its response by id); close the oldest past the limit."""
+        conversation.last_used = time.monotonic()
         self._live[id(conversation)] = conversation
         self._live.move_to_end(id(conversation))
         if response_id is not None and stored is not None:
@@ -156,6 +166,15 @@ class ConversationStore:
             for rid in [rid for rid, s in self._responses.items() if s.conversation is oldest]:
                 del self._responses[rid]
             await oldest.session.aclose()
+
+    async def expire_idle(self) -> None:
+        """Close the conversations no request has used for ``idle_seconds`` (oldest first; they are in LRU order)."""
+        now = time.monotonic()
+        while self._live:
+            oldest = next(iter(self._live.values()))
+            if now - oldest.last_used <= self.idle_seconds or oldest.running:
+                return
+            await self.release(oldest)
 
     async def release(self, conversation: Conversation) -> None:
         """Forget and close a conversation (its client went away mid-answer)."""

@@ -338,7 +338,7 @@ class ToolServer:
         from mcp.server.sse import SseServerTransport
         from mcp.server.transport_security import TransportSecuritySettings
         from starlette.applications import Starlette
-        from starlette.responses import Response
+        from starlette.responses import JSONResponse, Response
         from starlette.routing import Mount, Route
 
         security = None
@@ -350,9 +350,21 @@ class ToolServer:
             )
         sse = SseServerTransport("/messages/", security_settings=security)
 
+        streams = 0
+
         async def stream(request: Any) -> Response:
-            async with sse.connect_sse(request.scope, request.receive, request._send) as (read_stream, write_stream):
-                await self.server.run(read_stream, write_stream, self.server.create_initialization_options())
+            nonlocal streams
+            if streams >= self.max_sessions:  # each stream would get tools of its own: refuse before any start
+                return JSONResponse(
+                    {"error": f"Too many open sessions: this server allows {self.max_sessions} SSE streams at once"},
+                    status_code=503,
+                )
+            streams += 1
+            try:
+                async with sse.connect_sse(request.scope, request.receive, request._send) as (reader, writer):
+                    await self.server.run(reader, writer, self.server.create_initialization_options())
+            finally:
+                streams -= 1
             return Response()
 
         routes = [Route("/sse", endpoint=stream, methods=["GET"]), Mount("/messages/", app=sse.handle_post_message)]

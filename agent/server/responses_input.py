@@ -83,7 +83,7 @@ class ClientConversation:
 
     def pending_calls(self) -> list[PendingCall]:
         """The history's function calls still waiting for an output: the new input must answer each."""
-        answered = {e.call_id for e in self.history if e.kind == "output"}
+        answered = {e.call_id for e in self.history if e.kind in ("output", "result")}
         return [
             PendingCall(e.call_id or "", e.recipient or "", e.channel, e.text)
             for e in self.history
@@ -195,12 +195,12 @@ def responses_entries(items: Sequence[Any]) -> tuple[list[str], list[Entry]]:
             if not isinstance(call_id, str):
                 raise RequestError("a function_call_output item needs its call_id")
             entries.append(Entry("output", output_text(item.get("output")), call_id=call_id))
-        elif kind in ("code_interpreter_call", "web_search_call"):
+        elif kind in ("code_interpreter_call", "web_search_call", "tool_call"):
             entries += _server_tool_entries(kind, item)
         else:
             raise RequestError(
                 f"input items of type {kind!r} are not supported: send message, reasoning, function_call, "
-                "function_call_output, code_interpreter_call or web_search_call items"
+                "function_call_output, code_interpreter_call, web_search_call or tool_call items"
             )
     return instructions, entries
 
@@ -217,10 +217,16 @@ def _reasoning_text(item: dict[str, Any]) -> str:
 
 
 def _server_tool_entries(kind: str, item: dict[str, Any]) -> list[Entry]:
-    """A code_interpreter_call or web_search_call this server made: the call and its result."""
+    """A code_interpreter_call, web_search_call or tool_call this server made: the call and its result."""
     item_id = item.get("id")
     if not isinstance(item_id, str):
         raise RequestError(f"a {kind} item needs its id")
+    if kind == "tool_call":  # another of this server's tools (the computer): its recipient, arguments and output
+        name, arguments, output = item.get("name"), item.get("arguments"), item.get("output")
+        if not isinstance(name, str) or not name:
+            raise RequestError("a tool_call item needs its name")
+        call = Entry("call", arguments if isinstance(arguments, str) else "", "commentary", name, item_id)
+        return [call, Entry("result", output if isinstance(output, str) else "", call_id=item_id)]
     if kind == "code_interpreter_call":
         code = item.get("code")
         outputs = item.get("outputs") or []

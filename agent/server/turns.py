@@ -43,6 +43,7 @@ class Run:
                 plan.task, previous=plan.previous, tool_outputs=plan.outputs or None
             )
             self.first = await self.events.__anext__()
+            conversation.running = True
         except SessionBusyError:  # another request's stream owns the gate: leave it be
             return error_response(
                 409, "this conversation is answering another request; wait for it to finish", "conflict"
@@ -73,8 +74,9 @@ class Run:
 
     async def _finish(self) -> None:
         conversation, builder = self.plan.conversation, self.builder
+        conversation.running = False
         conversation.call_ids.update({client: loop for loop, client in builder.client_call_ids.items()})
-        _, said = responses_entries([item for item in builder.output if item.get("type") != "tool_call"])
+        _, said = responses_entries(builder.output)
         conversation.keys = self.plan.keys + keys(said)
         result = conversation.session.last_result
         stored = Stored(conversation, result, builder.response()) if self.keep and result is not None else None
@@ -120,4 +122,5 @@ class Run:
                 with contextlib.suppress(BaseException):
                     await running
                 await self.events.aclose()
+                self.plan.conversation.running = False
                 await self.store.release(self.plan.conversation)

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "python_sandbox": ("target bubblewrap", ["bubblewrap"], []),
     "screen_reading": ("this merge", ["desktop"], []),
     "server": ("overhead vs in-process", [], ["uvicorn", "openai"]),
+    "server_clients": ("stateless, not held", [], ["uvicorn", "openai"]),
 }
 
 

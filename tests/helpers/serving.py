@@ -12,13 +12,17 @@ from helpers.processes import free_port
 
 @contextmanager
 def running(config, **options) -> Iterator[str]:
-    """Serve ``create_app(config)`` on a free port; yields the base URL (``http://127.0.0.1:PORT/v1``)."""
+    """Serve ``create_app(config)`` (or ``config``, an app already made) on a free port; yields the base URL
+    (``http://127.0.0.1:PORT/v1``)."""
     import uvicorn
 
     from harmony_agent.server import create_app
 
     port = free_port()
-    app = create_app(config, **options) if options else create_app(config)
+    if hasattr(config, "state"):  # an app already made, whose state the test inspects
+        app = config
+    else:
+        app = create_app(config, **options) if options else create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

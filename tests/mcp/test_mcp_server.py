@@ -316,3 +316,49 @@ async def test_http_sessions_that_go_away_without_closing_are_released_and_cappe
         web.should_exit = True
         thread.join(20)
     assert not any(tool.sandbox.started for tool in made)
+
+
+async def test_sse_streams_past_the_cap_are_refused():
+    import threading
+
+    import anyio
+    import httpx
+    import uvicorn
+    from mcp.client.sse import sse_client
+
+    kind = sandbox_kind()
+    made: list[PythonTool] = []
+
+    def python() -> PythonTool:
+        made.append(PythonTool(kind))
+        return made[-1]
+
+    server = ToolServer({"python": python}, max_sessions=1)
+    made.clear()
+    port = free_port()
+    web = uvicorn.Server(uvicorn.Config(server.sse_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    while not web.started:
+        await anyio.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/sse"
+    try:
+        async with Client(sse_client(url), mode="legacy") as first:
+            assert text(await first.call_tool("python", {"code": "print(7)"})) == "7"
+            async with httpx.AsyncClient(timeout=10) as http:
+                refused = await http.get(url)
+            assert refused.status_code == 503 and "Too many open sessions" in refused.text
+        # The first stream closed: there is room again once the server has seen it go.
+        deadline = anyio.current_time() + 20
+        while True:
+            try:
+                async with Client(sse_client(url), mode="legacy") as again:
+                    assert text(await again.call_tool("python", {"code": "print(8)"})) == "8"
+                break
+            except Exception:
+                assert anyio.current_time() < deadline, "the closed stream still counts against the cap"
+                await anyio.sleep(0.5)
+    finally:
+        web.should_exit = True
+        thread.join(20)
+    assert len(made) == 2 and not any(tool.sandbox.started for tool in made)

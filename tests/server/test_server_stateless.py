@@ -208,6 +208,7 @@ def test_a_rebuilt_conversation_renders_every_item_kind():
                 "phase": "final_answer",
                 "content": [{"type": "output_text", "text": "It is 3C.", "annotations": [], "logprobs": []}],
             },
+            {"role": "user", "content": "And now?"},  # a turn without a final answer keeps its analysis
             {
                 "type": "code_interpreter_call",
                 "id": "ci_1",
@@ -222,7 +223,15 @@ def test_a_rebuilt_conversation_renders_every_item_kind():
                 "status": "completed",
                 "action": {"type": "search", "query": "q"},
             },
-            {"role": "user", "content": "And now?"},
+            {
+                "type": "tool_call",
+                "id": "tc_1",
+                "name": "functions.observe",
+                "arguments": "{}",
+                "output": "Screen 1280x800.",
+                "status": "completed",
+            },
+            {"role": "user", "content": "Go on"},
         ]
         reply = client(url).responses.create(model="gpt-oss", input=items, tools=[WEATHER])
         assert reply.output_text == "Done."
@@ -236,7 +245,11 @@ def test_a_rebuilt_conversation_renders_every_item_kind():
     )
     assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>3C<|end|>" in prompt
     assert "<|start|>assistant<|channel|>final<|message|>It is 3C.<|end|>" in prompt
-    assert prompt.endswith("<|start|>user<|message|>And now?<|end|><|start|>assistant")
+    assert "<|start|>assistant to=python<|channel|>analysis<|message|>print(1)<|call|>" in prompt
+    assert "<|start|>python to=assistant<|channel|>analysis<|message|>1<|end|>" in prompt
+    assert '<|start|>assistant to=browser.search<|channel|>analysis<|message|>{"query": "q"}<|call|>' in prompt
+    assert "<|start|>functions.observe to=assistant<|channel|>commentary<|message|>Screen 1280x800.<|end|>" in prompt
+    assert prompt.endswith("Screen 1280x800.<|end|><|start|>user<|message|>Go on<|end|><|start|>assistant")
 
 
 def test_stateless_input_errors_are_clear():
@@ -257,3 +270,23 @@ def test_stateless_input_errors_are_clear():
             )
         with pytest.raises(openai.BadRequestError, match="item_reference"):
             c.responses.create(model="gpt-oss", input=[{"type": "item_reference", "id": "x"}])
+
+
+def test_conversations_left_idle_are_closed():
+    """A stateless client never says it is done: its conversation (and sandbox) goes after idle_seconds."""
+    import time
+
+    from harmony_agent.server import create_app
+
+    app = create_app(ServerConfig(ScriptedModel([final("one"), final("two"), final("three")]), idle_seconds=1.0))
+    store = app.state.store
+    with running(app) as url:
+        c = client(url)
+        c.responses.create(model="gpt-oss", input="first", store=False)
+        c.responses.create(model="gpt-oss", input="second", store=False)
+        held = list(store._live.values())
+        assert len(held) == 2 and not any(conversation.session.closed for conversation in held)
+        time.sleep(1.5)
+        c.responses.create(model="gpt-oss", input="third", store=False)  # a request sweeps out the idle ones
+        assert all(conversation.session.closed for conversation in held)
+        assert store.held == 1
