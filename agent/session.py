@@ -327,7 +327,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
-        if self._started or self._owned:
+        if self._owned:
             await self._runtime.run_async(self._close_tools())
 
     def close(self) -> None:
@@ -335,7 +335,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
-        if self._started or self._owned:
+        if self._owned:
             self._runtime.run(self._close_tools())
 
     async def _close_tools(self) -> None:

@@ -97,7 +97,7 @@ class ChromiumCounter:
                     # A browser process is Playwright's driver's child (Chromium's own children, a moment
                     # after fork, still carry the browser's name and arguments).
                     parent = child.parent()
-                    if "chrom" in child.name() and parent is not None and "chrom" not in parent.name():
+                    if "chrom" in child.name() and parent is not None and parent.name().startswith("node"):
                         now.add(child.pid)
                 except psutil.Error:
                     continue

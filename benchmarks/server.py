@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import openai
+import psutil
 import uvicorn
 
 from harmony_agent import Agent, PolicyModel
@@ -113,7 +114,11 @@ async def load(url: str, clients: int) -> tuple[float, list[float], list[float]]
     return clients * REQUESTS_PER_CLIENT / elapsed, first_tokens, totals
 
 
-def in_process(n: int = 40) -> float:
+def in_process(n: int = 40) -> tuple[float, float]:
+    """The same run in process: median wall time of ``session.run``, and the CPU time per run of the runtime's
+    thread, where the turn runs (measured there: this process has other busy threads, such as OpenMP's)."""
+    from harmony_agent.runtime import runtime
+
     agent = Agent(PolicyModel(answer))
     times = []
     for _ in range(n):
@@ -122,22 +127,38 @@ def in_process(n: int = 40) -> float:
         session.run("Say something short.")
         times.append(time.perf_counter() - started)
         session.close()
+
+    async def cpu_per_run() -> float:
+        used = 0.0
+        for _ in range(n):
+            session = agent.session()
+            started = time.thread_time()
+            await session.arun("Say something short.")
+            used += time.thread_time() - started
+            await session.aclose()
+        return used / n
+
+    cpu = runtime().run(cpu_per_run())
     agent.close()
-    return statistics.median(times)
+    return statistics.median(times), cpu
 
 
-def raw_client(url: str, n: int = 40) -> float:
-    """One client without the SDK (httpx reading the SSE bytes): the server's own cost per streamed request."""
+def raw_client(url: str, server: ServerProcess, n: int = 40) -> tuple[float, float]:
+    """One client without the SDK (httpx reading the SSE bytes): the server's own cost per streamed request,
+    as median wall time and as the server process's CPU time per request (steadier on a loaded machine)."""
     body = {"model": "gpt-oss", "input": "Say something short.", "stream": True, "store": False}
     times = []
+    process = psutil.Process(server.process.pid)
     with httpx.Client() as client:
+        before = sum(process.cpu_times()[:4])
         for _ in range(n):
             started = time.perf_counter()
             with client.stream("POST", f"{url}/responses", json=body) as response:
                 for _chunk in response.iter_bytes():
                     pass
             times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        cpu = sum(process.cpu_times()[:4]) - before
+    return statistics.median(times), cpu / n
 
 
 def main() -> None:
@@ -153,11 +174,14 @@ def main() -> None:
     server, url = start_server(on_runtime)
     try:
         asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
-        direct = in_process()
-        print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms")
-        raw = raw_client(url)
+        direct, direct_cpu = in_process()
+        print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms, CPU {direct_cpu * 1000:.1f} ms")
+        raw, raw_cpu = raw_client(url, server)
         where = "on the runtime's loop" if on_runtime else "on its own loop"
-        print(f"server ({where}), one raw httpx client, streamed: median {raw * 1000:.1f} ms ({raw / direct:.2f}x)")
+        print(
+            f"server ({where}), one raw httpx client, streamed: median {raw * 1000:.1f} ms ({raw / direct:.2f}x), "
+            f"server CPU {raw_cpu * 1000:.1f} ms per request ({raw_cpu / direct_cpu:.2f}x)"
+        )
         print(
             f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
         )

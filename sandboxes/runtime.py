@@ -30,7 +30,7 @@ Design, and what was weighed (docs/runtime.md says more):
   another loop would find the shared model lock, browser or MCP connection bound
   to a loop that may be blocked or gone. One loop that no caller owns has a
   single rule that always holds; the hop costs tens of microseconds per call
-  (events of a stream are batched per wake-up of the caller's loop).
+  (a stream's events handed over before the caller's loop wakes up travel in one hop).
 - **Isolation** comes from what a session owns (its sandbox, browser context,
   history), not from a thread of its own. The price: a tool that blocks the
   loop stalls every session, so blocking work goes to worker threads
@@ -45,6 +45,7 @@ Design, and what was weighed (docs/runtime.md says more):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -147,10 +148,30 @@ class Runtime:
         caller = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         ended = threading.Event()
+        # Items wait here until the caller's loop wakes up; one wake-up carries every item handed over
+        # before it runs (a burst of events costs one cross-thread call, not one each).
+        waiting: collections.deque[Any] = collections.deque()
+        guard = threading.Lock()
+        wake_pending = False
+
+        def deliver() -> None:  # on the caller's loop
+            nonlocal wake_pending
+            with guard:
+                items = list(waiting)
+                waiting.clear()
+                wake_pending = False
+            for item in items:
+                queue.put_nowait(item)
 
         def hand_over(item: Any) -> None:
+            nonlocal wake_pending
+            with guard:
+                waiting.append(item)
+                if wake_pending:
+                    return
+                wake_pending = True
             try:
-                caller.call_soon_threadsafe(queue.put_nowait, item)
+                caller.call_soon_threadsafe(deliver)
             except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
                 pass
 
