@@ -117,7 +117,7 @@ async def load(url: str, clients: int) -> tuple[float, list[float], list[float]]
 def in_process(n: int = 40) -> tuple[float, float]:
     """The same run in process: median wall time of ``session.run``, and the CPU time per run of the runtime's
     thread, where the turn runs (measured there: this process has other busy threads, such as OpenMP's)."""
-    from harmony_agent.runtime import runtime
+    from harmony_agent.sandboxes.runtime import runtime
 
     agent = Agent(PolicyModel(answer))
     times = []
