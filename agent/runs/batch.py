@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harmony_agent.agent import Agent
-from harmony_agent.runs.checks import CheckOutcome, run_checks
+from harmony_agent.runs.checks import CheckOutcome, check_task
 from harmony_agent.runs.tasks import TaskSpec
 
 #: Builds the agent for one task; the path is where its transcript goes (or None).
@@ -259,7 +259,7 @@ async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | 
                 wall_s=time.monotonic() - started,
                 error=error,
             )
-        checks = await run_checks(spec.checks, result, session, spec.folder)
+        checks = await check_task(spec.checks, result, session, spec.folder)
         passed = result.stop_reason == "final" and all(c.passed for c in checks)
         return TaskResult(
             **base,
@@ -288,7 +288,7 @@ async def _checks_after_timeout(spec: TaskSpec, session: Any, error: str) -> lis
     screen checks look at what was done; answer checks fail with the reason. Bounded: the checks cannot hang."""
     partial = SimpleNamespace(final_text=None, stop_reason="timeout", error=error, events=[], steps=0)
     try:
-        return await asyncio.wait_for(run_checks(spec.checks, partial, session, spec.folder), CHECKS_AFTER_TIMEOUT_S)
+        return await asyncio.wait_for(check_task(spec.checks, partial, session, spec.folder), CHECKS_AFTER_TIMEOUT_S)
     except asyncio.TimeoutError:
         reason = (
             f"the check could not run: the task's tools were still busy {CHECKS_AFTER_TIMEOUT_S:g} s after it timed out"

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from harmony_agent.citations import browser_views
 from harmony_agent.imports import import_beside
-from harmony_agent.runs.tasks import Check
+from harmony_agent.runs.tasks import TaskCheck
 from harmony_agent.tools.base import ToolCall
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ class CheckOutcome(BaseModel):
     reason: str
 
 
-async def run_checks(
-    checks: Sequence[Check], result: RunResult, session: Session, folder: Path | None = None
+async def check_task(
+    checks: Sequence[TaskCheck], result: RunResult, session: Session, folder: Path | None = None
 ) -> list[CheckOutcome]:
     """Run every check (each one's failure is its own: a broken check never stops the others)."""
     outcomes = []
@@ -51,7 +51,7 @@ async def run_checks(
     return outcomes
 
 
-async def _run(check: Check, result: RunResult, session: Session, folder: Path | None) -> tuple[bool, str]:
+async def _run(check: TaskCheck, result: RunResult, session: Session, folder: Path | None) -> tuple[bool, str]:
     kind, value = check.kind, check.value
     answer = result.final_text
     if kind.startswith("answer_"):
@@ -73,7 +73,7 @@ async def _run(check: Check, result: RunResult, session: Session, folder: Path |
     return await _function_check(value, result, session, folder)
 
 
-async def _file_check(check: Check, session: Session) -> tuple[bool, str]:
+async def _file_check(check: TaskCheck, session: Session) -> tuple[bool, str]:
     path = check.path or check.value
     sandbox = next((getattr(tool, "sandbox", None) for tool in session.tools if tool.namespace == "python"), None)
     if sandbox is None or not getattr(sandbox, "started", False):

@@ -57,7 +57,7 @@ class TaskFileError(ValueError):
     """A task file that cannot be used; the message names the file, the task and the key."""
 
 
-class Check(BaseModel):
+class TaskCheck(BaseModel):
     """One check: its kind (one of :data:`CHECK_KINDS`) and what it expects."""
 
     model_config = ConfigDict(frozen=True)
@@ -69,11 +69,11 @@ class Check(BaseModel):
         return f"{self.kind} {self.path + ': ' if self.path else ''}{self.value!r}"
 
 
-def _parse_check(raw: Any) -> Check:
-    if isinstance(raw, Check):
+def _parse_check(raw: Any) -> TaskCheck:
+    if isinstance(raw, TaskCheck):
         return raw
     if isinstance(raw, dict) and "kind" in raw and "value" in raw:
-        return Check.model_validate(raw)  # a check as it was saved (a spec sent to a Ray worker)
+        return TaskCheck.model_validate(raw)  # a check as it was saved (a spec sent to a Ray worker)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ValueError(f"a check is a mapping with one key, one of {', '.join(CHECK_KINDS)}; got {raw!r}")
     ((kind, spec),) = raw.items()
@@ -83,7 +83,7 @@ def _parse_check(raw: Any) -> Check:
         key = "text" if kind == "file_contains" else "sha256"
         if not isinstance(spec, dict) or set(spec) != {"path", key}:
             raise ValueError(f"{kind} takes {{path: FILE, {key}: ...}}; got {spec!r}")
-        return Check(kind=kind, value=str(spec[key]), path=str(spec["path"]))
+        return TaskCheck(kind=kind, value=str(spec[key]), path=str(spec["path"]))
     if not isinstance(spec, (str, int, float)) or isinstance(spec, bool):
         raise ValueError(f"{kind} takes a text; got {spec!r}")
     if kind == "answer_matches":
@@ -93,7 +93,7 @@ def _parse_check(raw: Any) -> Check:
             raise ValueError(f"answer_matches: {spec!r} is not a regular expression ({exc})") from None
     if kind == "function" and ":" not in str(spec):
         raise ValueError(f"function takes module:function; got {spec!r}")
-    return Check(kind=kind, value=str(spec))
+    return TaskCheck(kind=kind, value=str(spec))
 
 
 class TaskSpec(BaseModel):
@@ -115,7 +115,7 @@ class TaskSpec(BaseModel):
     apps: list[str] = []
     mcp: list[str | dict[str, str]] = []
     timeout: PositiveFloat | None = None
-    checks: list[Check] = []
+    checks: list[TaskCheck] = []
     #: The folder of the file the task came from: ``module:function`` names are looked up there too.
     _folder: Path | None = PrivateAttr(default=None)
 
