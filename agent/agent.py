@@ -148,7 +148,9 @@ class Agent:
         developer = developer_message(self.instructions, functions)
         if developer is not None:
             messages.append(developer)
-        self.model.bind_preamble(messages)  # a server that renders harmony itself needs the tools as data
+        bind = getattr(self.model, "bind_preamble", None)  # duck-typed models may lack it
+        if bind is not None:
+            bind(messages)  # a server that renders harmony itself needs the tools as data
         return messages
 
     def turn_settings(self) -> TurnSettings:

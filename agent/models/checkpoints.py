@@ -54,7 +54,7 @@ GB = 1e9
 
 #: The routes that need no GPU, named wherever a first run fails for want of one.
 NO_GPU_ROUTES = (
-    "run the MXFP4 GGUF in-process (--model llamacpp:ggml-org/gpt-oss-20b-GGUF, about 13 GB of RAM), "
+    "run the MXFP4 GGUF in-process with llama.cpp (--model llamacpp:ggml-org/gpt-oss-20b-GGUF, about 13 GB of RAM), "
     "or use a hosted gpt-oss with no local model at all (--model openai-chat+https://HOST/v1#MODEL, "
     "key in OPENAI_API_KEY)"
 )

@@ -280,7 +280,7 @@ def test_version_help_and_completion():
         "low|medium|high",
         "default: medium",
         "default: 20",
-        "by default 8192, 16384 or 32768 for low, medium or high reasoning",
+        "8192, 16384 or 32768",
         "python, browser, computer",
         "--json",
         "[=events]",
