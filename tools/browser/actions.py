@@ -30,12 +30,25 @@ HIT_TEST = r"""(el) => {
   const reaches = (hit) => !!hit && (el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el));
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
   if (reaches(hit)) return null;
-  const steps = [0.5, 0.3, 0.7, 0.15, 0.85, 0.05, 0.95];
-  for (const fy of steps) for (const fx of steps) {
-    const x = r.left + r.width * fx, y = r.top + r.height * fy;
-    if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
-    if (reaches(document.elementFromPoint(x, y))) return { x: r.width * fx, y: r.height * fy };
+  // The middle of the longest visible stretch of a row (rows near the centre first): away from the cover's edge.
+  const steps = [0.5, 0.35, 0.65, 0.2, 0.8, 0.08, 0.92];
+  let best = null;
+  for (const fy of steps) {
+    const y = r.top + r.height * fy;
+    let run = [];
+    const consider = () => {
+      if (run.length && (!best || run.length > best.length)) best = { length: run.length, x: run[run.length >> 1], y };
+      run = [];
+    };
+    for (let i = 1; i < 20; i++) {
+      const x = r.left + (r.width * i) / 20;
+      if (x >= 0 && y >= 0 && x < innerWidth && y < innerHeight && reaches(document.elementFromPoint(x, y))) run.push(x);
+      else consider();
+    }
+    consider();
   }
+  // Playwright's click position counts from the padding box's corner: take the border off.
+  if (best) return { x: best.x - r.left - el.clientLeft, y: best.y - r.top - el.clientTop };
   if (!hit) return "it is outside the window";
   const cover = hit.closest("[data-harmony-id]") || hit;
   const id = cover.getAttribute("data-harmony-id");
