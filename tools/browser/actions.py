@@ -79,6 +79,9 @@ FIELD_KIND = (
     "(el) => [el.tagName, (el.getAttribute('type') || '').toLowerCase(), el.isContentEditable,"
     " !!(typeof el.value === 'string' ? el.value : el.isContentEditable ? el.textContent : '')]"
 )
+# Whether the keyboard's keys would reach the element (a disabled field cannot take the focus, and its keys
+# would go to whatever had it).
+HAS_FOCUS = "(el) => el === document.activeElement || el.contains(document.activeElement)"
 #: Input types typed key by key; the others (range, color, date...) take their value directly.
 KEYED_TYPES = {"", "text", "search", "email", "password", "number", "url", "tel"}
 #: Longer text is filled in at once (key by key would take seconds), without key events.
@@ -117,9 +120,10 @@ async def type_text(page: Any, element_id: int, text: str, submit: bool, timeout
     elif (tag == "INPUT" and kind in KEYED_TYPES) or tag == "TEXTAREA" or rich:
         if filled:  # select all and delete, as a person would (a key listener sees a Delete)
             await target.fill("", timeout=timeout)
-        if len(text) <= KEYED_MAX_CHARS:
-            await target.type(text, timeout=timeout)
-        else:
+        await target.focus()
+        if len(text) <= KEYED_MAX_CHARS and await target.evaluate(HAS_FOCUS):
+            await page.keyboard.type(text)
+        else:  # too long to type key by key, or it cannot take the focus (disabled): fill says why if it fails
             await target.fill(text, timeout=timeout)
     else:
         await target.fill(text, timeout=timeout)
