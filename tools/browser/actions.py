@@ -160,7 +160,10 @@ async def press_keys(page: Any, keys: str, element_id: int | None) -> None:
             raise ToolError(f"press repeats a key 1 to {MAX_REPEAT} times, not {count}")
         sequence += [repeat.group(1) if repeat else key] * count
     if element_id is not None:
-        await (await find_target(page, element_id)).focus()
+        target = await find_target(page, element_id)
+        await target.focus()
+        if not await target.evaluate(HAS_FOCUS):
+            raise ToolError(f"element {element_id} cannot take the keyboard focus (it may be disabled or hidden)")
     for key in sequence:
         try:
             await page.keyboard.press(key)

@@ -158,6 +158,8 @@ async def test_type_sends_key_events_and_press_takes_a_sequence_in_one_call(brow
         locked.is_error
         and "keys: l s Enter ArrowDown ArrowDown Shift A Enter" in (await call(browser, "open", cursor=-1)).text()
     )  # refused, and no key went to the field that had the focus
+    unfocusable = await call(browser, "press", key="Enter", id=marker(pressed, 'input "Locked"'))
+    assert unfocusable.is_error and "cannot take the keyboard focus" in unfocusable.text()
     unknown = await call(browser, "press", key="ArrowSideways")
     assert unknown.is_error and "unknown key 'ArrowSideways'" in unknown.text()
 
