@@ -30,12 +30,25 @@ HIT_TEST = r"""(el) => {
   const reaches = (hit) => !!hit && (el.contains(hit) || hit.contains(el) || (hit.control && hit.control === el));
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
   if (reaches(hit)) return null;
-  const steps = [0.5, 0.3, 0.7, 0.15, 0.85, 0.05, 0.95];
-  for (const fy of steps) for (const fx of steps) {
-    const x = r.left + r.width * fx, y = r.top + r.height * fy;
-    if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
-    if (reaches(document.elementFromPoint(x, y))) return { x: r.width * fx, y: r.height * fy };
+  // The middle of the longest visible stretch of a row (rows near the centre first): away from the cover's edge.
+  const steps = [0.5, 0.35, 0.65, 0.2, 0.8, 0.08, 0.92];
+  let best = null;
+  for (const fy of steps) {
+    const y = r.top + r.height * fy;
+    let run = [];
+    const consider = () => {
+      if (run.length && (!best || run.length > best.length)) best = { length: run.length, x: run[run.length >> 1], y };
+      run = [];
+    };
+    for (let i = 1; i < 20; i++) {
+      const x = r.left + (r.width * i) / 20;
+      if (x >= 0 && y >= 0 && x < innerWidth && y < innerHeight && reaches(document.elementFromPoint(x, y))) run.push(x);
+      else consider();
+    }
+    consider();
   }
+  // Playwright's click position counts from the padding box's corner: take the border off.
+  if (best) return { x: best.x - r.left - el.clientLeft, y: best.y - r.top - el.clientTop };
   if (!hit) return "it is outside the window";
   const cover = hit.closest("[data-harmony-id]") || hit;
   const id = cover.getAttribute("data-harmony-id");
@@ -66,6 +79,9 @@ FIELD_KIND = (
     "(el) => [el.tagName, (el.getAttribute('type') || '').toLowerCase(), el.isContentEditable,"
     " !!(typeof el.value === 'string' ? el.value : el.isContentEditable ? el.textContent : '')]"
 )
+# Whether the keyboard's keys would reach the element (a disabled field cannot take the focus, and its keys
+# would go to whatever had it).
+HAS_FOCUS = "(el) => el === document.activeElement || el.contains(document.activeElement)"
 #: Input types typed key by key; the others (range, color, date...) take their value directly.
 KEYED_TYPES = {"", "text", "search", "email", "password", "number", "url", "tel"}
 #: Longer text is filled in at once (key by key would take seconds), without key events.
@@ -104,9 +120,10 @@ async def type_text(page: Any, element_id: int, text: str, submit: bool, timeout
     elif (tag == "INPUT" and kind in KEYED_TYPES) or tag == "TEXTAREA" or rich:
         if filled:  # select all and delete, as a person would (a key listener sees a Delete)
             await target.fill("", timeout=timeout)
-        if len(text) <= KEYED_MAX_CHARS:
-            await target.type(text, timeout=timeout)
-        else:
+        await target.focus()
+        if len(text) <= KEYED_MAX_CHARS and await target.evaluate(HAS_FOCUS):
+            await page.keyboard.type(text)
+        else:  # too long to type key by key, or it cannot take the focus (disabled): fill says why if it fails
             await target.fill(text, timeout=timeout)
     else:
         await target.fill(text, timeout=timeout)
@@ -143,7 +160,10 @@ async def press_keys(page: Any, keys: str, element_id: int | None) -> None:
             raise ToolError(f"press repeats a key 1 to {MAX_REPEAT} times, not {count}")
         sequence += [repeat.group(1) if repeat else key] * count
     if element_id is not None:
-        await (await find_target(page, element_id)).focus()
+        target = await find_target(page, element_id)
+        await target.focus()
+        if not await target.evaluate(HAS_FOCUS):
+            raise ToolError(f"element {element_id} cannot take the keyboard focus (it may be disabled or hidden)")
     for key in sequence:
         try:
             await page.keyboard.press(key)

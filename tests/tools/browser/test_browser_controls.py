@@ -34,7 +34,7 @@ Submit</button></body>""",
 <script>for (const id of ['d', 't', 'dt', 'm']) document.getElementById(id).addEventListener('change',
   (e) => log(id + '=' + e.target.value));</script></body>""",
     "/keys": """<!doctype html><title>Keys</title><body>%LOG%
-<input id="k" aria-label="Command" autocomplete="off">
+<input id="k" aria-label="Command" autocomplete="off"> <input id="off" aria-label="Locked" disabled>
 <script>const keys = []; document.getElementById('k').addEventListener('keydown', (e) => {
   keys.push(e.key); log('keys: ' + keys.join(' ')); if (e.key !== 'Enter') e.preventDefault(); });</script></body>""",
     "/icons": """<!doctype html><title>Icons</title><body>%LOG%
@@ -153,6 +153,13 @@ async def test_type_sends_key_events_and_press_takes_a_sequence_in_one_call(brow
     assert "keys: l s Enter" in typed, typed
     pressed = (await call(browser, "press", key="ArrowDown*2 Shift+A Enter")).text()
     assert "keys: l s Enter ArrowDown ArrowDown Shift A Enter" in pressed, pressed
+    locked = await call(browser, "type", id=marker(pressed, 'input "Locked"'), text="rm")
+    assert (
+        locked.is_error
+        and "keys: l s Enter ArrowDown ArrowDown Shift A Enter" in (await call(browser, "open", cursor=-1)).text()
+    )  # refused, and no key went to the field that had the focus
+    unfocusable = await call(browser, "press", key="Enter", id=marker(pressed, 'input "Locked"'))
+    assert unfocusable.is_error and "cannot take the keyboard focus" in unfocusable.text()
     unknown = await call(browser, "press", key="ArrowSideways")
     assert unknown.is_error and "unknown key 'ArrowSideways'" in unknown.text()
 
