@@ -56,4 +56,7 @@ class TaskAgentFactory:
             max_tokens=full.max_tokens or "auto",
             transcript=transcript,
             approve=self.approve,
+            # Beside the transcript, so the task's report can show its plots (a report embeds only
+            # what lies in the transcript's own folder); else the default, runs/<run id>/.
+            output_dir=transcript.with_suffix(".files") if transcript else None,
         )  # type: ignore[arg-type]
