@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from openai_harmony import Role
+
 from harmony_agent import ScriptedModel
 from harmony_agent.harmony.encoding import decode
 from harmony_agent.tools import function_tool
@@ -62,3 +64,17 @@ def tiny_gpt_oss_config(layers: int = 2, hidden: int = 64, sliding_window: int =
     )
     config._attn_implementation = "eager"
     return config
+
+
+def weather_policy(messages):
+    """Asks for the weather once per question, answers from the tool's output, and counts the user's turns."""
+    last = messages[-1]
+    text = last.content[0].text if last.content else ""
+    if last.author.role == Role.TOOL:
+        return "<|channel|>analysis<|message|>Got it.<|end|><|start|>assistant" + final(f"Weather: {text}.")
+    users = [m for m in messages if m.author.role == Role.USER]
+    if "weather" in text.lower():
+        return "<|channel|>analysis<|message|>I need the tool.<|end|><|start|>assistant" + call(
+            "get_weather", '{"city": "Oslo"}'
+        )
+    return final(f"This is your turn {len(users)}; before you said: {users[0].content[0].text}")

@@ -10,11 +10,10 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-from openai_harmony import Role
 
 from harmony_agent import PolicyModel, ScriptedModel
 from harmony_agent.server import ServerConfig
-from helpers.completions import RecordingModel, call, final
+from helpers.completions import RecordingModel, call, final, weather_policy
 from helpers.serving import client, running
 
 WEATHER = {
@@ -25,20 +24,6 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def weather_policy(messages):
-    """Asks for the weather once per question, answers from the tool's output, and counts the user's turns."""
-    last = messages[-1]
-    text = last.content[0].text if last.content else ""
-    if last.author.role == Role.TOOL:
-        return "<|channel|>analysis<|message|>Got it.<|end|><|start|>assistant" + final(f"Weather: {text}.")
-    users = [m for m in messages if m.author.role == Role.USER]
-    if "weather" in text.lower():
-        return "<|channel|>analysis<|message|>I need the tool.<|end|><|start|>assistant" + call(
-            "get_weather", '{"city": "Oslo"}'
-        )
-    return final(f"This is your turn {len(users)}; before you said: {users[0].content[0].text}")
 
 
 def test_sdk_chat_completions_tool_round_trip_and_second_turn():
