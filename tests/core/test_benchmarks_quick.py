@@ -17,7 +17,7 @@ from helpers.available import require
 
 # benchmark -> (a phrase its table prints, what it needs: sandbox kinds for helpers.available.require, modules)
 BENCHMARKS = {
-    "batch": ("vs python c=1", ["bubblewrap", "chromium"], []),
+    "batch": ("vs row above", ["bubblewrap", "chromium"], []),
     "boundaries": ("tried 15, contained 15, not contained 0, left behind: nothing", [], []),
     "browser": ("x goto", ["chromium"], []),
     "desktop": ("target observe <= 400 ms", ["desktop"], []),
