@@ -114,7 +114,7 @@ def _remove_live_containers() -> None:
 atexit.register(_remove_live_containers)
 
 
-def docker_client(timeout: float = 10):
+def docker_client(timeout: int = 10):
     """A client for the engine in the environment (DOCKER_HOST or the default socket), or a clear SandboxError."""
     try:
         import docker
