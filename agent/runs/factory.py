@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harmony_agent.agent import Agent
 from harmony_agent.imports import preload_policy
+from harmony_agent.loop import Approver
 from harmony_agent.models import load_model
 from harmony_agent.runs.tasks import TaskSpec
 from harmony_agent.toolbox import ToolOptions, build_tools
@@ -27,7 +28,7 @@ class TaskAgentFactory:
     """
 
     defaults: TaskSpec | None = None
-    approve: object = None
+    approve: Approver | None = None
 
     def __call__(self, spec: TaskSpec, transcript: Path | None) -> Agent:
         base = self.defaults
@@ -56,4 +57,4 @@ class TaskAgentFactory:
             max_tokens=full.max_tokens or "auto",
             transcript=transcript,
             approve=self.approve,
-        )  # type: ignore[arg-type]
+        )
