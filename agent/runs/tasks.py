@@ -62,7 +62,7 @@ class Check(BaseModel):
     """One check: its kind (one of :data:`CHECK_KINDS`) and what it expects."""
 
     model_config = ConfigDict(frozen=True)
-    kind: Literal[CHECK_KINDS]  # type: ignore[valid-type]
+    kind: Literal[CHECK_KINDS]  # type: ignore[valid-type]  # one tuple of kinds for pydantic and the docs
     value: str
     path: str | None = None  # file checks: the file in /mnt/data
 
