@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,7 +101,7 @@ class Session:
         self.output_dir = Path(chosen if chosen is not None else Path("runs") / self.run_id).absolute()
         for tool in self.tools:  # tools that copy files out (the python tool) copy them here, unless told elsewhere
             if hasattr(tool, "output_dir") and tool.output_dir is None:
-                tool.output_dir = self.output_dir  # type: ignore[attr-defined]
+                tool.output_dir = self.output_dir
         self.router = Router(self.tools)
         self.last_result: RunResult | None = None
         self.pages = PagesSeen()  # what the browser showed in this conversation: the sources answers cite
@@ -183,7 +183,7 @@ class Session:
 
     async def stream(
         self, task: str | None, *, previous: RunResult | None = None, tool_outputs: Mapping[str, str] | None = None
-    ) -> AsyncIterator[ev.Event]:
+    ) -> AsyncGenerator[ev.Event, None]:
         """Run a turn, yielding typed events as they happen (the last is a RunEndEvent)."""
         self._claim()
         try:
@@ -214,7 +214,7 @@ class Session:
 
     async def _turn(
         self, task: str | None, previous: RunResult | None, tool_outputs: Mapping[str, str] | None = None
-    ) -> AsyncIterator[ev.Event]:
+    ) -> AsyncGenerator[ev.Event, None]:
         """One turn on the runtime loop (the caller holds the busy claim)."""
         replies = _answers(previous, tool_outputs)
         if not task and not replies:
@@ -364,8 +364,8 @@ def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None)
     """The tool messages answering ``previous``'s pending calls; every pending call needs its answer."""
     if not tool_outputs:
         if previous is not None and previous.pending_calls:
-            missing = ", ".join(c.call_id for c in previous.pending_calls)
-            raise ValueError(f"the previous turn is waiting for tool outputs ({missing}); pass tool_outputs=")
+            waiting = ", ".join(c.call_id for c in previous.pending_calls)
+            raise ValueError(f"the previous turn is waiting for tool outputs ({waiting}); pass tool_outputs=")
         return []
     pending: dict[str, PendingCall] = {c.call_id: c for c in previous.pending_calls} if previous is not None else {}
     unknown = [call_id for call_id in tool_outputs if call_id not in pending]
@@ -379,7 +379,7 @@ def _answers(previous: RunResult | None, tool_outputs: Mapping[str, str] | None)
         result_message(
             ToolCall(call.recipient, call.channel, call.arguments), ToolResult(output=str(tool_outputs[call.call_id]))
         )
-        for call in previous.pending_calls
+        for call in pending.values()
     ]
 
 

@@ -75,7 +75,8 @@ def _computer(options: ToolOptions) -> Tool:
             raise ToolSpecError(f"--app takes NAME=COMMAND, got {entry!r}")
         apps[name.strip()] = shlex.split(command)
     try:
-        display = VirtualDisplay(sandbox=options.desktop_sandbox or "none")  # type: ignore[arg-type]
+        desktop = options.desktop_sandbox or "none"
+        display = VirtualDisplay(sandbox=desktop)  # type: ignore[arg-type]  # it refuses unknown names in words
     except SandboxError as exc:
         raise ToolSpecError(f"--desktop-sandbox: {exc}") from None
     return ComputerTool(display, apps=apps, screenshots=options.screenshots)

@@ -196,7 +196,7 @@ class VirtualDisplay:
             depth=self.depth,
             window_manager=self.window_manager,
             accessibility=self.accessibility,
-            sandbox=self.sandbox,  # type: ignore[arg-type]
+            sandbox=self.sandbox,
             network=self.network,
             read_only=self.read_only,
             env=self.extra_env,
@@ -217,7 +217,7 @@ class VirtualDisplay:
                 raise SandboxError(
                     f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap"
                 )
-        self._make_folder()
+        _, authority = self._make_folder()
         cookie = secrets.token_hex(16)
         read_end, write_end = os.pipe()
         try:
@@ -232,7 +232,7 @@ class VirtualDisplay:
                     "-nolisten",
                     "tcp",
                     "-auth",
-                    self.authority,
+                    authority,
                     "-noreset",
                 ],
                 pass_fds=(write_end,),
@@ -249,7 +249,7 @@ class VirtualDisplay:
         self.display = f":{number}"
         self._write_owner(number)
         subprocess.run(
-            ["xauth", "-f", self.authority, "add", self.display, ".", cookie],
+            ["xauth", "-f", authority, "add", self.display, ".", cookie],
             env=server_environment(),
             check=True,
             capture_output=True,
@@ -269,21 +269,23 @@ class VirtualDisplay:
             self._start_accessibility_bus()
         return self
 
-    def _make_folder(self) -> None:
+    def _make_folder(self) -> tuple[Path, str]:
         """The display's folder: owner record, authority file, the apps' home and runtime folders.
-        Folders left by killed agents are reaped first."""
+        Folders left by killed agents are reaped first. Returns the folder and the authority file's path
+        (also kept in ``_folder`` and ``authority``), so callers need not re-check them for None."""
         reap_stale_displays()
-        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        folder = self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
         self._write_owner(None)
         for sub in ("home", "runtime"):
-            (self._folder / sub).mkdir(mode=0o700)
-        self.authority = str(self._folder / "Xauthority")
-        Path(self.authority).touch(mode=0o600)
+            (folder / sub).mkdir(mode=0o700)
+        authority = self.authority = str(folder / "Xauthority")
+        Path(authority).touch(mode=0o600)
+        return folder, authority
 
     def _start_in_docker(self) -> VirtualDisplay:
-        self._make_folder()
+        folder, _ = self._make_folder()
         self._docker = DockerDesktop(
-            self._folder,
+            folder,
             self.width,
             self.height,
             self.depth,
@@ -300,7 +302,7 @@ class VirtualDisplay:
             raise
         self._write_owner(self._docker.number)
         if self.accessibility:
-            self.session_bus = f"unix:path={self._folder / 'runtime' / 'bus'}"
+            self.session_bus = f"unix:path={folder / 'runtime' / 'bus'}"
         self.started = True
         return self
 

@@ -21,9 +21,13 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harmony_agent.sandboxes._owner import owner_tag
 from harmony_agent.sandboxes.base import SandboxError
+
+if TYPE_CHECKING:  # docker is imported when a desktop starts, not with this module
+    from docker.models.containers import Container
 
 INSIDE_DISPLAY = ":0"
 INSIDE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -69,7 +73,7 @@ class DockerDesktop:
         self.folder, self.width, self.height, self.depth = folder, width, height, depth
         self.image, self.network, self.read_only = image, network, list(read_only)
         self.window_manager, self.accessibility = window_manager, accessibility
-        self.container = None
+        self.container: Container | None = None
         self.number: int | None = None
 
     def start(self) -> str:
@@ -112,7 +116,7 @@ class DockerDesktop:
         for path in self.read_only:
             volumes[path] = {"bind": path, "mode": "ro"}
         try:
-            self.container = client.containers.run(
+            container = self.container = client.containers.run(
                 self.image,
                 ["sh", str(script)],
                 detach=True,
@@ -131,11 +135,11 @@ class DockerDesktop:
             raise SandboxError(f"the desktop container did not start: {exc}") from exc
         deadline = time.monotonic() + 60
         while not (self.folder / "ready").exists():
-            self.container.reload()
-            if self.container.status not in ("created", "running") or time.monotonic() > deadline:
-                logs = self.container.logs(tail=20).decode(errors="replace")
+            container.reload()
+            if container.status not in ("created", "running") or time.monotonic() > deadline:
+                logs = container.logs(tail=20).decode(errors="replace")
                 self.stop()
-                raise SandboxError(f"the desktop container did not come up: {logs.strip() or self.container.status}")
+                raise SandboxError(f"the desktop container did not come up: {logs.strip() or container.status}")
             time.sleep(0.1)
         self.number = self._claim_display(x11 / "X0")
         return f":{self.number}"
@@ -164,7 +168,7 @@ class DockerDesktop:
         """Run an app in the container (``docker exec``); the returned process is the exec client."""
         import subprocess
 
-        if self.container is None:
+        if self.container is None or self.container.id is None:
             raise SandboxError("the desktop container is not running")
         inside = {**env, "DISPLAY": INSIDE_DISPLAY, "PATH": INSIDE_PATH}
         flags = [part for key, value in inside.items() for part in ("-e", f"{key}={value}")]

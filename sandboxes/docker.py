@@ -114,7 +114,7 @@ def _remove_live_containers() -> None:
 atexit.register(_remove_live_containers)
 
 
-def docker_client(timeout: float = 10):
+def docker_client(timeout: int = 10):
     """A client for the engine in the environment (DOCKER_HOST or the default socket), or a clear SandboxError."""
     try:
         import docker
@@ -371,7 +371,7 @@ class DockerSandbox(Sandbox):
             raise outbox.Refused(f"{path} could not be read from the container: {exc}") from None
         finally:
             with contextlib.suppress(Exception):
-                chunks.close()  # type: ignore[attr-defined]
+                chunks.close()  # type: ignore[attr-defined]  # stubs say Iterator; it is a generator
         raise outbox.Refused(f"{path} is missing or not a regular file (links are not followed)")
 
     def _data_files(self, known: dict[str, tuple[int, float]], max_bytes: int) -> Iterator[DataFile]:
@@ -390,7 +390,7 @@ class DockerSandbox(Sandbox):
                 yield member.name, _member_size(member), float(member.mtime), read
         finally:
             with contextlib.suppress(Exception):
-                chunks.close()  # type: ignore[attr-defined]
+                chunks.close()  # type: ignore[attr-defined]  # stubs say Iterator; it is a generator
 
     async def _shutdown(self) -> None:
         container, self.container = self.container, None

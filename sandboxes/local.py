@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import platform
 import resource
@@ -121,6 +122,11 @@ def _set_limits(limits: Limits) -> None:
 async def _stream_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
     while line := await stream.readline():
         yield line.rstrip(b"\n")
+
+
+def _read_whole(root: Path, relative: str) -> bytes:
+    """A data file's bytes, read when the caller asks for them (the reader each listed DataFile carries)."""
+    return outbox.read_inside(root, relative)[0]
 
 
 class LocalSandbox(Sandbox):
@@ -235,6 +241,8 @@ class LocalSandbox(Sandbox):
         return command + kernel
 
     async def _spawn_kernel(self) -> KernelChannel:
+        if self.data_dir is None:
+            raise SandboxError(f"could not start the {self.kind} sandbox: it has no data folder")
         env = {
             **KERNEL_ENV,
             **self.kernel_environment,
@@ -242,7 +250,6 @@ class LocalSandbox(Sandbox):
         }
         if self.kind == "unsandboxed":
             env["MPLCONFIGDIR"] = str(self.data_dir / ".matplotlib")
-        identity = {"user": self.uid, "group": self.uid, "extra_groups": []} if self.uid is not None else {}
         limits = self.limits
         program = no_ptrace_program() if self.kind == "bubblewrap" else None
         seccomp_fd = None
@@ -262,7 +269,9 @@ class LocalSandbox(Sandbox):
                 limit=2**30,
                 preexec_fn=lambda: _set_limits(limits),
                 pass_fds=() if seccomp_fd is None else (seccomp_fd,),
-                **identity,
+                user=self.uid,
+                group=self.uid,
+                extra_groups=[] if self.uid is not None else None,
             )
         except OSError as exc:
             raise SandboxError(f"could not start the {self.kind} sandbox: {exc}") from exc
@@ -319,7 +328,7 @@ class LocalSandbox(Sandbox):
             return
         root = self.data_dir
         for relative, size, mtime in outbox.walk_inside(root):
-            yield relative, size, mtime, lambda name=relative: outbox.read_inside(root, name)[0]
+            yield relative, size, mtime, functools.partial(_read_whole, root, relative)
 
     async def _shutdown(self) -> None:
         await self._kill_all()

@@ -183,6 +183,7 @@ class _ChunkReader:
 
 def tar_members(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
     """The members of a tar stream, one at a time; read a member's bytes before asking for the next."""
+    # "r|" reads a stream through read() alone, which _ChunkReader has; typeshed's overloads want a whole file.
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
             yield member, archive

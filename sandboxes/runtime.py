@@ -50,7 +50,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -134,7 +134,7 @@ class Runtime:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return await asyncio.wrap_future(future)
 
-    async def relay(self, produce: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+    async def relay(self, produce: Callable[[], AsyncGenerator[T, None]]) -> AsyncIterator[T]:
         """Iterate ``produce()`` on the runtime, yielding its items on the caller's loop.
 
         Leaving the loop early (``break``, an exception, cancellation) cancels the producer.

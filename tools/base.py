@@ -269,12 +269,13 @@ def _homed(method: Callable[..., Any], *, attach: bool) -> Callable[..., Any]:
         finally:
             self._home = None
 
-    wrapper._homed = True  # type: ignore[attr-defined]
+    wrapper._homed = True  # type: ignore[attr-defined]  # a marker set on the function object itself
     return wrapper
 
 
-Tool.start = _homed(Tool.start, attach=True)  # type: ignore[method-assign]
-Tool.aclose = _homed(Tool.aclose, attach=False)  # type: ignore[method-assign]
+# Wrapping the base class's methods in place is the point: every subclass's start/aclose runs at home.
+Tool.start = _homed(Tool.start, attach=True)  # type: ignore[method-assign]  # wrapped in place on purpose
+Tool.aclose = _homed(Tool.aclose, attach=False)  # type: ignore[method-assign]  # wrapped in place on purpose
 
 
 def result_message(call: ToolCall, result: ToolResult) -> Message:

@@ -183,12 +183,14 @@ class PythonTool(Tool):
     async def start(self) -> str:
         """Start the sandbox now (instead of at the first call); returns a line saying which one and why."""
         async with self._starting:
-            if self.sandbox is None:
-                self.sandbox, self.choice = await asyncio.to_thread(
+            sandbox = self.sandbox
+            if sandbox is None:
+                chosen, self.choice = await asyncio.to_thread(
                     choose_sandbox, str(self._requested), image=self.image, timeout=self.timeout
                 )
-            await self.sandbox.start()
-            line = f"python tool: {self.choice}; {self.sandbox.describe()}; kernel: {self.sandbox.describe_kernel()}"
+                sandbox = self.sandbox = chosen
+            await sandbox.start()
+            line = f"python tool: {self.choice}; {sandbox.describe()}; kernel: {sandbox.describe_kernel()}"
             log.info(line)
             return line
 

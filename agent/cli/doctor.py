@@ -108,7 +108,7 @@ GGUF_FETCH = f"hf download {GGUF_ROUTE} gpt-oss-20b-mxfp4.gguf (12 GB), then --m
 
 def is_gguf_spec(model: str | None) -> bool:
     """Whether ``doctor --model`` names a GGUF: ``llamacpp:PATH_OR_REPO`` or a ``PATH.gguf``."""
-    return bool(model) and (model.startswith("llamacpp:") or model.split("?")[0].endswith(".gguf"))
+    return model is not None and (model.startswith("llamacpp:") or model.split("?")[0].endswith(".gguf"))
 
 
 def _llamacpp(spec: str = f"llamacpp:{GGUF_ROUTE}", *, named: bool = False) -> Check:
@@ -266,7 +266,8 @@ def _playwright() -> Check:
         found = version("playwright")
     except PackageNotFoundError:
         found = "?"
-    driver = Path(importlib.util.find_spec("playwright").origin or "").parent / "driver"
+    spec = importlib.util.find_spec("playwright")
+    driver = Path((spec.origin if spec is not None else None) or "").parent / "driver"
     if not driver.is_dir():
         return Check(
             "playwright",

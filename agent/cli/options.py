@@ -16,7 +16,7 @@ it), add ``x: XOpt = DEFAULTS.x`` to the commands that take it, and use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict
@@ -26,6 +26,11 @@ from harmony_agent.imports import preload_policy
 from harmony_agent.runs.tasks import TaskFileError, expand_variables, read_yaml, relative_to_file
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.base import Tool
+
+if TYPE_CHECKING:
+    # Typer vendors click as typer._click: its commands' hooks take that Context (typer.Context's base), so
+    # overrides must accept it too.
+    from typer._click import Context as ClickContext
 
 Reasoning = Literal["low", "medium", "high"]
 OutputMode = Literal["human", "quiet", "result", "events"]
@@ -195,12 +200,13 @@ McpOpt = Annotated[
 JSON_COMMANDS = {"run"}
 
 
-def _plain_metavars(params: list[Any], ctx: typer.Context) -> list[Any]:
+def _plain_metavars(params: list[Any], ctx: ClickContext) -> list[Any]:
     """Help shows ``--model MODEL``, ``low|medium|high`` and a bare ``--yes``, not ``<str>`` and ``<bool>``."""
     for param in params:
         if isinstance(param, typer.core.TyperArgument):
             # An argument's name is its label already; Typer would add its type as "<str>" beside it.
-            param.display_type_rich = lambda ctx: None
+            # Typer has no setting for this: replacing the method on this one instance is the point.
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
             continue
         if param.metavar is not None:
             continue
@@ -217,21 +223,21 @@ def _plain_metavars(params: list[Any], ctx: typer.Context) -> list[Any]:
 class HelpCommand(typer.core.TyperCommand):
     """A command whose help names values plainly (see :func:`_plain_metavars`)."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: ClickContext) -> list[Any]:
         return _plain_metavars(super().get_params(ctx), ctx)
 
 
 class HelpGroup(typer.core.TyperGroup):
     """A group whose own help names values plainly (its commands take ``cls=HelpCommand``)."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: ClickContext) -> list[Any]:
         return _plain_metavars(super().get_params(ctx), ctx)
 
 
 class JsonFlagGroup(HelpGroup):
     """Lets ``--json`` stand alone or take ``=events`` (click options cannot have an optional value)."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         command = next((arg for arg in args if not arg.startswith("-")), None)
         if command in JSON_COMMANDS:
             end = args.index("--") if "--" in args else len(args)
@@ -286,7 +292,7 @@ def resolve_options(ctx: typer.Context, config: Config, task_file: dict[str, Any
     try:
         options = RunOptions.model_validate(layered)
     except ValueError as exc:
-        errors = getattr(exc, "errors", lambda: [])()
+        errors: list[Any] = getattr(exc, "errors", lambda: [])()
         first = errors[0] if errors else None
         raise UsageError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else str(exc)) from None
     _check_paths(options)

@@ -155,7 +155,7 @@ def run_batch_command(
         f"{totals['passed']} of {totals['runs']} passed in {time.monotonic() - started:.1f} s · results: {results_path}"
     )
     if repeat > 1:
-        for task, row in totals["tasks"].items():  # type: ignore[union-attr]
+        for task, row in totals["tasks"].items():
             console.print(f"  {safe(task)}: pass rate {row['pass_rate']:.0%} ({row['passed']}/{row['runs']})")
     if report:
         console.print(f"report: {write_report(results_path, output / 'report.html')}")

@@ -30,9 +30,9 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -337,7 +337,11 @@ class OpenAICompatibleModel(Model):
         finish: dict[str, Any] = {}
         stopped = False
         text_encoder = _TextToTokens()
-        async with self._open("POST", path, payload) as response, contextlib.aclosing(response.aiter_lines()) as lines:
+        # httpx annotates aiter_lines as an AsyncIterator; it is an async generator, which aclosing needs.
+        async with (
+            self._open("POST", path, payload) as response,
+            contextlib.aclosing(cast("AsyncGenerator[str, None]", response.aiter_lines())) as lines,
+        ):
             try:
                 async for line in lines:
                     if not line.strip():

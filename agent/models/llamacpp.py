@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,7 @@ class LlamaCppModel(Model):
 
     async def _generate(
         self, prompt: Sequence[int], stop: Sequence[int], sampling: SamplingParams
-    ) -> AsyncIterator[int]:
+    ) -> AsyncGenerator[int, None]:
         import numpy as np
 
         if self._lock is None:

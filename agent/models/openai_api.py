@@ -399,7 +399,7 @@ def _from_chat(reply: dict[str, Any], tools: _Tools) -> tuple[list[Message], boo
     choices = reply.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
     message = choice.get("message") if choice is not None else None
-    if not isinstance(message, dict):
+    if choice is None or not isinstance(message, dict):
         raise ModelError(f"malformed Chat Completions reply (no choices[0].message): {json.dumps(reply)[:300]}")
     out: list[Message] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
@@ -414,7 +414,7 @@ def _from_chat(reply: dict[str, Any], tools: _Tools) -> tuple[list[Message], boo
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str) or not name:
+        if not isinstance(function, dict) or not isinstance(name, str) or not name:
             raise ModelError(f"malformed tool call in the Chat Completions reply: {json.dumps(call)[:300]}")
         arguments = function.get("arguments")
         arguments = arguments if isinstance(arguments, str) else json.dumps(arguments or {})

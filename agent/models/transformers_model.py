@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from harmony_agent.models import checkpoints
@@ -141,7 +141,7 @@ class TransformersModel(Model):
             # sdpa is refused and flex fails for GptOss on the CPU.
             kwargs["attn_implementation"] = "eager"
         if dequantize:
-            from transformers import Mxfp4Config
+            from transformers.utils.quantization_config import Mxfp4Config  # not in transformers' type exports
 
             kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
         from transformers import AutoModelForCausalLM  # seconds to import: only once the files are known good
@@ -152,7 +152,7 @@ class TransformersModel(Model):
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"could not load model {model_id!r}: {first_line}") from exc
         if not cuda and device not in (None, "auto"):
-            model = model.to(device)
+            model = model.to(device)  # type: ignore[arg-type]  # functools.wraps on .to: mypy misbinds self
         return model
 
     def reset_cache(self) -> None:
@@ -236,7 +236,9 @@ class TransformersModel(Model):
         async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling)):
             yield token
 
-    async def _generate(self, prompt: list[int], stop: Sequence[int], sampling: SamplingParams) -> AsyncIterator[int]:
+    async def _generate(
+        self, prompt: list[int], stop: Sequence[int], sampling: SamplingParams
+    ) -> AsyncGenerator[int, None]:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

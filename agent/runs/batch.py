@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ValidationError
 
 from harmony_agent.agent import Agent
+from harmony_agent.events import Usage
+from harmony_agent.results import RunResult
 from harmony_agent.runs.checks import CheckOutcome, check_task
 from harmony_agent.runs.tasks import TaskSpec
 
@@ -237,10 +238,18 @@ async def run_batch(
     return ledger.ordered()
 
 
+class _Identity(TypedDict):
+    """The fields every TaskResult of one run shares, typed so that ``TaskResult(**base, ...)`` checks."""
+
+    id: str
+    repeat: int
+    transcript: str | None
+
+
 async def run_task(spec: TaskSpec, make_agent: AgentFactory, transcript: Path | None, number: int = 1) -> TaskResult:
     """One task, start to end: the agent, the turn (within its timeout), the checks, then close everything."""
     started = time.monotonic()
-    base = {"id": spec.id or "task", "repeat": number, "transcript": str(transcript) if transcript else None}
+    base: _Identity = {"id": spec.id or "task", "repeat": number, "transcript": str(transcript) if transcript else None}
     try:
         agent = make_agent(spec, transcript)
     except Exception as exc:  # a bad model spec or tool: this task fails, the batch goes on
@@ -286,7 +295,7 @@ CHECKS_AFTER_TIMEOUT_S = 30.0
 async def _checks_after_timeout(spec: TaskSpec, session: Any, error: str) -> list[CheckOutcome]:
     """Each check's outcome for a run cut off by its timeout: the session's tools are still open, so file and
     screen checks look at what was done; answer checks fail with the reason. Bounded: the checks cannot hang."""
-    partial = SimpleNamespace(final_text=None, stop_reason="timeout", error=error, events=[], steps=0)
+    partial = RunResult(final_text=None, stop_reason="timeout", steps=0, usage=Usage(), messages=[], error=error)
     try:
         return await asyncio.wait_for(check_task(spec.checks, partial, session, spec.folder), CHECKS_AFTER_TIMEOUT_S)
     except asyncio.TimeoutError:
@@ -296,12 +305,26 @@ async def _checks_after_timeout(spec: TaskSpec, session: Any, error: str) -> lis
         return [CheckOutcome(check=check.describe(), passed=False, reason=reason) for check in spec.checks]
 
 
-def summary(results: list[TaskResult]) -> dict[str, object]:
+class TaskSummary(TypedDict):
+    """One task id's runs in :func:`summary`."""
+
+    runs: int
+    passed: int
+    pass_rate: float
+
+
+class Summary(TaskSummary):
+    """What :func:`summary` returns: the overall counts, and each task id's under ``tasks``."""
+
+    tasks: dict[str, TaskSummary]
+
+
+def summary(results: list[TaskResult]) -> Summary:
     """Pass counts and rates per task id (for ``repeat``), and overall."""
     by_id: dict[str, list[TaskResult]] = {}
     for result in results:
         by_id.setdefault(result.id, []).append(result)
-    rows = {
+    rows: dict[str, TaskSummary] = {
         task: {
             "runs": len(runs),
             "passed": sum(r.passed for r in runs),

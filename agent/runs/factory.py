@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harmony_agent.agent import Agent
 from harmony_agent.imports import preload_policy
+from harmony_agent.loop import Approver
 from harmony_agent.models import load_model
 from harmony_agent.runs.tasks import TaskSpec
 from harmony_agent.toolbox import ToolOptions, build_tools
@@ -27,7 +28,7 @@ class TaskAgentFactory:
     """
 
     defaults: TaskSpec | None = None
-    approve: object = None
+    approve: Approver | None = None
 
     def __call__(self, spec: TaskSpec, transcript: Path | None) -> Agent:
         base = self.defaults
@@ -59,4 +60,4 @@ class TaskAgentFactory:
             # Beside the transcript, so the task's report can show its plots (a report embeds only
             # what lies in the transcript's own folder); else the default, runs/<run id>/.
             output_dir=transcript.with_suffix(".files") if transcript else None,
-        )  # type: ignore[arg-type]
+        )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,7 +62,7 @@ class TaskCheck(BaseModel):
     """One check: its kind (one of :data:`CHECK_KINDS`) and what it expects."""
 
     model_config = ConfigDict(frozen=True)
-    kind: Literal[CHECK_KINDS]  # type: ignore[valid-type]
+    kind: Literal[CHECK_KINDS]  # type: ignore[valid-type]  # one tuple of kinds for pydantic and the docs
     value: str
     path: str | None = None  # file checks: the file in /mnt/data
 
@@ -271,7 +272,7 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
         if spec.id is None:
             spec = spec.model_copy(update={"id": path.stem if len(entries) == 1 else f"{path.stem}-{index}"})
         specs.append(_resolve_paths(spec, path.parent))
-    ids = [s.id for s in specs]
+    ids = [s.id for s in specs if s.id is not None]  # every spec has its id by now
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise TaskFileError(f"{path}: task ids must be unique; repeated: {', '.join(map(str, duplicates))}")
@@ -279,7 +280,7 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
 
 
 def load_tasks(
-    paths: list[str | os.PathLike[str]],
+    paths: Sequence[str | os.PathLike[str]],
     variables: dict[str, str] | None = None,
     *,
     skipped: list[str] | None = None,

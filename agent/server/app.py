@@ -254,6 +254,7 @@ def create_app(config: ServerConfig) -> Starlette:
 
 def _prepare(config: ServerConfig, store: ConversationStore, req: ResponsesRequest, approvals: Approvals) -> Plan:
     """Which conversation a Responses request runs in, continuing what, with what new input."""
+    instructions: list[str]
     if isinstance(req.input, str):
         instructions, entries = [], [Entry("user", req.input)]
     else:

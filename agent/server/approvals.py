@@ -23,7 +23,7 @@ from harmony_agent.tools.base import ToolCall
 
 Verdict = bool | str
 #: Given an event for the client's stream; called from the session's thread.
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[dict[str, Any]], object]  # what it returns is ignored
 
 
 class Approvals:

@@ -204,7 +204,7 @@ class ToolServer:
             schema = description.parameters or {"type": "object", "properties": {}}
             # gpt-oss's python takes raw code, not JSON: builders of harmony prompts leave its schema out.
             meta = {"include_in_prompt": False} if served.kind == "python" else None
-            tools.append(MCPTool(name=name, description=description.description, input_schema=schema, meta=meta))
+            tools.append(MCPTool(name=name, description=description.description, input_schema=schema, _meta=meta))
         return tools
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:

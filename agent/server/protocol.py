@@ -330,10 +330,10 @@ class ResponseBuilder:
         out = self._close_open()
         if self._is_client_call(event.recipient):
             # The item was streamed from its deltas; remember which loop call it is.
-            for item in reversed(self.output):
-                if item["type"] == "function_call" and item["call_id"] not in self.client_call_ids.values():
-                    self.client_call_ids[event.call_id] = item["call_id"]
-                    item["arguments"] = event.content
+            for streamed in reversed(self.output):
+                if streamed["type"] == "function_call" and streamed["call_id"] not in self.client_call_ids.values():
+                    self.client_call_ids[event.call_id] = streamed["call_id"]
+                    streamed["arguments"] = event.content
                     break
             return out
         namespace = event.recipient.split(".", 1)[0]

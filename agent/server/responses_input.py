@@ -233,7 +233,9 @@ def _server_tool_entries(kind: str, item: dict[str, Any]) -> list[Entry]:
         logs = "".join(str(o.get("logs", "")) for o in outputs if isinstance(o, dict))
         call = Entry("call", code if isinstance(code, str) else "", "analysis", "python", item_id)
         return [call, Entry("result", logs, call_id=item_id)]
-    action = item.get("action") if isinstance(item.get("action"), dict) else {}
+    action = item.get("action")
+    if not isinstance(action, dict):
+        action = {}
     kind_of = action.get("type")
     if kind_of == "search":
         recipient, args = "browser.search", {"query": action.get("query", "")}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -30,7 +30,7 @@ class Run:
         self.store, self.plan, self.builder, self.keep = store, plan, builder, keep
         #: Approval requests go to this stream (the page's); a request that is not streamed has nobody to ask.
         self.gate = plan.conversation.gate if ask else None
-        self.events: AsyncIterator[Any] | None = None
+        self.events: AsyncGenerator[Any, None] | None = None
         self.first: Any = None
 
     async def begin(self) -> Response | None:

@@ -17,7 +17,10 @@ import re
 import sys
 import tokenize
 import traceback
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # asyncio is imported only when a cell awaits at top level
+    import asyncio
 
 KERNEL_MODES = ("auto", "ipython", "standard")
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
@@ -48,7 +51,7 @@ class StandardCells:
 
     def __init__(self, kernel: Kernel) -> None:
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__, "display": self.display}
-        self.loop = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @staticmethod
     def display(*objects, **_options) -> None:
@@ -67,8 +70,10 @@ class StandardCells:
     def _run(self, code: str) -> str | None:
         tree = ast.parse(code, "<cell>", "exec")
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and not self._hidden(code):
-            last = ast.Expression(tree.body.pop().value)
+        final = tree.body[-1] if tree.body else None
+        if isinstance(final, ast.Expr) and not self._hidden(code):
+            tree.body.pop()
+            last = ast.Expression(final.value)
         self._eval(compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT))
         if last is None:
             return None

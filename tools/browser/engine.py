@@ -540,14 +540,18 @@ class BrowserSession:
         timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
-                target, point = await actions.reachable(page, element_id)
+                target, point = await actions.reachable(page, _element(action, element_id))
                 await target.click(position=point, timeout=timeout)
             elif action == "type":
-                await actions.type_text(page, element_id, options["text"], bool(options.get("submit")), timeout)
+                await actions.type_text(
+                    page, _element(action, element_id), options["text"], bool(options.get("submit")), timeout
+                )
             elif action == "select":
-                await actions.select_options(page, element_id, options["options"], bool(options.get("add")), timeout)
+                await actions.select_options(
+                    page, _element(action, element_id), options["options"], bool(options.get("add")), timeout
+                )
             elif action == "check":
-                target, point = await actions.reachable(page, element_id)
+                target, point = await actions.reachable(page, _element(action, element_id))
                 await target.set_checked(bool(options.get("checked", True)), position=point, timeout=timeout)
             elif action == "press":
                 await actions.press_keys(page, options["key"], element_id)
@@ -573,3 +577,10 @@ class BrowserSession:
             self._raise_if_refused(f"{action}: navigation")
         if settle:
             await self.settle(dom_quiet=ACTION_DOM_QUIET)
+
+
+def _element(action: str, element_id: int | None) -> int:
+    """The element an action works on: the tool checks that it names one, this says so if a caller did not."""
+    if element_id is None:
+        raise ToolError(f"{action} needs an element id")
+    return element_id

@@ -31,7 +31,7 @@ INLINE_SCHEMES = ("data", "blob")
 def system_resolver(host: str) -> list[str]:
     """The addresses the system resolver gives for a host name."""
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except socket.gaierror:
         return []
 

@@ -92,7 +92,7 @@ class PolicyProxy:
         self.connect_timeout = connect_timeout
         self.on_refused = on_refused
         self.refused = 0
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task] = set()
 
     @property
@@ -151,7 +151,7 @@ class PolicyProxy:
                 return
             client.start_next_cycle()
 
-    async def _send(self, client: h11.Connection, writer: asyncio.StreamWriter, *events: object) -> None:
+    async def _send(self, client: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event) -> None:
         for event in events:
             writer.write(client.send(event) or b"")
         await writer.drain()
@@ -224,12 +224,12 @@ class PolicyProxy:
         headers.append((b"connection", b"close"))
         if body and not any(name.lower() == b"content-length" for name, _ in headers):
             headers.append((b"content-length", str(len(body)).encode()))
-        outgoing = [h11.Request(method=request.method, target=path.encode("latin-1"), headers=headers)]
+        outgoing: list[h11.Event] = [h11.Request(method=request.method, target=path.encode("latin-1"), headers=headers)]
         if body:
             outgoing.append(h11.Data(data=body))
         outgoing.append(h11.EndOfMessage())
-        for event in outgoing:
-            upstream_writer.write(upstream.send(event) or b"")
+        for message in outgoing:
+            upstream_writer.write(upstream.send(message) or b"")
         await upstream_writer.drain()
         head_sent = False
         while True:

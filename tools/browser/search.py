@@ -195,7 +195,7 @@ class DuckDuckGoSearch(_HttpBackend):
             "POST", f"{self.base_url}/html/", data={"q": query}, headers={"User-Agent": "Mozilla/5.0 (harmony-agent)"}
         )
         tree = lxml.html.fromstring(response.text or "<html/>")
-        results = []
+        results: list[SearchResult] = []
         for block in tree.xpath("//div[contains(@class, 'result')][.//a[contains(@class, 'result__a')]]"):
             anchor = block.xpath(".//a[contains(@class, 'result__a')]")[0]
             href = anchor.get("href", "")
@@ -267,7 +267,8 @@ def backend_from_spec(spec: str) -> SearchBackend:
         folder, _, base_url = rest.partition("@")
         return LocalSearch(folder=folder, base_url=base_url)
     if kind in ("exa", "you", "tavily"):
-        return {"exa": ExaSearch, "you": YouSearch, "tavily": TavilySearch}[kind]()
+        backends: dict[str, type[SearchBackend]] = {"exa": ExaSearch, "you": YouSearch, "tavily": TavilySearch}
+        return backends[kind]()
     raise ValueError(
         f"unknown search backend {spec!r}: use duckduckgo, searxng:URL, exa, you, tavily or local:FOLDER[@BASE_URL]"
     )

@@ -150,7 +150,7 @@ class AccessibilityReader:
         from jeepney.low_level import HeaderFields
 
         connection = self._bus()
-        serials = {}
+        serials: dict[int, int] = {}
         for index, message in enumerate(messages):
             serial = next(self._serials)
             connection.send(message, serial=serial)
@@ -162,9 +162,9 @@ class AccessibilityReader:
             if left <= 0:
                 raise TimeoutError("the accessibility bus did not answer in time")
             reply = connection.receive(timeout=left)
-            index = serials.pop(reply.header.fields.get(HeaderFields.reply_serial), None)
-            if index is not None and reply.header.message_type == MessageType.method_return:
-                replies[index] = reply.body
+            slot = serials.pop(reply.header.fields.get(HeaderFields.reply_serial), None)
+            if slot is not None and reply.header.message_type == MessageType.method_return:
+                replies[slot] = reply.body
         return replies
 
     def _read_batched(self, apps: list[tuple[str, str]], window: str | None) -> list[AccessibleNode]:
@@ -216,7 +216,7 @@ class AccessibilityReader:
                 bits = (states[0] if states else 0) | ((states[1] if len(states) > 1 else 0) << 32)
                 if role != "application" and not bits >> STATE_SHOWING & 1:
                     continue
-                record = {
+                record: dict[str, Any] = {
                     "bus": bus,
                     "path": path,
                     "role": role,

@@ -138,7 +138,7 @@ class Screen:
         if shown and sum(value * count for value, count in enumerate(histogram, 1)) / shown < 110:
             image = ImageOps.invert(image)
         if self.scale != 1:
-            image = image.resize((image.width * self.scale, image.height * self.scale), Image.LANCZOS)
+            image = image.resize((image.width * self.scale, image.height * self.scale), Image.Resampling.LANCZOS)
         return image
 
     def read_words(self, region: tuple[int, int, int, int] | None = None) -> list[tuple[str, int, int, int, int]]:
@@ -203,7 +203,7 @@ class Screen:
             if min(crop.size) >= 12:
                 crop = crop.crop((2, 2, crop.width - 2, crop.height - 2))  # borders read as letters (or hide them)
             inked.append(element)
-            crops.append(self.prepare(crop).resize((crop.width * scale, crop.height * scale), Image.LANCZOS))
+            crops.append(self.prepare(crop).resize((crop.width * scale, crop.height * scale), Image.Resampling.LANCZOS))
         if not crops:
             return [], elements
         sheet = Image.new("L", (max(c.width for c in crops) + 2 * gap, sum(c.height + gap for c in crops) + gap), 255)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,7 +87,7 @@ class ComputerTool(Tool):
         self._actions = 0
         self._lock = threading.Lock()
         self._input: XInput | None = None
-        functions = [
+        functions: list[Callable[..., Any]] = [
             self.observe,
             self.click,
             self.double_click,
@@ -158,10 +158,13 @@ class ComputerTool(Tool):
     def _gui(self) -> XInput:
         """This tool's own XTest connection to its display (opened on first use, after the display starts)."""
         self._ensure_display()
-        if self._input is None or self._input.display_name != self.display.display:
+        name = self.display.display
+        if name is None:  # a started display always has one; Xlib would fall back to this process's $DISPLAY
+            raise SandboxError("the display has no name after starting")
+        if self._input is None or self._input.display_name != name:
             if self._input is not None:
                 self._input.close()
-            self._input = XInput(self.display.display)
+            self._input = XInput(name)
         return self._input
 
     def _point(self, x: int | None, y: int | None, text: str | None) -> tuple[int, int]:
@@ -195,7 +198,7 @@ class ComputerTool(Tool):
                 return named[0].center
         for region in (None, "focused", "screen"):
             if region is not None:  # not seen since the last action: read the focused window again, then everything
-                self._look(region)  # type: ignore[arg-type]
+                self._look(region)
             lines = self._last_lines
             exact = [line for line in lines if line.text.casefold() == wanted]
             partial = [line for line in lines if wanted in line.text.casefold()]

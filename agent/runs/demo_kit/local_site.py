@@ -77,6 +77,12 @@ def catalog_page(query: dict[str, list[str]]) -> str:
     )
 
 
+class SiteServer(http.server.ThreadingHTTPServer):
+    """The demo site's server: it keeps the paths requested, for the checks that ask what was fetched."""
+
+    hits: list[str]
+
+
 class SiteHandler(http.server.BaseHTTPRequestHandler):
     slow_seconds = 30.0
 
@@ -97,7 +103,8 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        if isinstance(self.server, SiteServer):
+            self.server.hits.append(self.path)
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         route = parts.path
@@ -143,13 +150,13 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
 def serve_site(slow_seconds: float = 30.0) -> Iterator[tuple[str, list[str]]]:
     """Serve the site on 127.0.0.1 (a free port); yields its base URL and the list of paths requested."""
     handler = type("Handler", (SiteHandler,), {"slow_seconds": slow_seconds})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = SiteServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.hits = []  # type: ignore[attr-defined]
+    server.hits = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server.hits  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.hits
     finally:
         server.shutdown()
         server.server_close()
