@@ -31,10 +31,9 @@ def build(folder: Path) -> Path:
     return folder
 
 
-def on_config(config: object) -> object:
-    """mkdocs hook: the tree mkdocstrings reads (mkdocs.yml names build/import-tree as its path)."""
+def on_startup(**_: object) -> None:
+    """mkdocs hook, before any plugin's configuration: the tree mkdocstrings reads (mkdocs.yml's path)."""
     build(ROOT / "build" / "import-tree")
-    return config
 
 
 if __name__ == "__main__":
