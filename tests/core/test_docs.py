@@ -107,6 +107,7 @@ def _python_powers() -> Model:
             final("2**100 = 1267650600228229401496703205376."),
             "<|channel|>analysis to=python code<|message|>x * 2<|call|>",
             final("2**101 = 2535301200456458802993406410752."),
+            final("Hello."),  # the page's Chat Completions call
         ]
     )
 
@@ -142,6 +143,13 @@ def _check_fibonacci(namespace: dict[str, Any], printed: str) -> None:
     _assert_in("6765", printed)
 
 
+def _check_python_powers(namespace: dict[str, Any], printed: str) -> None:
+    _assert_in("1267650600228229401496703205376", printed)
+    assert namespace["more"].output_text == "2**101 = 2535301200456458802993406410752."  # python kept x
+    if "chat" in namespace:
+        assert namespace["chat"].choices[0].message.content == "Hello."
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "fibonacci": _check_fibonacci,
     "weather-python": _check_weather,
@@ -151,7 +159,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "research": lambda namespace, printed: _assert_in("On Wednesday the library opens at", printed),
     "greeter": lambda namespace, printed: _assert_in("Hello, Zoë Ørsted!", printed),
     "mcp-demo": lambda namespace, printed: _assert_in("25 °C", printed),
-    "python-powers": lambda namespace, printed: _assert_in("1267650600228229401496703205376", printed),
+    "python-powers": _check_python_powers,
 }
 
 

@@ -142,7 +142,9 @@ def test_a_clean_install_of_the_wheel_runs_help_doctor_and_the_demo_from_any_fol
 
     doctor = run(str(cli), "doctor", timeout=300)
     assert doctor.returncode in (0, 1), doctor.stderr  # 1: a required check failed, said in the table
-    assert "harmony-agent doctor" in doctor.stdout and "Traceback" not in doctor.stderr + doctor.stdout
+    assert (
+        "vocabulary: ok" in doctor.stdout and "Traceback" not in doctor.stderr + doctor.stdout
+    )  # piped: a line a check
 
     demo = run(str(cli), "demo", timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
