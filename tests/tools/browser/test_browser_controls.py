@@ -7,10 +7,8 @@ arrows looked alike), keyboard focus (not shown), and partly covered buttons (re
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +18,7 @@ from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.forms import field_value, key_sequence
 from helpers.available import require
+from helpers.pages import serve_pages
 
 LOG = "<p id='log'>nothing</p><script>const log = (t) => { document.getElementById('log').textContent = t; };</script>"
 PAGES = {
@@ -67,27 +66,10 @@ THREE</button>
 PAGES = {path: page.replace("%LOG%", LOG) for path, page in PAGES.items()}
 
 
-class _Pages(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = PAGES.get(self.path.split("?")[0])
-        data = (body or "not found").encode()
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_pages(PAGES) as base:
+        yield base
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ autocomplete, update themselves, and carry CJK text.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 
@@ -19,6 +17,7 @@ import pytest
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from helpers.available import require
+from helpers.pages import serve_pages
 
 LOREM = " ".join(["The harbor light was built in 1871 and still guides the ferries home every night."] * 12)
 
@@ -101,27 +100,10 @@ document.getElementById('q').addEventListener('input', (event) => {
 }
 
 
-class _Pages(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = PAGES.get(self.path.split("?")[0])
-        data = (body or "not found").encode()
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_pages(PAGES) as base:
+        yield base
 
 
 @pytest.fixture
