@@ -91,12 +91,15 @@ def read_results(path: str | os.PathLike[str]) -> list[TaskResult]:
 
 
 def append_record(path: Path, line: str) -> None:
-    """Append one JSON line so that a kill cannot tear it: the whole line in one write, then fsync.
+    """Append one JSON line so that no kill can leave a torn record among whole ones.
 
-    The file is opened for appending at the system level (no buffer that
-    could split the line into several writes), and the data is on disk
-    before the result counts as recorded.
+    The line goes out in one system-level write (no buffer to split it) and is
+    fsynced before it counts as recorded. A kill can still cut that write short
+    (Linux stops a large write between pages for SIGKILL), leaving a torn tail;
+    so a tail without its newline is first set aside to ``.torn``, and the new
+    line never lands on torn text. Readers skip a torn last line.
     """
+    set_aside_torn_line(path)
     data = (line.rstrip("\n") + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -115,10 +118,14 @@ def set_aside_torn_line(path: Path) -> Path | None:
     both would be lost. The file is cut back to its last complete line.
     """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:  # the last byte says whether there is a torn tail: no need to read it all
+            if file.seek(0, os.SEEK_END) == 0:
+                return None
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) == b"\n":
+                return None
+            data = path.read_bytes()
     except FileNotFoundError:
-        return None
-    if not data or data.endswith(b"\n"):
         return None
     cut = data.rfind(b"\n") + 1
     aside = path.with_name(path.name + ".torn")

@@ -111,9 +111,16 @@ def test_a_killed_writer_never_leaves_a_torn_record(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         proc.stdout.close()
+    # A kill can cut the last write short; only that last line may be torn, and readers skip it.
+    *whole, last = results.read_text().splitlines(keepends=True)
+    assert whole and all(TaskResult.model_validate_json(line).id == "big" for line in whole)
+    assert [r.id for r in read_results(results)] == ["big"] * (len(whole) + last.endswith("\n"))
+    # The next record never lands on torn text: every line is whole again.
+    append_record(results, TaskResult(id="after", passed=True).model_dump_json())
     lines = results.read_text().splitlines(keepends=True)
-    assert lines and all(line.endswith("\n") for line in lines)
-    assert all(TaskResult.model_validate_json(line).id == "big" for line in lines)
+    assert all(line.endswith("\n") for line in lines)
+    assert [TaskResult.model_validate_json(line).id for line in lines][-1] == "after"
+    assert len(lines) == len(whole) + 1 + last.endswith("\n")
 
 
 def test_append_record_writes_a_whole_line(tmp_path):
