@@ -134,10 +134,18 @@ class Runtime:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return await asyncio.wrap_future(future)
 
-    async def relay(self, produce: Callable[[], AsyncGenerator[T, None]]) -> AsyncIterator[T]:
+    async def relay(
+        self, produce: Callable[[], AsyncGenerator[T, None]], *, lockstep: bool = False
+    ) -> AsyncIterator[T]:
         """Iterate ``produce()`` on the runtime, yielding its items on the caller's loop.
 
         Leaving the loop early (``break``, an exception, cancellation) cancels the producer.
+
+        By default the producer runs ahead and items queue up (a session's events: nothing is
+        held up by a slow reader). With ``lockstep`` the producer makes the next item only when
+        the caller asks for it, as a plain async generator does: a model's generation does no
+        decode step past the token at which its reader stops, so the model's cache holds just
+        the tokens that were read.
         """
         if self.in_loop():
             # Closed at once when the consumer leaves early, so the producer's locks are not held until GC.
@@ -175,10 +183,21 @@ class Runtime:
             except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
                 pass
 
+        # Requests for items (lockstep only): released from the caller's side, awaited on the runtime;
+        # an asyncio primitive binds to a loop at its first wait, which happens on the runtime.
+        asked = asyncio.Semaphore(0) if lockstep else None
+
         async def pump() -> None:
             try:
-                async for item in produce():
-                    hand_over((item, None))
+                async with contextlib.aclosing(produce()) as items:
+                    while True:
+                        if asked is not None:
+                            await asked.acquire()
+                        try:
+                            item = await items.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        hand_over((item, None))
             except BaseException as exc:  # handed to the consumer, who re-raises it there
                 hand_over((_DONE, exc))
                 if not isinstance(exc, Exception):
@@ -191,6 +210,8 @@ class Runtime:
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:
             while True:
+                if asked is not None:
+                    self.loop.call_soon_threadsafe(asked.release)
                 item, error = await queue.get()
                 if item is _DONE:
                     if error is not None:

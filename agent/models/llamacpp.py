@@ -279,7 +279,7 @@ class LlamaCppModel(Model):
     ) -> AsyncIterator[int]:
         """Generate on the process's runtime, from whichever loop calls: one llama.cpp context serves
         every session, one generation at a time, under a lock that lives on the runtime's loop."""
-        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling)):
+        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling), lockstep=True):
             yield token
 
     async def _generate(

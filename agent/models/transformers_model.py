@@ -233,7 +233,7 @@ class TransformersModel(Model):
         prompt = list(prompt)
         if not prompt:
             raise ModelError("empty prompt")
-        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling)):
+        async for token in runtime().relay(lambda: self._generate(prompt, stop, sampling), lockstep=True):
             yield token
 
     async def _generate(

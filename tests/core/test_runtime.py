@@ -223,3 +223,31 @@ def test_a_blocking_call_from_inside_the_runtime_is_refused_with_what_to_do_inst
     from harmony_agent.sandboxes.runtime import runtime
 
     assert runtime().running
+
+
+def test_a_lockstep_relay_makes_no_item_past_the_one_its_reader_stopped_at():
+    """A model's generation is relayed in lockstep: stopping after two tokens leaves no third decode step
+    (which would put a token nobody read into the model's cache). Events run ahead, as before."""
+    from harmony_agent.sandboxes.runtime import runtime
+
+    def counting():
+        made: list[int] = []
+
+        async def produce():
+            for n in range(50):
+                made.append(n)
+                yield n
+                await asyncio.sleep(0)
+
+        return made, produce
+
+    async def read_two(lockstep: bool) -> list[int]:
+        made, produce = counting()
+        stream = runtime().relay(produce, lockstep=lockstep)
+        assert [await stream.__anext__(), await stream.__anext__()] == [0, 1]
+        await asyncio.sleep(0.2)  # time enough for a producer that runs ahead to run far ahead
+        await stream.aclose()
+        return made
+
+    assert asyncio.run(read_two(lockstep=True)) == [0, 1]
+    assert len(asyncio.run(read_two(lockstep=False))) > 2

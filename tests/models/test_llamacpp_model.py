@@ -252,11 +252,6 @@ def test_seeded_sampling_is_reproducible_and_top_p_narrows(random_model):
     assert generate(random_model, prompt, stop=[], temperature=1.0, top_p=1e-9, seed=1, max_tokens=6) == greedy
 
 
-@pytest.mark.xfail(
-    reason="known bug, intermittent since generation moved onto the runtime: a token sampled as the generation "
-    "is abandoned can stay in llama.cpp's cache (failed 1 of 2 full runs); to fix, not to hide",
-    strict=False,
-)
 def test_a_generation_abandoned_midway_leaves_a_consistent_cache(random_model):
     prompt = user_prompt(50)
 
