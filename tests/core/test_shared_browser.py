@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from harmony_agent import Agent, PolicyModel
+from harmony_agent.sandboxes.runtime import runtime
 
 pytest.importorskip("playwright")
 
@@ -85,4 +86,72 @@ def test_a_browser_per_session_remains_available_for_comparison(site):
     with agent.session() as one, agent.session() as two:
         assert "09:00" in opened(one.run("open")) and "09:00" in opened(two.run("open"))
         assert one.tools[0].session.engine is not two.tools[0].session.engine
+    agent.close()
+
+
+async def spare_of(engine):
+    """The spare the engine is making (or made) for the next session, once it is ready (on the runtime)."""
+    from harmony_agent.tools.browser.engine import VIEWPORT
+
+    task = engine._spares[(VIEWPORT, False)]
+    await asyncio.wait([task])
+    return task.result()
+
+
+def test_the_next_session_takes_a_ready_spare_context_that_is_fresh_and_allowed_only_its_own_policy(site):
+    """While a session runs, the engine makes the next session's context and page; that spare allows nothing
+    (no scheme at all) until a session takes it, and then has none of an earlier session's cookies or storage."""
+    agent = browse_agent(site)
+
+    async def main() -> None:
+        first = agent.session()
+        assert "09:00" in opened(await first.arun("open"))
+        mine = first.tools[0].session
+        await first.perform(mine.page.evaluate("() => { document.cookie = 'who=first'; localStorage.who = 'first'; }"))
+        await first.aclose()
+
+        second = agent.session()
+        await second.start()  # Chromium runs: a context is made ready while the model would think
+        spare = await second.perform(spare_of(mine.engine))
+        assert spare is not mine and spare.context is not mine.context and spare.page.url == "about:blank"
+        assert spare.policy.check(f"{site}/hours.html") is not None and spare._proxy.policy is spare.policy
+        assert "09:00" in opened(await second.arun("open"))
+        theirs = second.tools[0].session
+        assert theirs is spare  # its context and page were ready before it asked
+        policy = second.tools[0].policy
+        assert theirs.policy is policy and theirs._proxy.policy is policy
+        seen = await second.perform(theirs.page.evaluate("() => [document.cookie, localStorage.who ?? null]"))
+        assert seen == ["", None]
+        following = await second.perform(spare_of(theirs.engine))  # and the one after it is on its way
+        await second.aclose()
+
+        await runtime().run_async(theirs.engine.shutdown())  # a spare nobody took goes with Chromium: nothing left
+        assert following.context is None and following._proxy is None and not following.downloads_dir.exists()
+
+    asyncio.run(main())
+    agent.close()
+
+
+def test_a_spare_made_before_chromium_crashed_is_not_given_to_a_session(site):
+    agent = browse_agent(site)
+
+    async def main() -> None:
+        one = agent.session()
+        await one.arun("open")
+        engine = one.tools[0].session.engine
+        await agent.session().start()  # a session starting while Chromium runs has a spare made
+        stale = await one.perform(spare_of(engine))
+
+        async def crash() -> None:
+            await (await engine.browser()).close()
+
+        await one.perform(crash())
+        await one.aclose()
+        two = agent.session()
+        text = opened(await two.arun("open"))
+        assert "09:00" in text and "had stopped" not in text, text[:300]  # a fresh session, in the new Chromium
+        assert two.tools[0].session is not stale and stale._proxy is None
+        await two.aclose()
+
+    asyncio.run(main())
     agent.close()

@@ -13,42 +13,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import actions
+from harmony_agent.tools.browser.chromium import CHROMIUM_ARGS, BrowserEngine, find_chromium
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.proxy import PolicyProxy
 
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--metrics-recording-only",
-    "--no-default-browser-check",
-    # Keep cross-site frames in the page's process, so the page's request interception sees their requests.
-    "--disable-site-isolation-trials",
-    "--disable-features=IsolateOrigins,site-per-process",
-    # No UDP for WebRTC (STUN datagrams go around request interception), and no DNS prefetching.
-    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
-    "--dns-prefetch-disable",
-    # Chromium answers these names with loopback itself, and connects speculatively (a bare TCP connection) to a
-    # refused frame's host before interception answers it: these spellings of localhost never resolve at all.
-    "--host-resolver-rules=MAP *.localhost ~NOTFOUND, MAP localhost. ~NOTFOUND, MAP *.localhost. ~NOTFOUND",
-]
-DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
+# Where they lived before chromium.py: imported from here by the doctor, the tests and the benchmarks.
+__all__ = ["CHROMIUM_ARGS", "BrowserEngine", "BrowserSession", "Snapshot", "find_chromium"]
 REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
 SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
 HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
@@ -66,147 +45,10 @@ SETTLED_SNAPSHOT_SCRIPT = (
 # After an action, how long the DOM must be unchanged before the page counts as settled (animations, widgets
 # that redraw in steps).
 ACTION_DOM_QUIET = 0.06
+VIEWPORT = (1280, 900)
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
-
-
-def find_chromium(configured: str | None = None) -> str | None:
-    """The Chromium to launch: a configured path (argument or HARMONY_AGENT_CHROMIUM), Playwright's own, then Debian's."""
-    configured = configured or os.environ.get("HARMONY_AGENT_CHROMIUM")
-    if configured:
-        return configured if os.access(configured, os.X_OK) else None
-    bundled = _playwright_chromium()
-    if bundled:
-        return bundled
-    if os.access(DEBIAN_CHROMIUM, os.X_OK):
-        return DEBIAN_CHROMIUM
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def _playwright_chromium() -> str | None:
-    root = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
-    for candidate in sorted(root.glob("chromium-*/chrome-linux*/chrome"), reverse=True):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-class BrowserEngine:
-    """A Chromium (through Playwright) that sessions share, each in a browser context of its own.
-
-    :meth:`shared` gives one engine per process on harmony-agent's runtime, where every session runs:
-    one Chromium launch serves them all, and each session still has its own cookies, storage, downloads
-    and policy proxy (see :class:`BrowserSession`). A crashed or closed Chromium is launched again at the
-    next use by whichever session comes first, once, under the engine's lock; every session then finds
-    its context gone and tells its model (``BrowserSession.ensure``). After the last session releases
-    it, Chromium stays up for ``linger`` seconds, so a batch of short sessions one after another does
-    not pay a launch each; it is closed then, or at interpreter exit.
-    """
-
-    _instances: ClassVar[dict[tuple[Any, ...], BrowserEngine]] = {}
-    #: Seconds a shared engine keeps Chromium after its last session (a launch costs 0.5 to 8 s under load).
-    SHARED_LINGER = 30.0
-
-    def __init__(self, executable: str | None = None, *, headless: bool = True, linger: float = 0.0) -> None:
-        self.executable = executable
-        self.headless = headless
-        self.linger = linger
-        #: How many times Chromium was launched (the first launch and every relaunch after a crash).
-        self.launches = 0
-        self._playwright: Any = None
-        self._browser: Any = None
-        self._lock: asyncio.Lock | None = None
-        self._users = 0
-        self._idle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def shared(cls, executable: str | None = None, *, headless: bool = True) -> BrowserEngine:
-        """The process's engine on the runtime (one Chromium for every session); elsewhere, one per event loop
-        (Playwright objects belong to the loop that made them), for code that drives a browser by hand."""
-        from harmony_agent.sandboxes.runtime import on_runtime, runtime
-
-        loop = asyncio.get_running_loop()
-        home = "runtime" if on_runtime() else id(loop)
-        key = (home, executable, headless)
-        engine = cls._instances.get(key)
-        if engine is None:
-            linger = cls.SHARED_LINGER if home == "runtime" else 0.0
-            engine = cls._instances[key] = cls(executable, headless=headless, linger=linger)
-            if home == "runtime":
-                runtime().on_exit(lambda: runtime().run(engine.shutdown()))
-        return engine
-
-    async def browser(self) -> Any:
-        """The live browser, launched now if there is none or it stopped (crashed, or closed)."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._browser is not None and self._browser.is_connected():
-                return self._browser
-            try:
-                from playwright.async_api import async_playwright
-            except ImportError:
-                raise ToolError("Playwright is not installed: pip install 'harmony-agent[browser]'") from None
-            executable = find_chromium(self.executable)
-            if executable is None:
-                raise ToolError(
-                    "no Chromium found: apt-get install chromium, run `playwright install chromium`, "
-                    "or set HARMONY_AGENT_CHROMIUM"
-                )
-            if self._playwright is None:
-                self._playwright = await async_playwright().start()
-            try:
-                self._browser = await self._playwright.chromium.launch(
-                    executable_path=executable, headless=self.headless, args=CHROMIUM_ARGS
-                )
-            except Exception as exc:
-                raise ToolError(f"Chromium ({executable}) did not start: {exc}") from None
-            self.launches += 1
-            return self._browser
-
-    def acquire(self) -> None:
-        self._users += 1
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    async def release(self) -> None:
-        """A session is done with the engine; the last one closes Chromium, now or after ``linger`` seconds."""
-        self._users -= 1
-        if self._users > 0:
-            return
-        if self.linger > 0:
-            loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self.linger, lambda: asyncio.ensure_future(self._close_if_idle()))
-            return
-        await self.shutdown()
-
-    async def _close_if_idle(self) -> None:
-        self._idle = None
-        if self._users <= 0:
-            await self.shutdown()
-
-    async def shutdown(self) -> None:
-        """Close Chromium and Playwright now (a later use launches them again)."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            browser, self._browser = self._browser, None
-            playwright, self._playwright = self._playwright, None
-            with contextlib.suppress(Exception):
-                if browser is not None:
-                    await browser.close()
-            with contextlib.suppress(Exception):
-                if playwright is not None:
-                    await playwright.stop()
-        if self.linger <= 0:  # a per-loop engine goes with its last user (its loop may not outlive it)
-            for key, engine in list(self._instances.items()):
-                if engine is self:
-                    self._instances.pop(key, None)
 
 
 @dataclass
@@ -234,7 +76,7 @@ class BrowserSession:
         page_timeout: float = 15.0,
         downloads_dir: Path | None = None,
         allow_sockets: bool = False,
-        viewport: tuple[int, int] = (1280, 900),
+        viewport: tuple[int, int] = VIEWPORT,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -272,18 +114,7 @@ class BrowserSession:
                 "The browser had stopped and was restarted; pages opened before are gone, but earlier cursors still show what you saw."
             )
         if self.context is None:
-            if self._proxy is None:
-                self._proxy = await PolicyProxy(self.policy, on_refused=self._refused_by_proxy).start()
-            # `<-loopback>` sends loopback through the proxy too, which Chromium would otherwise connect to directly.
-            self.context = await browser.new_context(
-                viewport={"width": self.viewport[0], "height": self.viewport[1]},
-                accept_downloads=True,
-                service_workers="block",
-                proxy={"server": self._proxy.url, "bypass": "<-loopback>"},
-            )
-            await self.context.add_init_script(HOOKS_SCRIPT)
-            if not self.allow_sockets:
-                await self.context.add_init_script(NO_SOCKETS_SCRIPT)
+            await self._open_context(browser)
         if self.page is None or self._crashed or self.page.is_closed():
             if self._crashed:
                 self.notes.append("The page crashed and was reopened in a fresh tab.")
@@ -292,6 +123,65 @@ class BrowserSession:
             self._crashed = False
             self.page = await self._new_page()
         return self.page
+
+    async def _open_context(self, browser: Any) -> None:
+        if self._proxy is None:
+            self._proxy = await PolicyProxy(self.policy, on_refused=self._refused_by_proxy).start()
+        # `<-loopback>` sends loopback through the proxy too, which Chromium would otherwise connect to directly.
+        self.context = await browser.new_context(
+            viewport={"width": self.viewport[0], "height": self.viewport[1]},
+            accept_downloads=True,
+            service_workers="block",
+            proxy={"server": self._proxy.url, "bypass": "<-loopback>"},
+        )
+        await self.context.add_init_script(HOOKS_SCRIPT)
+        if not self.allow_sockets:
+            await self.context.add_init_script(NO_SOCKETS_SCRIPT)
+
+    @property
+    def kind(self) -> tuple[Any, ...]:
+        """What a spare must match to serve this session (the rest is set when it is taken: :meth:`adopt`)."""
+        return self.viewport, self.allow_sockets
+
+    async def prepare(self) -> BrowserSession:
+        """Make this a spare: its context and first page, ready before any session needs them. It holds no
+        claim on the engine (a session that takes it does), and allows nothing until :meth:`adopt`."""
+        try:
+            browser = self.engine.live_browser
+            if browser is None:
+                raise ToolError("Chromium is not running; a spare does not launch it")
+            await self._open_context(browser)
+            self.page = await self._new_page()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    def adopt(self, policy: NavigationPolicy, *, page_timeout: float, downloads_dir: Path | None) -> None:
+        """Serve a session from this spare: its policy (the proxy's too), page timeout and downloads folder."""
+        self.policy = policy
+        if self._proxy is not None:
+            self._proxy.policy = policy
+        self.page_timeout = page_timeout
+        if self.page is not None:
+            self.page.set_default_timeout(page_timeout * 1000)
+        if downloads_dir is not None:
+            if self._own_downloads:
+                shutil.rmtree(self.downloads_dir, ignore_errors=True)
+            self.downloads_dir, self._own_downloads = downloads_dir, False
+
+    def unused(self) -> bool:
+        """A spare that can still serve: its context and page alive, in the Chromium that runs now, nothing loaded."""
+        browser = self.engine.live_browser
+        return (
+            browser is not None
+            and self.context is not None
+            and self.context.browser is browser
+            and self.page is not None
+            and not self.page.is_closed()
+            and not self._crashed
+            and self.page.url == "about:blank"
+        )
 
     async def _new_page(self) -> Any:
         page = await self.context.new_page()
@@ -584,3 +474,40 @@ def _element(action: str, element_id: int | None) -> int:
     if element_id is None:
         raise ToolError(f"{action} needs an element id")
     return element_id
+
+
+async def open_session(
+    engine: BrowserEngine,
+    policy: NavigationPolicy,
+    *,
+    page_timeout: float = 15.0,
+    downloads_dir: Path | None = None,
+    allow_sockets: bool = False,
+) -> BrowserSession:
+    """A browser session for one agent session: the engine's spare when it has one (its context and page ready),
+    else a new one that makes its context at first use. Either way the engine starts making the next spare
+    (if Chromium is running and the engine keeps spares), so the session after this one finds its own ready."""
+    kind = (VIEWPORT, allow_sockets)
+    spare = await engine.take_spare(kind)
+    if spare is not None and not spare.unused():
+        await spare.close()
+        spare = None
+    warm_spare(engine, kind)
+    if spare is None:
+        return BrowserSession(
+            engine, policy, page_timeout=page_timeout, downloads_dir=downloads_dir, allow_sockets=allow_sockets
+        )
+    spare.adopt(policy, page_timeout=page_timeout, downloads_dir=downloads_dir)
+    return spare
+
+
+def warm_spare(engine: BrowserEngine, kind: tuple[Any, ...]) -> None:
+    """Have ``engine`` make a spare session of ``kind`` in the background (see :meth:`BrowserEngine.warm`)."""
+    viewport, allow_sockets = kind
+
+    async def make() -> BrowserSession:
+        # Allows nothing at all (no scheme) until a session adopts it with its own policy.
+        nothing = NavigationPolicy(allow_schemes=())
+        return await BrowserSession(engine, nothing, allow_sockets=allow_sockets, viewport=viewport).prepare()
+
+    engine.warm(kind, make)

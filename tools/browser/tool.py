@@ -22,7 +22,15 @@ from urllib.parse import quote, urljoin, urlsplit
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from harmony_agent.tools.base import Tool, ToolCall, ToolError, ToolResult, parse_arguments
-from harmony_agent.tools.browser.engine import ACTION_DOM_QUIET, BrowserEngine, BrowserSession, Snapshot
+from harmony_agent.tools.browser.engine import (
+    ACTION_DOM_QUIET,
+    VIEWPORT,
+    BrowserEngine,
+    BrowserSession,
+    Snapshot,
+    open_session,
+    warm_spare,
+)
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.search import SearchBackend
 from harmony_agent.tools.browser.view import Page, escape_marker_text, escape_text, find, render, wrap_text
@@ -258,15 +266,22 @@ class BrowserTool(Tool):
             raise ToolError(f"there is no cursor {cursor}; cursors go from 0 to {len(self.stack) - 1}")
         return self.stack[cursor]
 
+    def _engine(self) -> BrowserEngine:
+        if self.shared_browser:
+            return BrowserEngine.shared(self.executable, headless=self.headless)
+        return BrowserEngine(self.executable, headless=self.headless)
+
+    async def start(self) -> str | None:
+        """A session starting: if the process's Chromium runs, have a context made ready for this session's
+        first page while its model thinks (nothing is launched for a session that may never browse)."""
+        if self.shared_browser and self.session is None:
+            warm_spare(self._engine(), (VIEWPORT, self.allow_sockets))
+        return None
+
     async def _session(self) -> BrowserSession:
         if self.session is None:
-            engine = (
-                BrowserEngine.shared(self.executable, headless=self.headless)
-                if self.shared_browser
-                else BrowserEngine(self.executable, headless=self.headless)
-            )
-            self.session = BrowserSession(
-                engine,
+            self.session = await open_session(
+                self._engine(),
                 self.policy,
                 page_timeout=self.page_timeout,
                 downloads_dir=self.downloads,
