@@ -30,10 +30,10 @@ fi
 # System packages the project needs (each tool adds its own as it ships):
 # the python tool's Docker engine, bubblewrap, debootstrap for the offline image,
 # the system Python's IPython/numpy/pandas/matplotlib for the bubblewrap sandbox, and the browser
-# tool's Chromium (Playwright cannot download its own here) with CJK fonts, and the computer
+# tool's Chromium and its headless shell (Playwright cannot download its own here) with CJK fonts, and the computer
 # tool's virtual desktop: Xvfb, openbox, X utilities, tesseract, and xterm and Tk for its demo.
 SYSTEM_PACKAGES=(python3-venv docker.io bubblewrap debootstrap python3-ipython python3-numpy python3-pandas python3-matplotlib
-                 chromium fonts-wqy-microhei
+                 chromium chromium-headless-shell fonts-wqy-microhei
                  xvfb xauth openbox xdotool x11-utils wmctrl scrot tesseract-ocr xterm python3-tk
                  dbus at-spi2-core python3-gi gir1.2-gtk-3.0 x11-xserver-utils galculator mousepad x11-apps
                  tesseract-ocr-script-latn)
