@@ -17,7 +17,7 @@ from helpers.available import require
 
 # benchmark -> (a phrase its table prints, what it needs: sandbox kinds for helpers.available.require, modules)
 BENCHMARKS = {
-    "batch": ("vs row above", ["bubblewrap", "chromium"], []),
+    "batch": ("vs per task", ["bubblewrap", "chromium"], []),
     "boundaries": ("tried 15, contained 15, not contained 0, left behind: nothing", [], []),
     "browser": ("x goto", ["chromium"], []),
     "desktop": ("target observe <= 400 ms", ["desktop"], []),

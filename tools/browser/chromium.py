@@ -137,6 +137,8 @@ class BrowserEngine:
     _instances: ClassVar[dict[tuple[Any, ...], BrowserEngine]] = {}
     #: Seconds a shared engine keeps Chromium after its last session (a launch costs 0.5 to 8 s under load).
     SHARED_LINGER = 30.0
+    #: Whether the runtime's shared engine keeps a spare context ready (benchmarks/batch.py compares both).
+    KEEP_SPARES: ClassVar[bool] = True
 
     def __init__(self, executable: str | None = None, *, headless: bool = True, linger: float = 0.0) -> None:
         self.executable = executable
@@ -149,8 +151,8 @@ class BrowserEngine:
         self._lock: asyncio.Lock | None = None
         self._users = 0
         self._idle: asyncio.TimerHandle | None = None
-        #: Whether this engine keeps spares (the runtime's shared engine does, unless told not to).
-        self.keep_spares = linger > 0
+        #: Whether this engine keeps spares (the runtime's shared engine does: one that lingers).
+        self.keep_spares = linger > 0 and self.KEEP_SPARES
         self._spares: dict[Hashable, asyncio.Task[Any]] = {}
 
     @classmethod
