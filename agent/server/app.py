@@ -44,7 +44,7 @@ from harmony_agent.server.conversations import (
 from harmony_agent.server.guard import RequestGuard
 from harmony_agent.server.protocol import RequestError, ResponseBuilder, ResponsesRequest, new_id
 from harmony_agent.server.responses_input import Entry, keys, responses_entries, split
-from harmony_agent.server.turns import Run, error_response
+from harmony_agent.server.turns import Run, error_response, sse_bytes
 from harmony_agent.transcript import transcript_line
 
 log = logging.getLogger("harmony_agent.server")
@@ -103,8 +103,11 @@ class Api:
         if (refused := await run.begin()) is not None:
             return refused
         if req.stream:
-            events = ({"event": out["type"], "data": json.dumps(out)} async for out in run.stream())
-            return EventSourceResponse(events, ping=15)
+            writes = (
+                sse_bytes([{"event": out["type"], "data": json.dumps(out)} for out in batch])
+                async for batch in run.batches()
+            )
+            return EventSourceResponse(writes, ping=15)
         await run.complete()
         return JSONResponse(builder.response())
 
@@ -134,7 +137,7 @@ class Api:
             return refused
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return EventSourceResponse(chat_sse(Chunks(builder, include_usage), run.stream()), ping=15)
+            return EventSourceResponse(chat_sse(Chunks(builder, include_usage), run.batches()), ping=15)
         await run.complete()
         if builder.status == "failed":
             return error_response(500, (builder.error or {}).get("message", "the model failed"), "server_error")

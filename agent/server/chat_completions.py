@@ -27,6 +27,7 @@ from harmony_agent.server.approvals import Approvals
 from harmony_agent.server.conversations import AgentSpec, ConversationStore, Plan, ServerConfig, plan_stateless
 from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest
 from harmony_agent.server.responses_input import Entry, content_text, output_text, split
+from harmony_agent.server.turns import sse_bytes
 
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
@@ -234,10 +235,13 @@ class Chunks:
         return []
 
 
-async def sse(chunks: Chunks, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, str]]:
-    """Server-sent events as Chat Completions clients read them: ``data:`` lines, then ``data: [DONE]``."""
-    yield {"data": json.dumps(chunks.first())}
-    async for event in events:
-        for chunk in chunks.feed(event):
-            yield {"data": json.dumps(chunk)}
-    yield {"data": "[DONE]"}
+async def sse(chunks: Chunks, batches: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
+    """Server-sent events as Chat Completions clients read them: ``data:`` lines, then ``data: [DONE]``;
+    each batch of the run's events (see ``Run.batches``) in one write."""
+    out = [{"data": json.dumps(chunks.first())}]
+    async for batch in batches:
+        out += [{"data": json.dumps(chunk)} for event in batch for chunk in chunks.feed(event)]
+        if out:
+            yield sse_bytes(out)
+            out = []
+    yield sse_bytes([*out, {"data": "[DONE]"}])

@@ -11,12 +11,18 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from sse_starlette.sse import ServerSentEvent
 from starlette.responses import JSONResponse, Response
 
 from harmony_agent.server.conversations import ConversationStore, Plan, Stored
 from harmony_agent.server.protocol import ResponseBuilder
 from harmony_agent.server.responses_input import keys, responses_entries
 from harmony_agent.session import SessionBusyError
+
+
+def sse_bytes(events: list[dict[str, str]]) -> bytes:
+    """Server-sent events (``event`` and ``data`` fields), framed as sse-starlette frames them, for one write."""
+    return b"".join(ServerSentEvent(**event).encode() for event in events)
 
 
 def error_response(status: int, message: str, code: str = "invalid_request_error") -> JSONResponse:
@@ -84,6 +90,17 @@ class Run:
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
         """The builder's events as they happen, approval requests among them; a client that hangs up ends the run."""
+        async for batch in self.batches():
+            for out in batch:
+                yield out
+
+    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """:meth:`stream`'s events in batches: a batch is what had happened when the last one was sent, so a
+        burst (a step's events, a short answer) goes out in one write instead of one each, and nothing waits.
+
+        One socket write per event was the largest cost a streamed request added to the turn itself
+        (benchmarks/server.py: about 80 microseconds each on a loaded machine, 15 to 20 per short answer).
+        """
         assert self.events is not None
         finished = False
         # The run's events and, with --approve, approval requests (sent from the session's thread) share one queue.
@@ -102,15 +119,21 @@ class Run:
             self.gate.attach(lambda event: loop.call_soon_threadsafe(queue.put_nowait, ("out", event)))
         running = asyncio.ensure_future(pump())
         try:
-            for out in self.builder.created():
-                yield out
+            batch = list(self.builder.created())
             while True:
+                if batch and queue.empty():
+                    yield batch
+                    batch = []
                 kind, item = await queue.get()
                 if kind == "end":
                     break
                 if kind == "error":
+                    if batch:
+                        yield batch
                     raise item
-                yield item
+                batch.append(item)
+            if batch:
+                yield batch
             await self._finish()
             finished = True
         finally:
