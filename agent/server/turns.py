@@ -22,7 +22,7 @@ from harmony_agent.session import SessionBusyError
 
 def sse_bytes(events: list[dict[str, str]]) -> bytes:
     """Server-sent events (``event`` and ``data`` fields), framed as sse-starlette frames them, for one write."""
-    return b"".join(ServerSentEvent(**event).encode() for event in events)
+    return b"".join(ServerSentEvent(data=event["data"], event=event.get("event")).encode() for event in events)
 
 
 def error_response(status: int, message: str, code: str = "invalid_request_error") -> JSONResponse:
