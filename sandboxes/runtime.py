@@ -153,35 +153,9 @@ class Runtime:
                 async for item in items:
                     yield item
             return
-        caller = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        hand_over = _Handover(asyncio.get_running_loop(), queue)
         ended = threading.Event()
-        # Items wait here until the caller's loop wakes up; one wake-up carries every item handed over
-        # before it runs (a burst of events costs one cross-thread call, not one each).
-        waiting: collections.deque[Any] = collections.deque()
-        guard = threading.Lock()
-        wake_pending = False
-
-        def deliver() -> None:  # on the caller's loop
-            nonlocal wake_pending
-            with guard:
-                items = list(waiting)
-                waiting.clear()
-                wake_pending = False
-            for item in items:
-                queue.put_nowait(item)
-
-        def hand_over(item: Any) -> None:
-            nonlocal wake_pending
-            with guard:
-                waiting.append(item)
-                if wake_pending:
-                    return
-                wake_pending = True
-            try:
-                caller.call_soon_threadsafe(deliver)
-            except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-                pass
 
         # Requests for items (lockstep only): released from the caller's side, awaited on the runtime;
         # an asyncio primitive binds to a loop at its first wait, which happens on the runtime.
@@ -269,6 +243,37 @@ class Runtime:
             thread.join(timeout)
             if not thread.is_alive():
                 loop.close()
+
+
+class _Handover:
+    """Items from the runtime's thread to a queue on the caller's loop. Items wait until the caller's loop
+    wakes up; one wake-up carries every item handed over before it runs (a burst of events costs one
+    cross-thread call, not one each)."""
+
+    def __init__(self, caller: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
+        self.caller, self.queue = caller, queue
+        self.waiting: collections.deque[Any] = collections.deque()
+        self.guard = threading.Lock()
+        self.wake_pending = False
+
+    def _deliver(self) -> None:  # on the caller's loop
+        with self.guard:
+            items = list(self.waiting)
+            self.waiting.clear()
+            self.wake_pending = False
+        for item in items:
+            self.queue.put_nowait(item)
+
+    def __call__(self, item: Any) -> None:
+        with self.guard:
+            self.waiting.append(item)
+            if self.wake_pending:
+                return
+            self.wake_pending = True
+        try:
+            self.caller.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
+            pass
 
 
 _runtime: Runtime | None = None
