@@ -7,17 +7,15 @@ autocomplete, update themselves, and carry CJK text.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from helpers.available import require
-from helpers.pages import serve_pages
+from helpers.pages import call, marker, serve_pages
 
 LOREM = " ".join(["The harbor light was built in 1871 and still guides the ferries home every night."] * 12)
 
@@ -112,16 +110,6 @@ async def browser():
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
     yield tool
     await tool.aclose()
-
-
-async def call(tool: BrowserTool, name: str, **arguments):
-    return await tool.process(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
-
-
-def marker(view: str, text: str) -> int:
-    match = re.search(r"【(\d+)†" + re.escape(text) + r"[】 (]", view)
-    assert match, f"no marker {text!r} in:\n{view}"
-    return int(match.group(1))
 
 
 @pytest.mark.parametrize(
