@@ -153,36 +153,9 @@ class Runtime:
                 async for item in items:
                     yield item
             return
-        caller = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        mailbox = _Mailbox(asyncio.get_running_loop())
+        hand_over = mailbox.hand_over
         ended = threading.Event()
-        # Items wait here until the caller's loop wakes up; one wake-up carries every item handed over
-        # before it runs (a burst of events costs one cross-thread call, not one each).
-        waiting: collections.deque[Any] = collections.deque()
-        guard = threading.Lock()
-        wake_pending = False
-
-        def deliver() -> None:  # on the caller's loop
-            nonlocal wake_pending
-            with guard:
-                items = list(waiting)
-                waiting.clear()
-                wake_pending = False
-            for item in items:
-                queue.put_nowait(item)
-
-        def hand_over(item: Any) -> None:
-            nonlocal wake_pending
-            with guard:
-                waiting.append(item)
-                if wake_pending:
-                    return
-                wake_pending = True
-            try:
-                caller.call_soon_threadsafe(deliver)
-            except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-                pass
-
         # Requests for items (lockstep only): released from the caller's side, awaited on the runtime;
         # an asyncio primitive binds to a loop at its first wait, which happens on the runtime.
         asked = asyncio.Semaphore(0) if lockstep else None
@@ -212,7 +185,7 @@ class Runtime:
             while True:
                 if asked is not None:
                     self.loop.call_soon_threadsafe(asked.release)
-                item, error = await queue.get()
+                item, error = await mailbox.get()
                 if item is _DONE:
                     if error is not None:
                         raise error
@@ -299,3 +272,41 @@ async def call_maybe_async(function: Callable[..., Any], *args: Any) -> Any:
     if isinstance(value, Awaitable):
         value = await value
     return value
+
+
+class _Mailbox:
+    """Where a relay's producer (on the runtime) leaves items for its consumer (on the caller's loop).
+
+    Items wait in a deque until the caller's loop wakes up; one wake-up carries every item handed
+    over before it runs, so a burst of events costs one cross-thread call, not one each.
+    """
+
+    def __init__(self, caller: asyncio.AbstractEventLoop) -> None:
+        self._caller = caller
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # made and awaited on the caller's loop only
+        self._waiting: collections.deque[Any] = collections.deque()
+        self._guard = threading.Lock()
+        self._wake_pending = False
+
+    def hand_over(self, item: Any) -> None:
+        """From the runtime's thread: leave ``item``, and wake the caller's loop if it is not woken yet."""
+        with self._guard:
+            self._waiting.append(item)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._caller.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
+            pass
+
+    def _deliver(self) -> None:  # on the caller's loop
+        with self._guard:
+            items = list(self._waiting)
+            self._waiting.clear()
+            self._wake_pending = False
+        for item in items:
+            self._queue.put_nowait(item)
+
+    async def get(self) -> Any:
+        return await self._queue.get()

@@ -102,6 +102,7 @@ def test_final_answer_and_call_arguments_stream_while_the_model_is_still_writing
     assert text.count("→ functions.get_weather") == 1
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_long_results_are_shortened_on_screen_and_whole_with_verbose(tmp_path):
     (tmp_path / "big.py").write_text("def big() -> str:\n    '''A long page.'''\n    return 'x' * 5000 + 'THE-END'\n")
     model = _script(
@@ -191,6 +192,7 @@ def test_task_from_stdin(tmp_path):
     assert empty.exit_code == 2 and "no task on stdin" in empty.output
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_no_hard_wrap_when_output_is_not_a_terminal(tmp_path):
     long_answer = " ".join(f"word{i}" for i in range(80))
     model = _script(tmp_path, [FINAL.format(text=long_answer)])
@@ -272,6 +274,7 @@ def test_a_bad_config_file_is_a_one_line_error(tmp_path, monkeypatch, content, m
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_version_help_and_completion():
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout.startswith("harmony-agent ")

@@ -52,6 +52,7 @@ def test_the_readme_names_the_commands_this_test_runs():
     assert sum(command.startswith("harmony-agent run ") for command in commands) >= 3
 
 
+@pytest.mark.slow  # doctor probes every real component
 def test_doctor_runs_from_any_folder(tmp_path: Path):
     done = run("harmony-agent doctor", tmp_path, timeout=300)
     assert done.returncode in (0, 1), done.stderr

@@ -92,6 +92,7 @@ def test_resume_after_a_torn_last_line_keeps_every_finished_result(tmp_path):
     assert (tmp_path / "results.jsonl.torn").read_text().startswith('{"id": "second"')
 
 
+@pytest.mark.slow  # kills writer processes
 def test_a_killed_writer_never_leaves_a_torn_record(tmp_path):
     """A process appending large records is killed at random moments; every line left is whole."""
     results = tmp_path / "results.jsonl"
