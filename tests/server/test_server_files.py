@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import httpx
+import openai
+import pytest
 from test_server import ARTIFACTS, client, py, running
 
 from harmony_agent import ScriptedModel
@@ -163,3 +165,48 @@ def test_only_plain_files_inside_the_output_folder_are_published(tmp_path):
     (folder / "sub" / "ok.txt").unlink()
     os.symlink(secret, folder / "sub" / "ok.txt")
     assert files.get(token) is None
+
+
+def test_default_clients_read_a_cited_answer_and_send_it_back(tmp_path, monkeypatch):
+    """openai-agents' Runner and LangChain's ChatOpenAI (Responses API) at their defaults: the cited answer
+    is their answer, and the conversation, annotations and all, goes on in a second turn."""
+    agents = pytest.importorskip("agents")
+    pytest.importorskip("langchain_openai")
+    import asyncio
+
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    monkeypatch.chdir(tmp_path)
+    model = ScriptedModel([py(PLOT), final("Saved."), final("Again."), py(PLOT), final("Saved."), final("Again.")])
+    with running(_config(model)) as url:
+
+        async def main():
+            sdk = openai.AsyncOpenAI(base_url=url, api_key="sesame", max_retries=0)
+            agent = agents.Agent(
+                name="plots",
+                tools=[
+                    agents.CodeInterpreterTool(tool_config={"type": "code_interpreter", "container": {"type": "auto"}})
+                ],
+                model=agents.OpenAIResponsesModel(model="gpt-oss", openai_client=sdk),
+            )
+            config = agents.RunConfig(tracing_disabled=True)
+            first = await agents.Runner.run(agent, "Plot it", run_config=config)
+            assert first.final_output == "Saved."
+            [message] = [item for item in first.raw_responses[-1].output if item.type == "message"]
+            assert sorted(a.filename for a in message.content[0].annotations) == ["plot.png", "table.csv"]
+            follow = first.to_input_list() + [{"role": "user", "content": "Once more"}]
+            streamed = agents.Runner.run_streamed(agent, follow, run_config=config)
+            [_ async for _ in streamed.stream_events()]
+            assert streamed.final_output == "Again."
+
+        asyncio.run(main())
+        llm = ChatOpenAI(model="gpt-oss", base_url=url, api_key="sesame", use_responses_api=True, max_retries=0)
+        bound = llm.bind_tools([TOOLS[0]])
+        messages = [HumanMessage("Plot it")]
+        reply = bound.invoke(messages)
+        assert reply.text == "Saved."
+        [text] = [block for block in reply.content if block.get("type") == "text"]
+        cited = {a["filename"]: a["url"] for a in text["annotations"]}  # kept in the message LangChain sends back
+        assert sorted(cited) == ["plot.png", "table.csv"] and all(u.startswith("/files/") for u in cited.values())
+        assert bound.invoke([*messages, reply, HumanMessage("Once more")]).text == "Again."
