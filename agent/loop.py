@@ -80,6 +80,7 @@ async def run_turn(
             break
         limit = min(settings.max_tokens or room, room)
         generation = _Generation(step, limit)
+        yield ev.GenerationStartEvent(step=step, prompt_tokens=len(prompt))
         async for event in generation.run(
             model, prompt, stop, dataclasses.replace(settings.sampling, max_tokens=limit)
         ):

@@ -67,4 +67,4 @@ def test_a_model_that_is_not_here_is_one_clear_line(command: str, tmp_path: Path
     assert done.returncode in (1, 2)
     out = done.stdout + done.stderr
     assert "Traceback" not in out
-    assert any(hint in out for hint in ("hf download", "Is the server running?")), out[-2000:]
+    assert any(hint in out for hint in ("hf download", "Is the server running?", "Is Ollama running?")), out[-2000:]
