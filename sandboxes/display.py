@@ -15,10 +15,13 @@ also runs in its own namespaces: no network (unless ``network=True``), the
 system read-only, a private /tmp, and of the host's files only the
 display's folder and the paths in ``read_only``.
 
-The agent's own X connections (pointer, keyboard, pixels) are let in by a
-server-interpreted rule for this user (``xhost +si:localuser:NAME``), so
-they need no XAUTHORITY in the process environment. Attaching to an
-existing display is possible, but only by naming it explicitly.
+The X server lets in only clients that show the display's cookie: no
+client is admitted by user or host, so an app on one display cannot reach
+another display of the same user by its name alone. The agent's own X
+clients (pointer, keyboard, pixels) hold the cookie in their own
+environment: they run in processes started by ``start_client``, since the
+agent's environment is never changed. Attaching to an existing display is
+possible, but only by naming it explicitly.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -212,7 +214,7 @@ class VirtualDisplay:
             return self
         if self.sandbox == "docker":
             return self._start_in_docker()
-        for tool in ("Xvfb", "xauth", "xhost") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
+        for tool in ("Xvfb", "xauth") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap"
@@ -255,10 +257,8 @@ class VirtualDisplay:
             capture_output=True,
         )
         self.started = True
-        # This process's own connections (XTest input, screen grabs) are let in by uid, so they need no
-        # XAUTHORITY in os.environ; apps still use the cookie.
-        user = pwd.getpwuid(os.getuid()).pw_name
-        subprocess.run(["xhost", f"+si:localuser:{user}"], env=self.env(), check=True, capture_output=True)
+        # No ``xhost``: Xvfb reads the cookie from its -auth file (it rereads the file while it holds no
+        # cookie), and admits nothing else. The agent's own connections go through start_client.
         if self.window_manager:
             if shutil.which("openbox") is None:
                 self.stop()
@@ -424,6 +424,41 @@ class VirtualDisplay:
             base["DBUS_SESSION_BUS_ADDRESS"] = self.session_bus
             base["QT_LINUX_ACCESSIBILITY_ALWAYS_ON"] = "1"
         return {**base, **self.extra_env, **(extra or {})}
+
+    def client_env(self) -> dict[str, str]:
+        """The environment of the agent's own X clients on this display: its name and authority file, nothing else.
+
+        Only a client with the cookie gets in, and python-xlib and mss read it from ``XAUTHORITY`` alone; the
+        agent's own environment is never changed, so its X work runs in processes with this one.
+        """
+        if not self.started or self.display is None:
+            raise SandboxError("the display is not started")
+        env = {"DISPLAY": self.display}
+        if self.authority:
+            env["XAUTHORITY"] = self.authority
+        elif "HOME" in os.environ:  # an attached display without XAUTHORITY: the user's ~/.Xauthority
+            env["HOME"] = os.environ["HOME"]
+        return env
+
+    def start_client(self, command: Sequence[str]) -> subprocess.Popen:
+        """Start an X client of the agent's own on this display (``client_env``, pipes on stdin and stdout).
+
+        It is stopped with the display, runs in a session of its own (a Ctrl-C meant for the agent is not
+        its), and should end by itself when its stdin closes, as it does when the agent dies.
+        """
+        try:
+            process = subprocess.Popen(
+                list(command),
+                env=self.client_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start {command[0]}: {exc}") from exc
+        self._processes.append(process)
+        return process
 
     def sandboxed(self, command: Sequence[str]) -> list[str]:
         """``command`` as it runs for an app: unchanged, or inside bubblewrap (see the module's docstring)."""

@@ -58,7 +58,7 @@ def test_importing_and_using_the_computer_tool_leaves_the_process_environment_un
     script = (
         "import asyncio, json, os\n"
         "before = dict(os.environ)\n"
-        "import tools, tools.computer, tools.computer.screen, tools.computer.xinput, sandboxes.display\n"
+        "import tools, tools.computer, tools.computer.screen, tools.computer.xclient, sandboxes.display\n"
         "after_import = dict(os.environ)\n"
         "from tools import ToolCall\n"
         "async def main():\n"
@@ -316,6 +316,11 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
         home = Path(display.env()["HOME"])
         container = display._docker.container  # type: ignore[union-attr]
         assert container is not None and container.attrs["HostConfig"]["NetworkMode"] == "none"
+        # No xhost rule inside: a host process gets in with the display's cookie, and without it not at all.
+        probe = ["xdpyinfo", "-display", display.display]
+        assert subprocess.run(probe, env=display.env(), capture_output=True).returncode == 0
+        no_cookie = {k: v for k, v in display.env().items() if k != "XAUTHORITY"}
+        assert b"unable to open display" in subprocess.run(probe, env=no_cookie, capture_output=True).stderr
         await call(tool, "launch", app="probe")
         assert wait_for((home / "done").exists)
         assert SECRET not in (home / "env.txt").read_text()
