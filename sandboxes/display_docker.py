@@ -55,6 +55,36 @@ ACCESSIBILITY = (
 )
 
 
+def claim_display(socket: Path) -> int:
+    """A free display number on the host, held by a lock file with our pid, whose socket is a link to ``socket``
+    (the X server's, made inside a container or a bubblewrap sandbox with a /tmp of its own)."""
+    for number in range(90, 1000):
+        lock = Path(f"/tmp/.X{number}-lock")
+        try:
+            handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            continue
+        os.write(handle, f"{os.getpid():10d}\n".encode())
+        os.close(handle)
+        link = X_SOCKETS / f"X{number}"
+        try:
+            X_SOCKETS.mkdir(mode=0o1777, exist_ok=True)
+            link.symlink_to(socket)
+            return number
+        except FileExistsError:
+            lock.unlink()
+    raise SandboxError("no free display number for a sandboxed X server")
+
+
+def release_display(number: int) -> None:
+    """Remove what ``claim_display`` made for ``number``: the socket's link and the lock."""
+    for path in (X_SOCKETS / f"X{number}", Path(f"/tmp/.X{number}-lock")):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
 class DockerDesktop:
     """One container running a display; the host sees it as display ``:<number>``."""
 
@@ -140,7 +170,7 @@ class DockerDesktop:
                 self.stop()
                 raise SandboxError(f"the desktop container did not come up: {logs.strip() or container.status}")
             time.sleep(0.1)
-        self.number = self._claim_display(x11 / "X0")
+        self.number = claim_display(x11 / "X0")
         self._add_host_entry(f":{self.number}")
         return f":{self.number}"
 
@@ -159,26 +189,6 @@ class DockerDesktop:
         except (OSError, subprocess.SubprocessError) as exc:
             self.stop()
             raise SandboxError(f"could not add the desktop container's cookie for {display}: {exc}") from exc
-
-    @staticmethod
-    def _claim_display(socket: Path) -> int:
-        """A free display number on the host, held by a lock file with our pid, whose socket leads into the container."""
-        for number in range(90, 1000):
-            lock = Path(f"/tmp/.X{number}-lock")
-            try:
-                handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            except FileExistsError:
-                continue
-            os.write(handle, f"{os.getpid():10d}\n".encode())
-            os.close(handle)
-            link = X_SOCKETS / f"X{number}"
-            try:
-                X_SOCKETS.mkdir(mode=0o1777, exist_ok=True)
-                link.symlink_to(socket)
-                return number
-            except FileExistsError:
-                lock.unlink()
-        raise SandboxError("no free display number for the container's display")
 
     def launch(self, command: Sequence[str], env: Mapping[str, str]):
         """Run an app in the container (``docker exec``); the returned process is the exec client."""
@@ -204,9 +214,5 @@ class DockerDesktop:
                 pass
             self.container = None
         if self.number is not None:
-            for path in (X_SOCKETS / f"X{self.number}", Path(f"/tmp/.X{self.number}-lock")):
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+            release_display(self.number)
             self.number = None
