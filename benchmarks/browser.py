@@ -13,7 +13,11 @@ Measures, in one run against ``examples/site`` served on 127.0.0.1:
 
 ``browser.open`` is also shown in its parts: the tool's own ``page.goto`` (through the policy proxy and the
 interception of documents), settling (waiting for what the page still does), the snapshot (the page script
-that writes the text view), extraction (reader mode and lines) and rendering the view.
+that writes the text view, read in one round trip that also checks the page is settled), extraction (reader
+mode and lines) and rendering the view. The two gotos are then split by the pages' own Navigation Timing
+(read after the clock stops): until the request is sent (the tool's includes the policy's pause of the
+document, a round trip to this process), the response (through the proxy), the document's load (its
+subresources through the proxy, the injected scripts), and the rest (Playwright telling this process).
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """
@@ -61,6 +65,18 @@ async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
 
 
 PARTS = ("goto", "settle", "snapshot", "extract", "render")
+# Navigation Timing of the page just loaded, in ms from the start of its navigation.
+TIMING = """() => { const n = performance.getEntriesByType("navigation")[0];
+  return n ? [n.requestStart, n.responseEnd, n.loadEventEnd] : null; }"""
+STAGES = ("to request", "response", "load", "to/from Python")
+
+
+def stages(timing: list[float] | None, seconds: float) -> list[float] | None:
+    """A goto of ``seconds`` split at the page's request start, response end and load end (all in s)."""
+    if not timing:
+        return None
+    request, response, load = (value / 1000 for value in timing)
+    return [request, response - request, load - response, seconds - load]
 
 
 async def interleaved(
@@ -74,6 +90,7 @@ async def interleaved(
     page = await context.new_page()
     gotos, opens = [], []
     parts: dict[str, list[float]] = {part: [] for part in PARTS}
+    split: dict[str, list[list[float]]] = {"bare": [], "tool": []}
     for index in range(count):
         url = base + PAGES[index % len(PAGES)]
         started = time.perf_counter()
@@ -85,15 +102,20 @@ async def interleaved(
         assert not result.is_error, result.text()
         for part in PARTS:
             parts[part].append(tool.timings.get(part, 0.0))
+        assert tool.session is not None
+        for name, timed, seconds in (("bare", page, gotos[-1]), ("tool", tool.session.page, parts["goto"][-1])):
+            stage = stages(await timed.evaluate(TIMING), seconds)
+            if stage is not None:
+                split[name].append(stage)
     await context.close()
     await engine.release()
-    return gotos, opens, parts
+    return gotos, opens, parts, split
 
 
 async def run(base: str, opens: int, sessions: int) -> None:
     warm = BrowserTool(policy=policy())
     await timed_opens(warm, base, 6)  # launch and warm up
-    goto, single, parts = await interleaved(warm, base, opens)
+    goto, single, parts, split = await interleaved(warm, base, opens)
     with tempfile.TemporaryDirectory() as shots:
         pictured = BrowserTool(policy=policy(), screenshots=shots)
         with_shots = await timed_opens(pictured, base, opens)
@@ -122,6 +144,10 @@ async def run(base: str, opens: int, sessions: int) -> None:
         print(f"  {part:<21} {summary(parts[part])}")
     accounted = statistics.median([sum(values) for values in zip(*parts.values())]) * 1000
     print(f"  {'rest (dispatch)':<21} median {open_median - accounted:6.1f} ms (open less the parts' sum)")
+    print("the two gotos by the page's Navigation Timing (medians, ms):  bare   tool   tool - bare")
+    for index, stage in enumerate(STAGES):
+        bare, own = (statistics.median(row[index] for row in split[name]) * 1000 for name in ("bare", "tool"))
+        print(f"  {stage:<21} {' ' * 38}{bare:6.1f} {own:6.1f} {own - bare:+7.1f}")
     print(f"browser.open + shot     {summary(with_shots)}")
     print(f"browser.find            {summary(finds)}")
     flat = [t for times in together for t in times]
