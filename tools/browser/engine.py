@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,6 +25,14 @@ from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import actions
 from harmony_agent.tools.browser.policy import NavigationPolicy
 from harmony_agent.tools.browser.proxy import PolicyProxy
+from harmony_agent.tools.browser.scripts import (
+    HOOKS_SCRIPT,
+    NO_SOCKETS_SCRIPT,
+    SETTLE_PROBE,
+    SETTLED_SNAPSHOT_SCRIPT,
+    SNAPSHOT_SCRIPT,
+    call,
+)
 
 CHROMIUM_ARGS = [
     "--disable-gpu",
@@ -51,25 +58,9 @@ CHROMIUM_ARGS = [
 ]
 DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not
 REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
-SNAPSHOT_SCRIPT = (Path(__file__).parent / "snapshot.js").read_text()
-HOOKS_SCRIPT = (Path(__file__).parent / "hooks.js").read_text()
-# How long since the DOM last changed, and how many short timers are pending (see hooks.js).
-SETTLE_PROBE = (
-    "(() => { const h = window.__harmonyHooks; return h ? [h.pending, performance.now() - h.changed] : [0, 1e9]; })()"
-)
-# The snapshot, taken only if the page is settled (no short timer pending, DOM quiet for the given ms): null if not.
-# A quiet page is then read in the one round trip that also checks it is quiet.
-SETTLED_SNAPSHOT_SCRIPT = (
-    "([wantHtml, domQuietMs]) => { const h = window.__harmonyHooks;"
-    " if (h && (h.pending || performance.now() - h.changed < domQuietMs)) return null;"
-    f" return ({SNAPSHOT_SCRIPT.strip()})(wantHtml); }}"
-)
 # After an action, how long the DOM must be unchanged before the page counts as settled (animations, widgets
 # that redraw in steps).
 ACTION_DOM_QUIET = 0.06
-# WebSockets and similar bypass request interception, so pages do not get them unless allowed.
-NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
-  try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
 
 
 def find_chromium(configured: str | None = None) -> str | None:
@@ -479,7 +470,7 @@ class BrowserSession:
         if settle_for is not None:
             if not self._inflight:
                 with contextlib.suppress(Exception):  # between documents, or crashed: settle, then read as usual
-                    data = await self._evaluate(_call(SETTLED_SNAPSHOT_SCRIPT, [want_html, settle_for * 1000]))
+                    data = await self._evaluate(call(SETTLED_SNAPSHOT_SCRIPT, [want_html, settle_for * 1000]))
             if data is None or self._inflight:  # not settled, or a request was reported while it was read
                 data = None
                 await self.settle(dom_quiet=settle_for)
@@ -511,7 +502,7 @@ class BrowserSession:
 
     async def _read(self, page: Any, want_html: bool) -> dict[str, Any]:
         try:
-            return await self._evaluate(_call(SNAPSHOT_SCRIPT, want_html))
+            return await self._evaluate(call(SNAPSHOT_SCRIPT, want_html))
         except Exception as exc:
             if self._crashed:
                 await self.ensure()
@@ -593,11 +584,6 @@ class BrowserSession:
             self._raise_if_refused(f"{action}: navigation")
         if settle:
             await self.settle(dom_quiet=ACTION_DOM_QUIET)
-
-
-def _call(function: str, argument: Any) -> str:
-    """An expression that calls a page function (its source) with one JSON argument."""
-    return f"({function.strip()})({json.dumps(argument)})"
 
 
 def _element(action: str, element_id: int | None) -> int:
