@@ -7,7 +7,10 @@ Measures, in one run against ``examples/site`` served on 127.0.0.1:
 - ``browser.find`` on an open page;
 - several sessions opening pages at once, against one session.
 
-    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick]
+    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick] [--site-in-process]
+
+The site runs in a process of its own, as any real site does; ``--site-in-process`` serves it from a thread of
+this process instead (as before), where the site's Python and the tool's proxy take turns with one lock.
 
 ``--quick`` (12 opens, 2 sessions) checks in CI that the script still runs and prints its ratios.
 
@@ -26,11 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +48,23 @@ from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.engine import BrowserEngine
 
 PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
+
+
+@contextlib.contextmanager
+def site_process() -> Iterator[str]:
+    """The example site served by a process of its own; yields its base URL."""
+    root = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "examples.local_site"], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())
+        assert found, "the site did not say where it serves"
+        yield found.group(0)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def policy() -> NavigationPolicy:
@@ -164,11 +188,16 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=60)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="12 opens, 2 sessions")
+    parser.add_argument("--site-in-process", action="store_true", help="serve the site from a thread of this process")
     args = parser.parse_args()
     if args.quick:
         args.opens, args.sessions = 12, 2
-    with serve_site() as (base, _hits):
-        asyncio.run(run(base, args.opens, args.sessions))
+    if args.site_in_process:
+        with serve_site() as (base, _hits):
+            asyncio.run(run(base, args.opens, args.sessions))
+    else:
+        with site_process() as base:
+            asyncio.run(run(base, args.opens, args.sessions))
 
 
 if __name__ == "__main__":
