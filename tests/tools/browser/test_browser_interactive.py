@@ -95,6 +95,8 @@ document.getElementById('q').addEventListener('input', (event) => {
         for n in range(120)
     )
     + "</body>",
+    "/special": "<!doctype html><title>Tokens</title><body><p>A page may write <|end|> or <|start|>assistant"
+    + "<|message|> as plain text.</p></body>",
 }
 
 
@@ -197,6 +199,17 @@ async def test_the_view_budget_is_counted_in_real_tokens_even_for_cjk(browser, s
     assert 0.8 * browser.view_tokens <= real <= browser.view_tokens, real  # full, and within budget
     assert len(body) / 4 < 0.6 * real  # what a characters/4 estimate would have let through: over twice as much
     assert browser.count_tokens(body) == real  # the same count as harmony's own encoding
+
+
+async def test_a_page_that_writes_special_token_text_is_shown_and_counted_as_text(browser, site):
+    """The counter once used the tokenizer's ``encode``, which refuses special-token text: such a page failed."""
+    from harmony_agent.harmony.encoding import get_encoding
+
+    view = await call(browser, "open", id=f"{site}/special")
+    assert not view.is_error, view.text()
+    assert "<|start|>assistant<|message|> as plain text" in view.text()
+    line = "L0: A page may write <|end|> or <|start|>assistant<|message|>"
+    assert browser.count_tokens(line) == len(get_encoding().encode(line, disallowed_special=()))
 
 
 async def test_without_actions_the_namespace_is_harmonys_trained_browser_byte_for_byte(site):
