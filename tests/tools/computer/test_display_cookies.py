@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +17,7 @@ from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer import ComputerTool
 from helpers.available import require
 from helpers.computer_helpers import call
+from helpers.processes import process_environ
 
 SECRET = "sk-proj-4b1a-never-in-the-x-worker"
 CONNECT = "import sys; from Xlib.display import Display; Display(sys.argv[1]).close()"
@@ -42,7 +42,7 @@ def pointer(display: VirtualDisplay) -> tuple[int, int]:
 
 
 def environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    raw = process_environ(pid).split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if item)
 
 
