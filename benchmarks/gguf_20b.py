@@ -186,21 +186,21 @@ def report(path: Path, load: Measured, runs: list[Measured]) -> None:
     print(f"\nmodel: {path} ({path.stat().st_size / 1e9:.2f} GB), llama.cpp, use_mmap=0, default context")
     print(f"load average at the end (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"\nload alone: {load.load_s:.1f} s, peak RSS {load.memory.root_hwm / GIB:.2f} GiB")
-    head = f"{'run':<10} {'turn':>4} {'prompt':>6} {'prefilled':>9} {'cached':>6} {'prefill t/s':>11} "
+    head = f"{'run':<14} {'turn':>4} {'prompt':>6} {'prefilled':>9} {'cached':>6} {'prefill t/s':>11} "
     print("\n" + head + f"{'gen':>4} {'decode t/s':>10}")
     for run in runs:
         for turn, generation in enumerate(run.generations, 1):
             prefill, decode = speeds(generation)
             print(
-                f"{run.label:<10} {turn:>4} {generation['prompt_tokens']:>6} {generation['prefilled_tokens']:>9} "
+                f"{run.label:<14} {turn:>4} {generation['prompt_tokens']:>6} {generation['prefilled_tokens']:>9} "
                 f"{generation['cached_tokens']:>6} {prefill:>11.1f} {generation['completion_tokens']:>4} "
                 f"{decode:>10.1f}"
             )
-    print(f"\n{'run':<10} {'peak tree PSS GiB':>17} {'agent peak RSS GiB':>18} {'start -> 1st prefill s':>22}")
+    print(f"\n{'run':<14} {'peak tree PSS GiB':>17} {'agent peak RSS GiB':>18} {'start -> 1st prefill s':>22}")
     for run in runs:
         first = run.generations[0]
         ready = first["time"] - first["duration_s"] - run.started
-        print(f"{run.label:<10} {run.memory.peak_pss / GIB:>17.2f} {run.memory.root_hwm / GIB:>18.2f} {ready:>22.1f}")
+        print(f"{run.label:<14} {run.memory.peak_pss / GIB:>17.2f} {run.memory.root_hwm / GIB:>18.2f} {ready:>22.1f}")
     for run in runs:
         second = run.generations[1]
         print(
