@@ -90,6 +90,9 @@ class GenerationEvent(_Event):
     completion_tokens: int
     token_ids: list[int]
     duration_s: float
+    #: Of ``duration_s``, the seconds the backend spent on the prompt before the first token (0 where it does not say):
+    #: the rest over ``completion_tokens - 1`` is the decode speed (benchmarks/gguf_20b.py reads both).
+    prefill_s: float = 0.0
     stop_token: int | None
     messages: list[GeneratedMessage] = []
 

@@ -221,6 +221,7 @@ class _Generation:
             completion_tokens=len(self.tokens),
             token_ids=self.tokens,
             duration_s=time.perf_counter() - started,
+            prefill_s=stats.prefill_seconds,
             stop_token=self.stop_token,
             messages=[ev.GeneratedMessage(channel=p.channel, recipient=p.recipient, text=p.text) for p in self.parsed],
         )
