@@ -48,6 +48,17 @@ class RunStartEvent(_Event):
     output_dir: str | None = None
 
 
+class GenerationStartEvent(_Event):
+    """The model is given a prompt of ``prompt_tokens`` tokens and reads it before its first token.
+
+    A local model on a CPU reads a long first prompt (the tools' instructions) for many seconds before it
+    writes anything; a listener can say so while it waits (the CLI shows a status line after 2 s).
+    """
+
+    type: Literal["generation_start"] = "generation_start"
+    prompt_tokens: int
+
+
 class TokenDeltaEvent(_Event):
     """Text the model just generated, on its channel (analysis, commentary, final)."""
 
@@ -79,6 +90,9 @@ class GenerationEvent(_Event):
     completion_tokens: int
     token_ids: list[int]
     duration_s: float
+    #: Of ``duration_s``, the seconds the backend spent on the prompt before the first token (0 where it does not say):
+    #: the rest over ``completion_tokens - 1`` is the decode speed (benchmarks/gguf_20b.py reads both).
+    prefill_s: float = 0.0
     stop_token: int | None
     messages: list[GeneratedMessage] = []
 
@@ -133,6 +147,7 @@ class RunEndEvent(_Event):
 
 Event = Annotated[
     RunStartEvent
+    | GenerationStartEvent
     | TokenDeltaEvent
     | GenerationEvent
     | ToolCallEvent

@@ -80,6 +80,7 @@ async def run_turn(
             break
         limit = min(settings.max_tokens or room, room)
         generation = _Generation(step, limit)
+        yield ev.GenerationStartEvent(step=step, prompt_tokens=len(prompt))
         async for event in generation.run(
             model, prompt, stop, dataclasses.replace(settings.sampling, max_tokens=limit)
         ):
@@ -220,6 +221,7 @@ class _Generation:
             completion_tokens=len(self.tokens),
             token_ids=self.tokens,
             duration_s=time.perf_counter() - started,
+            prefill_s=stats.prefill_seconds,
             stop_token=self.stop_token,
             messages=[ev.GeneratedMessage(channel=p.channel, recipient=p.recipient, text=p.text) for p in self.parsed],
         )

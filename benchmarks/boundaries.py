@@ -10,13 +10,14 @@ the attack's own folder). The surfaces:
   JSON nested 10,000 deep, ``/files`` without the key;
 - task files: a 370-byte billion laughs, a results file torn by a kill;
 - the python sandbox (bubblewrap): a cell naming host files as its images, a symlink out of
-  ``/mnt/data``.
+  ``/mnt/data``;
+- the desktop (Xvfb): an app on one display grabbing another display's screen.
 
 ``tests/`` holds the same attacks one by one; this prints them as one table.
 
     .venv/bin/python benchmarks/boundaries.py [--quick]
 
-``--quick`` leaves out the sandbox rows (they start a kernel).
+``--quick`` leaves out the sandbox and desktop rows (they start a kernel, X servers).
 """
 
 from __future__ import annotations
@@ -195,6 +196,31 @@ def _sandbox_attacks() -> list[Attack]:
     ]  # fmt: skip
 
 
+def _desktop_attacks() -> list[Attack]:
+    def other_display(folder: Path) -> tuple[bool, str]:
+        """An app on display A (with A's environment: its name and cookie) dumps display B's screen."""
+        from harmony_agent.sandboxes.display import VirtualDisplay
+
+        first, second = (VirtualDisplay(320, 240, window_manager=False, accessibility=False) for _ in range(2))
+        try:
+            first.start()
+            second.start()
+            dump = ["xwd", "-root", "-silent", "-display"]
+            own = subprocess.run([*dump, first.display or ""], env=first.env(), capture_output=True, timeout=20)
+            other = subprocess.run([*dump, second.display or ""], env=first.env(), capture_output=True, timeout=20)
+        finally:
+            first.stop()
+            second.stop()
+        refused = other.returncode != 0 and not other.stdout
+        said = other.stderr.decode(errors="replace").strip().splitlines()
+        return (
+            refused and own.returncode == 0,
+            f"own screen {len(own.stdout)} bytes; other: {said[-1] if said else 'dumped'}",
+        )
+
+    return [("desktop: an app grabs another display's screen", other_display)]
+
+
 def _descendants() -> list[str]:
     """The names of this process's live descendants (what an attack started and left running)."""
     parents: dict[int, int] = {}
@@ -241,9 +267,11 @@ def scratch() -> Iterator[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="leave out the sandbox rows")
+    parser.add_argument("--quick", action="store_true", help="leave out the sandbox and desktop rows")
     args = parser.parse_args()
-    attacks = TERMINAL + REPORTS + _serve_attacks() + TASKS + ([] if args.quick else _sandbox_attacks())
+    attacks = (
+        TERMINAL + REPORTS + _serve_attacks() + TASKS + ([] if args.quick else _sandbox_attacks() + _desktop_attacks())
+    )
     before = leftovers()
     print(f"{'attack':<58} {'contained':>9}  detail")
     contained = 0

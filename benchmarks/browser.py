@@ -7,13 +7,20 @@ Measures, in one run against ``examples/site`` served on 127.0.0.1:
 - ``browser.find`` on an open page;
 - several sessions opening pages at once, against one session.
 
-    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick]
+    .venv/bin/python benchmarks/browser.py [--opens 60] [--sessions 4] [--quick] [--site-in-process]
+
+The site runs in a process of its own, as any real site does; ``--site-in-process`` serves it from a thread of
+this process instead (as before), where the site's Python and the tool's proxy take turns with one lock.
 
 ``--quick`` (12 opens, 2 sessions) checks in CI that the script still runs and prints its ratios.
 
 ``browser.open`` is also shown in its parts: the tool's own ``page.goto`` (through the policy proxy and the
 interception of documents), settling (waiting for what the page still does), the snapshot (the page script
-that writes the text view), extraction (reader mode and lines) and rendering the view.
+that writes the text view, read in one round trip that also checks the page is settled), extraction (reader
+mode and lines) and rendering the view. The two gotos are then split by the pages' own Navigation Timing
+(read after the clock stops): until the request is sent (the tool's includes the policy's pause of the
+document, a round trip to this process), the response (through the proxy), the document's load (its
+subresources through the proxy, the injected scripts), and the rest (Playwright telling this process).
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """
@@ -22,11 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,6 +48,23 @@ from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.engine import BrowserEngine
 
 PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
+
+
+@contextlib.contextmanager
+def site_process() -> Iterator[str]:
+    """The example site served by a process of its own; yields its base URL."""
+    root = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "examples.local_site"], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())
+        assert found, "the site did not say where it serves"
+        yield found.group(0)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def policy() -> NavigationPolicy:
@@ -61,6 +89,18 @@ async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
 
 
 PARTS = ("goto", "settle", "snapshot", "extract", "render")
+# Navigation Timing of the page just loaded, in ms from the start of its navigation.
+TIMING = """() => { const n = performance.getEntriesByType("navigation")[0];
+  return n ? [n.requestStart, n.responseEnd, n.loadEventEnd] : null; }"""
+STAGES = ("to request", "response", "load", "to/from Python")
+
+
+def stages(timing: list[float] | None, seconds: float) -> list[float] | None:
+    """A goto of ``seconds`` split at the page's request start, response end and load end (all in s)."""
+    if not timing:
+        return None
+    request, response, load = (value / 1000 for value in timing)
+    return [request, response - request, load - response, seconds - load]
 
 
 async def interleaved(
@@ -74,6 +114,7 @@ async def interleaved(
     page = await context.new_page()
     gotos, opens = [], []
     parts: dict[str, list[float]] = {part: [] for part in PARTS}
+    split: dict[str, list[list[float]]] = {"bare": [], "tool": []}
     for index in range(count):
         url = base + PAGES[index % len(PAGES)]
         started = time.perf_counter()
@@ -85,15 +126,20 @@ async def interleaved(
         assert not result.is_error, result.text()
         for part in PARTS:
             parts[part].append(tool.timings.get(part, 0.0))
+        assert tool.session is not None
+        for name, timed, seconds in (("bare", page, gotos[-1]), ("tool", tool.session.page, parts["goto"][-1])):
+            stage = stages(await timed.evaluate(TIMING), seconds)
+            if stage is not None:
+                split[name].append(stage)
     await context.close()
     await engine.release()
-    return gotos, opens, parts
+    return gotos, opens, parts, split
 
 
 async def run(base: str, opens: int, sessions: int) -> None:
     warm = BrowserTool(policy=policy())
     await timed_opens(warm, base, 6)  # launch and warm up
-    goto, single, parts = await interleaved(warm, base, opens)
+    goto, single, parts, split = await interleaved(warm, base, opens)
     with tempfile.TemporaryDirectory() as shots:
         pictured = BrowserTool(policy=policy(), screenshots=shots)
         with_shots = await timed_opens(pictured, base, opens)
@@ -122,6 +168,10 @@ async def run(base: str, opens: int, sessions: int) -> None:
         print(f"  {part:<21} {summary(parts[part])}")
     accounted = statistics.median([sum(values) for values in zip(*parts.values())]) * 1000
     print(f"  {'rest (dispatch)':<21} median {open_median - accounted:6.1f} ms (open less the parts' sum)")
+    print("the two gotos by the page's Navigation Timing (medians, ms):  bare   tool   tool - bare")
+    for index, stage in enumerate(STAGES):
+        bare, own = (statistics.median(row[index] for row in split[name]) * 1000 for name in ("bare", "tool"))
+        print(f"  {stage:<21} {' ' * 38}{bare:6.1f} {own:6.1f} {own - bare:+7.1f}")
     print(f"browser.open + shot     {summary(with_shots)}")
     print(f"browser.find            {summary(finds)}")
     flat = [t for times in together for t in times]
@@ -138,11 +188,16 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=60)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="12 opens, 2 sessions")
+    parser.add_argument("--site-in-process", action="store_true", help="serve the site from a thread of this process")
     args = parser.parse_args()
     if args.quick:
         args.opens, args.sessions = 12, 2
-    with serve_site() as (base, _hits):
-        asyncio.run(run(base, args.opens, args.sessions))
+    if args.site_in_process:
+        with serve_site() as (base, _hits):
+            asyncio.run(run(base, args.opens, args.sessions))
+    else:
+        with site_process() as base:
+            asyncio.run(run(base, args.opens, args.sessions))
 
 
 if __name__ == "__main__":

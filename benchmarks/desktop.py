@@ -3,6 +3,7 @@
 Measures, in one run, with the Greeter app and an xterm open on a fresh Xvfb display:
 - ``observe``: the window list (xwininfo) plus OCR of the focused window, and its two parts alone;
 - ``observe(region="screen")``: OCR of the whole 1280x800 screen;
+- a screenshot: the whole screen's pixels, read by the display's X worker and sent over its pipe;
 - actions (click, move, key, scroll, typing five characters), with a screenshot kept after each, and without;
 - with a GTK app focused: reading its accessibility tree, and observe with tree and OCR together;
 - a 300-node GTK tree read a level per round trip (batched) against node by node, interleaved.
@@ -72,6 +73,7 @@ async def run(rounds: int) -> None:
                 line("  window list alone", windows)
                 line("  OCR of the focused window alone", ocr)
                 line("observe the whole screen", await timed(tool, "observe", max(rounds // 4, 3), region="screen"))
+                line("screenshot (1280x800 pixels)", [await asyncio.to_thread(_grab_time, tool) for _ in range(rounds)])
             suffix = " + screenshot" if screenshots else ""
             actions = []
             actions.append(line(f"click{suffix}", await timed(tool, "click", rounds, x=900, y=150)))
@@ -121,6 +123,12 @@ def _tree_time(tool: ComputerTool, title: str) -> float:
     started = time.perf_counter()
     nodes = tool._accessible(title)
     assert nodes, "the GTK app exposed no accessibility tree"
+    return time.perf_counter() - started
+
+
+def _grab_time(tool: ComputerTool) -> float:
+    started = time.perf_counter()
+    tool.screen.grab()
     return time.perf_counter() - started
 
 

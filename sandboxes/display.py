@@ -13,12 +13,17 @@ session bus, locale, PATH, a HOME of the display's own, and what the caller
 names; never the agent's API keys. With ``sandbox="bubblewrap"`` each app
 also runs in its own namespaces: no network (unless ``network=True``), the
 system read-only, a private /tmp, and of the host's files only the
-display's folder and the paths in ``read_only``.
+display's folder and the paths in ``read_only``; and so does the X server,
+with no network and only its cookie and socket folder of the host's files
+(``display_bubblewrap.py``).
 
-The agent's own X connections (pointer, keyboard, pixels) are let in by a
-server-interpreted rule for this user (``xhost +si:localuser:NAME``), so
-they need no XAUTHORITY in the process environment. Attaching to an
-existing display is possible, but only by naming it explicitly.
+The X server lets in only clients that show the display's cookie: no
+client is admitted by user or host, so an app on one display cannot reach
+another display of the same user by its name alone. The agent's own X
+clients (pointer, keyboard, pixels) hold the cookie in their own
+environment: they run in processes started by ``start_client``, since the
+agent's environment is never changed. Attaching to an existing display is
+possible, but only by naming it explicitly.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -40,7 +44,8 @@ from typing import Literal
 
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import SandboxError
-from harmony_agent.sandboxes.display_docker import DockerDesktop
+from harmony_agent.sandboxes.display_bubblewrap import app_command, server_command
+from harmony_agent.sandboxes.display_docker import DockerDesktop, claim_display, release_display
 
 _PR_SET_PDEATHSIG = 1
 FOLDER_PREFIX = "harmony-display-"
@@ -48,24 +53,6 @@ X_SOCKETS = Path("/tmp/.X11-unix")
 #: What a launched app inherits from the agent's environment; everything else (API keys...) stays behind.
 PASSED_THROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: Host paths a bubblewrap-sandboxed app sees, read-only (those that exist): the system, not the user's files.
-SYSTEM_PATHS = (
-    "/usr",
-    "/etc/fonts",
-    "/etc/ld.so.cache",
-    "/etc/alternatives",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/localtime",
-    "/etc/machine-id",
-    "/etc/X11",
-    "/etc/xdg",
-    "/etc/gtk-3.0",
-    "/etc/mime.types",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/var/lib/dbus/machine-id",
-)
 Sandbox = Literal["none", "bubblewrap", "docker"]
 
 
@@ -86,15 +73,24 @@ def reap_stale_displays(tmp: str | Path | None = None) -> list[str]:
             continue
         number = record.get("number")
         if isinstance(number, int):
-            _remove_stale_server_files(number)
+            _remove_stale_server_files(number, folder)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(str(folder))
     return removed
 
 
-def _remove_stale_server_files(number: int) -> None:
-    """Remove display ``number``'s socket (and lock, if any) when no server answers on it any more."""
+def _remove_stale_server_files(number: int, folder: Path) -> None:
+    """Remove display ``number``'s socket (and lock, if any) when no server answers on it any more, or when it
+    is a link into ``folder`` (a sandboxed server of the dead owner, which may still be dying)."""
     lock = Path(f"/tmp/.X{number}-lock")
+    path = X_SOCKETS / f"X{number}"
+    if path.is_symlink() and os.readlink(path).startswith(f"{folder}{os.sep}"):
+        for stale in (path, lock):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        return
     try:
         pid: int | None = int(lock.read_text().strip())
     except (OSError, ValueError):
@@ -107,7 +103,6 @@ def _remove_stale_server_files(number: int) -> None:
             pass
         except PermissionError:
             return
-    path = X_SOCKETS / f"X{number}"
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1)
@@ -184,6 +179,7 @@ class VirtualDisplay:
         self.authority: str | None = os.environ.get("XAUTHORITY") if self.attached else None
         self._folder: Path | None = None
         self._processes: list[subprocess.Popen] = []
+        self._claimed: int | None = None  # the host's display number for a sandboxed X server
         self.started = False
 
     def fresh(self) -> VirtualDisplay:
@@ -212,29 +208,48 @@ class VirtualDisplay:
             return self
         if self.sandbox == "docker":
             return self._start_in_docker()
-        for tool in ("Xvfb", "xauth", "xhost") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
+        for tool in ("Xvfb", "xauth") + (("bwrap",) if self.sandbox == "bubblewrap" else ()):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed: apt-get install xvfb xauth x11-xserver-utils openbox bubblewrap"
                 )
-        _, authority = self._make_folder()
+        folder, authority = self._make_folder()
+        try:
+            self._start_server(folder, authority)
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+        # No ``xhost``: Xvfb reads the cookie from its -auth file (it rereads the file while it holds no
+        # cookie), and admits nothing else. The agent's own connections go through start_client.
+        if self.window_manager:
+            if shutil.which("openbox") is None:
+                self.stop()
+                raise SandboxError("openbox is not installed: apt-get install openbox")
+            self._spawn(["openbox", "--sm-disable"])
+            self._wait_for_window_manager()
+        if self.accessibility:
+            self._start_accessibility_bus()
+        return self
+
+    def _start_server(self, folder: Path, authority: str) -> None:
+        """Start Xvfb (in a sandbox of its own in the bubblewrap mode); name the display and give it a cookie."""
         cookie = secrets.token_hex(16)
         read_end, write_end = os.pipe()
+        command = ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{self.width}x{self.height}x{self.depth}"]
+        command += ["-nolisten", "tcp", "-auth", authority, "-noreset"]
+        if self.sandbox == "bubblewrap":
+            sockets = folder / "x11"  # its /tmp/.X11-unix; the host's display number is a link into it
+            sockets.mkdir(mode=0o1777)
+            os.chmod(sockets, 0o1777)
+            self._claimed = claim_display(sockets / "X0")
+            self.display = f":{self._claimed}"
+            self._write_owner(self._claimed)
+            self._add_cookie(authority, cookie)  # before the server starts: it sees the file as it is then
+            command = server_command(command, sockets=sockets, authority=authority)
         try:
             server = subprocess.Popen(
-                [
-                    "Xvfb",
-                    "-displayfd",
-                    str(write_end),
-                    "-screen",
-                    "0",
-                    f"{self.width}x{self.height}x{self.depth}",
-                    "-nolisten",
-                    "tcp",
-                    "-auth",
-                    authority,
-                    "-noreset",
-                ],
+                command,
                 pass_fds=(write_end,),
                 env=server_environment(),  # its /proc/PID/environ is readable by the apps: nothing of ours
                 stdout=subprocess.DEVNULL,
@@ -245,29 +260,19 @@ class VirtualDisplay:
         finally:
             os.close(write_end)
         self._processes.append(server)
-        number = self._read_display_number(read_end, server)
-        self.display = f":{number}"
-        self._write_owner(number)
+        number = self._read_display_number(read_end, server)  # 0 in the bubblewrap mode: its own /tmp
+        if self._claimed is None:
+            self.display = f":{number}"
+            self._write_owner(number)
+            self._add_cookie(authority, cookie)
+
+    def _add_cookie(self, authority: str, cookie: str) -> None:
         subprocess.run(
-            ["xauth", "-f", authority, "add", self.display, ".", cookie],
+            ["xauth", "-f", authority, "add", str(self.display), ".", cookie],
             env=server_environment(),
             check=True,
             capture_output=True,
         )
-        self.started = True
-        # This process's own connections (XTest input, screen grabs) are let in by uid, so they need no
-        # XAUTHORITY in os.environ; apps still use the cookie.
-        user = pwd.getpwuid(os.getuid()).pw_name
-        subprocess.run(["xhost", f"+si:localuser:{user}"], env=self.env(), check=True, capture_output=True)
-        if self.window_manager:
-            if shutil.which("openbox") is None:
-                self.stop()
-                raise SandboxError("openbox is not installed: apt-get install openbox")
-            self._spawn(["openbox", "--sm-disable"])
-            self._wait_for_window_manager()
-        if self.accessibility:
-            self._start_accessibility_bus()
-        return self
 
     def _make_folder(self) -> tuple[Path, str]:
         """The display's folder: owner record, authority file, the apps' home and runtime folders.
@@ -425,53 +430,50 @@ class VirtualDisplay:
             base["QT_LINUX_ACCESSIBILITY_ALWAYS_ON"] = "1"
         return {**base, **self.extra_env, **(extra or {})}
 
+    def client_env(self) -> dict[str, str]:
+        """The environment of the agent's own X clients on this display: its name and authority file, nothing else.
+
+        Only a client with the cookie gets in, and python-xlib and mss read it from ``XAUTHORITY`` alone; the
+        agent's own environment is never changed, so its X work runs in processes with this one.
+        """
+        if not self.started or self.display is None:
+            raise SandboxError("the display is not started")
+        env = {"DISPLAY": self.display}
+        if self.authority:
+            env["XAUTHORITY"] = self.authority
+        elif "HOME" in os.environ:  # an attached display without XAUTHORITY: the user's ~/.Xauthority
+            env["HOME"] = os.environ["HOME"]
+        return env
+
+    def start_client(self, command: Sequence[str]) -> subprocess.Popen:
+        """Start an X client of the agent's own on this display (``client_env``, pipes on stdin and stdout).
+
+        It is stopped with the display, runs in a session of its own (a Ctrl-C meant for the agent is not
+        its), and should end by itself when its stdin closes, as it does when the agent dies.
+        """
+        try:
+            process = subprocess.Popen(
+                list(command),
+                env=self.client_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start {command[0]}: {exc}") from exc
+        self._processes.append(process)
+        return process
+
     def sandboxed(self, command: Sequence[str]) -> list[str]:
-        """``command`` as it runs for an app: unchanged, or inside bubblewrap (see the module's docstring)."""
+        """``command`` as it runs for an app: unchanged, or inside bubblewrap (see ``display_bubblewrap.py``)."""
         if self.sandbox != "bubblewrap":
             return list(command)
         if self._folder is None or self.display is None:
             raise SandboxError("the bubblewrap sandbox needs a display of our own, not an attached one")
-        wrapper = [
-            "bwrap",
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
-            "--tmpfs",
-            "/var",
-            "--tmpfs",
-            "/run",
-        ]
-        if self.network:
-            wrapper += ["--share-net", "--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        for path in SYSTEM_PATHS + tuple(self.read_only):
-            wrapper += ["--ro-bind-try", path, path]
-        for link in ("bin", "lib", "lib64", "sbin"):  # merged /usr: /bin -> usr/bin ...
-            target = Path("/") / link
-            if target.is_symlink():
-                wrapper += ["--symlink", os.readlink(target), str(target)]
-            elif target.is_dir():
-                wrapper += ["--ro-bind", str(target), str(target)]
-        x_socket = X_SOCKETS / f"X{self.display.lstrip(':').split('.')[0]}"
-        wrapper += [
-            "--ro-bind",
-            str(x_socket),
-            str(x_socket),
-            "--bind",
-            str(self._folder),
-            str(self._folder),
-            "--chdir",
-            str(self._folder / "home"),
-            "--",
-        ]
-        return wrapper + list(command)
+        return app_command(
+            command, folder=self._folder, display=self.display, network=self.network, read_only=self.read_only
+        )
 
     def launch(
         self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
@@ -524,6 +526,9 @@ class VirtualDisplay:
         if self._docker is not None:
             self._docker.stop()
             self._docker = None
+        if self._claimed is not None:
+            release_display(self._claimed)
+            self._claimed = None
         self.session_bus = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

@@ -7,8 +7,10 @@ and Docker's init to reap its processes. The agent reaches the X server
 through the socket the container creates in the shared folder: a symlink
 ``/tmp/.X11-unix/X<n>``, guarded by a lock file like any X server's, gives
 it an ordinary display name, so the same tools (XTest, screen grabs,
-xdotool, AT-SPI over the shared bus socket) work unchanged. The X server
-lets in the agent's user by a server-interpreted rule, as on the host.
+xdotool, AT-SPI over the shared bus socket) work unchanged. As on the host,
+the X server lets in only clients with the display's cookie: the
+authority file holds it under the container's name for the apps inside, and
+under the host's display number for the agent's own clients outside.
 
 A container left by a killed agent is labelled with its owner and removed
 at the next start, like the folder and the symlink.
@@ -40,7 +42,6 @@ export HOME="$F/home" XDG_RUNTIME_DIR="$F/runtime" DISPLAY={display} XAUTHORITY=
 Xvfb {display} -screen 0 {width}x{height}x{depth} -nolisten tcp -auth "$F/Xauthority" -noreset &
 i=0; while [ ! -S /tmp/.X11-unix/X0 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 xauth -f "$F/Xauthority" add {display} . {cookie}
-xhost +si:localuser:{user} >/dev/null
 {window_manager}
 {accessibility}
 touch "$F/ready"
@@ -52,6 +53,36 @@ ACCESSIBILITY = (
     'i=0; while [ ! -S "$F/runtime/bus" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
     'DBUS_SESSION_BUS_ADDRESS="unix:path=$F/runtime/bus" /usr/libexec/at-spi-bus-launcher --launch-immediately &'
 )
+
+
+def claim_display(socket: Path) -> int:
+    """A free display number on the host, held by a lock file with our pid, whose socket is a link to ``socket``
+    (the X server's, made inside a container or a bubblewrap sandbox with a /tmp of its own)."""
+    for number in range(90, 1000):
+        lock = Path(f"/tmp/.X{number}-lock")
+        try:
+            handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            continue
+        os.write(handle, f"{os.getpid():10d}\n".encode())
+        os.close(handle)
+        link = X_SOCKETS / f"X{number}"
+        try:
+            X_SOCKETS.mkdir(mode=0o1777, exist_ok=True)
+            link.symlink_to(socket)
+            return number
+        except FileExistsError:
+            lock.unlink()
+    raise SandboxError("no free display number for a sandboxed X server")
+
+
+def release_display(number: int) -> None:
+    """Remove what ``claim_display`` made for ``number``: the socket's link and the lock."""
+    for path in (X_SOCKETS / f"X{number}", Path(f"/tmp/.X{number}-lock")):
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 class DockerDesktop:
@@ -75,6 +106,7 @@ class DockerDesktop:
         self.window_manager, self.accessibility = window_manager, accessibility
         self.container: Container | None = None
         self.number: int | None = None
+        self._cookie = secrets.token_hex(16)
 
     def start(self) -> str:
         """Start the container and claim a display number on the host; returns the display name."""
@@ -94,8 +126,6 @@ class DockerDesktop:
         x11.mkdir(mode=0o1777)
         os.chmod(x11, 0o1777)
         script = self.folder / "start.sh"
-        import pwd
-
         script.write_text(
             START_SCRIPT.format(
                 folder=self.folder,
@@ -103,8 +133,7 @@ class DockerDesktop:
                 width=self.width,
                 height=self.height,
                 depth=self.depth,
-                cookie=secrets.token_hex(16),
-                user=pwd.getpwuid(os.getuid()).pw_name,
+                cookie=self._cookie,
                 window_manager=WINDOW_MANAGER if self.window_manager else "",
                 accessibility=ACCESSIBILITY if self.accessibility else "",
             )
@@ -141,28 +170,25 @@ class DockerDesktop:
                 self.stop()
                 raise SandboxError(f"the desktop container did not come up: {logs.strip() or container.status}")
             time.sleep(0.1)
-        self.number = self._claim_display(x11 / "X0")
+        self.number = claim_display(x11 / "X0")
+        self._add_host_entry(f":{self.number}")
         return f":{self.number}"
 
-    @staticmethod
-    def _claim_display(socket: Path) -> int:
-        """A free display number on the host, held by a lock file with our pid, whose socket leads into the container."""
-        for number in range(90, 1000):
-            lock = Path(f"/tmp/.X{number}-lock")
-            try:
-                handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            except FileExistsError:
-                continue
-            os.write(handle, f"{os.getpid():10d}\n".encode())
-            os.close(handle)
-            link = X_SOCKETS / f"X{number}"
-            try:
-                X_SOCKETS.mkdir(mode=0o1777, exist_ok=True)
-                link.symlink_to(socket)
-                return number
-            except FileExistsError:
-                lock.unlink()
-        raise SandboxError("no free display number for the container's display")
+    def _add_host_entry(self, display: str) -> None:
+        """The cookie under the host's name for the display, so the agent's clients outside find it (no xhost)."""
+        import subprocess
+
+        try:
+            subprocess.run(
+                ["xauth", "-f", str(self.folder / "Xauthority"), "add", display, ".", self._cookie],
+                env={"PATH": INSIDE_PATH},
+                check=True,
+                capture_output=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.stop()
+            raise SandboxError(f"could not add the desktop container's cookie for {display}: {exc}") from exc
 
     def launch(self, command: Sequence[str], env: Mapping[str, str]):
         """Run an app in the container (``docker exec``); the returned process is the exec client."""
@@ -188,9 +214,5 @@ class DockerDesktop:
                 pass
             self.container = None
         if self.number is not None:
-            for path in (X_SOCKETS / f"X{self.number}", Path(f"/tmp/.X{self.number}-lock")):
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+            release_display(self.number)
             self.number = None

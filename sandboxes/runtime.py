@@ -153,10 +153,9 @@ class Runtime:
                 async for item in items:
                     yield item
             return
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        hand_over = _Handover(asyncio.get_running_loop(), queue)
+        mailbox = _Mailbox(asyncio.get_running_loop())
+        hand_over = mailbox.hand_over
         ended = threading.Event()
-
         # Requests for items (lockstep only): released from the caller's side, awaited on the runtime;
         # an asyncio primitive binds to a loop at its first wait, which happens on the runtime.
         asked = asyncio.Semaphore(0) if lockstep else None
@@ -186,7 +185,7 @@ class Runtime:
             while True:
                 if asked is not None:
                     self.loop.call_soon_threadsafe(asked.release)
-                item, error = await queue.get()
+                item, error = await mailbox.get()
                 if item is _DONE:
                     if error is not None:
                         raise error
@@ -245,37 +244,6 @@ class Runtime:
                 loop.close()
 
 
-class _Handover:
-    """Items from the runtime's thread to a queue on the caller's loop. Items wait until the caller's loop
-    wakes up; one wake-up carries every item handed over before it runs (a burst of events costs one
-    cross-thread call, not one each)."""
-
-    def __init__(self, caller: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> None:
-        self.caller, self.queue = caller, queue
-        self.waiting: collections.deque[Any] = collections.deque()
-        self.guard = threading.Lock()
-        self.wake_pending = False
-
-    def _deliver(self) -> None:  # on the caller's loop
-        with self.guard:
-            items = list(self.waiting)
-            self.waiting.clear()
-            self.wake_pending = False
-        for item in items:
-            self.queue.put_nowait(item)
-
-    def __call__(self, item: Any) -> None:
-        with self.guard:
-            self.waiting.append(item)
-            if self.wake_pending:
-                return
-            self.wake_pending = True
-        try:
-            self.caller.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
-            pass
-
-
 _runtime: Runtime | None = None
 _owner_pid = 0
 _runtime_guard = threading.Lock()
@@ -304,3 +272,41 @@ async def call_maybe_async(function: Callable[..., Any], *args: Any) -> Any:
     if isinstance(value, Awaitable):
         value = await value
     return value
+
+
+class _Mailbox:
+    """Where a relay's producer (on the runtime) leaves items for its consumer (on the caller's loop).
+
+    Items wait in a deque until the caller's loop wakes up; one wake-up carries every item handed
+    over before it runs, so a burst of events costs one cross-thread call, not one each.
+    """
+
+    def __init__(self, caller: asyncio.AbstractEventLoop) -> None:
+        self._caller = caller
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # made and awaited on the caller's loop only
+        self._waiting: collections.deque[Any] = collections.deque()
+        self._guard = threading.Lock()
+        self._wake_pending = False
+
+    def hand_over(self, item: Any) -> None:
+        """From the runtime's thread: leave ``item``, and wake the caller's loop if it is not woken yet."""
+        with self._guard:
+            self._waiting.append(item)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._caller.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the consumer's loop is closed: nobody is listening any more
+            pass
+
+    def _deliver(self) -> None:  # on the caller's loop
+        with self._guard:
+            items = list(self._waiting)
+            self._waiting.clear()
+            self._wake_pending = False
+        for item in items:
+            self._queue.put_nowait(item)
+
+    async def get(self) -> Any:
+        return await self._queue.get()

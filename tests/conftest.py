@@ -14,10 +14,17 @@ from harmony_agent.harmony.encoding import get_encoding
 from helpers.completions import get_weather, tiny_gpt_oss_config
 
 #: Folders whose tests drive real components throughout (Docker, bubblewrap, Chromium, Xvfb, vLLM,
-#: llama.cpp, torch models, MCP servers in subprocesses).
-SLOW_FOLDERS = ("sandboxes", "tools", "models", "mcp")
-#: Modules whose every test takes seconds: CLI sessions on a pty, thousands of mutated completions.
-SLOW_MODULES = {"test_cli_interactive.py", "test_battery_completions.py", "test_cli_setup.py"}
+#: llama.cpp, torch models, MCP servers in subprocesses, a wheel built and installed).
+SLOW_FOLDERS = ("sandboxes", "tools", "models", "mcp", "packaging")
+#: Modules whose every test takes seconds: CLI sessions on a pty, thousands of mutated completions,
+#: one Chromium or one llama.cpp model shared by sessions.
+SLOW_MODULES = {
+    "test_cli_interactive.py",
+    "test_battery_completions.py",
+    "test_cli_setup.py",
+    "test_shared_browser.py",
+    "test_shared_model_serving.py",
+}
 #: Fixtures that bring a real component along.
 SLOW_FIXTURES = {"kind", "tiny_model", "sandbox", "box"}
 TESTS = Path(__file__).parent

@@ -193,7 +193,9 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
     console, err = make_console(), make_console(stderr=True)
     mode = options.output
     if mode == "human":
-        view: Any = ConsoleView(console, show_analysis=not options.hide_analysis, verbose=options.verbose)
+        view: Any = ConsoleView(
+            console, show_analysis=not options.hide_analysis, verbose=options.verbose, status_console=err
+        )
     else:
         view = {"quiet": QuietView, "events": JsonEventsView, "result": SilentView}[mode]()
     prompt = None if options.yes else ApprovalPrompt(err, show_call=mode != "human")
@@ -252,7 +254,7 @@ def chat(
 
     options = _prepare(ctx)
     console, err = make_console(), make_console(stderr=True)
-    view = ConsoleView(console, show_analysis=not options.hide_analysis, verbose=options.verbose)
+    view = ConsoleView(console, show_analysis=not options.hide_analysis, verbose=options.verbose, status_console=err)
     driver = TurnDriver(view, None if options.yes else ApprovalPrompt(err), interactive=sys.stdin.isatty())
     try:
         agent = build_agent(options, approve=None if options.yes else driver.approve)

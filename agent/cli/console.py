@@ -23,6 +23,8 @@ from harmony_agent import events as ev
 RESULT_PREVIEW = 600
 #: A tool running longer than this (seconds) gets a spinner with its elapsed time.
 SPINNER_AFTER_S = 1.0
+#: A model with no token yet this long (seconds) after it was given its prompt gets a status line saying so.
+PREFILL_STATUS_AFTER_S = 2.0
 
 
 #: What must never reach a terminal from text we did not write: C0 controls but newline and tab, DEL, C1 controls
@@ -85,12 +87,26 @@ class ConsoleView:
     """Prints analysis dimmed, tool calls (arguments streamed) and results, and the final answer in bold.
 
     Call :meth:`tick` now and then while waiting for events: a tool that has
-    run for over a second gets a spinner with its elapsed time (on a terminal).
-    Call :meth:`pause` before prompting, so a prompt never lands mid-line.
+    run for over a second gets a spinner with its elapsed time (on a terminal),
+    and a model that has written nothing two seconds after it was given its
+    prompt gets a status line with the prompt's size on ``status_console``
+    (stderr in the CLI; a local model on a CPU reads a long first prompt for
+    many seconds), gone when its first token arrives. Call :meth:`pause`
+    before prompting, so a prompt never lands mid-line.
     """
 
-    def __init__(self, console: Console | None = None, *, show_analysis: bool = True, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        show_analysis: bool = True,
+        verbose: bool = False,
+        status_console: Console | None = None,
+    ) -> None:
         self.console = console or make_console()
+        self.status_console = status_console or self.console
+        self._reading: tuple[int, float] | None = None  # (prompt tokens, since) while the model has written nothing
+        self._reading_status: Status | None = None
         self.show_analysis = show_analysis
         self.result_limit: int | None = None if verbose else RESULT_PREVIEW
         self._open: tuple[Any, ...] | None = None
@@ -138,7 +154,8 @@ class ConsoleView:
     # -- waiting -----------------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Show (or update) the spinner of a tool that has been running a while."""
+        """Show (or update) the spinner of a tool that has been running a while, or of a model reading its prompt."""
+        self._tick_reading()
         if self._running is None or not self.console.is_terminal:
             return
         recipient, started = self._running
@@ -153,8 +170,32 @@ class ConsoleView:
         else:
             self._status.update(text)
 
+    def _tick_reading(self) -> None:
+        if self._reading is None or not self.status_console.is_terminal:
+            return
+        tokens, since = self._reading
+        elapsed = time.perf_counter() - since
+        if elapsed < PREFILL_STATUS_AFTER_S:
+            return
+        text = f"[dim]reading the prompt ({tokens:,} tokens)… {elapsed:.0f} s[/dim]"
+        if self._reading_status is None:
+            self._close_stream()
+            self._reading_status = self.status_console.status(text)
+            self._reading_status.start()
+        else:
+            self._reading_status.update(text)
+
+    def _stop_reading(self, *, done: bool) -> None:
+        """Clear the status line (``done``: the model has started writing, or the run ended; no more of it)."""
+        if self._reading_status is not None:
+            self._reading_status.stop()
+            self._reading_status = None
+        if done:
+            self._reading = None
+
     def pause(self) -> None:
         """Stop the spinner and end an open line (before a prompt); time at a prompt is not the tool's."""
+        self._stop_reading(done=False)
         self._close_stream()
         if self._status is not None:
             self._status.stop()
@@ -169,6 +210,11 @@ class ConsoleView:
 
     def handle(self, event: ev.Event) -> None:
         c = self.console
+        if isinstance(event, ev.GenerationStartEvent):
+            self._reading = (event.prompt_tokens, time.perf_counter())
+            return
+        if isinstance(event, (ev.TokenDeltaEvent, ev.GenerationEvent, ev.RunEndEvent)):
+            self._stop_reading(done=True)
         if isinstance(event, ev.TokenDeltaEvent):
             self._streamed_steps.add(event.step)
             self._stream(event.step, event.channel, event.text, event.recipient)

@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict
 
 from harmony_agent.cli.config import Config
 from harmony_agent.imports import preload_policy
-from harmony_agent.runs.tasks import TaskFileError, expand_variables, read_yaml, relative_to_file
+from harmony_agent.runs.tasks import TaskFileError, expand_variables, relative_to_file
 from harmony_agent.toolbox import BUILTIN_TOOLS, ToolOptions, ToolSpecError, build_tools
 from harmony_agent.tools.base import Tool
+from harmony_agent.yaml_files import YamlFileError, read_yaml
 
 if TYPE_CHECKING:
     # Typer vendors click as typer._click: its commands' hooks take that Context (typer.Context's base), so
@@ -324,8 +325,8 @@ def read_task_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"task file {path} not found")
     try:
-        data = read_yaml(path)
-    except TaskFileError as exc:
+        data = read_yaml(path, what="task file")
+    except YamlFileError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     if not isinstance(data, dict) or "task" not in data:
         raise UsageError(f"{path} must be a mapping with at least a 'task' key")

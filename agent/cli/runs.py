@@ -22,7 +22,8 @@ from harmony_agent.cli.console import make_console, safe
 from harmony_agent.runs.batch import BatchProgress, TaskResult, run_batch, summary
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.report import write_report
-from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks, read_yaml
+from harmony_agent.runs.tasks import TaskFileError, TaskSpec, load_tasks
+from harmony_agent.yaml_files import YamlFileError, read_yaml
 
 console = make_console()
 err = make_console(stderr=True)
@@ -271,7 +272,7 @@ def is_batch(path: Path) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = read_yaml(path)
-    except TaskFileError:
+        data = read_yaml(path, what="task file")
+    except YamlFileError:
         return False  # run reads it again, and says what is wrong
     return isinstance(data, dict) and "tasks" in data

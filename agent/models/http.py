@@ -225,7 +225,8 @@ class OpenAICompatibleModel(Model):
             try:
                 response = await client.send(client.build_request(method, url, json=payload), stream=True)
             except RETRY_ERRORS as exc:
-                reason = f"could not reach the model server at {url}: {type(exc).__name__}: {exc}"
+                server = "Ollama" if self.flavor == "ollama" else "the model server"
+                reason = f"could not reach {server} at {url}: {type(exc).__name__}: {exc}"
             except httpx.TimeoutException as exc:
                 raise ModelError(
                     f"the model server at {url} did not answer within {self._timeout.read:g} s ({type(exc).__name__})"
@@ -258,7 +259,7 @@ class OpenAICompatibleModel(Model):
             if attempt >= self.retries:
                 message = reason + (f" (gave up after {attempt + 1} attempts)" if attempt else "")
                 if status is None:  # nothing listens there: say what works without a server of one's own
-                    message += f". Is the server running? Without one: {NO_GPU_ROUTES}"
+                    message += f". {self._not_running_hint()}"
                 raise ServerStatusError(message, status) if status else ModelError(message)
             await asyncio.sleep(self._note_retry(attempt, reason, retry_after))
             attempt += 1
@@ -273,7 +274,8 @@ class OpenAICompatibleModel(Model):
         given to the constructor). A server without ``/v1/models`` keeps the
         defaults; one that cannot be reached is a :class:`ModelError`.
         """
-        if self.flavor != "openai":
+        if self.flavor == "ollama":
+            await self._check_ollama()
             self._started = True
             return
         try:
@@ -297,6 +299,43 @@ class OpenAICompatibleModel(Model):
                 self._server_window = window
                 self.context_window = min(window, self._user_window or window)
         self._started = True
+
+    async def _check_ollama(self) -> None:
+        """Ollama answers, and has the model (``/api/tags``): checked before any tool starts, as ``/v1/models``
+        is for the other servers, so a user without Ollama hears how to start it rather than a failed first step.
+        A server without the listing (404) is taken at its word."""
+        try:
+            async with self._open("GET", "/api/tags") as response:
+                listing = json.loads(await response.aread())
+        except ServerStatusError as exc:
+            if exc.status in (404, 405):
+                return
+            raise
+        except ValueError:
+            return
+        models = listing.get("models") if isinstance(listing, dict) else None
+        if not isinstance(models, list) or not self.model_name:
+            return
+        names = {m.get("name") for m in models if isinstance(m, dict)} | {
+            m.get("model") for m in models if isinstance(m, dict)
+        }
+        wanted = self.model_name if ":" in self.model_name else f"{self.model_name}:latest"
+        if self.model_name not in names and wanted not in names:
+            raise ModelError(
+                f"Ollama at {self.base_url} has no model {self.model_name!r}: fetch it with "
+                f"`ollama pull {self.model_name}`, or pick another model with --model "
+                "(`harmony-agent doctor` checks this machine's setup)"
+            )
+
+    def _not_running_hint(self) -> str:
+        """What to do when nothing listens at the server's address."""
+        if self.flavor == "ollama":
+            pull = f" and fetch the model with `ollama pull {self.model_name}`" if self.model_name else ""
+            return (
+                f"Is Ollama running? Start it with `ollama serve`{pull}, or pick another model with --model "
+                f"(`harmony-agent doctor` checks this machine's setup): {NO_GPU_ROUTES}"
+            )
+        return f"Is the server running? Without one: {NO_GPU_ROUTES}"
 
     def _max_tokens(self, prompt_len: int, sampling: SamplingParams) -> int | None:
         """What to ask for: never past the known window; None (the server's default) when none is known."""

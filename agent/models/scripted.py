@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from openai_harmony import Message
 
 from harmony_agent.harmony.encoding import encode_completion
 from harmony_agent.harmony.parsing import parse_conversation
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, infer_stop_token
+from harmony_agent.yaml_files import YamlFileError, read_yaml
 
 Policy = Callable[[list[Message]], Any]
 
@@ -63,16 +63,20 @@ class ScriptedModel(_TextModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedModel:
-        """Load ``completions: [...]`` from a YAML or JSON file."""
+        """Load ``completions: [...]`` from a YAML or JSON file (YAML by the project's guarded reader: a file
+        someone sent may be a YAML bomb)."""
         path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"script file not found: {path}")
         try:
-            data = (
-                yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-            )
-        except FileNotFoundError:
-            raise ModelError(f"script file not found: {path}") from None
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise ModelError(f"script file {path} is not valid YAML/JSON: {exc}") from None
+            if path.suffix in (".yaml", ".yml"):
+                data = read_yaml(path, what="script file")
+            else:
+                data = json.loads(path.read_text())
+        except YamlFileError as exc:
+            raise ModelError(str(exc).splitlines()[0]) from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"script file {path} is not valid JSON: {exc}") from None
         completions = data.get("completions") if isinstance(data, dict) else data
         if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
             raise ModelError(f"script file {path} must hold 'completions:' as a list of strings")

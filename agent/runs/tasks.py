@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +38,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from harmony_agent.yaml_files import YamlFileError, read_yaml
 
 CHECK_KINDS = (
     "answer_equals",
@@ -166,71 +167,12 @@ def _expand(value: Any, variables: dict[str, str], where: str) -> Any:
     return value
 
 
-#: A task file larger than this is refused unread (real ones are a few kilobytes).
-MAX_FILE_BYTES = 1 << 20
-#: Values in a task file once its aliases are expanded (a "billion laughs" file names billions with a few).
-MAX_VALUES = 100_000
-
-
-class _TaskLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, composing the document before building it, so its size can be checked first."""
-
-
-def read_yaml(path: Path) -> Any:
-    """The YAML in ``path``, refused (TaskFileError) when it is too big or its aliases expand too far.
-
-    PyYAML builds an aliased node once and shares it, so loading is cheap;
-    what explodes is every later walk that copies the tree (the variables'
-    expansion, validation). The expanded size is counted on the node graph,
-    each node's size worked out once, before anything is built.
-    """
+def _read(path: Path) -> Any:
+    """A task file's YAML, read by the project's one guarded reader (size, YAML bombs), refusals as TaskFileError."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TaskFileError(f"{path}: cannot read it ({exc.strerror})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise TaskFileError(f"{path} is over {MAX_FILE_BYTES // 1024} KiB; a task file is a few kilobytes")
-    try:
-        loader = _TaskLoader(data.decode("utf-8"))
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            size = _expanded_size(node, {}, 0)
-            if size > MAX_VALUES:
-                raise TaskFileError(
-                    f"{path}: its aliases expand to over {MAX_VALUES} values (a YAML bomb?); refused unread"
-                )
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"{path} is not valid YAML: {exc}") from None
-    except RecursionError:
-        raise TaskFileError(f"{path} nests too deeply to be a task file") from None
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], depth: int) -> int:
-    """How many values ``node`` stands for with every alias expanded (memoized: shared nodes count per use)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    if depth > 100:
-        raise TaskFileError("a task file nests over 100 levels deep")
-    total = 1
-    if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            total += _expanded_size(child, sizes, depth + 1)
-            if total > MAX_VALUES:
-                break
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            total += _expanded_size(key, sizes, depth + 1) + _expanded_size(value, sizes, depth + 1)
-            if total > MAX_VALUES:
-                break
-    sizes[id(node)] = total
-    return total
+        return read_yaml(path, what="task file")
+    except YamlFileError as exc:
+        raise TaskFileError(str(exc)) from None
 
 
 def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | None = None) -> list[TaskSpec]:
@@ -238,7 +180,7 @@ def load_task_file(path: str | os.PathLike[str], variables: dict[str, str] | Non
     path = Path(path)
     if path.is_dir():
         raise TaskFileError(f"{path} is a directory, not a task file")
-    data = read_yaml(path)
+    data = _read(path)
     if not isinstance(data, dict):
         raise TaskFileError(f"{path} must be a mapping with a 'task' key, or a 'tasks' list")
     data = expand_variables(data, path, variables)
@@ -299,7 +241,7 @@ def load_tasks(
             files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
             found = []
             for file in files:
-                data = read_yaml(file)
+                data = _read(file)
                 if isinstance(data, dict) and not {"task", "tasks"} & set(data):
                     if skipped is not None:
                         skipped.append(f"{file}: not a task file (no 'task' or 'tasks' key)")

@@ -37,7 +37,7 @@ from harmony_agent.server.conversations import (
     AgentSpec,
     ConversationStore,
     Plan,
-    Screenshots,
+    PublishedFiles,
     ServerConfig,
     plan_stateless,
 )
@@ -51,12 +51,12 @@ log = logging.getLogger("harmony_agent.server")
 
 
 class Api:
-    """The routes of one server: its conversations, published screenshots and open approval requests."""
+    """The routes of one server: its conversations, published files and open approval requests."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store = ConversationStore(config.max_conversations, config.idle_seconds)
-        self.screenshots = Screenshots()
+        self.files = PublishedFiles()
         self.approvals = Approvals()
 
     def unauthorized(self, request: Request) -> Response | None:
@@ -97,7 +97,8 @@ class Api:
             model=self.config.model.name,
             request=req,
             client_functions=plan.conversation.client_functions,
-            publish=self.screenshots.publish,
+            publish=self.files.publish,
+            publish_file=self.files.publish_inside,
         )
         run = Run(self.store, plan, builder, keep=req.store, ask=req.stream)
         if (refused := await run.begin()) is not None:
@@ -130,7 +131,8 @@ class Api:
             model=self.config.model.name,
             request=req.as_responses_request(),
             client_functions=plan.conversation.client_functions,
-            publish=self.screenshots.publish,
+            publish=self.files.publish,
+            publish_file=self.files.publish_inside,
         )
         run = Run(self.store, plan, builder, keep=False, ask=False)
         if (refused := await run.begin()) is not None:
@@ -208,13 +210,22 @@ class Api:
         )
 
     async def file(self, request: Request) -> Response:
-        """A screenshot a response linked to, behind the same key as the API (the page fetches it with the key)."""
+        """A file a response linked to (a screenshot, a file the run made), behind the same key as the API.
+
+        The page fetches it with the key. It is always an attachment, in a sandboxed origin, never sniffed:
+        a file the model wrote (HTML, SVG) must not run as a page of this server, which holds the API.
+        """
         if (denied := self.unauthorized(request)) is not None:
             return denied
-        path = self.screenshots.get(request.path_params["token"])
+        path = self.files.get(request.path_params["token"])
         if path is None:
             return error_response(404, "no such file", "not_found")
-        return FileResponse(path)
+        return FileResponse(
+            path,
+            filename=path.name,
+            content_disposition_type="attachment",
+            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -251,7 +262,7 @@ def create_app(config: ServerConfig) -> Starlette:
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.store = api.store
-    app.state.screenshots = api.screenshots
+    app.state.files = api.files
     return app
 
 

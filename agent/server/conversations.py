@@ -19,7 +19,9 @@ client never says it is done).
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -261,17 +263,52 @@ def plan_stateless(
     return Plan(conversation, previous, client.task, dict(client.outputs), new_keys)
 
 
-class Screenshots:
-    """Screenshots the tools reported, served by an unguessable name: no other file can be asked for."""
+class PublishedFiles:
+    """Files a response links to, served by an unguessable name: no other file can be asked for.
+
+    Two kinds: the screenshots our own tools saved (:meth:`publish`), and the files a run's tools made, which
+    the session copied home into its output folder (:meth:`publish_inside`). Those carry names the sandbox
+    chose, so one is published only if it is a plain file strictly inside that folder, reached by no link.
+    A file keeps its token: a figure shown in a tool's result and listed among the run's files is one link.
+    """
 
     def __init__(self) -> None:
         self._paths: dict[str, Path] = {}
+        self._tokens: dict[Path, str] = {}
 
     def publish(self, path: str) -> str:
-        token = secrets.token_urlsafe(16) + Path(path).suffix.lower()
-        self._paths[token] = Path(path)
+        return self._link(Path(path).absolute())
+
+    def publish_inside(self, path: str, folder: str) -> str | None:
+        """``path``'s link if it is a regular file inside ``folder`` (no symlink on the way), else None."""
+        root, candidate = Path(folder).absolute(), Path(path)
+        if not candidate.is_absolute() or not candidate.is_relative_to(root):
+            return None
+        try:
+            resolved, real_root = candidate.resolve(strict=True), root.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        inside = resolved.is_relative_to(real_root) and resolved.relative_to(real_root) == candidate.relative_to(root)
+        if not inside or resolved == real_root or not _regular(resolved):
+            return None
+        return self._link(resolved)
+
+    def _link(self, path: Path) -> str:
+        token = self._tokens.get(path)
+        if token is None:
+            suffix = path.suffix.lower()
+            token = secrets.token_urlsafe(16) + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else "")
+            self._tokens[path], self._paths[token] = token, path
         return f"/files/{token}"
 
     def get(self, token: str) -> Path | None:
         path = self._paths.get(token)
-        return path if path is not None and path.is_file() else None
+        return path if path is not None and _regular(path) else None
+
+
+def _regular(path: Path) -> bool:
+    """A plain file, not a link to one (the output folder holds what the session copied, as plain files)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False

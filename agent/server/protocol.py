@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -113,9 +114,13 @@ class ResponseBuilder:
         request: ResponsesRequest,
         client_functions: set[str],
         publish: Callable[[str], str] = lambda path: path,
+        publish_file: Callable[[str, str], str | None] = lambda path, folder: None,
     ) -> None:
         self.id = response_id
         self.publish = publish
+        #: Links a file the run made to a ``/files/...`` URL, only if it is inside the session's output folder.
+        self.publish_file = publish_file
+        self._output_dir: str | None = None  # the session's, from its RunStartEvent
         self.model = model
         self.request = request
         self.client_functions = client_functions
@@ -177,6 +182,9 @@ class ResponseBuilder:
     # -- events in, SSE events out -----------------------------------------------
 
     def feed(self, event: ev.Event) -> list[dict[str, Any]]:
+        if isinstance(event, ev.RunStartEvent):
+            self._output_dir = event.output_dir
+            return []
         if isinstance(event, ev.TokenDeltaEvent):
             return self._delta(event)
         if isinstance(event, ev.GenerationEvent):
@@ -388,6 +396,7 @@ class ResponseBuilder:
 
     def _end(self, event: ev.RunEndEvent) -> list[dict[str, Any]]:
         out = self._close_open()
+        out += self._cite_files(event.files)
         self.usage = event.usage
         if event.stop_reason in ("final", "tool_call"):
             self.status = "completed"
@@ -402,6 +411,54 @@ class ResponseBuilder:
             self.incomplete = {"reason": reason}
             out.append(self._event("response.incomplete", response=self.response()))
         return out
+
+    def _cite_files(self, files: list[str]) -> list[dict[str, Any]]:
+        """The files the run made (copied home into the session's output folder), cited on its last message.
+
+        As OpenAI's code interpreter cites the files it made: ``container_file_citation`` annotations on the
+        answer's text, each with the ``url`` (``/files/...``, behind the API key) to fetch it from. A turn with
+        no message (it paused on a client function before saying anything) cites none.
+        """
+        messages = [index for index, item in enumerate(self.output) if item["type"] == "message"]
+        if not files or not messages or self._output_dir is None:
+            return []
+        index = messages[-1]
+        item = self.output[index]
+        part = item["content"][0]
+        out: list[dict[str, Any]] = []
+        for path in files:
+            url = self.publish_file(path, self._output_dir)
+            if url is None:
+                continue
+            annotation = {
+                "type": "container_file_citation",
+                "container_id": "harmony-agent",
+                "file_id": url.rsplit("/", 1)[-1],
+                "filename": _relative_name(path, self._output_dir),
+                "start_index": len(part["text"]),
+                "end_index": len(part["text"]),
+                "url": url,
+            }
+            part["annotations"].append(annotation)
+            out.append(
+                self._event(
+                    "response.output_text.annotation.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    annotation_index=len(part["annotations"]) - 1,
+                    annotation=annotation,
+                )
+            )
+        return out
+
+
+def _relative_name(path: str, folder: str) -> str:
+    """A file's name as the sandbox wrote it (its path inside the output folder), for people to read."""
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def _shell(item: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers.cli_support import PtySession, cli_env
 
 CALL = "<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
@@ -42,6 +44,7 @@ def _events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # a chat on a pty with a running tool
 def test_ctrl_c_clears_a_half_typed_line_and_cancels_a_running_tool_without_leaving(tmp_path):
     session = _chat(
         tmp_path,

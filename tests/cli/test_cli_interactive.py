@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +179,47 @@ def test_a_slow_tool_shows_a_spinner_with_elapsed_time(workdir):
         assert session.wait() == 0
     finally:
         session.close()
+
+
+SLOW_MODEL = """
+import asyncio
+
+async def slow(messages):
+    await asyncio.sleep(3.5)  # as a CPU reads a long first prompt before its first token
+    return "<|channel|>final<|message|>Read it all.<|return|>"
+"""
+
+
+def test_a_model_slow_to_its_first_token_shows_a_status_line_until_it_writes(workdir):
+    (workdir / "slowmodel.py").write_text(SLOW_MODEL)
+    args = ["run", "Say something", "-m", "policy:slowmodel:slow", "--yes"]
+    session = PtySession([*args, "--transcript", str(workdir / "t.jsonl")], workdir, cli_env(workdir))
+    try:
+        shown = session.expect(r"reading the prompt \(([\d,]+) tokens\)… [23] s")
+        session.expect(r"Read it all\.")
+        assert session.wait() == 0
+    finally:
+        session.close()
+    [generation] = [e for e in _events(workdir / "t.jsonl") if e["type"] == "generation"]
+    assert int(shown.group(1).replace(",", "")) == generation["prompt_tokens"] > 0
+    # Gone when the first token came: the line was erased (Rich's transient status) before the answer was written.
+    raw = session.raw.decode("utf-8", "replace")
+    status_at = raw.rfind("reading the prompt")
+    answer_at = raw.find("Read", status_at)  # the answer's first token (each is styled on its own)
+    assert 0 < status_at < answer_at and "\x1b[1A\x1b[2K" in raw[status_at:answer_at]  # up a line, erase it
+    assert "reading the prompt" not in raw[answer_at:]
+    # Piped, or for scripts: no status line anywhere.
+    for extra in ([], ["--quiet"], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "harmony_agent.cli", *args, *extra],
+            cwd=workdir,
+            env=cli_env(workdir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Read it all." in done.stdout and "reading the prompt" not in done.stdout + done.stderr
 
 
 def test_chat_commands_line_editing_history_and_ctrl_c(workdir):

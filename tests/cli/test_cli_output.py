@@ -102,6 +102,7 @@ def test_final_answer_and_call_arguments_stream_while_the_model_is_still_writing
     assert text.count("→ functions.get_weather") == 1
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_long_results_are_shortened_on_screen_and_whole_with_verbose(tmp_path):
     (tmp_path / "big.py").write_text("def big() -> str:\n    '''A long page.'''\n    return 'x' * 5000 + 'THE-END'\n")
     model = _script(
@@ -191,6 +192,7 @@ def test_task_from_stdin(tmp_path):
     assert empty.exit_code == 2 and "no task on stdin" in empty.output
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_no_hard_wrap_when_output_is_not_a_terminal(tmp_path):
     long_answer = " ".join(f"word{i}" for i in range(80))
     model = _script(tmp_path, [FINAL.format(text=long_answer)])
@@ -227,6 +229,43 @@ def test_the_gpt_oss_shortcut_reaches_ollama_at_its_default_address(tmp_path):
         result = runner.invoke(app, ["run", "hi", "-m", "gpt-oss:20b", "-q"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "Hello from Ollama.\n" and server.requests[0]["model"] == "gpt-oss:20b"
+
+
+def test_without_ollama_the_run_says_how_to_start_it_before_any_sandbox_starts(tmp_path):
+    """As for an HTTP server: the model's server is checked first; exit 2, one line, and no sandbox was made
+    (the bubblewrap sandbox's data folder, watched for in TMPDIR while the command runs, never appears)."""
+    from harmony_agent.sandboxes.local import DATA_PREFIX
+    from helpers.available import require
+
+    require("bubblewrap")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before the run: nothing listens there
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = cli_env(tmp_path, TMPDIR=str(temp), HARMONY_AGENT_SANDBOX="bubblewrap")
+    model = f"ollama+http://127.0.0.1:{port}#gpt-oss:20b"
+    args = [sys.executable, "-m", "harmony_agent.cli", "run", "hi", "--model", model, "--tools", "python", "--yes"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    while proc.poll() is None:
+        seen.update(p.name for p in temp.iterdir() if p.name.startswith(DATA_PREFIX))
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out + err
+    assert not seen and not list(temp.glob(DATA_PREFIX + "*"))
+    [line] = err.strip().splitlines()
+    assert "Is Ollama running? Start it with `ollama serve`" in line and "`ollama pull gpt-oss:20b`" in line
+    assert "harmony-agent doctor" in line and f"127.0.0.1:{port}" in line and "Traceback" not in line
+    assert out == ""
+
+
+def test_an_ollama_without_the_model_says_which_to_pull(tmp_path):
+    with FakeOllama([[FINAL.format(text="unused")]], models=("llama3:8b",)) as server:
+        result = runner.invoke(app, ["run", "hi", "-m", f"ollama+http://127.0.0.1:{server.port}#gpt-oss:20b"])
+        assert server.requests == []  # refused before the first step
+    assert result.exit_code == 2
+    assert "has no model 'gpt-oss:20b'" in result.stderr and "`ollama pull gpt-oss:20b`" in result.stderr
 
 
 def test_config_file_sets_defaults_and_flags_override_it(tmp_path, monkeypatch):
@@ -272,6 +311,7 @@ def test_a_bad_config_file_is_a_one_line_error(tmp_path, monkeypatch, content, m
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_version_help_and_completion():
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout.startswith("harmony-agent ")

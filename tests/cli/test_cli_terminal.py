@@ -80,6 +80,7 @@ def test_visible_shows_control_characters_and_keeps_newlines_and_tabs():
     assert visible("plain text, ünïcode 【1†L2】") == "plain text, ünïcode 【1†L2】"
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 @pytest.mark.parametrize("mode", [[], ["--quiet"], ["--hide-analysis", "--verbose"]])
 def test_run_piped_shows_the_escapes_as_text(workdir, mode):
     done = _cli(workdir, "run", "go", "-m", _model(workdir), "-t", "hostile_tools:shout", "--yes", *mode)
@@ -97,6 +98,7 @@ def test_json_keeps_the_text_exact(workdir):
     _assert_contained(done.stdout)  # JSON escapes every control character (\u001b), so the raw bytes hold none
 
 
+@pytest.mark.slow  # CLI runs on a pty
 def test_run_and_replay_on_a_terminal_emit_only_our_styling(workdir):
     transcript = workdir / "t.jsonl"
     args = ["run", "go", "-m", _model(workdir), "-t", "hostile_tools:shout", "--yes", "--transcript", str(transcript)]
@@ -111,6 +113,7 @@ def test_run_and_replay_on_a_terminal_emit_only_our_styling(workdir):
         assert "answer ^[]52;c;cm0gLXJmIH4=^G^[]0;owned^G" in session.text
 
 
+@pytest.mark.slow  # a chat on a pty
 def test_chat_on_a_terminal_emits_only_our_styling(workdir):
     session = PtySession(
         ["chat", "-m", _model(workdir, 2), "-t", "hostile_tools:shout", "--yes"], workdir, cli_env(workdir)

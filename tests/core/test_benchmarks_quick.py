@@ -21,6 +21,8 @@ BENCHMARKS = {
     "boundaries": ("tried 15, contained 15, not contained 0, left behind: nothing", [], []),
     "browser": ("x goto", ["chromium"], []),
     "desktop": ("target observe <= 400 ms", ["desktop"], []),
+    # --quick writes a tiny GGUF of the same tensors and keys (megabytes); --full writes 12.1 GB
+    "gguf_20b": ("prefix reuse, no tools: turn 2 prefilled", ["bubblewrap"], ["llama_cpp", "transformers"]),
     "hardening": ("control (all allowed)", ["chromium"], []),
     "local_backends": ("llama.cpp re-evaluate / kept cache", [], ["llama_cpp", "transformers"]),
     "loop_overhead": ("re-render ms/step", [], []),

@@ -13,7 +13,7 @@ from harmony_agent.events import Source
 from harmony_agent.tools import BrowserTool
 from harmony_agent.tools.browser import NavigationPolicy
 from helpers.available import require
-from helpers.logging_servers import serve
+from helpers.pages import serve_pages
 
 PAGE = "<title>Opening hours</title><p>The library opens at nine.</p><p>It closes at six.</p>"
 
@@ -42,7 +42,7 @@ def test_sources_are_listed_once_each_in_order_and_unknown_pages_say_so():
 
 async def test_a_run_result_names_the_pages_its_answer_cites():
     require("chromium")
-    with serve({"/hours": PAGE}) as base:
+    with serve_pages({"/hours": PAGE}) as base:
         browser = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
         agent = Agent(ScriptedModel(_completions(f"{base}/hours")), tools=[browser])
         try:
@@ -59,7 +59,7 @@ async def test_a_run_result_names_the_pages_its_answer_cites():
 
 async def test_a_later_turn_can_cite_a_page_an_earlier_turn_showed():
     require("chromium")
-    with serve({"/hours": PAGE}) as base:
+    with serve_pages({"/hours": PAGE}) as base:
         browser = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
         script = _completions(f"{base}/hours") + ["<|channel|>final<|message|>As I read before: six【0†L1】.<|return|>"]
         agent = Agent(ScriptedModel(script), tools=[browser])
@@ -74,7 +74,7 @@ async def test_a_later_turn_can_cite_a_page_an_earlier_turn_showed():
 def test_the_cli_prints_the_sources_under_the_answer_and_in_json(tmp_path, monkeypatch):
     require("chromium")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    with serve({"/hours": PAGE}) as base:
+    with serve_pages({"/hours": PAGE}) as base:
         script = tmp_path / "script.json"
         script.write_text(json.dumps({"completions": _completions(f"{base}/hours")}))
         common = [

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import tools, agent, sandboxes  # the user's own modules, beside this script
@@ -35,6 +37,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh interpreter per layout
 def test_the_readme_example_runs_beside_a_users_own_tools_agent_and_sandboxes_modules(tmp_path: Path):
     for name in ("tools", "agent", "sandboxes"):
         (tmp_path / f"{name}.py").write_text("MINE = True\n")

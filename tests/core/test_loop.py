@@ -289,3 +289,17 @@ def test_transcript_can_keep_deltas_when_asked(tmp_path):
     path = tmp_path / "deltas.jsonl"
     Agent(ScriptedModel([final("hi there")]), transcript=Transcript(path, deltas=True)).run("x")
     assert any(json.loads(line)["type"] == "token" for line in path.read_text().splitlines())
+
+
+def test_generation_event_carries_the_backends_prefill_seconds():
+    """The prefill time a backend measured reaches the event (benchmarks/gguf_20b.py derives decode speed from it)."""
+
+    class TimedModel(ScriptedModel):
+        async def generate(self, prompt, *, stop, sampling):
+            async for token in super().generate(prompt, stop=stop, sampling=sampling):
+                self.last_stats.prefill_seconds = 0.25
+                yield token
+
+    result = Agent(TimedModel([final("done")])).run("hi")
+    generation = next(e for e in result.events if e.type == "generation")
+    assert generation.prefill_s == 0.25 and generation.duration_s >= 0

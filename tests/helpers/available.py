@@ -65,7 +65,6 @@ def unavailable(kind: str) -> str | None:
             for b in (
                 "Xvfb",
                 "xauth",
-                "xhost",
                 "openbox",
                 "xdotool",
                 "wmctrl",

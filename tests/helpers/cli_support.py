@@ -123,14 +123,17 @@ class PtySession:
 
 
 class FakeOllama:
-    """Serves ``/api/generate`` like Ollama, one scripted completion per request.
+    """Serves ``/api/generate`` like Ollama, one scripted completion per request, and ``/api/tags`` (``models``).
 
     Each completion is a list of text pieces streamed as separate chunks; a
     piece ``None`` is a gate: the stream waits there until :meth:`release`.
     """
 
-    def __init__(self, completions: list[list[str | None]], port: int = 0) -> None:
+    def __init__(
+        self, completions: list[list[str | None]], port: int = 0, models: tuple[str, ...] = ("gpt-oss:20b",)
+    ) -> None:
         self.completions = list(completions)
+        self.models = models  # what ``GET /api/tags`` lists (the models pulled)
         self.gate = threading.Event()
         self.requests: list[dict] = []
         fake = self
@@ -138,6 +141,15 @@ class FakeOllama:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                found = self.path == "/api/tags"
+                body = json.dumps({"models": [{"name": n, "model": n} for n in fake.models]} if found else {})
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -1,12 +1,9 @@
-"""Servers on 127.0.0.1 for the browser's leak tests: a forbidden port that logs everything it gets, and a page server."""
+"""A server on 127.0.0.1 for the browser's leak tests: a forbidden port that logs everything it gets."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import socket
 import threading
-from collections.abc import Iterator
 
 
 class ForbiddenServer:
@@ -58,36 +55,3 @@ class ForbiddenServer:
             thread.join(2)
         self.tcp.close()
         self.udp.close()
-
-
-@contextlib.contextmanager
-def serve(pages: dict[str, str]) -> Iterator[str]:
-    """Serve ``pages`` by path on 127.0.0.1; a page reading ``REDIRECT URL`` answers 302, and ``*.js`` is JavaScript."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            page = pages.get(self.path, "")
-            if page.startswith("REDIRECT "):
-                self.send_response(302)
-                self.send_header("Location", page.split(" ", 1)[1])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = page.encode()
-            self.send_response(200 if data else 404)
-            kind = "text/javascript" if self.path.endswith(".js") else "text/html; charset=utf-8"
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()

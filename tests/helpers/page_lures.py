@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
-from helpers.logging_servers import ForbiddenServer, serve
+from helpers.logging_servers import ForbiddenServer
+from helpers.pages import serve_pages
 
 #: family -> {lure name: HTML (or, for workers, the script's text)}. `{t}` is `127.0.0.1:PORT` of the forbidden server.
 SUBRESOURCES = {
@@ -206,7 +207,7 @@ async def run_battery(settle: float = 2.0) -> Figures:
     figures.tried = lure_count(names, opens)
     before = _browser_children()
     try:
-        with serve(pages) as base:
+        with serve_pages(pages) as base:
             tool = BrowserTool(policy=NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}"]))
             downloads = None
             for path in list(names) + opens:

@@ -45,3 +45,18 @@ def listening(
     finally:
         process.terminate()
         process.wait(timeout=stop_timeout)
+
+
+def process_environ(pid: int, timeout: float = 5.0) -> bytes:
+    """``/proc/PID/environ`` of a process just started, once it is there.
+
+    Popen returns when the child's exec has begun, but the kernel sets up the new
+    program's environment a moment later; read in between, the file is empty.
+    """
+    path = Path(f"/proc/{pid}/environ")
+    deadline = time.monotonic() + timeout
+    while True:
+        data = path.read_bytes()
+        if data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.01)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
+import pytest
+
 from harmony_agent.runs.batch import run_batch
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
@@ -70,6 +72,7 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # waits for the clock to tick
 def test_the_live_clock_advances_while_a_task_runs(tmp_path):
     folder = _tasks(tmp_path / "tasks", seconds=4)
     args = ["batch", str(folder / "task.yaml"), "-o", str(tmp_path / "out")]
@@ -81,6 +84,7 @@ def test_the_live_clock_advances_while_a_task_runs(tmp_path):
         session.close()
 
 
+@pytest.mark.slow  # a batch on a pty
 def test_ctrl_c_ends_with_its_message_on_a_line_of_its_own(tmp_path):
     folder = _tasks(tmp_path / "tasks", seconds=30)
     args = ["batch", str(folder / "task.yaml"), "-o", str(tmp_path / "out")]
@@ -95,6 +99,7 @@ def test_ctrl_c_ends_with_its_message_on_a_line_of_its_own(tmp_path):
     assert re.search(r"\n[^\n]*interrupted[^\n]*--resume goes on\r?\n", raw), raw[-500:]
 
 
+@pytest.mark.slow  # a batch in a subprocess
 def test_a_folder_with_a_scripted_models_yaml_runs_its_tasks_and_notes_the_other_file(tmp_path):
     folder = _tasks(tmp_path / "tasks", seconds=0)
     done = _cli(tmp_path, "batch", str(folder), "-o", str(tmp_path / "out"))
@@ -112,6 +117,7 @@ def test_errors_are_shown_whole_in_the_table(tmp_path):
     assert str(missing) in "".join(cells), done.stdout
 
 
+@pytest.mark.slow  # a batch and a report in subprocesses
 def test_report_takes_a_batch_folder_and_its_links_work_from_another_folder(tmp_path):
     folder = _tasks(tmp_path / "tasks", seconds=0)
     out = tmp_path / "work" / "out"

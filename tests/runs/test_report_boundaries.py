@@ -54,6 +54,7 @@ def _images(page) -> list[int]:
     return page.locator("img").evaluate_all("images => images.map(i => i.complete ? i.naturalWidth : -1)")
 
 
+@pytest.mark.slow  # opens the report in Chromium
 def test_the_demo_report_shows_its_screenshots_from_a_relative_folder_and_from_elsewhere(
     tmp_path, monkeypatch, chromium_page
 ):
@@ -141,6 +142,7 @@ def _hostile_transcript(folder: Path) -> Path:
     return transcript
 
 
+@pytest.mark.slow  # opens the report in Chromium
 def test_a_hostile_transcript_gives_a_report_that_runs_nothing_and_reads_no_host_file(tmp_path, chromium_page):
     folder = tmp_path / "inbox"
     folder.mkdir()

@@ -73,6 +73,25 @@ def test_the_cli_refuses_the_bomb_with_exit_2_and_one_line(tmp_path, command):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_scripted_models_script_is_read_by_the_same_guarded_reader(tmp_path):
+    """``--model scripted:FILE`` reads YAML someone may have sent: the bomb, under a key the script ignores,
+    is refused before it is built (it used to load, and run), in one line with exit 2."""
+    from harmony_agent.models import ModelError, ScriptedModel
+
+    script = tmp_path / "script.yaml"
+    script.write_text(f"completions:\n  - {json.dumps(final('hi'))}\n" + _bomb().replace("task: hello\n", ""))
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="aliases expand"):
+        ScriptedModel.from_file(script)
+    assert time.perf_counter() - started < 0.5
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "harmony_agent.cli", "run", "--model", f"scripted:{script}", "hi"]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "aliases expand" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+
+
 def _spec(tmp_path: Path, name: str) -> TaskSpec:
     script = tmp_path / f"{name}.json"
     script.write_text(json.dumps([final(f"{name} done")]))
@@ -92,6 +111,7 @@ def test_resume_after_a_torn_last_line_keeps_every_finished_result(tmp_path):
     assert (tmp_path / "results.jsonl.torn").read_text().startswith('{"id": "second"')
 
 
+@pytest.mark.slow  # kills writer processes
 def test_a_killed_writer_never_leaves_a_torn_record(tmp_path):
     """A process appending large records is killed at random moments; every line left is whole."""
     results = tmp_path / "results.jsonl"

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harmony_agent.runs.batch import run_batch
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
@@ -84,6 +86,7 @@ def test_a_batch_of_two_folders_imports_each_tasks_own_modules_and_leaves_sys_pa
         sys.modules.pop(name, None)
 
 
+@pytest.mark.slow  # CLI runs in subprocesses
 def test_run_finds_a_task_files_modules_from_another_folder(tmp_path):
     folder = _folder(tmp_path, "gamma")
     (folder / "task.yaml").write_text("task: say something\nmodel: policy:policy:policy\ntools: [tools_here:echo]\n")
@@ -102,6 +105,7 @@ def test_run_finds_a_task_files_modules_from_another_folder(tmp_path):
     assert json.loads(done.stdout)["final_text"] == "gamma says gamma-tool:gamma"
 
 
+@pytest.mark.slow  # runs the README's tasks with their real tools
 def test_the_readme_task_files_run_from_another_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for name, expected in (("weather_task", "14 degrees warmer"), ("mcp_task", "25 °C")):

@@ -103,7 +103,7 @@ def test_files_need_the_api_key(tmp_path):
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     config = ServerConfig(model(), api_key="sesame")
     app = create_app(config)
-    link = app.state.screenshots.publish(str(image))
+    link = app.state.files.publish(str(image))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -49,11 +49,13 @@ def harmony_token_counter() -> Callable[[str], int]:
     """Exact o200k_harmony token counts, from the tokenizer the project already ships (quicktok-v1).
 
     Characters/4 is off by 2-2.6x for CJK and marker-heavy text; the view's budget is meant in real tokens.
+    ``count`` counts text as text: a page that writes ``<|end|>`` is measured, where ``encode`` refuses it
+    (special-token check), and it costs about 1 µs a line where ``encode`` cost 110-160 µs (4 ms a view).
     """
     import quicktok
 
     encoding = quicktok.get_encoding("o200k_harmony")
-    return lambda text: len(encoding.encode(text))
+    return encoding.count
 
 
 def _action(name: str, description: str, properties: dict[str, Any], required: list[str]) -> ToolDescription:

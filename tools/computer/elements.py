@@ -63,43 +63,23 @@ def _holds_text(box: tuple[int, int, int, int], text_boxes: list[tuple[int, int,
 
 
 def from_window_tree(
-    connection: Any, window_id: int, text_boxes: list[tuple[int, int, int, int]], limit: int = 200
+    size: tuple[int, int] | None,
+    leaves: list[tuple[int, int, int, int]],
+    text_boxes: list[tuple[int, int, int, int]],
+    limit: int = 200,
 ) -> list[Element]:
-    """Viewable leaf windows under ``window_id`` (an Xlib connection's window) that hold no text, in screen coordinates."""
-    from Xlib import X
-    from Xlib.error import XError
-
-    root = connection.screen().root
-    top = connection.create_resource_object("window", window_id)
-    try:
-        top_geometry = top.get_geometry()
-    except XError:
+    """The leaf windows of a window of ``size`` (boxes in screen coordinates, read by the display's X worker)
+    that hold no text: not slivers, nor one covering the whole window."""
+    if size is None:
         return []
     found: list[Element] = []
-    stack = [top]
-    while stack and len(found) < limit:
-        window = stack.pop()
-        try:
-            children = [c for c in window.query_tree().children if c.get_attributes().map_state == X.IsViewable]
-        except XError:
-            continue  # gone while we looked
-        if children:
-            stack.extend(children)
+    for x, y, width, height in leaves:
+        if len(found) >= limit:
+            break
+        if min(width, height) < MIN_SIDE or (width >= size[0] - 4 and height >= size[1] - 4):
             continue
-        if window.id == top.id:
-            continue  # a window without children: one surface, nothing to tell apart here
-        try:
-            geometry = window.get_geometry()
-            origin = window.translate_coords(root, 0, 0)
-        except XError:
-            continue
-        box = (-origin.x, -origin.y, geometry.width, geometry.height)
-        if min(geometry.width, geometry.height) < MIN_SIDE or (
-            geometry.width >= top_geometry.width - 4 and geometry.height >= top_geometry.height - 4
-        ):
-            continue
-        if not _holds_text(box, text_boxes):
-            found.append(Element(shape(geometry.width, geometry.height), *box, source="window"))
+        if not _holds_text((x, y, width, height), text_boxes):
+            found.append(Element(shape(width, height), x, y, width, height, source="window"))
     return sorted(found, key=lambda e: (e.y, e.x))
 
 

@@ -8,8 +8,8 @@ UI's short strings than the default page mode, run on the focused window
 
 Nothing here touches the process environment: helper programs get the
 display's environment, tesseract gets its thread limit on its own command
-line's environment, and pixels are read over a connection that names the
-display explicitly.
+line's environment, and pixels and the window tree are read by the
+display's X worker, which holds the display's cookie (``xclient.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer.elements import Element, from_pixels, from_window_tree
 from harmony_agent.tools.computer.ocr import OcrEngine, Tesseract, correct_symbols
+from harmony_agent.tools.computer.xclient import DisplayClient
 
 #: Glyphs OCR reads off widget borders and separators; a "word" made only of these is not text.
 BORDERS = "|¦│"
@@ -69,8 +70,8 @@ class Screen:
         self.ocr = ocr or Tesseract()
         self.scale = scale
         self.min_confidence = min_confidence
-        self._grabber: Any = None
-        self._x: Any = None  # an X connection of our own, for the window tree
+        #: The X connection of the agent's own to this display (pixels, window tree; the tool's input too).
+        self.x = DisplayClient(display)
         #: The last image read by OCR and its region, so elements without text are found in the same pixels.
         self.last_grab: tuple[Any, tuple[int, int]] | None = None
 
@@ -112,17 +113,11 @@ class Screen:
 
     def grab(self, region: tuple[int, int, int, int] | None = None):
         """Pixels of the screen or a region (left, top, width, height), as a PIL image."""
-        import mss
-        from PIL import Image
-
-        if self._grabber is None:
-            self._grabber = mss.MSS(display=self.display.display)
         left, top, width, height = region or (0, 0, *self.size())
         left, top = max(left, 0), max(top, 0)
         width = min(width, self.display.width - left)
         height = min(height, self.display.height - top)
-        shot = self._grabber.grab({"left": left, "top": top, "width": width, "height": height})
-        return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+        return self.x.grab(left, top, width, height)
 
     def prepare(self, image: Any) -> Any:
         """Grey, dark text on light (a dark theme is inverted: tesseract reads dark-on-light best), upscaled.
@@ -163,11 +158,7 @@ class Screen:
     def untexted(self, window_id: int, text_boxes: list[tuple[int, int, int, int]]) -> list[Element]:
         """Elements without text in a window: its leaf X windows that hold no text, or, for a window drawn as one
         surface, outlined boxes in the pixels OCR just read."""
-        from Xlib.display import Display
-
-        if self._x is None:
-            self._x = Display(self.display.display)
-        found = from_window_tree(self._x, window_id, text_boxes)
+        found = from_window_tree(*self.x.leaves(window_id), text_boxes)
         if not found and self.last_grab is not None:
             image, origin = self.last_grab
             found = from_pixels(image, origin, text_boxes)
@@ -228,12 +219,7 @@ class Screen:
 
     def close(self) -> None:
         self.ocr.close()
-        if self._x is not None:
-            self._x.close()
-            self._x = None
-        if self._grabber is not None:
-            self._grabber.close()
-            self._grabber = None
+        self.x.close()
 
 
 def _without_caret(image: Any, margin: int = 3) -> Any:

@@ -7,18 +7,15 @@ arrows looked alike), keyboard focus (not shown), and partly covered buttons (re
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 
 import pytest
 
-from harmony_agent.tools import ToolCall
 from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.forms import field_value, key_sequence
 from helpers.available import require
-from helpers.pages import serve_pages
+from helpers.pages import call, marker, serve_pages
 
 LOG = "<p id='log'>nothing</p><script>const log = (t) => { document.getElementById('log').textContent = t; };</script>"
 PAGES = {
@@ -78,16 +75,6 @@ async def browser():
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
     yield tool
     await tool.aclose()
-
-
-async def call(tool: BrowserTool, name: str, **arguments):
-    return await tool.process(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
-
-
-def marker(view: str, text: str) -> int:
-    match = re.search(r"【(\d+)†" + re.escape(text) + r"[】 (;]", view)
-    assert match, f"no marker {text!r} in:\n{view}"
-    return int(match.group(1))
 
 
 async def test_a_multi_select_list_takes_several_options_and_the_view_shows_every_chosen_one(browser, site):

@@ -7,17 +7,15 @@ autocomplete, update themselves, and carry CJK text.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from helpers.available import require
-from helpers.pages import serve_pages
+from helpers.pages import call, marker, serve_pages
 
 LOREM = " ".join(["The harbor light was built in 1871 and still guides the ferries home every night."] * 12)
 
@@ -97,6 +95,8 @@ document.getElementById('q').addEventListener('input', (event) => {
         for n in range(120)
     )
     + "</body>",
+    "/special": "<!doctype html><title>Tokens</title><body><p>A page may write <|end|> or <|start|>assistant"
+    + "<|message|> as plain text.</p></body>",
 }
 
 
@@ -112,16 +112,6 @@ async def browser():
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
     yield tool
     await tool.aclose()
-
-
-async def call(tool: BrowserTool, name: str, **arguments):
-    return await tool.process(ToolCall(f"browser.{name}", "analysis", json.dumps(arguments)))
-
-
-def marker(view: str, text: str) -> int:
-    match = re.search(r"【(\d+)†" + re.escape(text) + r"[】 (]", view)
-    assert match, f"no marker {text!r} in:\n{view}"
-    return int(match.group(1))
 
 
 @pytest.mark.parametrize(
@@ -209,6 +199,17 @@ async def test_the_view_budget_is_counted_in_real_tokens_even_for_cjk(browser, s
     assert 0.8 * browser.view_tokens <= real <= browser.view_tokens, real  # full, and within budget
     assert len(body) / 4 < 0.6 * real  # what a characters/4 estimate would have let through: over twice as much
     assert browser.count_tokens(body) == real  # the same count as harmony's own encoding
+
+
+async def test_a_page_that_writes_special_token_text_is_shown_and_counted_as_text(browser, site):
+    """The counter once used the tokenizer's ``encode``, which refuses special-token text: such a page failed."""
+    from harmony_agent.harmony.encoding import get_encoding
+
+    view = await call(browser, "open", id=f"{site}/special")
+    assert not view.is_error, view.text()
+    assert "<|start|>assistant<|message|> as plain text" in view.text()
+    line = "L0: A page may write <|end|> or <|start|>assistant<|message|>"
+    assert browser.count_tokens(line) == len(get_encoding().encode(line, disallowed_special=()))
 
 
 async def test_without_actions_the_namespace_is_harmonys_trained_browser_byte_for_byte(site):

@@ -21,7 +21,8 @@ import pytest
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from helpers.available import require
-from helpers.logging_servers import ForbiddenServer, serve
+from helpers.logging_servers import ForbiddenServer
+from helpers.pages import serve_pages
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ async def test_chromium_never_reaches_a_refused_local_port_through_localhost_nam
         f'<script>fetch("http://localhost.:{port}/fetch").catch(() => {{}});</script><p>lures set</p>'
     )
     tool = BrowserTool(policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
-    with serve({"/lures": page}) as base:
+    with serve_pages({"/lures": page}) as base:
         for url in (
             f"http://localhost.:{port}/open",
             f"http://anything.localhost:{port}/open",
@@ -94,7 +95,7 @@ document.getElementById("out").textContent = report.join("; ");
 </script>"""
     ).replace("PORT", str(forbidden.udp_port))
     tool = BrowserTool(policy=NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"]))
-    with serve({"/rtc": page}) as base:
+    with serve_pages({"/rtc": page}) as base:
         view = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/rtc"})))
         assert "RTCPeerConnection: none" in view.text() and "webkitRTCPeerConnection: none" in view.text(), view.text()
         time.sleep(2)  # ICE gathering would have sent its STUN requests by now
@@ -106,7 +107,7 @@ async def test_a_sessions_own_downloads_folder_is_removed_on_close_and_a_given_o
     require("chromium")
     policy = NavigationPolicy(allow_domains=["127.0.0.1"], allow_addresses=["127.0.0.1"])
     own, given = BrowserTool(policy=policy), BrowserTool(policy=policy, downloads=tmp_path / "mine")
-    with serve({"/": "<title>x</title><p>hello</p>"}) as base:
+    with serve_pages({"/": "<title>x</title><p>hello</p>"}) as base:
         for tool in (own, given):
             await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/"})))
         folders = (own.session.downloads_dir, given.session.downloads_dir)
@@ -150,7 +151,7 @@ window.open("/bounce");
 document.getElementById("link").click();
 document.getElementById("form").submit();
 </script><p>popups tried</p>"""
-    with serve({"/popups": page, "/bounce": f"REDIRECT {target}/redirected"}) as base:
+    with serve_pages({"/popups": page, "/bounce": f"REDIRECT {target}/redirected"}) as base:
         tool = BrowserTool(policy=_only(base))
         text = await _open_and_wait(tool, f"{base}/popups")
         assert "popups tried" in text or "popup" in text, text
@@ -175,7 +176,7 @@ new Worker("/worker.js");
 try {{ new SharedWorker("/worker.js").port.start(); }} catch (e) {{}}
 navigator.sendBeacon && navigator.sendBeacon("http://{target}/beacon", "x");
 </script><p>all tried</p>"""
-    with serve({"/around": page, "/worker.js": worker}) as base:
+    with serve_pages({"/around": page, "/worker.js": worker}) as base:
         tool = BrowserTool(policy=_only(base))
         assert "all tried" in await _open_and_wait(tool, f"{base}/around", 3.0)
         await tool.aclose()
@@ -185,7 +186,7 @@ navigator.sendBeacon && navigator.sendBeacon("http://{target}/beacon", "x");
 async def test_connections_go_to_the_address_the_policy_checked():
     """Chromium never resolves a name itself: `site.test` exists only in the policy's resolver, and the page loads."""
     require("chromium")
-    with serve({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
+    with serve_pages({"/": "<title>Pinned</title><p>reached through the checked address</p>"}) as base:
         port = base.rsplit(":", 1)[1]
         policy = NavigationPolicy(
             allow_addresses=[f"127.0.0.1:{port}"], resolver=lambda host: ["127.0.0.1"] if host == "site.test" else []
@@ -291,7 +292,7 @@ ws.onmessage = (event) => {{ document.getElementById("out").textContent = "got "
 ws.onerror = () => {{ document.getElementById("out").textContent = "socket failed"; }};
 </script>"""
     try:
-        with serve({"/socket": page}) as base:
+        with serve_pages({"/socket": page}) as base:
             policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}", f"127.0.0.1:{ws_port}"])
             tool = BrowserTool(policy=policy, allow_sockets=True)
             await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/socket"})))

@@ -186,13 +186,15 @@ def test_the_display_dies_with_a_killed_agent(tmp_path):
         "from sandboxes.display import VirtualDisplay\n"
         "d = VirtualDisplay().start()\n"
         "d.launch(['xterm'])\n"
+        "from harmony_agent.tools.computer.xclient import DisplayClient\n"
+        "DisplayClient(d).start()\n"  # the agent's X worker: it ends when its stdin closes
         "print(' '.join(map(str, d.pids)), flush=True)\n"
         "time.sleep(600)\n"
     )
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in owner.stdout.readline().split()]
-        assert len(pids) >= 3 and all(alive(pid) for pid in pids)  # Xvfb, openbox, xterm (and the session bus)
+        assert len(pids) >= 4 and all(alive(pid) for pid in pids)  # Xvfb, openbox, xterm, the X worker (and the bus)
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()

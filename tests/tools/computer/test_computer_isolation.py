@@ -58,7 +58,7 @@ def test_importing_and_using_the_computer_tool_leaves_the_process_environment_un
     script = (
         "import asyncio, json, os\n"
         "before = dict(os.environ)\n"
-        "import tools, tools.computer, tools.computer.screen, tools.computer.xinput, sandboxes.display\n"
+        "import tools, tools.computer, tools.computer.screen, tools.computer.xclient, sandboxes.display\n"
         "after_import = dict(os.environ)\n"
         "from tools import ToolCall\n"
         "async def main():\n"
@@ -211,14 +211,45 @@ async def test_a_gtk_app_in_the_bubblewrap_sandbox_is_still_seen_and_driven(tmp_
         await tool.aclose()
 
 
-def test_a_killed_agents_display_folder_and_stale_socket_are_reaped_at_the_next_start(tmp_path):
+def test_in_the_bubblewrap_mode_the_x_server_runs_in_namespaces_of_its_own():
     require("desktop")
+    require("bubblewrap")
+    display = VirtualDisplay(320, 240, sandbox="bubblewrap", window_manager=False, accessibility=False).start()
+    try:
+        children = {int(p.name): p for p in Path("/proc").iterdir() if p.name.isdigit()}
+        xvfb = [
+            pid
+            for pid, path in children.items()
+            if (path / "cmdline").exists() and (path / "cmdline").read_bytes().startswith(b"Xvfb\0")
+            and display.authority and display.authority.encode() in (path / "cmdline").read_bytes()
+        ]  # fmt: skip
+        assert len(xvfb) == 1
+        for namespace in ("net", "mnt", "pid", "ipc"):
+            assert os.readlink(f"/proc/{xvfb[0]}/ns/{namespace}") != os.readlink(f"/proc/self/ns/{namespace}")
+        # Of the host's files it sees the system, not the project nor the agent's home.
+        assert not Path(f"/proc/{xvfb[0]}/root{ROOT}").exists() and Path(f"/proc/{xvfb[0]}/root/usr/bin").is_dir()
+        # Clients on the host still reach it by an ordinary display number, with the cookie only.
+        probe = ["xdpyinfo", "-display", display.display]
+        assert subprocess.run(probe, env=display.env(), capture_output=True).returncode == 0
+        no_cookie = {k: v for k, v in display.env().items() if k != "XAUTHORITY"}
+        assert subprocess.run(probe, env=no_cookie, capture_output=True).returncode != 0
+        number = display.display.lstrip(":")
+    finally:
+        display.stop()
+    assert not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists()
+
+
+@pytest.mark.parametrize("sandbox", ["none", "bubblewrap"])
+def test_a_killed_agents_display_folder_and_stale_socket_are_reaped_at_the_next_start(tmp_path, sandbox):
+    require("desktop")
+    if sandbox == "bubblewrap":
+        require("bubblewrap")  # the server's socket is in the folder, reached through a link and a lock of ours
     script = tmp_path / "owner.py"
     script.write_text(
         "import json, sys, time\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from sandboxes.display import VirtualDisplay\n"
-        "d = VirtualDisplay(320, 240, accessibility=False).start()\n"
+        f"d = VirtualDisplay(320, 240, accessibility=False, sandbox={sandbox!r}).start()\n"
         "print(json.dumps({'folder': str(d._folder), 'display': d.display, 'server': d.pids[0]}), flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -240,9 +271,11 @@ def test_a_killed_agents_display_folder_and_stale_socket_are_reaped_at_the_next_
         ),
         5,
     )
+    lock = Path(f"/tmp/.X{number}-lock")
     assert folder.exists() and (folder / "Xauthority").exists() and socket.exists()
+    assert lock.exists() or sandbox == "none"  # ours, with the agent's pid, for a sandboxed server
     assert str(folder) in reap_stale_displays()
-    assert not folder.exists() and not socket.exists()
+    assert not folder.exists() and not os.path.lexists(socket) and not lock.exists()
 
 
 def test_a_display_start_reaps_folders_of_dead_owners(tmp_path):
@@ -316,6 +349,11 @@ async def test_the_whole_desktop_in_a_docker_container_is_driven_the_same_way(tm
         home = Path(display.env()["HOME"])
         container = display._docker.container  # type: ignore[union-attr]
         assert container is not None and container.attrs["HostConfig"]["NetworkMode"] == "none"
+        # No xhost rule inside: a host process gets in with the display's cookie, and without it not at all.
+        probe = ["xdpyinfo", "-display", display.display]
+        assert subprocess.run(probe, env=display.env(), capture_output=True).returncode == 0
+        no_cookie = {k: v for k, v in display.env().items() if k != "XAUTHORITY"}
+        assert b"unable to open display" in subprocess.run(probe, env=no_cookie, capture_output=True).stderr
         await call(tool, "launch", app="probe")
         assert wait_for((home / "done").exists)
         assert SECRET not in (home / "env.txt").read_text()

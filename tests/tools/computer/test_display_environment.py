@@ -14,12 +14,13 @@ from pathlib import Path
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer.ocr import Tesseract
 from helpers.available import require
+from helpers.processes import process_environ
 
 SECRET = "sk-proj-7d2e-never-in-a-display-process"
 
 
 def environ(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/environ").read_bytes()
+    return process_environ(pid)
 
 
 def test_xvfb_its_helpers_and_a_launched_app_hold_no_secret_of_the_agent(monkeypatch):
