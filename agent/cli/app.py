@@ -13,10 +13,13 @@ interrupted (Ctrl-C).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -111,9 +114,22 @@ def _fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, so sandboxes are removed by their exit handlers as on Ctrl-C."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While a command runs, SIGTERM becomes SystemExit, so sandboxes are removed as on Ctrl-C.
+
+    The handler that was there comes back afterwards: a program (or a test) that invokes the CLI in
+    its own process keeps its own SIGTERM handling. Off the main thread Python cannot set handlers,
+    so nothing changes there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _task_input(task: str) -> tuple[str, dict[str, Any] | None]:
@@ -205,11 +221,11 @@ def _run(options: RunOptions, task: str, *, interactive: bool) -> int:
     except UsageError as exc:
         raise _fail(exc) from None
     driver.agent = agent
-    _exit_cleanly_on_sigterm()
     transcript = str(options.transcript) if options.transcript else None
     try:
-        _start(agent, err, show=mode == "human")
-        end = driver.turn(task)
+        with _sigterm_exits():
+            _start(agent, err, show=mode == "human")
+            end = driver.turn(task)
     except KeyboardInterrupt:
         interrupted(err)
         if mode == "result":
@@ -261,10 +277,10 @@ def chat(
     except UsageError as exc:
         raise _fail(exc) from None
     driver.agent = agent
-    _exit_cleanly_on_sigterm()
     try:
-        _start(agent, err, show=True)
-        Chat(agent, driver, console, err).loop()
+        with _sigterm_exits():
+            _start(agent, err, show=True)
+            Chat(agent, driver, console, err).loop()
     except KeyboardInterrupt:
         interrupted(err)
         raise typer.Exit(130) from None
@@ -416,22 +432,22 @@ def mcp_serve(
             factory()  # bad options fail here, with their message, before any client connects
     except (UsageError, ValueError) as exc:
         raise _fail(exc) from None
-    _exit_cleanly_on_sigterm()
     if transport != "stdio":
         path = "mcp" if transport == "http" else "sse"
         make_console(stderr=True).print(
             f"[dim]serving {', '.join(kinds)} over MCP at http://{host}:{port}/{path}[/dim]"
         )
     try:
-        serve(
-            factories,
-            transport,
-            host,
-            port,
-            browser_actions=browser_actions,
-            idle_seconds=idle_timeout,
-            max_sessions=max_sessions,
-        )
+        with _sigterm_exits():
+            serve(
+                factories,
+                transport,
+                host,
+                port,
+                browser_actions=browser_actions,
+                idle_seconds=idle_timeout,
+                max_sessions=max_sessions,
+            )
     except KeyboardInterrupt:
         pass
 

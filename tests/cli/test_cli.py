@@ -34,6 +34,22 @@ def test_run_task_file_streams_and_answers(tmp_path):
     assert "Paris is 18 °C and Oslo is 4 °C" in replayed.output and "← functions.get_weather" in replayed.output
 
 
+def test_an_in_process_run_gives_back_the_callers_sigterm_handler():
+    """The CLI turns SIGTERM into a clean exit while it runs, and only then (a host program keeps its own)."""
+    import signal
+
+    def mine(*_):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        result = runner.invoke(app, ["run", "examples/weather_task.yaml", "--yes"])
+        assert result.exit_code == 0, result.output
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_run_with_flags_overrides_and_refuses_without_yes():
     result = runner.invoke(
         app,
