@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from harmony_agent.tools.computer.worker_process import stop_worker
+
 WORKER = Path(__file__).with_name("tesseract_worker.py")
 
 #: tesseract's OpenMP threads cost more than they save on UI-sized images; set for its process only.
@@ -187,17 +189,7 @@ class Tesseract:
     def close(self) -> None:
         """End the worker, if one runs (it also ends by itself when this process dies)."""
         worker, self._worker = self._worker, None
-        if worker is not None:
-            for stream in (worker.stdin, worker.stdout):
-                try:
-                    stream.close() if stream else None
-                except OSError:
-                    pass
-            try:
-                worker.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop_worker(worker)
 
     def __del__(self) -> None:
         if getattr(self, "_worker", None) is not None:

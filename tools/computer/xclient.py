@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import select
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 from harmony_agent.sandboxes.base import SandboxError
 from harmony_agent.sandboxes.display import VirtualDisplay
+from harmony_agent.tools.computer.worker_process import stop_worker
 
 WORKER = Path(__file__).with_name("x_worker.py")
 #: How long a worker may take to connect and say so; imports and the X handshake take ~0.1 s.
@@ -164,18 +164,7 @@ class DisplayClient:
 
     def _stop_worker(self) -> None:
         worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        for stream in (worker.stdin, worker.stdout):
-            try:
-                stream.close() if stream else None
-            except OSError:
-                pass
-        try:
-            worker.wait(timeout=2)  # its stdin closed: it ends by itself
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
 
     def close(self) -> None:
         """End the worker, if one runs (it also ends with its display, and when this process dies)."""

@@ -20,19 +20,10 @@ from harmony_agent.sandboxes.display import VirtualDisplay, reap_stale_displays
 from harmony_agent.tools.computer import ComputerTool
 from helpers import ROOT
 from helpers.available import require
-from helpers.computer_helpers import call, observe_until
+from helpers.computer_helpers import call, observe_until, pointer
 
 GTK_GREETER = ROOT / "examples" / "desktop" / "gtk_greeter.py"
 SECRET = "s3cret-9f1c-do-not-leak"
-
-
-def pointer(display: VirtualDisplay) -> tuple[int, int]:
-    """Where the pointer is, asked of the display by a separate program (not through the tool's own connection)."""
-    out = subprocess.run(
-        ["xdotool", "getmouselocation", "--shell"], env=display.env(), capture_output=True, text=True
-    ).stdout
-    values = dict(line.split("=", 1) for line in out.split())
-    return int(values["X"]), int(values["Y"])
 
 
 def greeting(state) -> str | None:

@@ -16,7 +16,7 @@ from harmony_agent.sandboxes import SandboxError
 from harmony_agent.sandboxes.display import VirtualDisplay
 from harmony_agent.tools.computer import ComputerTool
 from helpers.available import require
-from helpers.computer_helpers import call
+from helpers.computer_helpers import call, pointer
 from helpers.processes import process_environ
 
 SECRET = "sk-proj-4b1a-never-in-the-x-worker"
@@ -31,14 +31,6 @@ def connects(env: dict[str, str], display: str) -> bool:
     if xdpyinfo.returncode:
         assert "unable to open display" in xdpyinfo.stderr, xdpyinfo.stderr
     return xdpyinfo.returncode == 0
-
-
-def pointer(display: VirtualDisplay) -> tuple[int, int]:
-    out = subprocess.run(
-        ["xdotool", "getmouselocation", "--shell"], env=display.env(), capture_output=True, text=True
-    ).stdout
-    values = dict(line.split("=", 1) for line in out.split())
-    return int(values["X"]), int(values["Y"])
 
 
 def environ(pid: int) -> dict[str, str]:
