@@ -55,21 +55,22 @@ def test_ctrl_c_clears_a_half_typed_line_and_cancels_a_running_tool_without_leav
         ],
     )
     try:
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("first question\r")
         session.expect(r"First answer\.")
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("half a thought")
+        session.expect_prompt(r"half a thought")  # echoed, and read: a person sees it before pressing Ctrl-C
         session.send("\x03")  # Ctrl-C on a half-typed line: cleared, a fresh prompt
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("add them\r")
         session.expect(r"running…", timeout=30)  # the slow tool is running
         session.send("\x03")
         session.expect(r"turn cancelled")
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("third question\r")  # may wait for the cancelled tool's thread (it cannot be stopped)
         session.expect(r"Third answer\.", timeout=60)
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("\x04")
         assert session.wait(timeout=30) == 0
     finally:
@@ -86,10 +87,10 @@ def test_ctrl_c_clears_a_half_typed_line_and_cancels_a_running_tool_without_leav
 def test_tools_are_listed_for_people(tmp_path):
     session = _chat(tmp_path, [FINAL.format(text="unused")], "-t", "python", "--sandbox", "unsandboxed")
     try:
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("/tools\r")
         session.expect(r"functions\.slow_add Add two numbers, slowly")
-        session.expect(r"you> ")
+        session.expect_prompt(r"you> ")
         session.send("\x04")
         assert session.wait(timeout=30) == 0
     finally:

@@ -130,10 +130,20 @@ def test_ctrl_d_at_the_approval_prompt_refuses_with_a_reason(workdir):
     assert result["refused"] and "Ctrl-D" in result["content"]
 
 
-def _interrupt(session: PtySession, when: str, *, within: float = 10, before: Callable[[], None] | None = None) -> None:
+def _interrupt(
+    session: PtySession,
+    when: str,
+    *,
+    within: float = 10,
+    before: Callable[[], None] | None = None,
+    at_prompt: bool = False,
+) -> None:
     """Press Ctrl-C once ``when`` shows: the CLI must exit 130 within ``within`` seconds. Closes the session."""
     try:
-        session.expect(when)
+        if at_prompt:  # Ctrl-C once the CLI waits for the keyboard (see expect_prompt)
+            session.expect_prompt(when)
+        else:
+            session.expect(when)
         if before is not None:
             before()
         pressed = time.monotonic()
@@ -146,7 +156,7 @@ def _interrupt(session: PtySession, when: str, *, within: float = 10, before: Ca
 
 def test_ctrl_c_at_the_approval_prompt_exits_130_at_once(workdir):
     session = PtySession(_weather_run(workdir, calls=1), workdir, cli_env(workdir))
-    _interrupt(session, r"allow\?")
+    _interrupt(session, r"allow\?", at_prompt=True)
     assert "interrupted" in session.text and "Traceback" not in session.text
     events = [e["type"] for e in _events(workdir / "t.jsonl")]
     assert "final" not in events and "tool_result" not in events

@@ -101,6 +101,21 @@ class PtySession:
                     f"the CLI exited ({self.proc.returncode}) before {pattern!r}; the screen:\n{self.text[-3000:]}"
                 )
 
+    def expect_prompt(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """Wait for a prompt (or the echo of keys), then until the CLI sleeps waiting for the keyboard.
+
+        A Ctrl-C sent while readline is between two select() calls (after writing the prompt, or after
+        taking keys) is noted by Python but wakes nothing: CPython's readline looks at signals only when
+        select() is interrupted, so it waits for the next key, and the terminal drops the keys typed before
+        the Ctrl-C. A person is never that fast; a test that answers at once is, now and then.
+        """
+        match = self.expect(pattern, timeout)
+        wchan = Path(f"/proc/{self.proc.pid}/wchan")  # where the main thread sleeps in the kernel
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "poll" not in wchan.read_text() and "select" not in wchan.read_text():
+            time.sleep(0.01)
+        return match
+
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
