@@ -162,13 +162,9 @@ class ConsoleView:
         elapsed = time.perf_counter() - started
         if elapsed < SPINNER_AFTER_S:
             return
-        text = f"[yellow]{safe(recipient)}[/yellow] running… {elapsed:.0f} s"
-        if self._status is None:
-            self._close_stream()
-            self._status = self.console.status(text)
-            self._status.start()
-        else:
-            self._status.update(text)
+        self._status = self._show(
+            self._status, self.console, f"[yellow]{safe(recipient)}[/yellow] running… {elapsed:.0f} s"
+        )
 
     def _tick_reading(self) -> None:
         if self._reading is None or not self.status_console.is_terminal:
@@ -178,12 +174,17 @@ class ConsoleView:
         if elapsed < PREFILL_STATUS_AFTER_S:
             return
         text = f"[dim]reading the prompt ({tokens:,} tokens)… {elapsed:.0f} s[/dim]"
-        if self._reading_status is None:
+        self._reading_status = self._show(self._reading_status, self.status_console, text)
+
+    def _show(self, status: Status | None, console: Console, text: str) -> Status:
+        """Start a status line on ``console`` (ending an open line first), or update the one already shown."""
+        if status is None:
             self._close_stream()
-            self._reading_status = self.status_console.status(text)
-            self._reading_status.start()
+            status = console.status(text)
+            status.start()
         else:
-            self._reading_status.update(text)
+            status.update(text)
+        return status
 
     def _stop_reading(self, *, done: bool) -> None:
         """Clear the status line (``done``: the model has started writing, or the run ended; no more of it)."""
