@@ -7,7 +7,11 @@ server runs in a process of its own, as deployed (in the clients' process the
 SDK's parsing of every event would hold the server's interpreter lock). A raw
 httpx client (no SDK parsing) shows what the server itself costs.
 
-    .venv/bin/python benchmarks/server.py [--on-runtime] [--quick]
+    .venv/bin/python benchmarks/server.py [--quick]
+
+The server runs as ``serve`` runs it: uvicorn on the runtime's loop, with the sessions. For comparison,
+the raw client also measures uvicorn on a loop of its own (as ``serve`` ran it before), where each
+request and each burst of events crosses between two threads.
 
 ``--quick`` (1 and 8 clients, 2 requests each) checks in CI that the script still runs and prints its ratios.
 """
@@ -32,6 +36,7 @@ import uvicorn
 
 from harmony_agent import Agent, PolicyModel
 from harmony_agent.server import ServerConfig, create_app
+from harmony_agent.server.app import run_on_runtime
 
 ANSWER = (
     "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
@@ -66,15 +71,13 @@ def _serve(port: int, on_runtime: bool) -> None:
     server = uvicorn.Server(
         uvicorn.Config(create_app(ServerConfig(PolicyModel(answer))), host="127.0.0.1", port=port, log_level="warning")
     )
-    if on_runtime:  # uvicorn on the sessions' own loop: no hop between loops per event
-        from harmony_agent.sandboxes.runtime import runtime
-
-        runtime().run(server.serve())
+    if on_runtime:  # as ``serve`` runs it: uvicorn on the sessions' own loop, no hop between loops per event
+        run_on_runtime(server)
     else:
         server.run()
 
 
-def start_server(on_runtime: bool = False) -> tuple[ServerProcess, str]:
+def start_server(on_runtime: bool = True) -> tuple[ServerProcess, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -114,33 +117,35 @@ async def load(url: str, clients: int) -> tuple[float, list[float], list[float]]
     return clients * REQUESTS_PER_CLIENT / elapsed, first_tokens, totals
 
 
-def in_process(n: int = 40) -> tuple[float, float]:
-    """The same run in process: median wall time of ``session.run``, and the CPU time per run of the runtime's
-    thread, where the turn runs (measured there: this process has other busy threads, such as OpenMP's)."""
+def in_process(n: int = 40) -> tuple[float, float, float]:
+    """The same work in process, as the server does it for each request: open a session, run the task, close
+    the session. Returns the median wall time of that, the median of ``session.run`` alone (the figure these
+    ratios used before), and the CPU time per task of the runtime's thread, where all of it runs (measured
+    there: this process has other busy threads, such as OpenMP's)."""
     from harmony_agent.sandboxes.runtime import runtime
 
     agent = Agent(PolicyModel(answer))
-    times = []
+    whole, runs = [], []
     for _ in range(n):
-        session = agent.session()
         started = time.perf_counter()
+        session = agent.session()
+        run_started = time.perf_counter()
         session.run("Say something short.")
-        times.append(time.perf_counter() - started)
+        runs.append(time.perf_counter() - run_started)
         session.close()
+        whole.append(time.perf_counter() - started)
 
-    async def cpu_per_run() -> float:
-        used = 0.0
+    async def cpu_per_task() -> float:
+        started = time.thread_time()
         for _ in range(n):
             session = agent.session()
-            started = time.thread_time()
             await session.arun("Say something short.")
-            used += time.thread_time() - started
             await session.aclose()
-        return used / n
+        return (time.thread_time() - started) / n
 
-    cpu = runtime().run(cpu_per_run())
+    cpu = runtime().run(cpu_per_task())
     agent.close()
-    return statistics.median(times), cpu
+    return statistics.median(whole), statistics.median(runs), cpu
 
 
 def raw_client(url: str, server: ServerProcess, n: int = 40) -> tuple[float, float]:
@@ -163,25 +168,38 @@ def raw_client(url: str, server: ServerProcess, n: int = 40) -> tuple[float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--on-runtime", action="store_true", help="uvicorn on the sessions' own loop")
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 2 requests each")
     args = parser.parse_args()
-    on_runtime = args.on_runtime
     global REQUESTS_PER_CLIENT
     levels = (1, 8) if args.quick else CONCURRENCY
+    rounds = 1 if args.quick else 5
     if args.quick:
         REQUESTS_PER_CLIENT = 2
-    server, url = start_server(on_runtime)
+    deployed, url = start_server(on_runtime=True)
+    own_loop, own_url = start_server(on_runtime=False)
     try:
-        asyncio.run(load(url, 1))  # warm-up: imports, the encoding, the first connections
-        direct, direct_cpu = in_process()
-        print(f"in-process Agent, new session per task: median {direct * 1000:.1f} ms, CPU {direct_cpu * 1000:.1f} ms")
-        raw, raw_cpu = raw_client(url, server)
-        where = "on the runtime's loop" if on_runtime else "on its own loop"
+        for warm in (url, own_url):
+            asyncio.run(load(warm, 1))  # warm-up: imports, the encoding, the first connections
+        measured: dict[str, list[tuple[float, float]]] = {"runtime": [], "own": []}
+        direct_rounds: list[tuple[float, float, float]] = []
+        for _ in range(rounds):  # interleaved, so all three see the same machine
+            direct_rounds.append(in_process())
+            measured["runtime"].append(raw_client(url, deployed))
+            measured["own"].append(raw_client(own_url, own_loop))
+        direct = statistics.median(whole for whole, _, _ in direct_rounds)
+        run_alone = statistics.median(run for _, run, _ in direct_rounds)
+        direct_cpu = statistics.median(cpu for _, _, cpu in direct_rounds)
         print(
-            f"server ({where}), one raw httpx client, streamed: median {raw * 1000:.1f} ms ({raw / direct:.2f}x), "
-            f"server CPU {raw_cpu * 1000:.1f} ms per request ({raw_cpu / direct_cpu:.2f}x)"
+            f"in-process Agent, a session per task (open, run, close): median {direct * 1000:.1f} ms, "
+            f"CPU {direct_cpu * 1000:.1f} ms; session.run alone {run_alone * 1000:.1f} ms"
         )
+        for key, where in (("runtime", "on the runtime's loop, as serve runs it"), ("own", "on a loop of its own")):
+            raw = statistics.median(wall for wall, _ in measured[key])
+            raw_cpu = statistics.median(cpu for _, cpu in measured[key])
+            print(
+                f"server ({where}), one raw httpx client, streamed: median {raw * 1000:.1f} ms "
+                f"({raw / direct:.2f}x), server CPU {raw_cpu * 1000:.1f} ms per request ({raw_cpu / direct_cpu:.2f}x)"
+            )
         print(
             f"{'clients':>8} {'req/s':>8} {'TTFT p50':>10} {'TTFT p95':>10} {'total p50':>10} {'overhead vs in-process':>24}"
         )
@@ -194,7 +212,8 @@ def main() -> None:
                 f"{total50 / direct:>23.2f}x"
             )
     finally:
-        server.should_exit = True
+        deployed.should_exit = True
+        own_loop.should_exit = True
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from harmony_agent.runs.report import run_report
+from harmony_agent.sandboxes.runtime import runtime
 from harmony_agent.server.approvals import Approvals
 from harmony_agent.server.chat_completions import ChatRequest, Chunks, completion, plan_chat
 from harmony_agent.server.chat_completions import sse as chat_sse
@@ -337,4 +339,22 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8080) ->
 
     import uvicorn
 
-    uvicorn.run(create_app(dataclasses.replace(config, host=host)), host=host, port=port, log_level="warning")
+    app = create_app(dataclasses.replace(config, host=host))
+    run_on_runtime(uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")))
+
+
+def run_on_runtime(server: Any) -> None:
+    """Run a ``uvicorn.Server`` on the process's runtime loop until it exits; blocks the calling thread.
+
+    Why there: the sessions' turns run on the runtime, so with uvicorn on the same loop a turn's events go
+    to the socket directly. On a loop of its own, every request and every burst of events crossed between
+    two threads, and each crossing made the two fight for the interpreter lock: at one client that was
+    about a millisecond of a 4 to 5 ms request (docs/runtime.md). uvicorn installs its signal handlers
+    only on the main thread, so they are installed here, by the caller's thread: SIGINT and SIGTERM
+    still end the server gracefully (a second SIGINT forces it), and are raised again once it has stopped.
+    """
+    try:
+        with server.capture_signals():
+            runtime().run(server.serve())
+    except KeyboardInterrupt:  # the SIGINT that stopped it, raised again: a stop that was asked for, and done
+        pass

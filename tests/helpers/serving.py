@@ -1,4 +1,4 @@
-"""``serve``'s app run by uvicorn in a thread on 127.0.0.1, for tests that talk to it with real clients."""
+"""``serve``'s app run by uvicorn on the runtime (as ``serve`` does), from a thread, on 127.0.0.1, for tests that talk to it with real clients."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def running(config, **options) -> Iterator[str]:
     import uvicorn
 
     from harmony_agent.server import create_app
+    from harmony_agent.server.app import run_on_runtime
 
     port = free_port()
     if hasattr(config, "state"):  # an app already made, whose state the test inspects
@@ -24,7 +25,7 @@ def running(config, **options) -> Iterator[str]:
     else:
         app = create_app(config, **options) if options else create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=run_on_runtime, args=(server,), daemon=True)  # where ``serve`` runs it
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from harmony_agent import PolicyModel
 from harmony_agent.sandboxes.runtime import runtime
-from harmony_agent.server import ServerConfig, create_app
+from harmony_agent.server import ServerConfig, create_app, turns
 
 ANSWER = (
     "<|channel|>analysis<|message|>Short.<|end|><|start|>assistant<|channel|>final<|message|>A short answer.<|return|>"
 )
 
 
-async def body_writes(path: str, request: dict) -> list[bytes]:
+async def body_writes(path: str, request: dict, policy=lambda messages: ANSWER) -> list[bytes]:
     """The body messages the app sends for one request, straight at the ASGI level (no socket to merge them)."""
-    app = create_app(ServerConfig(PolicyModel(lambda messages: ANSWER)))
-    sent: list[dict] = []
+    return [body for _, body in await timed_body_writes(path, request, policy)]
+
+
+async def timed_body_writes(path: str, request: dict, policy) -> list[tuple[float, bytes]]:
+    """:func:`body_writes`, each with the time (``time.monotonic``) it was sent."""
+    app = create_app(ServerConfig(PolicyModel(policy)))
+    sent: list[tuple[float, dict]] = []
     finished = asyncio.Event()
     asked = False
 
@@ -36,7 +42,7 @@ async def body_writes(path: str, request: dict) -> list[bytes]:
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
-        sent.append(message)
+        sent.append((time.monotonic(), message))
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             finished.set()
 
@@ -57,7 +63,7 @@ async def body_writes(path: str, request: dict) -> list[bytes]:
     }
     async with app.router.lifespan_context(app):
         await app(scope, receive, send)
-    return [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
+    return [(at, m["body"]) for at, m in sent if m["type"] == "http.response.body" and m.get("body")]
 
 
 def test_a_short_streamed_answer_goes_out_in_fewer_writes_than_events():
@@ -70,3 +76,31 @@ def test_a_short_streamed_answer_goes_out_in_fewer_writes_than_events():
     events = sum(write.count(b"event:") for write in writes)
     assert events >= 12 and b"short" in b"".join(writes), writes
     assert len(writes) <= events * 2 / 3, [write.count(b"event:") for write in writes]
+
+
+def test_events_made_close_together_share_one_write(monkeypatch):
+    """A batch is held a moment for what comes next (``HOLD_SECONDS``): with a long hold, the whole short answer
+    (17 events, the scripted model yielding to the loop after each token) goes out in one write, sent the moment
+    the turn ends rather than when the hold is up."""
+    monkeypatch.setattr(turns, "HOLD_SECONDS", 30.0, raising=False)
+    request = {"model": "gpt-oss", "input": "hi", "stream": True, "store": False}
+    started = time.monotonic()
+    writes = runtime().run(body_writes("/v1/responses", request))
+    assert time.monotonic() - started < 10
+    assert len(writes) == 1, [write.count(b"event:") for write in writes]
+    assert writes[0].count(b"event:") >= 12 and b"response.completed" in writes[0]
+
+
+def test_a_turn_that_waits_has_its_events_sent_when_the_hold_is_up(monkeypatch):
+    """The hold never keeps events back while the turn waits (for a model, a tool): the response's first events
+    go out after ``HOLD_SECONDS``, not when the model is done."""
+    monkeypatch.setattr(turns, "HOLD_SECONDS", 0.05, raising=False)
+
+    async def slow(messages):
+        await asyncio.sleep(1.0)
+        return ANSWER
+
+    request = {"model": "gpt-oss", "input": "hi", "stream": True, "store": False}
+    writes = runtime().run(timed_body_writes("/v1/responses", request, slow))
+    assert b"response.created" in writes[0][1] and b"response.completed" in writes[-1][1]
+    assert writes[-1][0] - writes[0][0] > 0.5, [(at - writes[0][0], body[:40]) for at, body in writes]
