@@ -34,6 +34,7 @@ from typing import Any
 
 from harmony_agent.harmony.encoding import VOCAB_SIZE
 from harmony_agent.models.base import GenerationStats, Model, ModelError, SamplingParams, common_prefix
+from harmony_agent.models.gguf_header import read_gguf_header
 from harmony_agent.sandboxes.runtime import runtime
 
 #: The llama-cpp-python release this backend is built and tested against (its llama.cpp knows gpt-oss).
@@ -445,16 +446,12 @@ class MemoryNeed:
 
 
 def _header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
-    """A GGUF's metadata and the bytes of its tensors, from its header (the gguf package)."""
-    try:
-        import gguf
-    except ImportError as exc:
-        raise ModelError("reading a GGUF header needs the gguf package: pip install gguf") from exc
-    reader = gguf.GGUFReader(str(path))
-    fields = {key: field.contents() for key, field in reader.fields.items() if not key.startswith("tokenizer.")}
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    fields["n_vocab"] = len(tokens.data) if tokens is not None else 0
-    return fields, sum(int(t.n_bytes) for t in reader.tensors)
+    """A GGUF's metadata (less the tokenizer's, but with its vocabulary's size) and the bytes of its tensors."""
+    header = read_gguf_header(path)
+    fields = {key: value for key, (value, _, _) in header.fields.items() if not key.startswith("tokenizer.")}
+    tokens = header.value("tokenizer.ggml.tokens")
+    fields["n_vocab"] = len(tokens) if isinstance(tokens, list) else 0
+    return fields, header.tensor_bytes()
 
 
 def memory_breakdown(path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX, n_batch: int = 512) -> MemoryNeed:

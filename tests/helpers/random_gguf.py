@@ -20,7 +20,6 @@ Only one tensor is in memory at a time (the largest, 20b's embedding, is 0.6 GB)
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harmony_agent.models.base import ModelError
+from harmony_agent.models.gguf_header import read_gguf_header
 
 #: gpt-oss-20b's shape, from its config.json (see mxfp4_checkpoint.released_config).
 GPT_OSS_20B: dict[str, int] = {
@@ -163,55 +165,6 @@ def architecture_keys(writer: Any, shape: dict[str, int]) -> None:
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-class _Header:
-    """A GGUF's keys and tensor table, parsed with struct: gguf.GGUFReader takes over a minute on the
-    harmony vocabulary's 650,000 strings (a numpy view per part), this a second."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "rb") as file:
-            self.buffer = file.read(64 * 2**20)  # the header: the vocabulary is about 10 MB
-        self.at = 0
-        magic, _version, tensors, keys = self._take("<4sIQQ")
-        if magic != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file")
-        self.fields: dict[str, tuple[Any, int, int | None]] = {}
-        for _ in range(keys):
-            key = self._string()
-            (vtype,) = self._take("<I")
-            self.fields[key] = self._value(vtype)
-        self.tensors: list[tuple[str, int, int]] = []  # name, ggml type, offset in the data section
-        for _ in range(tensors):
-            name = self._string()
-            (dims,) = self._take("<I")
-            self._take(f"<{dims}Q")
-            self.tensors.append((name, *self._take("<IQ")))
-        alignment = int(self.fields.get("general.alignment", (32, 4, None))[0])
-        self.data_start = -(-self.at // alignment) * alignment
-
-    def _take(self, fmt: str) -> tuple[Any, ...]:
-        values = struct.unpack_from(fmt, self.buffer, self.at)
-        self.at += struct.calcsize(fmt)
-        return values
-
-    def _string(self) -> str:
-        (length,) = self._take("<Q")
-        self.at += length
-        return self.buffer[self.at - length : self.at].decode("utf-8")
-
-    def _value(self, vtype: int) -> tuple[Any, int, int | None]:
-        if vtype == 8:
-            return self._string(), vtype, None
-        if vtype != 9:
-            return self._take(_SCALARS[vtype])[0], vtype, None
-        item, count = self._take("<IQ")
-        if item == 8:
-            return [self._string() for _ in range(count)], vtype, item
-        return list(self._take(f"<{count}{_SCALARS[item][1]}")), vtype, item
-
-
 def tokenizer_fields(source: str | os.PathLike[str] | None = None) -> Iterator[tuple[str, Any, Any, Any]]:
     """(key, value, type, array item type) of every tokenizer.* key of a converted gpt-oss GGUF.
 
@@ -224,7 +177,7 @@ def tokenizer_fields(source: str | os.PathLike[str] | None = None) -> Iterator[t
             from helpers.tiny_gguf import make_tiny_gguf
 
             source = make_tiny_gguf(Path(scratch) / "tokenizer-source.gguf")
-        for key, (value, vtype, item) in _Header(source).fields.items():
+        for key, (value, vtype, item) in read_gguf_header(source).fields.items():
             if key.startswith("tokenizer."):
                 yield key, value, gguf.GGUFValueType(vtype), None if item is None else gguf.GGUFValueType(item)
 
@@ -233,12 +186,12 @@ def header_matches(path: Path, shape: dict[str, int]) -> bool:
     """Whether ``path`` is this writer's GGUF of this shape, whole: same version, tensors and file size."""
     expected = plan(shape)
     try:
-        header = _Header(path)
-    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        header = read_gguf_header(path)
+    except ModelError:  # not a GGUF, or an incomplete one
         return False
-    if header.fields.get("general.name", (None,))[0] != WRITER_VERSION:
+    if header.value("general.name") != WRITER_VERSION:
         return False
-    if [name for name, _, _ in header.tensors] != [t.name for t in expected]:
+    if [tensor.name for tensor in header.tensors] != [t.name for t in expected]:
         return False
     size = header.data_start
     for tensor in expected:
