@@ -79,7 +79,8 @@ class Api:
             }
         )
 
-    async def responses(self, request: Request) -> Response:
+    async def _body(self, request: Request) -> Any:
+        """The request's JSON body, once its caller is let in; or the error :class:`Response` to send instead."""
         if (denied := self.unauthorized(request)) is not None:
             return denied
         try:
@@ -87,6 +88,11 @@ class Api:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error_response(400, "the request body is not JSON")
         await self.store.expire_idle()
+        return body
+
+    async def responses(self, request: Request) -> Response:
+        if isinstance(body := await self._body(request), Response):
+            return body
         try:
             req = ResponsesRequest.parse(body)
             plan = _prepare(self.config, self.store, req, self.approvals)
@@ -116,13 +122,8 @@ class Api:
 
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions`` (see ``chat_completions.py``)."""
-        if (denied := self.unauthorized(request)) is not None:
-            return denied
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_response(400, "the request body is not JSON")
-        await self.store.expire_idle()
+        if isinstance(body := await self._body(request), Response):
+            return body
         try:
             req = ChatRequest.parse(body)
             plan = plan_chat(self.config, self.store, self.approvals, req)

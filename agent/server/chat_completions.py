@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harmony_agent.server.approvals import Approvals
 from harmony_agent.server.conversations import AgentSpec, ConversationStore, Plan, ServerConfig, plan_stateless
-from harmony_agent.server.protocol import FunctionToolSpec, RequestError, ResponseBuilder, ResponsesRequest
+from harmony_agent.server.protocol import (
+    ClientRequest,
+    FunctionToolSpec,
+    RequestError,
+    ResponseBuilder,
+    ResponsesRequest,
+)
 from harmony_agent.server.responses_input import Entry, content_text, output_text, split
 from harmony_agent.server.turns import sse_bytes
 
@@ -37,10 +43,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(ClientRequest):
     """The fields of a Chat Completions request this server honours (others are accepted and ignored)."""
 
-    model_config = ConfigDict(extra="allow")
     model: str | None = None
     messages: list[dict[str, Any]] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
@@ -51,15 +56,6 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     n: int = Field(default=1, ge=1, le=1)
-
-    @classmethod
-    def parse(cls, body: Any) -> ChatRequest:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise RequestError(f"invalid request: {where}: {first['msg']}") from None
 
     def functions(self) -> list[FunctionToolSpec]:
         """The client's functions (none with ``tool_choice: "none"``, so the model cannot call them)."""

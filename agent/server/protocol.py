@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,10 +47,28 @@ class Reasoning(BaseModel):
     effort: Literal["low", "medium", "high"] | None = None
 
 
-class ResponsesRequest(BaseModel):
-    """The fields of a Responses API request this server honours (others are accepted and ignored)."""
+_Request = TypeVar("_Request", bound="ClientRequest")
+
+
+class ClientRequest(BaseModel):
+    """A request body from a client: the fields a server honours; others are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def parse(cls: type[_Request], body: Any) -> _Request:
+        """The request, or a :class:`RequestError` naming the first field that is wrong (a 400 for the client)."""
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise RequestError(f"invalid request: {where}: {first['msg']}") from None
+
+
+class ResponsesRequest(ClientRequest):
+    """The fields of a Responses API request this server honours (others are accepted and ignored)."""
+
     model: str | None = None
     input: str | list[dict[str, Any]]
     instructions: str | None = None
@@ -60,15 +78,6 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = None
     store: bool = True
     stream: bool = False
-
-    @classmethod
-    def parse(cls, body: Any) -> ResponsesRequest:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise RequestError(f"invalid request: {where}: {first['msg']}") from None
 
     def function_tools(self) -> list[FunctionToolSpec]:
         specs = []

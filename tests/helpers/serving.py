@@ -42,3 +42,33 @@ def client(base_url: str, key: str = "unused"):
     import openai
 
     return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+
+
+def weather_agent(base_url: str, api: str):
+    """An openai-agents ``Agent`` as its users write one, with a ``get_weather`` function tool ("3 degrees in
+    CITY"), on this server through ``api`` ("chat" or "responses"); and the ``RunConfig`` with tracing off.
+    Call it inside the loop that runs the agent: its ``AsyncOpenAI`` client belongs to that loop."""
+    import agents
+    import openai
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return f"3 degrees in {city}"
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    model_class = agents.OpenAIChatCompletionsModel if api == "chat" else agents.OpenAIResponsesModel
+    model = model_class(model="gpt-oss", openai_client=client)
+    agent = agents.Agent(name="weather", instructions="Answer briefly.", tools=[get_weather], model=model)
+    return agent, agents.RunConfig(tracing_disabled=True)
+
+
+async def two_weather_turns(agent, config) -> None:
+    """The tool round trip, then a second turn from ``to_input_list()``, as the scripted weather policy answers."""
+    import agents
+
+    first = await agents.Runner.run(agent, "What is the weather in Oslo?", run_config=config)
+    assert first.final_output == "Weather: 3 degrees in Oslo."
+    follow = first.to_input_list() + [{"role": "user", "content": "And what did I ask?"}]
+    second = await agents.Runner.run(agent, follow, run_config=config)
+    assert second.final_output == "This is your turn 2; before you said: What is the weather in Oslo?"

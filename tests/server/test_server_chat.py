@@ -14,7 +14,7 @@ pytest.importorskip("uvicorn")
 from harmony_agent import PolicyModel, ScriptedModel
 from harmony_agent.server import ServerConfig
 from helpers.completions import RecordingModel, call, final, weather_policy
-from helpers.serving import client, running
+from helpers.serving import client, running, two_weather_turns, weather_agent
 
 WEATHER = {
     "type": "function",
@@ -154,29 +154,13 @@ def test_langchain_default_chat_openai_with_tools():
 
 
 def test_openai_agents_chat_completions_model():
-    agents = pytest.importorskip("agents")
-
-    @agents.function_tool
-    def get_weather(city: str) -> str:
-        """Current weather in a city."""
-        return f"3 degrees in {city}"
+    pytest.importorskip("agents")
 
     with running(ServerConfig(PolicyModel(weather_policy))) as url:
 
         async def main():
-            client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
-            agent = agents.Agent(
-                name="weather",
-                instructions="Answer briefly.",
-                tools=[get_weather],
-                model=agents.OpenAIChatCompletionsModel(model="gpt-oss", openai_client=client),
-            )
-            config = agents.RunConfig(tracing_disabled=True)
-            first = await agents.Runner.run(agent, "What is the weather in Oslo?", run_config=config)
-            assert first.final_output == "Weather: 3 degrees in Oslo."
-            follow = first.to_input_list() + [{"role": "user", "content": "And what did I ask?"}]
-            second = await agents.Runner.run(agent, follow, run_config=config)
-            assert second.final_output == "This is your turn 2; before you said: What is the weather in Oslo?"
+            agent, config = weather_agent(url, "chat")
+            await two_weather_turns(agent, config)
 
         asyncio.run(main())
 

@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 from harmony_agent import PolicyModel, ScriptedModel
 from harmony_agent.server import ServerConfig
 from helpers.completions import RecordingModel, call, final, weather_policy
-from helpers.serving import client, running
+from helpers.serving import client, running, two_weather_turns, weather_agent
 
 WEATHER = {
     "type": "function",
@@ -32,28 +32,12 @@ WEATHER = {
 def test_openai_agents_runner_tool_round_trip_and_a_second_turn():
     agents = pytest.importorskip("agents")
 
-    @agents.function_tool
-    def get_weather(city: str) -> str:
-        """Current weather in a city."""
-        return f"3 degrees in {city}"
-
     model = PolicyModel(weather_policy)
     with running(ServerConfig(model)) as url:
 
         async def main():
-            client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
-            agent = agents.Agent(
-                name="weather",
-                instructions="Answer briefly.",
-                tools=[get_weather],
-                model=agents.OpenAIResponsesModel(model="gpt-oss", openai_client=client),
-            )
-            config = agents.RunConfig(tracing_disabled=True)
-            first = await agents.Runner.run(agent, "What is the weather in Oslo?", run_config=config)
-            assert first.final_output == "Weather: 3 degrees in Oslo."
-            follow = first.to_input_list() + [{"role": "user", "content": "And what did I ask?"}]
-            second = await agents.Runner.run(agent, follow, run_config=config)
-            assert second.final_output == "This is your turn 2; before you said: What is the weather in Oslo?"
+            agent, config = weather_agent(url, "responses")
+            await two_weather_turns(agent, config)
             streamed = agents.Runner.run_streamed(agent, "weather in Oslo, streamed?", run_config=config)
             deltas = [e async for e in streamed.stream_events()]
             assert streamed.final_output == "Weather: 3 degrees in Oslo."
