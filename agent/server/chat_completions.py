@@ -172,6 +172,8 @@ def completion(builder: ResponseBuilder) -> dict[str, Any]:
         message["reasoning_content"] = "\n\n".join(reasoning)
     if calls:
         message["tool_calls"] = calls
+    if cited := _cited_files(builder):
+        message["annotations"] = cited
     return {
         "id": "chatcmpl-" + builder.id.removeprefix("resp_"),
         "object": "chat.completion",
@@ -182,6 +184,27 @@ def completion(builder: ResponseBuilder) -> dict[str, Any]:
     }
 
 
+def _cited_files(builder: ResponseBuilder) -> list[dict[str, Any]]:
+    """The files the run made, as ``url_citation`` annotations on the joined content (see :func:`url_citation`)."""
+    cited, offset = [], 0
+    for number, item in enumerate(item for item in builder.output if item["type"] == "message"):
+        offset += 2 if number else 0  # the "\n\n" that joins the messages' texts
+        part = item["content"][0]
+        cited += [url_citation(note, offset + note["start_index"]) for note in part.get("annotations", [])]
+        offset += len(part["text"])
+    return [note for note in cited if note is not None]
+
+
+def url_citation(annotation: dict[str, Any], at: int) -> dict[str, Any] | None:
+    """A file the run made, as Chat Completions can cite it: a ``url_citation`` (the only kind its messages
+    carry) with the file's ``/files/...`` link and its name, at ``at`` in the content. The Responses API's
+    ``container_file_citation`` has no counterpart there."""
+    if annotation.get("type") != "container_file_citation":
+        return None
+    where = {"url": annotation["url"], "title": annotation["filename"], "start_index": at, "end_index": at}
+    return {"type": "url_citation", "url_citation": where}
+
+
 class Chunks:
     """The builder's streamed events as ``chat.completion.chunk`` objects."""
 
@@ -190,6 +213,7 @@ class Chunks:
         self.include_usage = include_usage
         self.id = "chatcmpl-" + builder.id.removeprefix("resp_")
         self._calls: dict[str, int] = {}  # function_call item id -> tool_calls index
+        self._content = 0  # characters of content sent so far
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         chunk = {
@@ -209,7 +233,11 @@ class Chunks:
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "response.output_text.delta":
+            self._content += len(event["delta"])
             return [self._chunk({"content": event["delta"]})]
+        if kind == "response.output_text.annotation.added":
+            cited = url_citation(event["annotation"], self._content)  # files are cited at the end of the answer
+            return [self._chunk({"annotations": [cited]})] if cited is not None else []
         if kind == "response.reasoning_text.delta":
             return [self._chunk({"reasoning_content": event["delta"]})]
         if kind == "response.output_item.added" and event["item"]["type"] == "function_call":

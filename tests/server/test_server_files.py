@@ -120,6 +120,38 @@ def test_the_sdk_reads_the_files_as_citations_on_the_answer(tmp_path, monkeypatc
         assert got.status_code == 200 and got.text == "x,y\n1,1\n2,4\n3,9\n"
 
 
+def test_chat_completions_clients_get_the_files_as_url_citations(tmp_path, monkeypatch):
+    """The ``openai`` SDK's Chat Completions, not streamed and streamed: the files come as ``url_citation``
+    annotations (the only kind a chat message carries), each a ``/files/...`` link titled with the file's name."""
+    monkeypatch.chdir(tmp_path)
+    model = ScriptedModel([py(PLOT), final("Saved."), py(PLOT), final("Saved again.")])
+    with running(_config(model)) as url:
+        sdk = client(url, key="sesame")
+        reply = sdk.chat.completions.create(model="gpt-oss", messages=[{"role": "user", "content": "Plot it"}])
+        message = reply.choices[0].message
+        assert message.content == "Saved."
+        assert message.annotations is not None and {a.type for a in message.annotations} == {"url_citation"}
+        cited = {a.url_citation.title: a.url_citation for a in message.annotations}
+        assert sorted(cited) == ["plot.png", "table.csv"]
+        assert all(
+            c.start_index == c.end_index == len("Saved.") and c.url.startswith("/files/") for c in cited.values()
+        )
+        chunks = list(
+            sdk.chat.completions.create(model="gpt-oss", messages=[{"role": "user", "content": "Again"}], stream=True)
+        )
+        deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+        assert "".join(delta.content or "" for delta in deltas) == "Saved again."
+        streamed = [note for delta in deltas for note in (delta.model_extra or {}).get("annotations", [])]
+        assert sorted(note["url_citation"]["title"] for note in streamed) == ["plot.png", "table.csv"]
+        [csv] = [note["url_citation"] for note in streamed if note["url_citation"]["title"] == "table.csv"]
+        assert csv["start_index"] == len("Saved again.")
+        with httpx.Client(timeout=30) as http:
+            got = http.get(url.removesuffix("/v1") + csv["url"], headers=KEY)
+            refused = http.get(url.removesuffix("/v1") + csv["url"])
+        assert got.status_code == 200 and got.text == "x,y\n1,1\n2,4\n3,9\n"
+        assert refused.status_code == 401
+
+
 def _builder(files: PublishedFiles) -> ResponseBuilder:
     return ResponseBuilder(
         response_id="resp_1",
