@@ -261,11 +261,15 @@ class Chunks:
 
 async def sse(chunks: Chunks, batches: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
     """Server-sent events as Chat Completions clients read them: ``data:`` lines, then ``data: [DONE]``;
-    each batch of the run's events (see ``Run.batches``) in one write."""
+    each batch of the run's events (see ``Run.batches``) in one write, the last one with ``[DONE]``."""
     out = [{"data": json.dumps(chunks.first())}]
     async for batch in batches:
         out += [{"data": json.dumps(chunk)} for event in batch for chunk in chunks.feed(event)]
-        if out:
+        if out and not any(event.get("type") in _LAST_EVENTS for event in batch):
             yield sse_bytes(out)
             out = []
     yield sse_bytes([*out, {"data": "[DONE]"}])
+
+
+#: The events that end a run's stream: what they bring goes out together with ``[DONE]``.
+_LAST_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})

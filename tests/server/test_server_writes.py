@@ -104,3 +104,12 @@ def test_a_turn_that_waits_has_its_events_sent_when_the_hold_is_up(monkeypatch):
     writes = runtime().run(timed_body_writes("/v1/responses", request, slow))
     assert b"response.created" in writes[0][1] and b"response.completed" in writes[-1][1]
     assert writes[-1][0] - writes[0][0] > 0.5, [(at - writes[0][0], body[:40]) for at, body in writes]
+
+
+def test_a_short_chat_completion_goes_out_in_one_write_with_its_done(monkeypatch):
+    """Chat Completions: the run's last chunks and ``data: [DONE]`` share the last write."""
+    monkeypatch.setattr(turns, "HOLD_SECONDS", 30.0, raising=False)
+    request = {"model": "gpt-oss", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    writes = runtime().run(body_writes("/v1/chat/completions", request))
+    assert len(writes) == 1, writes
+    assert writes[0].count(b"data:") >= 5 and writes[0].rstrip().endswith(b"data: [DONE]")
