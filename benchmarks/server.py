@@ -172,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     global REQUESTS_PER_CLIENT
     levels = (1, 8) if args.quick else CONCURRENCY
-    rounds = 1 if args.quick else 5
+    rounds = 1 if args.quick else 9
     if args.quick:
         REQUESTS_PER_CLIENT = 2
     deployed, url = start_server(on_runtime=True)
