@@ -33,6 +33,7 @@ class GgufTensor:
     shape: tuple[int, ...]
     ggml_type: int
     offset: int  # from the start of the data section
+    nbytes: int  # by its type and shape (llama.cpp's block sizes, from the gguf package)
 
 
 @dataclass
@@ -43,19 +44,18 @@ class GgufHeader:
     fields: dict[str, tuple[Any, int, int | None]] = field(default_factory=dict)
     tensors: list[GgufTensor] = field(default_factory=list)
     data_start: int = 0
-    file_size: int = 0
 
     def value(self, key: str, default: Any = None) -> Any:
         found = self.fields.get(key)
         return default if found is None else found[0]
 
     def tensor_bytes(self) -> int:
-        """The bytes of all tensors, by their types and shapes (llama.cpp's sizes, from the gguf package)."""
-        return sum(_nbytes(tensor) for tensor in self.tensors)
+        """The bytes of all tensors."""
+        return sum(tensor.nbytes for tensor in self.tensors)
 
     def data_end(self) -> int:
         """Where the last tensor ends in the file (a file shorter than this is incomplete)."""
-        return self.data_start + max((t.offset + _nbytes(t) for t in self.tensors), default=0)
+        return self.data_start + max((t.offset + t.nbytes for t in self.tensors), default=0)
 
 
 def read_gguf_header(path: str | os.PathLike[str]) -> GgufHeader:
@@ -81,7 +81,7 @@ class _Reader:
         if version not in (2, 3):
             raise ModelError(f"{self.name} is GGUF version {version}; versions 2 and 3 are read")
         tensors, keys = self._take("<QQ")
-        header = GgufHeader(version, file_size=self.size)
+        header = GgufHeader(version)
         for _ in range(self._count(keys, 8 + 4)):
             key = self._string()
             (vtype,) = self._take("<I")
@@ -91,7 +91,7 @@ class _Reader:
             (dims,) = self._take("<I")
             shape = self._take(f"<{self._count(dims, 8)}Q")
             ggml_type, offset = self._take("<IQ")
-            header.tensors.append(GgufTensor(name, tuple(shape), ggml_type, offset))
+            header.tensors.append(GgufTensor(name, tuple(shape), ggml_type, offset, _nbytes(name, shape, ggml_type)))
         alignment = header.value("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or alignment <= 0:
             raise ModelError(f"{self.name} has a malformed header: alignment {alignment!r}")
@@ -145,16 +145,16 @@ class _Reader:
         return list(self._take(f"<{self._count(count, struct.calcsize(each))}{each}")), vtype, item
 
 
-def _nbytes(tensor: GgufTensor) -> int:
+def _nbytes(name: str, shape: tuple[int, ...], ggml_type: int) -> int:
     try:
         import gguf
     except ImportError as exc:
         raise ModelError("sizing a GGUF's tensors needs the gguf package: pip install gguf") from exc
     try:
-        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(tensor.ggml_type)]
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
     except (ValueError, KeyError):
-        raise ModelError(f"tensor {tensor.name} has an unknown ggml type {tensor.ggml_type}") from None
+        raise ModelError(f"tensor {name} has an unknown ggml type {ggml_type}") from None
     elements = 1
-    for dim in tensor.shape:
+    for dim in shape:
         elements *= dim
     return elements // block * type_size

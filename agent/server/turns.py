@@ -136,12 +136,11 @@ class Run:
             held_since = loop.time()
             while True:
                 if not waiting:
-                    hold = HOLD_SECONDS - (loop.time() - held_since) if batch else None
-                    if hold is not None and hold <= 0:
+                    if batch and loop.time() - held_since >= HOLD_SECONDS:
                         yield batch
-                        batch, hold = [], None
-                    arrived.clear()
-                    timer = loop.call_later(hold, arrived.set) if hold is not None else None
+                        batch = []
+                    arrived.clear()  # wait for the next event, or (holding a batch) for its time to be up
+                    timer = loop.call_at(held_since + HOLD_SECONDS, arrived.set) if batch else None
                     await arrived.wait()
                     if timer is not None:
                         timer.cancel()
