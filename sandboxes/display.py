@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from harmony_agent.sandboxes._owner import owner_is_gone, owner_tag
 from harmony_agent.sandboxes.base import SandboxError
@@ -451,19 +451,15 @@ class VirtualDisplay:
         It is stopped with the display, runs in a session of its own (a Ctrl-C meant for the agent is not
         its), and should end by itself when its stdin closes, as it does when the agent dies.
         """
-        try:
-            process = subprocess.Popen(
-                list(command),
-                env=self.client_env(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxError(f"could not start {command[0]}: {exc}") from exc
-        self._processes.append(process)
-        return process
+        return self._started(
+            command,
+            "start",
+            env=self.client_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def sandboxed(self, command: Sequence[str]) -> list[str]:
         """``command`` as it runs for an app: unchanged, or inside bubblewrap (see ``display_bubblewrap.py``)."""
@@ -491,17 +487,22 @@ class VirtualDisplay:
         self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
     ) -> subprocess.Popen:
         """Start a process on the display, outside any sandbox (the window manager; or an app, once wrapped)."""
+        return self._started(
+            command,
+            "launch",
+            env=self.env(env),
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _started(self, command: Sequence[str], verb: str, **options: Any) -> subprocess.Popen:
+        """``command`` started with ``options``, and kept to be stopped with the display; a clear error if it cannot."""
         try:
-            process = subprocess.Popen(
-                list(command),
-                env=self.env(env),
-                cwd=cwd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
+            process = subprocess.Popen(list(command), **options)
         except OSError as exc:
-            raise SandboxError(f"could not launch {command[0]}: {exc}") from exc
+            raise SandboxError(f"could not {verb} {command[0]}: {exc}") from exc
         self._processes.append(process)
         return process
 
