@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers.available import require
-from helpers.cli_support import PtySession, cli_env
+from helpers.cli_support import PtySession, cli_env, run_cli
 
 CALL = "<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
 FINAL = "<|channel|>final<|message|>{text}<|return|>"
@@ -220,14 +219,7 @@ def test_a_model_slow_to_its_first_token_shows_a_status_line_until_it_writes(wor
     assert "reading the prompt" not in raw[answer_at:]
     # Piped, or for scripts: no status line anywhere.
     for extra in ([], ["--quiet"], ["--json"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "harmony_agent.cli", *args, *extra],
-            cwd=workdir,
-            env=cli_env(workdir),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_cli([*args, *extra], cwd=workdir, env=cli_env(workdir), timeout=60)
         assert done.returncode == 0, done.stderr
         assert "Read it all." in done.stdout and "reading the prompt" not in done.stdout + done.stderr
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from harmony_agent.cli.app import app
 from harmony_agent.models import ModelError, OpenAICompatibleModel, load_model
-from helpers.cli_support import ROOT, FakeOllama, cli_env
+from helpers.cli_support import ROOT, FakeOllama, cli_env, run_cli
 
 runner = CliRunner()
 WEATHER = ["run", "examples/weather_task.yaml", "--yes"]
@@ -111,14 +111,7 @@ def test_long_results_are_shortened_on_screen_and_whole_with_verbose(tmp_path):
     )
     transcript = tmp_path / "t.jsonl"
     args = ["run", "go", "-m", model, "-t", "big:big", "--yes", "--transcript", str(transcript)]
-    short = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", *args],
-        cwd=tmp_path,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    short = run_cli(args, cwd=tmp_path, env=cli_env(tmp_path))
     assert short.returncode == 0, short.stderr
     assert "THE-END" not in short.stdout and "more characters; --verbose shows all" in short.stdout
     result = next(json.loads(line) for line in transcript.read_text().splitlines() if '"tool_result"' in line)
@@ -127,14 +120,7 @@ def test_long_results_are_shortened_on_screen_and_whole_with_verbose(tmp_path):
         tmp_path,
         ["<|channel|>commentary to=functions.big <|constrain|>json<|message|>{}<|call|>", FINAL.format(text="ok")],
     )
-    whole = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", *args[:-2], "--verbose"],
-        cwd=tmp_path,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    whole = run_cli([*args[:-2], "--verbose"], cwd=tmp_path, env=cli_env(tmp_path))
     assert "THE-END" in whole.stdout and "--verbose shows all" not in whole.stdout
 
 
@@ -196,14 +182,7 @@ def test_task_from_stdin(tmp_path):
 def test_no_hard_wrap_when_output_is_not_a_terminal(tmp_path):
     long_answer = " ".join(f"word{i}" for i in range(80))
     model = _script(tmp_path, [FINAL.format(text=long_answer)])
-    proc = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "x", "-m", model],
-        cwd=ROOT,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(["run", "x", "-m", model], cwd=ROOT, env=cli_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert long_answer in proc.stdout.splitlines()
 
@@ -332,13 +311,7 @@ def test_version_help_and_completion():
         assert shown in help_text, shown
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
     assert "--install-completion" in top and "--show-completion" in top
-    completion = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "--show-completion", "bash"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    completion = run_cli(["--show-completion", "bash"], cwd=ROOT, timeout=60)
     assert completion.returncode == 0 and "complete" in completion.stdout
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harmony_agent.cli.console import visible
 from helpers import ROOT
-from helpers.cli_support import PtySession, cli_env
+from helpers.cli_support import PtySession, cli_env, run_cli
 
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"  # OSC 52: put "rm -rf ~" on the clipboard
 TITLE = "\x1b]0;owned\x07"
@@ -61,13 +60,7 @@ def workdir(tmp_path):
 
 
 def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", *args],
-        cwd=workdir,
-        env=cli_env(workdir),
-        capture_output=True,
-        timeout=120,
-    )
+    return run_cli(args, cwd=workdir, env=cli_env(workdir), text=False)
 
 
 def _assert_contained(raw: bytes) -> None:

@@ -210,3 +210,16 @@ class FakeOllama:
 
     def release(self) -> None:
         self.gate.set()
+
+
+def run_cli(
+    args: list[str],
+    *,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    text: bool = True,
+) -> subprocess.CompletedProcess:
+    """The CLI run to its end as a user runs it (``python -m harmony_agent.cli ARGS``), its output captured."""
+    command = [sys.executable, "-m", "harmony_agent.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=text, timeout=timeout)

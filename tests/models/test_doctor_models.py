@@ -12,25 +12,18 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import ROOT
+from helpers.cli_support import run_cli
 
 pytest.importorskip("numpy")
 
 
 def doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "doctor", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-    )
+    return run_cli(["doctor", *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, timeout=300)
 
 
 def line_of(output: str, name: str) -> str:

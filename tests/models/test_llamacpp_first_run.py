@@ -20,6 +20,7 @@ from harmony_agent import Agent
 from harmony_agent.models import ModelError, load_model
 from helpers import ROOT
 from helpers.available import require
+from helpers.cli_support import run_cli
 from helpers.completions import get_weather
 
 pytest.importorskip("numpy")
@@ -114,13 +115,11 @@ def test_a_truncated_checkpoint_shard_is_one_line_and_exit_2(tmp_path):
     shard = folder / "model.safetensors"
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
-    done = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "hi", "--model", f"transformers:{folder}"],
+    done = run_cli(
+        ["run", "hi", "--model", f"transformers:{folder}"],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+        timeout=300,
     )
     assert done.returncode == 2, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ np = pytest.importorskip("numpy")
 from harmony_agent import Agent
 from harmony_agent.harmony.encoding import get_encoding, stop_tokens
 from harmony_agent.models import ModelError, SamplingParams, load_model
+from helpers.cli_support import run_cli
 from helpers.completions import get_weather
 from helpers.tiny_gguf import PYTHON_ANSWER_SCRIPT, PYTHON_CALL_SCRIPT, convert, make_tiny_gguf, write_random_gpt_oss
 from helpers.tiny_gpt_oss import ANSWER_SCRIPT, CALL_SCRIPT, script_tokens
@@ -157,11 +156,8 @@ def test_cli_runs_the_python_tool_through_llamacpp(tmp_path_factory):
     )
     transcript = tmp_path_factory.mktemp("run") / "run.jsonl"
     root = ROOT
-    completed = subprocess.run(
+    completed = run_cli(
         [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
             "run",
             "What is 6*7? Use python.",
             "--model",
@@ -174,11 +170,9 @@ def test_cli_runs_the_python_tool_through_llamacpp(tmp_path_factory):
             "--transcript",
             str(transcript),
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     events = [json.loads(line) for line in transcript.read_text().splitlines()]

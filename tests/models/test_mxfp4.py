@@ -7,8 +7,6 @@ be downloaded: a tiny one with real weights, and full-size 20b/120b ones whose f
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,6 +22,7 @@ from harmony_agent.models import (
     checkpoints,
     load_model,
 )
+from helpers.cli_support import run_cli
 from helpers.mxfp4_checkpoint import (
     EXPERT_MATRICES,
     dequantize,
@@ -220,14 +219,7 @@ def test_loader_refuses_a_checkpoint_that_cannot_fit_before_reading_weights(spar
 
 def test_cli_run_refuses_and_doctor_reports(sparse_120b, sparse_20b, written):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "hi", "--model", f"transformers:{sparse_120b}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
+    run = run_cli(["run", "hi", "--model", f"transformers:{sparse_120b}"], cwd=ROOT, env=env)
     assert run.returncode != 0
     assert "needs about 245" in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
 

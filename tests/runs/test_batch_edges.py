@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,7 +18,7 @@ import pytest
 from harmony_agent.runs.batch import run_batch
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
-from helpers.cli_support import PtySession, cli_env
+from helpers.cli_support import PtySession, cli_env, run_cli
 
 SLOW = '''
 import time
@@ -62,14 +61,7 @@ def _tasks(folder: Path, seconds: float = 4, timeout: float | None = None) -> Pa
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", *args],
-        cwd=cwd,
-        env=cli_env(cwd),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_cli(args, cwd=cwd, env=cli_env(cwd), timeout=180)
 
 
 @pytest.mark.slow  # waits for the clock to tick

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from harmony_agent.runs.batch import run_batch
 from harmony_agent.runs.factory import TaskAgentFactory
 from harmony_agent.runs.tasks import load_tasks
 from helpers import ROOT
+from helpers.cli_support import run_cli
 
 POLICY = """
 import json
@@ -93,14 +93,7 @@ def test_run_finds_a_task_files_modules_from_another_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", str(folder / "task.yaml"), "--yes", "--json"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(["run", str(folder / "task.yaml"), "--yes", "--json"], cwd=elsewhere, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["final_text"] == "gamma says gamma-tool:gamma"
 
@@ -109,13 +102,6 @@ def test_run_finds_a_task_files_modules_from_another_folder(tmp_path):
 def test_the_readme_task_files_run_from_another_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for name, expected in (("weather_task", "14 degrees warmer"), ("mcp_task", "25 °C")):
-        done = subprocess.run(
-            [sys.executable, "-m", "harmony_agent.cli", "run", str(ROOT / "examples" / f"{name}.yaml"), "--yes"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        done = run_cli(["run", str(ROOT / "examples" / f"{name}.yaml"), "--yes"], cwd=tmp_path, env=env, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
         assert expected in done.stdout

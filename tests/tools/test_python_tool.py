@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from openai_harmony import Role, ToolNamespaceConfig
 
@@ -15,6 +12,7 @@ from harmony_agent.tools import PythonTool, ToolCall
 from harmony_agent.tools.python import choose_sandbox, extract_code, render_execution, tool_description
 from helpers import ROOT
 from helpers.available import KINDS, make, require
+from helpers.cli_support import run_cli
 
 
 def python_call(code: str) -> str:
@@ -124,36 +122,14 @@ async def test_an_agent_computes_with_python_and_answers(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_readme_example_runs_python_in_the_chosen_sandbox(kind):
     require(kind)
-    proc = subprocess.run(
-        [sys.executable, "-m", "harmony_agent.cli", "run", "examples/python_task.yaml", "--sandbox", kind, "--yes"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    proc = run_cli(["run", "examples/python_task.yaml", "--sandbox", kind, "--yes"], cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "The mean is 13.7 and the sample standard deviation is 1.273." in proc.stdout
     assert f"python tool: {'Docker' if kind == 'docker' else 'bubblewrap'} (asked for)" in proc.stderr
 
 
 def test_the_cli_refuses_an_unknown_sandbox(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
-            "run",
-            "x",
-            "--model",
-            "scripted:none.yaml",
-            "--tools",
-            "python",
-            "--sandbox",
-            "vm",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
+    proc = run_cli(
+        ["run", "x", "--model", "scripted:none.yaml", "--tools", "python", "--sandbox", "vm"], cwd=ROOT, timeout=60
     )
     assert proc.returncode == 2 and "unknown sandbox 'vm'" in proc.stderr

@@ -15,6 +15,7 @@ from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, LocalSearch, NavigationPolicy
 from helpers import ROOT
 from helpers.available import require
+from helpers.cli_support import run_cli
 
 SITE_FOLDER = ROOT / "examples" / "site"
 
@@ -309,16 +310,11 @@ async def test_an_agent_researches_on_the_site_and_cites_the_line_it_read(site, 
 
 def test_the_cli_runs_the_browser_with_a_search_backend_and_an_allow_list(site, tmp_path):
     require("chromium")
-    import subprocess
-    import sys
 
     root = ROOT
     transcript = tmp_path / "cli.jsonl"
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
             "run",
             "When does the library open on Wednesdays?",
             "--tools",
@@ -333,31 +329,14 @@ def test_the_cli_runs_the_browser_with_a_search_backend_and_an_allow_list(site, 
             "--transcript",
             str(transcript),
         ],
-        capture_output=True,
-        text=True,
-        timeout=120,
         cwd=root,
     )
     assert proc.returncode == 0, proc.stderr
     assert "On Wednesday the library opens at 12:00 and closes at 20:00" in proc.stdout
     assert list(transcript.with_suffix(".screenshots").glob("*.jpg"))
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
-            "run",
-            "x",
-            "--tools",
-            "browser",
-            "--search",
-            "bing",
-            "--model",
-            "policy:examples.research_policy:policy",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    bad = run_cli(
+        ["run", "x", "--tools", "browser", "--search", "bing", "--model", "policy:examples.research_policy:policy"],
         cwd=root,
+        timeout=60,
     )
     assert bad.returncode == 2 and "unknown search backend 'bing'" in bad.stderr

@@ -19,6 +19,7 @@ from harmony_agent.tools import ToolCall
 from harmony_agent.tools.computer import ComputerTool
 from helpers import ROOT
 from helpers.available import require
+from helpers.cli_support import run_cli
 
 GREETER = ROOT / "examples" / "desktop" / "greeter.py"
 
@@ -209,11 +210,8 @@ def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
     require("desktop")
     state = tmp_path / "state.json"
     transcript = tmp_path / "desk.jsonl"
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
             "run",
             "Greet someone in the Greeter app",
             "--tools",
@@ -228,20 +226,14 @@ def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
             "--max-steps",
             "12",
         ],
-        capture_output=True,
-        text=True,
-        timeout=120,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "The app now says: Hello" in proc.stdout and "computer tool: display" in proc.stderr
     assert json.loads(state.read_text())["greeting"] == "Hello, Zoë Ørsted!"
     assert len(list(transcript.with_suffix(".screenshots").glob("*.png"))) == 3
-    bad = subprocess.run(
+    bad = run_cli(
         [
-            sys.executable,
-            "-m",
-            "harmony_agent.cli",
             "run",
             "x",
             "--tools",
@@ -251,10 +243,8 @@ def test_the_cli_drives_the_desktop_with_an_allowed_app(tmp_path):
             "--model",
             "policy:examples.desktop.greeter_policy:policy",
         ],
-        capture_output=True,
-        text=True,
-        timeout=60,
         cwd=ROOT,
+        timeout=60,
     )
     assert bad.returncode == 2 and "--app takes NAME=COMMAND" in bad.stderr
 
