@@ -88,11 +88,14 @@ async def timed_opens(tool: BrowserTool, base: str, count: int) -> list[float]:
     return times
 
 
-PARTS = ("goto", "settle", "snapshot", "extract", "render")
+PARTS = ("navigate", "load", "settle", "snapshot", "extract", "render")
 # Navigation Timing of the page just loaded, in ms from the start of its navigation.
 TIMING = """() => { const n = performance.getEntriesByType("navigation")[0];
   return n ? [n.requestStart, n.responseEnd, n.loadEventEnd] : null; }"""
-STAGES = ("to request", "response", "load", "to/from Python")
+# A bare wait in the page for its load (all load listeners run: pageshow follows at once), after ``Page.navigate``.
+BARE_LOAD = """document.readyState === "complete" ? 0 : new Promise((resolve) =>
+  addEventListener("pageshow", () => resolve(), { once: true }))"""
+STAGES = ("to request", "response", "load", "after the load")
 
 
 def stages(timing: list[float] | None, seconds: float) -> list[float] | None:
@@ -105,41 +108,59 @@ def stages(timing: list[float] | None, seconds: float) -> list[float] | None:
 
 async def interleaved(
     tool: BrowserTool, base: str, count: int
-) -> tuple[list[float], list[float], dict[str, list[float]]]:
-    """A bare ``page.goto`` and a ``browser.open`` of the same page, alternating, so both see the same machine load."""
+) -> tuple[list[float], list[float], list[float], dict[str, list[float]], dict[str, list[list[float]]]]:
+    """A bare ``page.goto``, a bare ``Page.navigate`` and a ``browser.open`` of the same page, each in a tab of its
+    own, in an order that turns each round, so all three see the same machine load and none always goes first."""
     engine = BrowserEngine.shared()
     engine.acquire()
     browser = await engine.browser()
-    context = await browser.new_context()
-    page = await context.new_page()
-    gotos, opens = [], []
+    contexts = [await browser.new_context(), await browser.new_context()]
+    page, navigated_page = [await context.new_page() for context in contexts]
+    devtools = await contexts[1].new_cdp_session(navigated_page)
+    gotos, navigates, opens = [], [], []
     parts: dict[str, list[float]] = {part: [] for part in PARTS}
-    split: dict[str, list[list[float]]] = {"bare": [], "tool": []}
-    for index in range(count):
-        url = base + PAGES[index % len(PAGES)]
+
+    async def goto(url: str) -> None:
         started = time.perf_counter()
         await page.goto(url, wait_until="load")
         gotos.append(time.perf_counter() - started)
+
+    async def navigate(url: str) -> None:
+        started = time.perf_counter()
+        await devtools.send("Page.navigate", {"url": url})
+        await devtools.send("Runtime.evaluate", {"expression": BARE_LOAD, "awaitPromise": True})
+        navigates.append(time.perf_counter() - started)
+
+    async def open_(url: str) -> None:
         started = time.perf_counter()
         result = await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
         opens.append(time.perf_counter() - started)
         assert not result.is_error, result.text()
         for part in PARTS:
             parts[part].append(tool.timings.get(part, 0.0))
+
+    split: dict[str, list[list[float]]] = {"bare": [], "tool": []}
+    for index in range(count):
+        url = base + PAGES[index % len(PAGES)]
+        steps = [goto, navigate, open_]
+        for step in steps[index % 3 :] + steps[: index % 3]:
+            await step(url)
         assert tool.session is not None
-        for name, timed, seconds in (("bare", page, gotos[-1]), ("tool", tool.session.page, parts["goto"][-1])):
+        navigated = parts["navigate"][-1] + parts["load"][-1]
+        for name, timed, seconds in (("bare", page, gotos[-1]), ("tool", tool.session.page, navigated)):
             stage = stages(await timed.evaluate(TIMING), seconds)
             if stage is not None:
                 split[name].append(stage)
-    await context.close()
+    for context in contexts:
+        await context.close()
     await engine.release()
-    return gotos, opens, parts, split
+    return gotos, navigates, opens, parts, split
 
 
 async def run(base: str, opens: int, sessions: int) -> None:
     warm = BrowserTool(policy=policy())
     await timed_opens(warm, base, 6)  # launch and warm up
-    goto, single, parts, split = await interleaved(warm, base, opens)
+    goto, navigate, single, parts, split = await interleaved(warm, base, opens)
     with tempfile.TemporaryDirectory() as shots:
         pictured = BrowserTool(policy=policy(), screenshots=shots)
         with_shots = await timed_opens(pictured, base, opens)
@@ -163,6 +184,7 @@ async def run(base: str, opens: int, sessions: int) -> None:
 
     open_median = statistics.median(single) * 1000
     print(f"bare page.goto          {summary(goto)}")
+    print(f"bare Page.navigate+load {summary(navigate)}  (over DevTools, as the tool navigates)")
     print(f"browser.open            {summary(single)}  ({open_median / (statistics.median(goto) * 1000):.2f}x goto)")
     for part in PARTS:
         print(f"  {part:<21} {summary(parts[part])}")

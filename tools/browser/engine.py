@@ -24,9 +24,11 @@ from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import actions
 from harmony_agent.tools.browser.chromium import CHROMIUM_ARGS, BrowserEngine, find_chromium
 from harmony_agent.tools.browser.policy import NavigationPolicy
-from harmony_agent.tools.browser.proxy import PolicyProxy
+from harmony_agent.tools.browser.proxy import REFUSED_PAGE, PolicyProxy
 from harmony_agent.tools.browser.scripts import (
     HOOKS_SCRIPT,
+    LOADED,
+    LOADED_SNAPSHOT_SCRIPT,
     NO_SOCKETS_SCRIPT,
     SETTLE_PROBE,
     SETTLED_SNAPSHOT_SCRIPT,
@@ -36,11 +38,15 @@ from harmony_agent.tools.browser.scripts import (
 
 # Where they lived before chromium.py: imported from here by the doctor, the tests and the benchmarks.
 __all__ = ["CHROMIUM_ARGS", "BrowserEngine", "BrowserSession", "Snapshot", "find_chromium"]
-REFUSED_PAGE = base64.b64encode(b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>").decode()
+REFUSED_PAGE_BASE64 = base64.b64encode(REFUSED_PAGE).decode()  # for Fetch.fulfillRequest
 # After an action, how long the DOM must be unchanged before the page counts as settled (animations, widgets
 # that redraw in steps).
 ACTION_DOM_QUIET = 0.06
 VIEWPORT = (1280, 900)
+
+
+class PageScriptError(RuntimeError):
+    """A script the tool ran in a page threw (the page may have changed what it relies on)."""
 
 
 @dataclass
@@ -82,6 +88,7 @@ class BrowserSession:
         self.generation = 0
         self.notes: list[str] = []  # things the model must be told with the next reply
         self.refused: dict[str, str] = {}  # page URL -> why, from the interception
+        self._proxy_refused: dict[str, str] = {}  # what the proxy refused since the last navigation -> why
         self.blocked_subresources = 0
         self.downloads: list[str] = []
         self._inflight: set[Any] = set()
@@ -212,7 +219,7 @@ class BrowserSession:
                             "requestId": event["requestId"],
                             "responseCode": 403,
                             "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
-                            "body": REFUSED_PAGE,
+                            "body": REFUSED_PAGE_BASE64,
                         },
                     )
                 else:
@@ -222,12 +229,16 @@ class BrowserSession:
                     )
 
         cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
-        # Documents only (pages and frames, each redirect hop included): a refused one gets a page of our own and
-        # a clear error. Everything else needs no pause here: it reaches the network only through the session's
-        # proxy, which asks the policy about every request and connects only to the addresses it checked.
-        # Pausing every image and script cost a DevTools round trip each (about 15 ms per page in the benchmark).
+        # HTTPS documents only (pages and frames, each redirect hop included): a refused one gets a page of our own
+        # and a clear error. Everything else needs no pause here: it reaches the network only through the session's
+        # proxy, which asks the policy about every request and connects only to the addresses it checked. For plain
+        # HTTP the proxy sees the whole request, and answers a refused one with the same page (_note_refused_landing
+        # tells the model why); of HTTPS it sees only a tunnel's host and port, and a refused tunnel would leave
+        # Chromium's error page, whose late commit cuts the next navigation short. Each pause is a round trip to this
+        # process before the request is sent: 3-4 ms of an open, and one per image or script if all were paused.
         await cdp.send(
-            "Fetch.enable", {"patterns": [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]}
+            "Fetch.enable",
+            {"patterns": [{"urlPattern": "https://*", "resourceType": "Document", "requestStage": "Request"}]},
         )
 
     async def _on_popup(self, page: Any) -> None:
@@ -244,8 +255,18 @@ class BrowserSession:
             )
 
     def _refused_by_proxy(self, target: str, reason: str) -> None:
-        """A connection that went around request interception (a popup, a worker, a preconnect) was refused."""
+        """The proxy refused a request or a tunnel: a subresource, unless a page lands on it (see below)."""
+        self._proxy_refused[target.split("#")[0]] = reason
         self.blocked_subresources += 1
+
+    def _note_refused_landing(self) -> None:
+        """A tab that landed on a plain-HTTP URL the proxy refused (a redirect hop, a link) shows the proxy's refused
+        page: that was a page refused, and the model is told why."""
+        url = self.page.url.split("#")[0]
+        reason = self._proxy_refused.get(url)
+        if reason is not None:
+            self.refused[url] = reason
+            self.blocked_subresources -= 1
 
     async def _save_download(self, download: Any) -> None:
         target = self.downloads_dir / Path(download.suggested_filename).name
@@ -272,27 +293,68 @@ class BrowserSession:
 
     # -- navigation --------------------------------------------------------
 
-    async def goto(self, url: str, *, settle: bool = True) -> None:
-        """Load ``url`` in the tab; with ``settle`` false the caller settles (``snapshot(settle_for=0)`` does it
-        in the same round trip as reading the page)."""
+    async def goto(self, url: str) -> None:
+        """Load ``url`` in the tab and settle it (:meth:`open` also reads it)."""
+        await self._navigate(url, LOADED)
+        await self.settle()
+
+    async def open(self, url: str, *, want_html: bool = True) -> Snapshot:
+        """Load ``url`` and read it. Once the navigation has committed, one round trip waits in the page for its
+        load and reads it, if it is settled by then; a page that is not is settled, then read."""
+        data = await self._navigate(url, call(LOADED_SNAPSHOT_SCRIPT, [want_html, 0]))
+        return await self._view(data, want_html, settle_for=0, read_in=0.0)
+
+    async def _navigate(self, url: str, expression: str) -> Any:
+        """Navigate the tab to ``url``, then evaluate ``expression`` (which waits for the load) in the new document;
+        its value, or None when there is none to have (a download, or the page's script failed).
+
+        Over the page's own DevTools session, not Playwright's ``goto``: its wait for the load, told from
+        Chromium to Playwright's driver and from there to this process, cost 6-7 ms of each ``open`` after the
+        page had loaded (the benchmark's Navigation Timing). ``Page.navigate`` answers once the new document has
+        committed, so what is evaluated next runs in it, and is answered as soon as the page has loaded.
+        """
         reason = await self.policy.check_async(url, top_level=True)
         if reason:
             raise ToolError(f"navigation to {url} refused: {reason}")
-        page = await self.ensure()
+        await self.ensure()
         self.refused.clear()
-        started = time.perf_counter()
+        self._proxy_refused.clear()
         try:
-            await page.goto(url, wait_until="load", timeout=self.page_timeout * 1000)
-        except Exception as exc:
-            if "Download is starting" not in str(exc):
-                raise self._navigation_error(url, exc) from None
+            value = await asyncio.wait_for(self._load(url, expression), self.page_timeout)
+        except asyncio.TimeoutError:
+            raise self._navigation_error(url, f"{url} did not load within {self.page_timeout:g} s") from None
+        self._note_refused_landing()
         if self.refused:
             with contextlib.suppress(Exception):
-                await page.go_back(timeout=5000)  # keep the tab on the page the model last saw
+                await self.page.go_back(timeout=5000)  # keep the tab on the page the model last saw
             self._raise_if_refused(f"navigation to {url}")
-        self.timings = {"goto": time.perf_counter() - started}
-        if settle:
-            await self.settle()
+        return value
+
+    async def _load(self, url: str, expression: str) -> Any:
+        started = time.perf_counter()
+        try:
+            reply = await self._cdp.send("Page.navigate", {"url": url})
+        except Exception as exc:  # the page crashed or closed
+            raise self._navigation_error(url, f"could not open {url}: {str(exc).splitlines()[0]}") from None
+        committed = time.perf_counter()
+        self.timings = {"navigate": committed - started}
+        if reply.get("isDownload"):
+            return None  # the page stays; the download is saved as the page settles
+        if reply.get("errorText"):
+            raise self._navigation_error(url, f"could not open {url}: {reply['errorText']}")
+        value = None
+        while True:
+            try:
+                value = await self._evaluate(expression)
+                break
+            except PageScriptError:
+                break  # read it again after settling: a failure that stays is told then
+            except Exception:  # the document went before its load (it navigated itself): wait in the next one
+                if self._crashed or self.page.is_closed():
+                    break
+                await asyncio.sleep(0.005)
+        self.timings["load"] = time.perf_counter() - committed
+        return value
 
     def _raise_if_refused(self, what: str) -> None:
         if self.refused:
@@ -305,12 +367,10 @@ class BrowserSession:
         if saving:
             await asyncio.wait(saving, timeout=timeout)
 
-    def _navigation_error(self, url: str, exc: Exception) -> ToolError:
+    def _navigation_error(self, url: str, text: str) -> ToolError:
+        """``text`` as the error, unless the policy refused the page (or a hop on the way to it): then why."""
         self._raise_if_refused(f"navigation to {url}")
-        text = str(exc).splitlines()[0]
-        if "Timeout" in type(exc).__name__ or "Timeout" in text:
-            return ToolError(f"{url} did not load within {self.page_timeout:g} s")
-        return ToolError(f"could not open {url}: {text}")
+        return ToolError(text)
 
     async def settle(self, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
         """Wait until the page is settled: no request in flight, no short timer pending (debounced widgets), and
@@ -354,28 +414,32 @@ class BrowserSession:
     async def snapshot(self, *, want_html: bool = True, settle_for: float | None = None) -> Snapshot:
         """What the page shows now. With ``settle_for`` (the DOM quiet time to wait for, in s), settle it first:
         a page that is quiet already is checked and read in one round trip; one that is not is settled, then read."""
-        page = await self.ensure()
+        await self.ensure()
         started = time.perf_counter()
         data = None
-        if settle_for is not None:
-            if not self._inflight:
-                with contextlib.suppress(Exception):  # between documents, or crashed: settle, then read as usual
-                    data = await self._evaluate(call(SETTLED_SNAPSHOT_SCRIPT, [want_html, settle_for * 1000]))
-            if data is None or self._inflight:  # not settled, or a request was reported while it was read
-                data = None
-                await self.settle(dom_quiet=settle_for)
-            else:
-                self._inflight.clear()
-                if self._saving:
-                    await self.finish_downloads()
-                await self._check_landing()
-        waited = time.perf_counter() - started
-        if data is None:
+        if settle_for is not None and not self._inflight:
+            with contextlib.suppress(Exception):  # between documents, or crashed: settle, then read as usual
+                data = await self._evaluate(call(SETTLED_SNAPSHOT_SCRIPT, [want_html, settle_for * 1000]))
+        self.timings = {}
+        return await self._view(data, want_html, settle_for, time.perf_counter() - started)
+
+    async def _view(self, data: Any, want_html: bool, settle_for: float | None, read_in: float) -> Snapshot:
+        """The view from ``data``, a snapshot taken in ``read_in`` s that also found the page settled; when it is
+        None (not settled, or not read) or a request was reported while it was taken, settle (with ``settle_for``)
+        and read the page again."""
+        if data is None or self._inflight:
             started = time.perf_counter()
-            data = await self._read(page, want_html)
-            self.timings.update(settle=waited, snapshot=time.perf_counter() - started)
-        else:  # one round trip both checked that the page is settled and read it
-            self.timings.update(settle=0.0, snapshot=waited)
+            if settle_for is not None:
+                await self.settle(dom_quiet=settle_for)
+            waited = time.perf_counter() - started
+            data = await self._read(want_html)
+            self.timings.update(settle=waited, snapshot=time.perf_counter() - started - waited)
+        else:
+            self._inflight.clear()
+            if self._saving:
+                await self.finish_downloads()
+            await self._check_landing()
+            self.timings.update(settle=0.0, snapshot=read_in)
         self.generation += 1
         links = {int(k): v["url"] for k, v in data["links"].items()}
         controls = {int(k): v for k, v in data["controls"].items()}
@@ -390,7 +454,7 @@ class BrowserSession:
             self.generation,
         )
 
-    async def _read(self, page: Any, want_html: bool) -> dict[str, Any]:
+    async def _read(self, want_html: bool) -> dict[str, Any]:
         try:
             return await self._evaluate(call(SNAPSHOT_SCRIPT, want_html))
         except Exception as exc:
@@ -410,7 +474,7 @@ class BrowserSession:
         )
         if "exceptionDetails" in reply:
             details = reply["exceptionDetails"]
-            raise RuntimeError((details.get("exception") or {}).get("description") or details.get("text"))
+            raise PageScriptError((details.get("exception") or {}).get("description") or details.get("text"))
         return reply["result"].get("value")
 
     async def screenshot(self, path: Path) -> str | None:
@@ -434,6 +498,7 @@ class BrowserSession:
         wait for whatever it set off."""
         page = await self.ensure()
         self.refused.clear()
+        self._proxy_refused.clear()
         timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
@@ -468,6 +533,7 @@ class BrowserSession:
             raise ToolError(f"{action} failed: {str(exc).splitlines()[0]}") from None
         with contextlib.suppress(Exception):
             await page.wait_for_load_state("load", timeout=self.page_timeout * 1000)
+        self._note_refused_landing()
         if self.refused:
             with contextlib.suppress(Exception):
                 await page.go_back(timeout=5000)  # back to the page the action was taken on

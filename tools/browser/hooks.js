@@ -5,6 +5,8 @@
 // - how many short timers are pending (debounced widgets answer after a delay);
 // - when the DOM last changed (ignoring the snapshot's own data-harmony-* marks).
 // The tool waits on the last two after an action, so a view shows the settled page.
+// It also keeps a promise of the document's load (all of the load event's listeners run), made with the
+// functions the page found, so the tool can wait for the load and read the page in one round trip.
 (() => {
   if (window.__harmonyHooks) return;
   const CLICKS = new Set(["click", "mousedown", "mouseup", "pointerdown", "pointerup", "dblclick", "touchstart"]);
@@ -13,13 +15,17 @@
   Object.defineProperty(window, "__harmonyHooks", { value: state, enumerable: false });
 
   const add = EventTarget.prototype.addEventListener;
+  const setT = window.setTimeout, clearT = window.clearTimeout;
+  // The page's own load listeners run after this one (it is the first), so it waits for the pageshow event that
+  // follows the load event at once, in the same task (a task later would wait for a paint).
+  const loaded = new Promise((resolve) => add.call(window, "pageshow", () => resolve(), { once: true }));
+  Object.defineProperty(state, "loaded", { value: loaded, enumerable: false });
   const wrappedAdd = function (type, listener, options) {
     if (CLICKS.has(type) && this instanceof Element) state.clicky.add(this);
     return add.call(this, type, listener, options);
   };
   Object.defineProperty(EventTarget.prototype, "addEventListener", { value: wrappedAdd, writable: true, configurable: true });
 
-  const setT = window.setTimeout, clearT = window.clearTimeout;
   const live = new Set();
   window.setTimeout = function (handler, delay, ...rest) {
     const ms = Number(delay) || 0;

@@ -38,6 +38,8 @@ HOP_HEADERS = {
     b"proxy-authenticate",
 }
 CONNECT_TIMEOUT = 10.0
+#: What a refused page or frame shows (the model is told the reason in words).
+REFUSED_PAGE = b"<!doctype html><title>Refused</title><h1>Navigation refused by policy</h1>"
 READ_SIZE = 65536
 
 
@@ -130,11 +132,10 @@ class PolicyProxy:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _refuse(self, target: str, reason: str) -> h11.Response:
+    def _refuse(self, target: str, reason: str) -> None:
         self.refused += 1
         if self.on_refused is not None:
             self.on_refused(target, reason)
-        return _error(403, "Refused by policy")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests from one browser connection, in turn, until either side closes it."""
@@ -168,8 +169,9 @@ class PolicyProxy:
             upstream_reader, upstream_writer = await _open(
                 self.policy, url, host.strip("[]"), int(port_text), self.connect_timeout
             )
-        except Refused as exc:
-            await self._send(client, writer, self._refuse(target, str(exc)), h11.EndOfMessage())
+        except Refused as exc:  # all a tunnel's refusal can say: Chromium shows its own error page
+            self._refuse(target, str(exc))
+            await self._send(client, writer, _error(403, "Refused by policy"), h11.EndOfMessage())
             return
         except (ValueError, ConnectionError) as exc:
             await self._send(client, writer, _error(502, str(exc)), h11.EndOfMessage())
@@ -198,7 +200,15 @@ class PolicyProxy:
                 self.policy, url, parts.hostname, parts.port or 80, self.connect_timeout
             )
         except Refused as exc:
-            await self._send(client, writer, self._refuse(url, str(exc)), h11.EndOfMessage())
+            # Answered with a page that says so: a page or a frame shows it (the session tells the model why), and
+            # a subresource just fails. So a plain-HTTP document needs no other check (see engine.py's interception).
+            self._refuse(url, str(exc))
+            refused = h11.Response(
+                status_code=403,
+                reason=b"Refused by policy",
+                headers=[(b"content-type", b"text/html"), (b"content-length", str(len(REFUSED_PAGE)).encode())],
+            )
+            await self._send(client, writer, refused, h11.Data(data=REFUSED_PAGE), h11.EndOfMessage())
             return
         except ConnectionError as exc:
             await self._send(client, writer, _error(502, str(exc)), h11.EndOfMessage())

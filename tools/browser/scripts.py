@@ -24,6 +24,16 @@ SETTLED_SNAPSHOT_SCRIPT = (
     " if (h && (h.pending || performance.now() - h.changed < domQuietMs)) return null;"
     f" return ({SNAPSHOT_SCRIPT.strip()})(wantHtml); }}"
 )
+# A promise of the document's load, all its listeners run: the hooks' (made before the page's scripts ran, with the
+# functions it found), or, in a document without them (the first about:blank), one made now.
+LOADED = (
+    "((h) => (h && h.loaded) || (document.readyState === 'complete' ? Promise.resolve()"
+    " : new Promise((resolve) => window.addEventListener('pageshow', () => resolve(), { once: true }))))"
+    "(window.__harmonyHooks)"
+)
+# Waits in the page for its load, then is the settled snapshot (null if not settled), as SETTLED_SNAPSHOT_SCRIPT:
+# after a navigation has committed, the load and the view cost one round trip.
+LOADED_SNAPSHOT_SCRIPT = f"(args) => {LOADED}.then(() => ({SETTLED_SNAPSHOT_SCRIPT})(args))"
 # WebSockets and similar bypass request interception, so pages do not get them unless allowed.
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""

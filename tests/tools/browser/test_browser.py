@@ -16,6 +16,7 @@ from harmony_agent.tools.browser import BrowserTool, LocalSearch, NavigationPoli
 from helpers import ROOT
 from helpers.available import require
 from helpers.cli_support import run_cli
+from helpers.pages import serve_pages
 
 SITE_FOLDER = ROOT / "examples" / "site"
 
@@ -186,8 +187,38 @@ async def test_refusals_are_decided_before_connecting(site, tmp_path):
         assert private.is_error and "private or reserved address (10.1.2.3)" in private.text()
         framed = await call(tool, "open", id=f"{base}/quirks?frame=http://localhost:{port}/fees.html?via-frame")
         assert not framed.is_error and tool.session.blocked_subresources >= 1
+        # An HTTPS hop is refused by the interception (the proxy would see only its host and port).
+        secure = await call(tool, "open", id=f"{base}/redirect?to=https://localhost:{port}/about.html?via-tls")
+        assert secure.is_error and "refused at https://localhost" in secure.text() and "deny list" in secure.text()
         # The refused targets were never requested (only the pages that pointed at them were).
         assert not any(h.startswith(("/about.html?via-redirect", "/fees.html?via-frame")) for h in hits)
+    finally:
+        await tool.aclose()
+
+
+async def test_a_click_that_leads_to_a_refused_page_says_why_and_the_tab_stays(site, tmp_path):
+    base, hits = site
+    port = base.rsplit(":", 1)[1]
+    policy = NavigationPolicy(
+        deny_domains=["localhost"],
+        allow_addresses=["127.0.0.1"],
+        resolver=lambda host: ["127.0.0.1"] if host == "localhost" else [],
+    )
+    links = (
+        f'<title>Links</title><p><a href="http://localhost:{port}/about.html?via-click">plain</a></p>'
+        f'<p><a href="https://localhost:{port}/about.html?via-tls-click">secure</a></p>'
+    )
+    tool = make_tool(base, tmp_path, policy=policy)
+    try:
+        with serve_pages({"/links": links}) as links_base:
+            for text, scheme in (("plain", "http"), ("secure", "https")):
+                view = await call(tool, "open", id=f"{links_base}/links")
+                clicked = await call(tool, "click", id=link_id(view.text(), text))
+                assert clicked.is_error, clicked.text()
+                assert f"refused at {scheme}://localhost:{port}/about.html" in clicked.text()
+                assert "deny list" in clicked.text()
+                assert tool.session.page.url == f"{links_base}/links"  # back on the page the click was made on
+        assert not any("click" in h for h in hits)
     finally:
         await tool.aclose()
 
@@ -340,3 +371,37 @@ def test_the_cli_runs_the_browser_with_a_search_backend_and_an_allow_list(site, 
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown search backend 'bing'" in bad.stderr
+
+
+async def test_open_reads_a_page_after_its_load_listeners_and_follows_a_page_that_moves_on_before_its_load(
+    site, tmp_path
+):
+    base, _hits = site
+    pages = {
+        # Its load listeners run after the tool's own (installed first): the view must still show what they did.
+        "/late": "<title>Late</title><p>at parse</p><script>addEventListener('load', () => "
+        "document.body.insertAdjacentHTML('beforeend', '<p>added at load</p>'));</script>",
+        # Moves on before its load: the open waits in the next document instead.
+        "/moves": "<title>Moving</title><script>location.replace('/late?moved');</script><img src='/slow.png'>",
+    }
+    tool = make_tool(base, tmp_path, policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
+    try:
+        with serve_pages(pages) as pages_base:
+            late = await call(tool, "open", id=f"{pages_base}/late")
+            assert "at parse" in late.text() and "added at load" in late.text(), late.text()
+            moved = await call(tool, "open", id=f"{pages_base}/moves")
+            assert not moved.is_error and "added at load" in moved.text(), moved.text()
+            assert moved.metadata["url"].endswith("/late?moved")
+    finally:
+        await tool.aclose()
+
+
+async def test_reader_mode_leaves_a_short_page_whole_without_running_the_extractor(browser, site, monkeypatch):
+    import trafilatura
+
+    def extract(*args, **kwargs):
+        raise AssertionError("the extractor ran on a page shorter than an article")
+
+    monkeypatch.setattr(trafilatura, "extract", extract)
+    short = await call(browser, "open", id=f"{site[0]}/about.html")
+    assert not short.is_error and short.metadata["source"] == "dom", short.text()

@@ -237,10 +237,12 @@ async def test_the_proxy_refuses_what_the_policy_refuses_and_says_so(forbidden):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request.encode())
         await writer.drain()
-        replies.append((await asyncio.wait_for(reader.readline(), 5)).decode())
+        replies.append((await asyncio.wait_for(reader.read(4096), 5)).decode())
         writer.close()
     await proxy.close()
     assert " 403 " in replies[0] and " 403 " in replies[1] and " 400 " in replies[2], replies
+    # A refused plain-HTTP request is answered with a page that says so (a tab or frame shows it), not left blank.
+    assert "text/html" in replies[1] and replies[1].endswith("<h1>Navigation refused by policy</h1>"), replies[1]
     assert replies[3] == ""  # spoken nonsense: the connection is closed, and the proxy keeps serving others
     assert proxy.refused == 2 and forbidden.connections == []
 
