@@ -1,8 +1,9 @@
 """The browser tool's cost: open and find on a local site, one session and several at once.
 
 Measures, in one run against ``examples/site`` served on 127.0.0.1:
-- Chromium's bare ``page.goto`` of the same pages (the floor any open pays);
-- ``browser.open`` by URL through the tool (goto, settle, extract, render the view): median and p95;
+- Chromium's bare ``page.goto`` of the same pages (the floor any open pays), and a bare ``Page.navigate`` over
+  DevTools with a wait in the page for its load (how the tool navigates, without its policy or its view);
+- ``browser.open`` by URL through the tool (navigate, load, read the view, extract, render): median and p95;
 - the same with a screenshot of every view;
 - ``browser.find`` on an open page;
 - several sessions opening pages at once, against one session.
@@ -14,13 +15,14 @@ this process instead (as before), where the site's Python and the tool's proxy t
 
 ``--quick`` (12 opens, 2 sessions) checks in CI that the script still runs and prints its ratios.
 
-``browser.open`` is also shown in its parts: the tool's own ``page.goto`` (through the policy proxy and the
-interception of documents), settling (waiting for what the page still does), the snapshot (the page script
-that writes the text view, read in one round trip that also checks the page is settled), extraction (reader
-mode and lines) and rendering the view. The two gotos are then split by the pages' own Navigation Timing
-(read after the clock stops): until the request is sent (the tool's includes the policy's pause of the
-document, a round trip to this process), the response (through the proxy), the document's load (its
-subresources through the proxy, the injected scripts), and the rest (Playwright telling this process).
+``browser.open`` is also shown in its parts: navigate (``Page.navigate`` on the page's own DevTools session,
+through the policy proxy, until the new document commits), load (one round trip that waits in the page for its
+load and reads the text view then, if the page is settled), settle and snapshot (only for a page not settled at
+its load), extraction (reader mode and lines) and rendering the view. The bare goto and the tool's navigation
+are then split by the pages' own Navigation Timing (read after the clock stops): until the request is sent, the
+response (the tool's through the proxy), the document's load (its subresources through the proxy, the injected
+scripts), and what comes after the load (Playwright or the tool telling this process; the tool's view included).
+The three are measured in turn on the same page, each in a tab of its own, in an order that turns each round.
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """

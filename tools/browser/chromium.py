@@ -42,7 +42,7 @@ PLAYWRIGHT_DISABLED_FEATURES = [
 ]
 DISABLED_FEATURES = [
     *PLAYWRIGHT_DISABLED_FEATURES,
-    # Cross-site frames stay in the page's process, so the page's request interception sees their requests.
+    # Cross-site frames stay in the page's process: one renderer per page, which the page's DevTools session sees.
     "IsolateOrigins",
     "site-per-process",
     # Headless Chromium is the full browser: each context's window had a hidden address-bar popup page in a
@@ -64,12 +64,12 @@ CHROMIUM_ARGS = [
     "--no-default-browser-check",
     "--disable-site-isolation-trials",
     "--disable-features=" + ",".join(DISABLED_FEATURES),
-    # No UDP for WebRTC (STUN datagrams go around request interception), and no DNS prefetching.
+    # No UDP for WebRTC (STUN datagrams would go around the policy proxy), and no DNS prefetching.
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--dns-prefetch-disable",
     # Chromium answers these names with loopback itself, and connects speculatively (a bare TCP connection) to a
-    # refused frame's host before interception answers it: these spellings of localhost never resolve at all.
+    # refused frame's host before its request is refused: these spellings of localhost never resolve at all.
     "--host-resolver-rules=MAP *.localhost ~NOTFOUND, MAP localhost. ~NOTFOUND, MAP *.localhost. ~NOTFOUND",
 ]
 DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper prints a shell warning; the binary does not

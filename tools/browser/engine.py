@@ -1,17 +1,17 @@
 """Chromium through Playwright: one browser per process (on the runtime), one context per agent session.
 
-The session enforces the navigation policy through Chromium's own request
-interception (the DevTools ``Fetch`` domain), which pauses every request,
-each redirect hop included, before any connection is made; Playwright's
-``route`` does not see redirect hops, so it is not used. It waits for pages
-by watching in-flight requests rather than a fixed network-idle delay, which
-keeps an ``open`` of a static page close to the cost of the navigation.
+Every connection the session's Chromium makes goes through its policy proxy
+(:mod:`tools.browser.proxy`), which asks the policy about each request and
+tunnel, each redirect hop included, before connecting; the session turns
+what the proxy refused into the model's error when the tab lands on it. It
+waits for pages by watching in-flight requests rather than a fixed
+network-idle delay, which keeps an ``open`` of a static page close to the
+cost of the navigation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import shutil
 import tempfile
@@ -24,7 +24,7 @@ from harmony_agent.tools.base import ToolError
 from harmony_agent.tools.browser import actions
 from harmony_agent.tools.browser.chromium import CHROMIUM_ARGS, BrowserEngine, find_chromium
 from harmony_agent.tools.browser.policy import NavigationPolicy
-from harmony_agent.tools.browser.proxy import REFUSED_PAGE, PolicyProxy
+from harmony_agent.tools.browser.proxy import PolicyProxy
 from harmony_agent.tools.browser.scripts import (
     HOOKS_SCRIPT,
     LOADED,
@@ -38,7 +38,6 @@ from harmony_agent.tools.browser.scripts import (
 
 # Where they lived before chromium.py: imported from here by the doctor, the tests and the benchmarks.
 __all__ = ["CHROMIUM_ARGS", "BrowserEngine", "BrowserSession", "Snapshot", "find_chromium"]
-REFUSED_PAGE_BASE64 = base64.b64encode(REFUSED_PAGE).decode()  # for Fetch.fulfillRequest
 # After an action, how long the DOM must be unchanged before the page counts as settled (animations, widgets
 # that redraw in steps).
 ACTION_DOM_QUIET = 0.06
@@ -87,7 +86,7 @@ class BrowserSession:
         self.page: Any = None
         self.generation = 0
         self.notes: list[str] = []  # things the model must be told with the next reply
-        self.refused: dict[str, str] = {}  # page URL -> why, from the interception
+        self.refused: dict[str, str] = {}  # the page the tab landed on, refused by the policy -> why
         self._proxy_refused: dict[str, str] = {}  # what the proxy refused since the last navigation -> why
         self.blocked_subresources = 0
         self.downloads: list[str] = []
@@ -96,8 +95,10 @@ class BrowserSession:
         self._crashed = False
         self._engine_held = False
         self._proxy: PolicyProxy | None = None
-        self._cdp: Any = None  # the page's own DevTools session: request interception, and reading the page
-        #: Seconds the last ``goto`` spent loading the page and settling it (the benchmark prints them).
+        self._cdp: Any = None  # the page's own DevTools session: navigating and reading the page
+        #: Seconds the last navigation or view spent in its parts: navigate (until the new document committed),
+        #: load (the wait in the page for its load, and the view read then), settle and snapshot (when the page
+        #: was not settled at its load, or after an action). The benchmark prints them.
         self.timings: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------
@@ -193,53 +194,7 @@ class BrowserSession:
         page.on("requestfailed", lambda request: self._inflight.discard(request))
         page.on("download", lambda download: self._saving.append(asyncio.ensure_future(self._save_download(download))))
         self._cdp = await self.context.new_cdp_session(page)
-        await self._intercept(self._cdp)
         return page
-
-    async def _intercept(self, cdp: Any) -> None:
-        main_frame = (await cdp.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
-
-        async def paused(event: dict) -> None:
-            url = event["request"]["url"]
-            top_level = event.get("resourceType") == "Document" and event.get("frameId") == main_frame
-            reason = await self.policy.check_async(url, top_level=top_level)
-            with contextlib.suppress(Exception):  # the page may be gone by now
-                if reason is None:
-                    await cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
-                elif event.get("resourceType") == "Document":
-                    # Answer a refused document ourselves: failing it would leave a Chromium error page
-                    # whose late commit cuts the next navigation short.
-                    if top_level:
-                        self.refused[url] = reason
-                    else:
-                        self.blocked_subresources += 1
-                    await cdp.send(
-                        "Fetch.fulfillRequest",
-                        {
-                            "requestId": event["requestId"],
-                            "responseCode": 403,
-                            "responseHeaders": [{"name": "Content-Type", "value": "text/html"}],
-                            "body": REFUSED_PAGE_BASE64,
-                        },
-                    )
-                else:
-                    self.blocked_subresources += 1
-                    await cdp.send(
-                        "Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"}
-                    )
-
-        cdp.on("Fetch.requestPaused", lambda event: asyncio.ensure_future(paused(event)))
-        # HTTPS documents only (pages and frames, each redirect hop included): a refused one gets a page of our own
-        # and a clear error. Everything else needs no pause here: it reaches the network only through the session's
-        # proxy, which asks the policy about every request and connects only to the addresses it checked. For plain
-        # HTTP the proxy sees the whole request, and answers a refused one with the same page (_note_refused_landing
-        # tells the model why); of HTTPS it sees only a tunnel's host and port, and a refused tunnel would leave
-        # Chromium's error page, whose late commit cuts the next navigation short. Each pause is a round trip to this
-        # process before the request is sent: 3-4 ms of an open, and one per image or script if all were paused.
-        await cdp.send(
-            "Fetch.enable",
-            {"patterns": [{"urlPattern": "https://*", "resourceType": "Document", "requestStage": "Request"}]},
-        )
 
     async def _on_popup(self, page: Any) -> None:
         """Popups are not followed into new tabs: they are closed, and their URL is offered to the model."""
@@ -255,17 +210,23 @@ class BrowserSession:
             )
 
     def _refused_by_proxy(self, target: str, reason: str) -> None:
-        """The proxy refused a request or a tunnel: a subresource, unless a page lands on it (see below)."""
+        """The proxy refused a request (``target`` is its URL) or a tunnel (``host:port``, for HTTPS): a
+        subresource's, unless the tab lands on it (see below)."""
         self._proxy_refused[target.split("#")[0]] = reason
         self.blocked_subresources += 1
 
-    def _note_refused_landing(self) -> None:
-        """A tab that landed on a plain-HTTP URL the proxy refused (a redirect hop, a link) shows the proxy's refused
-        page: that was a page refused, and the model is told why."""
+    def _note_refused_landing(self, failed: bool = False) -> None:
+        """Whether the tab landed on what the proxy refused: a plain-HTTP URL shows the proxy's refused page, and an
+        HTTPS one Chromium's error page (``failed``: the navigation failed so), for the tunnel the proxy refused.
+        That was a page refused, not a subresource, and the model is told why (:meth:`_raise_if_refused`)."""
         url = self.page.url.split("#")[0]
-        reason = self._proxy_refused.get(url)
-        if reason is not None:
-            self.refused[url] = reason
+        if failed or url.startswith("chrome-error:"):
+            tunnels = [target for target in self._proxy_refused if "://" not in target]
+            refused, shown = (tunnels[-1], f"https://{tunnels[-1]}") if tunnels else (None, "")
+        else:
+            refused = shown = url if url in self._proxy_refused else None
+        if refused is not None and shown:
+            self.refused[shown] = self._proxy_refused.pop(refused)
             self.blocked_subresources -= 1
 
     async def _save_download(self, download: Any) -> None:
@@ -308,10 +269,9 @@ class BrowserSession:
         """Navigate the tab to ``url``, then evaluate ``expression`` (which waits for the load) in the new document;
         its value, or None when there is none to have (a download, or the page's script failed).
 
-        Over the page's own DevTools session, not Playwright's ``goto``: its wait for the load, told from
-        Chromium to Playwright's driver and from there to this process, cost 6-7 ms of each ``open`` after the
-        page had loaded (the benchmark's Navigation Timing). ``Page.navigate`` answers once the new document has
-        committed, so what is evaluated next runs in it, and is answered as soon as the page has loaded.
+        Over the page's own DevTools session, not Playwright's ``goto``, so that waiting for the load and reading
+        the page are one round trip: ``Page.navigate`` answers once the new document (or Chromium's error page)
+        has committed, so what is evaluated next runs in it, and is answered as soon as the page has loaded.
         """
         reason = await self.policy.check_async(url, top_level=True)
         if reason:
@@ -320,28 +280,32 @@ class BrowserSession:
         self.refused.clear()
         self._proxy_refused.clear()
         try:
-            value = await asyncio.wait_for(self._load(url, expression), self.page_timeout)
+            value, error = await asyncio.wait_for(self._load(url, expression), self.page_timeout)
         except asyncio.TimeoutError:
-            raise self._navigation_error(url, f"{url} did not load within {self.page_timeout:g} s") from None
-        self._note_refused_landing()
+            value, error = None, f"{url} did not load within {self.page_timeout:g} s"
+        self._note_refused_landing(failed=error is not None and "ERR_TUNNEL_CONNECTION_FAILED" in error)
         if self.refused:
             with contextlib.suppress(Exception):
                 await self.page.go_back(timeout=5000)  # keep the tab on the page the model last saw
             self._raise_if_refused(f"navigation to {url}")
+        if error is not None:
+            raise ToolError(error)
         return value
 
-    async def _load(self, url: str, expression: str) -> Any:
+    async def _load(self, url: str, expression: str) -> tuple[Any, str | None]:
+        """``Page.navigate`` to ``url``, then ``expression`` evaluated in the new document: its value, and why the
+        navigation failed (None if it did not)."""
         started = time.perf_counter()
         try:
             reply = await self._cdp.send("Page.navigate", {"url": url})
         except Exception as exc:  # the page crashed or closed
-            raise self._navigation_error(url, f"could not open {url}: {str(exc).splitlines()[0]}") from None
+            return None, f"could not open {url}: {str(exc).splitlines()[0]}"
         committed = time.perf_counter()
         self.timings = {"navigate": committed - started}
         if reply.get("isDownload"):
-            return None  # the page stays; the download is saved as the page settles
-        if reply.get("errorText"):
-            raise self._navigation_error(url, f"could not open {url}: {reply['errorText']}")
+            return None, None  # the page stays; the download is saved as the page settles
+        if reply.get("errorText"):  # Chromium's error page has committed by now
+            return None, f"could not open {url}: {reply['errorText']}"
         value = None
         while True:
             try:
@@ -354,7 +318,7 @@ class BrowserSession:
                     break
                 await asyncio.sleep(0.005)
         self.timings["load"] = time.perf_counter() - committed
-        return value
+        return value, None
 
     def _raise_if_refused(self, what: str) -> None:
         if self.refused:
@@ -366,11 +330,6 @@ class BrowserSession:
         saving, self._saving = self._saving, []
         if saving:
             await asyncio.wait(saving, timeout=timeout)
-
-    def _navigation_error(self, url: str, text: str) -> ToolError:
-        """``text`` as the error, unless the policy refused the page (or a hop on the way to it): then why."""
-        self._raise_if_refused(f"navigation to {url}")
-        return ToolError(text)
 
     async def settle(self, limit: float = 3.0, dom_quiet: float = 0.0) -> None:
         """Wait until the page is settled: no request in flight, no short timer pending (debounced widgets), and

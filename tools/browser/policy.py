@@ -1,9 +1,9 @@
 """Where the browser may go: schemes, domains and addresses, decided before any connection.
 
 The browser session asks :meth:`NavigationPolicy.check` for the model's own
-navigations and, through Chromium's request interception, for every request a
-page makes, each redirect hop included. A refusal is a reason in words, which
-is what the model is told.
+navigations and, through its proxy (:mod:`tools.browser.proxy`), for every
+request and connection Chromium makes, each redirect hop included. A refusal
+is a reason in words, which is what the model is told.
 """
 
 from __future__ import annotations

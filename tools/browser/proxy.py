@@ -1,15 +1,16 @@
 """Every connection the browser makes goes through a proxy that connects only where the policy allows.
 
-Request interception (the DevTools ``Fetch`` domain) sees the requests of the
-page it is enabled on, but not everything Chromium sends: a popup's first
-request, WebSockets opened from workers, speculative preconnects and
-prefetches go around it, and Chromium resolves host names itself, so a name
-may lead somewhere else by the time it connects (DNS rebinding). Chromium
-sends all of these through a context's proxy, and through a proxy it does not
-resolve names at all. So each browser session gets this small forward proxy
-on 127.0.0.1: it asks the policy about every request (plain HTTP) and every
-tunnel (``CONNECT``, used for HTTPS and WebSockets), and connects only to the
-addresses the policy checked.
+This is the one place the browser's connections are checked. A page's own
+requests, each redirect hop, a popup's first request, WebSockets opened from
+workers, speculative preconnects and prefetches all go through a context's
+proxy (DevTools request interception would miss several of them), and
+through a proxy Chromium does not resolve names at all, so a name cannot lead
+somewhere else by the time it connects (DNS rebinding). So each browser
+session gets this small forward proxy on 127.0.0.1: it asks the policy about
+every request (plain HTTP) and every tunnel (``CONNECT``, used for HTTPS and
+WebSockets), and connects only to the addresses the policy checked. What it
+refuses it reports to the session, which tells the model when the tab lands
+on a refused page.
 
 HTTP/1.1 framing on both sides is h11's; this module only routes.
 """
@@ -169,7 +170,7 @@ class PolicyProxy:
             upstream_reader, upstream_writer = await _open(
                 self.policy, url, host.strip("[]"), int(port_text), self.connect_timeout
             )
-        except Refused as exc:  # all a tunnel's refusal can say: Chromium shows its own error page
+        except Refused as exc:  # all a refused tunnel can say: Chromium shows its error page, the session says why
             self._refuse(target, str(exc))
             await self._send(client, writer, _error(403, "Refused by policy"), h11.EndOfMessage())
             return
@@ -201,7 +202,7 @@ class PolicyProxy:
             )
         except Refused as exc:
             # Answered with a page that says so: a page or a frame shows it (the session tells the model why), and
-            # a subresource just fails. So a plain-HTTP document needs no other check (see engine.py's interception).
+            # a subresource just fails.
             self._refuse(url, str(exc))
             refused = h11.Response(
                 status_code=403,

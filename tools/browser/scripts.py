@@ -34,7 +34,8 @@ LOADED = (
 # Waits in the page for its load, then is the settled snapshot (null if not settled), as SETTLED_SNAPSHOT_SCRIPT:
 # after a navigation has committed, the load and the view cost one round trip.
 LOADED_SNAPSHOT_SCRIPT = f"(args) => {LOADED}.then(() => ({SETTLED_SNAPSHOT_SCRIPT})(args))"
-# WebSockets and similar bypass request interception, so pages do not get them unless allowed.
+# Pages do not get WebSockets and peer connections unless allowed: a socket's messages are not requests the policy
+# sees one by one (its tunnel is checked by the proxy; a peer connection's datagrams are turned off in chromium.py).
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {
   try { Object.defineProperty(window, name, { value: undefined, configurable: false }); } catch (e) {} } })();"""
 

@@ -205,8 +205,8 @@ class BrowserTool(Tool):
         self.session: BrowserSession | None = None
         self._live: Page | None = None
         self._searches = 0
-        #: Seconds each part of the last ``open`` by URL took: goto, settle, snapshot (the page script), extract
-        #: (reader mode and lines), render (the view). ``benchmarks/browser.py`` prints them.
+        #: Seconds each part of the last ``open`` by URL took: the session's (navigate, load, settle, snapshot),
+        #: extract (reader mode and lines) and render (the view). ``benchmarks/browser.py`` prints them.
         self.timings: dict[str, float] = {}
 
     def fresh(self) -> BrowserTool:
@@ -454,7 +454,7 @@ class BrowserTool(Tool):
             include_images=False,
             include_comments=False,
             # Without the fallback extractors (readability, jusText): the same text on the pages measured, in
-            # about a twentieth of the time (29 ms against 1.6 ms a page), the largest part of an open after goto.
+            # about a twentieth of the time (29 ms against 1.6 ms a page).
             fast=True,
         )
         if not extracted or len(extracted) < ARTICLE_MIN_CHARS:
