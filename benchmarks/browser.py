@@ -22,7 +22,9 @@ its load), extraction (reader mode and lines) and rendering the view. The bare g
 are then split by the pages' own Navigation Timing (read after the clock stops): until the request is sent, the
 response (the tool's through the proxy), the document's load (its subresources through the proxy, the injected
 scripts), and what comes after the load (Playwright or the tool telling this process; the tool's view included).
-The three are measured in turn on the same page, each in a tab of its own, in an order that turns each round.
+The three are measured in turn on the same page, each in a tab of its own, in all six orders in turn (so each
+goes first, and follows each other, as often), each after a short pause so it does not pay for its predecessor's
+leftover work.
 
 Target: open median <= 1.3x the bare goto's median, measured side by side (interleaved).
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import statistics
@@ -49,6 +52,8 @@ from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.engine import BrowserEngine
 
+#: The pause before each timed step of the interleaved runs.
+QUIET_S = 0.03
 PAGES = ["/index.html", "/hours.html", "/about.html", "/fees.html", "/history.html", "/search-catalog"]
 
 
@@ -142,10 +147,12 @@ async def interleaved(
             parts[part].append(tool.timings.get(part, 0.0))
 
     split: dict[str, list[list[float]]] = {"bare": [], "tool": []}
+    orders = list(itertools.permutations([goto, navigate, open_]))  # each runs first, and after each other, alike
     for index in range(count):
         url = base + PAGES[index % len(PAGES)]
-        steps = [goto, navigate, open_]
-        for step in steps[index % 3 :] + steps[: index % 3]:
+        for step in orders[index % len(orders)]:
+            # What the last one left for Chromium to do (painting the page it loaded) is done before the next clock.
+            await asyncio.sleep(QUIET_S)
             await step(url)
         assert tool.session is not None
         navigated = parts["navigate"][-1] + parts["load"][-1]
