@@ -220,13 +220,13 @@ class BrowserSession:
         HTTPS one Chromium's error page (``failed``: the navigation failed so), for the tunnel the proxy refused.
         That was a page refused, not a subresource, and the model is told why (:meth:`_raise_if_refused`)."""
         url = self.page.url.split("#")[0]
-        if failed or url.startswith("chrome-error:"):
+        if failed or url.startswith("chrome-error:"):  # an error page has no URL of its own: the last tunnel refused
             tunnels = [target for target in self._proxy_refused if "://" not in target]
-            refused, shown = (tunnels[-1], f"https://{tunnels[-1]}") if tunnels else (None, "")
+            landed, shown = (tunnels[-1], f"https://{tunnels[-1]}") if tunnels else (None, "")
         else:
-            refused = shown = url if url in self._proxy_refused else None
-        if refused is not None and shown:
-            self.refused[shown] = self._proxy_refused.pop(refused)
+            landed, shown = (url, url) if url in self._proxy_refused else (None, "")
+        if landed is not None:
+            self.refused[shown] = self._proxy_refused.pop(landed)
             self.blocked_subresources -= 1
 
     async def _save_download(self, download: Any) -> None:
