@@ -298,8 +298,12 @@ ws.onerror = () => {{ document.getElementById("out").textContent = "socket faile
             policy = NavigationPolicy(allow_addresses=[f"127.0.0.1:{base.rsplit(':', 1)[1]}", f"127.0.0.1:{ws_port}"])
             tool = BrowserTool(policy=policy, allow_sockets=True)
             await tool.process(ToolCall("browser.open", "analysis", json.dumps({"id": f"{base}/socket"})))
-            time.sleep(1)
-            view = await tool.process(ToolCall("browser.open", "analysis", "{}"))
+            # The view is read at the page's load; the socket's tunnel runs on this loop, so wait on it, not block it.
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                view = await tool.process(ToolCall("browser.open", "analysis", "{}"))
+                if "waiting" not in view.text():
+                    break
             await tool.aclose()
     finally:
         server.close()
