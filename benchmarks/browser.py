@@ -51,6 +51,7 @@ from examples.local_site import serve_site
 from harmony_agent.tools import ToolCall
 from harmony_agent.tools.browser import BrowserTool, NavigationPolicy
 from harmony_agent.tools.browser.engine import BrowserEngine
+from harmony_agent.tools.browser.scripts import LOADED
 
 #: The pause before each timed step of the interleaved runs.
 QUIET_S = 0.03
@@ -99,9 +100,6 @@ PARTS = ("navigate", "load", "settle", "snapshot", "extract", "render")
 # Navigation Timing of the page just loaded, in ms from the start of its navigation.
 TIMING = """() => { const n = performance.getEntriesByType("navigation")[0];
   return n ? [n.requestStart, n.responseEnd, n.loadEventEnd] : null; }"""
-# A bare wait in the page for its load (all load listeners run: pageshow follows at once), after ``Page.navigate``.
-BARE_LOAD = """document.readyState === "complete" ? 0 : new Promise((resolve) =>
-  addEventListener("pageshow", () => resolve(), { once: true }))"""
 STAGES = ("to request", "response", "load", "after the load")
 
 
@@ -117,7 +115,7 @@ async def interleaved(
     tool: BrowserTool, base: str, count: int
 ) -> tuple[list[float], list[float], list[float], dict[str, list[float]], dict[str, list[list[float]]]]:
     """A bare ``page.goto``, a bare ``Page.navigate`` and a ``browser.open`` of the same page, each in a tab of its
-    own, in an order that turns each round, so all three see the same machine load and none always goes first."""
+    own, in all six orders in turn, so all three see the same machine load and each goes first as often."""
     engine = BrowserEngine.shared()
     engine.acquire()
     browser = await engine.browser()
@@ -135,7 +133,8 @@ async def interleaved(
     async def navigate(url: str) -> None:
         started = time.perf_counter()
         await devtools.send("Page.navigate", {"url": url})
-        await devtools.send("Runtime.evaluate", {"expression": BARE_LOAD, "awaitPromise": True})
+        # The tool's own wait for the load; in a tab without the tool's hooks it is a bare wait for pageshow.
+        await devtools.send("Runtime.evaluate", {"expression": LOADED, "awaitPromise": True})
         navigates.append(time.perf_counter() - started)
 
     async def open_(url: str) -> None:

@@ -277,17 +277,14 @@ class BrowserSession:
         if reason:
             raise ToolError(f"navigation to {url} refused: {reason}")
         await self.ensure()
-        self.refused.clear()
-        self._proxy_refused.clear()
+        self._forget_refusals()
         try:
             value, error = await asyncio.wait_for(self._load(url, expression), self.page_timeout)
         except asyncio.TimeoutError:
             value, error = None, f"{url} did not load within {self.page_timeout:g} s"
-        self._note_refused_landing(failed=error is not None and "ERR_TUNNEL_CONNECTION_FAILED" in error)
-        if self.refused:
-            with contextlib.suppress(Exception):
-                await self.page.go_back(timeout=5000)  # keep the tab on the page the model last saw
-            self._raise_if_refused(f"navigation to {url}")
+        await self._leave_if_refused(
+            f"navigation to {url}", failed=error is not None and "ERR_TUNNEL_CONNECTION_FAILED" in error
+        )
         if error is not None:
             raise ToolError(error)
         return value
@@ -309,7 +306,8 @@ class BrowserSession:
         value = None
         while True:
             try:
-                value = await self._evaluate(expression)
+                boxed = await self._evaluate(expression, awaited=True)  # {"value": ...}, see scripts.py
+                value = boxed.get("value") if isinstance(boxed, dict) else None
                 break
             except PageScriptError:
                 break  # read it again after settling: a failure that stays is told then
@@ -319,6 +317,20 @@ class BrowserSession:
                 await asyncio.sleep(0.005)
         self.timings["load"] = time.perf_counter() - committed
         return value, None
+
+    def _forget_refusals(self) -> None:
+        """Before a navigation or an action: what was refused before it is not its doing."""
+        self.refused.clear()
+        self._proxy_refused.clear()
+
+    async def _leave_if_refused(self, what: str, *, failed: bool = False) -> None:
+        """If the tab landed on a refused page (see :meth:`_note_refused_landing`), go back to the page the model
+        last saw and say why (``what`` was refused)."""
+        self._note_refused_landing(failed=failed)
+        if self.refused:
+            with contextlib.suppress(Exception):
+                await self.page.go_back(timeout=5000)
+            self._raise_if_refused(what)
 
     def _raise_if_refused(self, what: str) -> None:
         if self.refused:
@@ -422,14 +434,18 @@ class BrowserSession:
                 raise ToolError("the page crashed while it was being read; it was reopened empty") from None
             raise ToolError(f"could not read the page: {str(exc).splitlines()[0]}") from None
 
-    async def _evaluate(self, expression: str) -> Any:
+    async def _evaluate(self, expression: str, *, awaited: bool = False) -> Any:
         """The value of ``expression`` in the page's main world, read over the page's own DevTools session.
 
         Not Playwright's ``evaluate``: that first installs Playwright's utility script in every new document
         (one more round trip to the page, and compiling it), which cost 5-8 ms of each ``open`` in the benchmark.
+        ``awaited``: the expression is a promise, and its value is what it resolves to. DevTools resolves it as
+        ``Promise.resolve`` does, so any object with a ``then`` (one a page put on ``Object.prototype``) would
+        answer instead: only the waits in scripts.py are awaited, and they resolve with an object without a
+        prototype. Everything else is read as it is.
         """
         reply = await self._cdp.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": awaited}
         )
         if "exceptionDetails" in reply:
             details = reply["exceptionDetails"]
@@ -456,8 +472,7 @@ class BrowserSession:
         """Do one action on the live page, then (unless ``settle`` is false: the caller's snapshot settles)
         wait for whatever it set off."""
         page = await self.ensure()
-        self.refused.clear()
-        self._proxy_refused.clear()
+        self._forget_refusals()
         timeout = min(self.page_timeout, 5) * 1000
         try:
             if action == "click":
@@ -492,11 +507,7 @@ class BrowserSession:
             raise ToolError(f"{action} failed: {str(exc).splitlines()[0]}") from None
         with contextlib.suppress(Exception):
             await page.wait_for_load_state("load", timeout=self.page_timeout * 1000)
-        self._note_refused_landing()
-        if self.refused:
-            with contextlib.suppress(Exception):
-                await page.go_back(timeout=5000)  # back to the page the action was taken on
-            self._raise_if_refused(f"{action}: navigation")
+        await self._leave_if_refused(f"{action}: navigation")
         if settle:
             await self.settle(dom_quiet=ACTION_DOM_QUIET)
 

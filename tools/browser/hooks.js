@@ -5,7 +5,7 @@
 // - how many short timers are pending (debounced widgets answer after a delay);
 // - when the DOM last changed (ignoring the snapshot's own data-harmony-* marks).
 // The tool waits on the last two after an action, so a view shows the settled page.
-// It also keeps a promise of the document's load (all of the load event's listeners run), made with the
+// It also offers a wait for the document's load (all of the load event's listeners run), made with the
 // functions the page found, so the tool can wait for the load and read the page in one round trip.
 (() => {
   if (window.__harmonyHooks) return;
@@ -16,10 +16,20 @@
 
   const add = EventTarget.prototype.addEventListener;
   const setT = window.setTimeout, clearT = window.clearTimeout;
-  // The page's own load listeners run after this one (it is the first), so it waits for the pageshow event that
-  // follows the load event at once, in the same task (a task later would wait for a paint).
-  const loaded = new Promise((resolve) => add.call(window, "pageshow", () => resolve(), { once: true }));
-  Object.defineProperty(state, "loaded", { value: loaded, enumerable: false });
+  // afterLoad(read): a promise of read()'s value, taken once the document has loaded. The page's own load
+  // listeners run after this one (it is the first), so it waits for the pageshow event that follows the load
+  // event at once, in the same task (a task later would wait for a paint). It uses only what it took before the
+  // page's scripts ran, and the value comes boxed in an object without a prototype, so that no `then` a page
+  // defines on Promise or Object can stand in for the tool's reading of the page.
+  const NativePromise = Promise;
+  let loaded = false;
+  let onLoad = null;
+  add.call(window, "pageshow", () => { loaded = true; const go = onLoad; onLoad = null; if (go) go(); }, { once: true });
+  const afterLoad = (read) => new NativePromise((resolve, reject) => {
+    const go = () => { try { resolve({ __proto__: null, value: read() }); } catch (error) { reject(error); } };
+    if (loaded) go(); else { const before = onLoad; onLoad = before ? () => { before(); go(); } : go; }
+  });
+  Object.defineProperty(state, "afterLoad", { value: afterLoad, enumerable: false });
   const wrappedAdd = function (type, listener, options) {
     if (CLICKS.has(type) && this instanceof Element) state.clicky.add(this);
     return add.call(this, type, listener, options);

@@ -24,16 +24,20 @@ SETTLED_SNAPSHOT_SCRIPT = (
     " if (h && (h.pending || performance.now() - h.changed < domQuietMs)) return null;"
     f" return ({SNAPSHOT_SCRIPT.strip()})(wantHtml); }}"
 )
-# A promise of the document's load, all its listeners run: the hooks' (made before the page's scripts ran, with the
-# functions it found), or, in a document without them (the first about:blank), one made now.
-LOADED = (
-    "((h) => (h && h.loaded) || (document.readyState === 'complete' ? Promise.resolve()"
-    " : new Promise((resolve) => window.addEventListener('pageshow', () => resolve(), { once: true }))))"
-    "(window.__harmonyHooks)"
+# ``(read) => promise`` of ``{value: read()}``, taken once the document has loaded (all its load listeners run):
+# by the hooks (see hooks.js: nothing the page's scripts replaced can answer for it), or, in a document without
+# them (the first about:blank), here.
+_AFTER_LOAD = (
+    "((read) => { const h = window.__harmonyHooks; if (h && h.afterLoad) return h.afterLoad(read);"
+    " return new Promise((resolve, reject) => { const go = () => { try { resolve({ __proto__: null, value: read() });"
+    " } catch (error) { reject(error); } }; if (document.readyState === 'complete') go();"
+    " else window.addEventListener('pageshow', go, { once: true }); }); })"
 )
+# The document's load, waited for in the page.
+LOADED = f"{_AFTER_LOAD}(() => null)"
 # Waits in the page for its load, then is the settled snapshot (null if not settled), as SETTLED_SNAPSHOT_SCRIPT:
 # after a navigation has committed, the load and the view cost one round trip.
-LOADED_SNAPSHOT_SCRIPT = f"(args) => {LOADED}.then(() => ({SETTLED_SNAPSHOT_SCRIPT})(args))"
+LOADED_SNAPSHOT_SCRIPT = f"(args) => {_AFTER_LOAD}(() => ({SETTLED_SNAPSHOT_SCRIPT})(args))"
 # Pages do not get WebSockets and peer connections unless allowed: a socket's messages are not requests the policy
 # sees one by one (its tunnel is checked by the proxy; a peer connection's datagrams are turned off in chromium.py).
 NO_SOCKETS_SCRIPT = """(() => { for (const name of ["WebSocket", "WebTransport", "RTCPeerConnection", "webkitRTCPeerConnection"]) {

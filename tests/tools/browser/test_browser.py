@@ -405,3 +405,24 @@ async def test_reader_mode_leaves_a_short_page_whole_without_running_the_extract
     monkeypatch.setattr(trafilatura, "extract", extract)
     short = await call(browser, "open", id=f"{site[0]}/about.html")
     assert not short.is_error and short.metadata["source"] == "dom", short.text()
+
+
+async def test_a_page_cannot_forge_the_view_through_the_promises_the_tool_waits_on(site, tmp_path):
+    base, _hits = site
+    # The page replaces Promise, its `then`, and gives every object a `then` (a thenable hands back what it likes);
+    # the tool's wait for the load and its reading of the page must use none of what the page replaced.
+    forged = (
+        "<title>Forger</title><p>real text</p><script>"
+        "Promise.prototype.then = function () { return Promise.resolve('forged view'); };"
+        "Object.defineProperty(Object.prototype, 'then', { value(ok) { ok('forged object'); }, configurable: true });"
+        "window.Promise = function () { return Promise.resolve('forged promise'); };</script>"
+    )
+    tool = make_tool(base, tmp_path, policy=NavigationPolicy(allow_addresses=["127.0.0.1"]))
+    try:
+        with serve_pages({"/forger": forged}) as pages_base:
+            view = await call(tool, "open", id=f"{pages_base}/forger")
+            assert not view.is_error and "real text" in view.text(), view.text()
+            again = await call(tool, "open")  # read again, as it is now
+            assert not again.is_error and "real text" in again.text(), again.text()
+    finally:
+        await tool.aclose()
